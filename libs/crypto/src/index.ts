@@ -1,0 +1,3 @@
+export * from './random';
+export * from './field';
+export * from './fixed-point';
