@@ -1,3 +1,12 @@
+/**
+ * libs/crypto — Confide's cryptographic core. No framework imports: plain functions over bigints inside,
+ * base64url strings and bytes at the boundary, randomness injectable for tests.
+ */
 export * from './random';
+export * from './encoding';
 export * from './field';
 export * from './fixed-point';
+export * from './shamir';
+export * from './keys';
+export * from './envelope';
+export * from './signature';

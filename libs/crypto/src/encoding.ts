@@ -1,0 +1,66 @@
+/** Base64url without padding (RFC 4648 §5), the byte encoding Confide uses at every boundary. */
+export function toBase64Url(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
+}
+
+/**
+ * Decodes strict base64url (RFC 4648 §5, no padding, no other characters).
+ * @param expectedLength when given, the decoded length must match
+ * @throws TypeError on any other character, or RangeError on a length mismatch
+ */
+export function fromBase64Url(text: string, expectedLength?: number, what = 'value'): Uint8Array {
+  if (typeof text !== 'string' || !/^[A-Za-z0-9_-]*$/.test(text)) throw new TypeError(`${what} is not base64url`);
+  const bytes = new Uint8Array(Buffer.from(text, 'base64url'));
+  // Node ignores trailing bits; insist the text is the canonical encoding of the bytes.
+  if (toBase64Url(bytes) !== text) throw new TypeError(`${what} is not canonical base64url`);
+  if (expectedLength !== undefined && bytes.length !== expectedLength) {
+    throw new RangeError(`${what} must be ${expectedLength} bytes, got ${bytes.length}`);
+  }
+  return bytes;
+}
+
+/** A JSON value that has exactly one canonical encoding: no floats, no undefined, no bigint. */
+export type CanonicalValue =
+  | null
+  | boolean
+  | number
+  | string
+  | readonly CanonicalValue[]
+  | { readonly [key: string]: CanonicalValue };
+
+/**
+ * Canonical JSON: object keys sorted by UTF-16 code units, no insignificant whitespace, strings as
+ * JSON.stringify escapes them — the RFC 8785 (JCS) rules restricted to integers, so that every value has
+ * one encoding and number formatting can never differ between signer and verifier. Big integers travel
+ * as decimal or hex strings.
+ * @throws TypeError on a non-safe-integer number, bigint, undefined (or an array hole), function, or a non-plain object
+ */
+export function canonicalJson(value: unknown): string {
+  if (value === null) return 'null';
+  switch (typeof value) {
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'string':
+      return JSON.stringify(value);
+    case 'number':
+      if (!Number.isSafeInteger(value)) throw new TypeError(`canonical JSON allows only safe integers, got ${value}`);
+      return Object.is(value, -0) ? '0' : String(value);
+    case 'object': {
+      // Array.from visits holes as undefined (which throws); map would skip them and emit "[,1]", which is not JSON.
+      if (Array.isArray(value)) return `[${Array.from(value as unknown[], canonicalJson).join(',')}]`;
+      const proto = Object.getPrototypeOf(value) as unknown;
+      if (proto !== Object.prototype && proto !== null) throw new TypeError('canonical JSON allows only plain objects');
+      const entries = Object.entries(value as Record<string, unknown>)
+        .filter(([, v]) => v !== undefined)
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+    }
+    default:
+      throw new TypeError(`canonical JSON cannot encode a ${typeof value}`);
+  }
+}
+
+/** UTF-8 bytes of {@link canonicalJson}. */
+export function canonicalBytes(value: unknown): Uint8Array {
+  return new Uint8Array(Buffer.from(canonicalJson(value), 'utf8'));
+}
