@@ -1,2 +1,7 @@
 /** libs/protocol: study schemas, CSV loading, query compilation, local aggregation and the protocols. */
-export {};
+export * from './schema';
+export * from './csv';
+export * from './query';
+export * from './aggregate';
+export * from './shamir';
+export * from './simulation';
