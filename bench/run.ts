@@ -1,0 +1,25 @@
+import { fieldBench } from './field.bench';
+import { publish, type BenchSection } from './harness';
+import { decryptSumBench, simulationBench, splitEncryptBench } from './shamir.bench';
+
+/** Every benchmark by id; `npm run bench -- ID...` runs some, `npm run bench` runs all. */
+const BENCHES: Record<string, () => Promise<BenchSection>> = {
+  field: fieldBench,
+  'shamir-round1': splitEncryptBench,
+  'shamir-round2': decryptSumBench,
+  'shamir-simulation': () => simulationBench(),
+};
+
+async function main(ids: string[]): Promise<void> {
+  const unknown = ids.filter((id) => !(id in BENCHES));
+  if (unknown.length) throw new Error(`unknown benchmark ${unknown.join(', ')}; known: ${Object.keys(BENCHES).join(', ')}`);
+  for (const id of ids.length ? ids : Object.keys(BENCHES)) {
+    process.stderr.write(`running ${id}…\n`);
+    publish(await BENCHES[id]!());
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+});
