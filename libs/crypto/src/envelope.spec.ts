@@ -1,15 +1,9 @@
-import { createCipheriv, createDecipheriv, createHash, createPublicKey, diffieHellman, hkdfSync } from 'node:crypto';
+import { createDecipheriv, createPublicKey, diffieHellman, hkdfSync } from 'node:crypto';
 import fc from 'fast-check';
 import { canonicalBytes, fromBase64Url, toBase64Url } from './encoding';
 import { EnvelopeError, hkdfSha256, openEnvelope, sealEnvelope, type Envelope, type EnvelopeContext } from './envelope';
 import { generateKeyPair, importPublicKey, keyPairFromPrivate, type PublicKey } from './keys';
-import type { RandomSource } from './random';
-
-/** Deterministic test randomness: the AES-256-CTR keystream under SHA-256(seed). Same seed, same bytes. */
-function seededRandom(seed: string | number): RandomSource {
-  const cipher = createCipheriv('aes-256-ctr', createHash('sha256').update(`confide-test:${seed}`).digest(), Buffer.alloc(16));
-  return (length) => new Uint8Array(cipher.update(Buffer.alloc(length)));
-}
+import { seededRandom } from '../../../test/support/randomness';
 
 const bob = keyPairFromPrivate('x25519', seededRandom('bob')(32));
 const mallory = keyPairFromPrivate('x25519', seededRandom('mallory')(32));

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { P, add, addVectors, assertFieldElement, inv, mod, mul, neg, randomElement, sub, sumVectors } from './field';
 import type { RandomSource } from './random';
+import { chiSquare } from '../../../test/support/randomness';
 
 // Reference arithmetic: plain bigint `%`, normalised to [0, p).
 const ref = (x: bigint): bigint => ((x % P) + P) % P;
@@ -40,13 +41,6 @@ const hex16 = (hex: string): Uint8Array => Uint8Array.from(Buffer.from(hex.padSt
 
 /** Bytes that vary with `i` (distinct draws), for sources that only need to be non-constant. */
 const secureRandomLike = (n: number, i: number): Uint8Array => Uint8Array.from({ length: n }, (_, j) => (i * 31 + j * 7) & 0xff);
-
-/** Pearson's χ² statistic of observed counts against equal expected counts. */
-function chiSquare(counts: readonly number[]): number {
-  const total = counts.reduce((a, b) => a + b, 0);
-  const expected = total / counts.length;
-  return counts.reduce((sum, c) => sum + (c - expected) ** 2 / expected, 0);
-}
 
 // χ² critical value for 7 degrees of freedom (8 bins) at p = 10^-6: scipy.stats.chi2.isf(1e-6, 7).
 const CHI2_CRITICAL_7DF = 40.52;

@@ -1,14 +1,8 @@
-import { createCipheriv, createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { P, add, mul, sub } from './field';
 import type { RandomSource } from './random';
 import { MAX_HOLDERS, checkConsistency, reconstructSecret, splitAdditive, splitSecret, type ShamirShare } from './shamir';
-
-/** Deterministic test randomness: the AES-256-CTR keystream under SHA-256(seed). Same seed, same bytes. */
-function seededRandom(seed: string | number): RandomSource {
-  const cipher = createCipheriv('aes-256-ctr', createHash('sha256').update(`confide-test:${seed}`).digest(), Buffer.alloc(16));
-  return (length) => new Uint8Array(cipher.update(Buffer.alloc(length)));
-}
+import { chiSquare, seededRandom } from '../../../test/support/randomness';
 
 const element = fc.oneof(fc.bigInt({ min: 0n, max: P - 1n }), fc.constantFrom(0n, 1n, P - 1n));
 const secretVector = fc.array(element, { minLength: 1, maxLength: 4 });
@@ -19,13 +13,6 @@ function corrupt(share: ShamirShare, c = 0, delta = 1n): ShamirShare {
 }
 
 // ---- χ² test for uniformity, used on share values (STYLE.md: the test must be able to fail) ----
-
-/** Pearson's χ² statistic of observed counts against equal expected counts. */
-function chiSquare(counts: readonly number[]): number {
-  const total = counts.reduce((a, b) => a + b, 0);
-  const expected = total / counts.length;
-  return counts.reduce((sum, c) => sum + (c - expected) ** 2 / expected, 0);
-}
 
 // Critical values at p = 10^-6 (scipy.stats.chi2.isf(1e-6, df)) for 8 and 16 bins.
 const CHI2_CRITICAL: Record<number, number> = { 8: 40.52, 16: 56.49 };
