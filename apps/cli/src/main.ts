@@ -1,32 +1,43 @@
 #!/usr/bin/env node
-import { Output } from './output';
 import { UsageError } from './args';
-import { simulateCommand, SIMULATE_USAGE } from './commands/simulate';
+import { ApiCallError } from './client';
+import { ADMIN_USAGE, adminCommand } from './commands/admin';
+import { COORDINATOR_USAGE, coordinatorCommand } from './commands/coordinator';
+import { DEMO_USAGE, demoCommand } from './commands/demo';
+import { PARTICIPANT_USAGE, participantCommand } from './commands/participant';
+import { QUERY_USAGE, queryCommand } from './commands/query';
+import { SIMULATE_USAGE, simulateCommand } from './commands/simulate';
+import { Output } from './output';
 
 const USAGE = `Usage: confide <command> [options]
 
 Commands:
-  simulate     run the shamir protocol in memory over CSV files (one participant per file)
-  demo         a secure aggregation with generated data (needs the coordinator services: not yet built)
+  demo                       a real secure aggregation on this machine, nothing to set up
+  coordinator start          run the coordinator service
+  admin study create|invite|keys create
+                             define studies, invite participants, issue API keys
+  participant enroll|run     enroll this machine as a participant, run its worker
+  query                      submit a query (--wait for the result), or 'query status ID'
+  simulate                   run the shamir protocol in memory over CSV files
 
+Global options: --coordinator URL (CONFIDE_URL), --token TOKEN (CONFIDE_TOKEN), --json.
 Run 'confide <command> --help' for a command's options.`;
 
 type Command = { run: (argv: readonly string[], out: Output) => Promise<void>; usage: string };
 
 const COMMANDS: Record<string, Command> = {
+  demo: { run: demoCommand, usage: DEMO_USAGE },
+  coordinator: { run: coordinatorCommand, usage: COORDINATOR_USAGE },
+  admin: { run: adminCommand, usage: ADMIN_USAGE },
+  participant: { run: participantCommand, usage: PARTICIPANT_USAGE },
+  query: { run: queryCommand, usage: QUERY_USAGE },
   simulate: { run: simulateCommand, usage: SIMULATE_USAGE },
-  demo: {
-    usage: 'Usage: confide demo [--participants N]',
-    run: () =>
-      Promise.reject(
-        new Error('not yet: the demo needs the coordinator, workers and queue (the services issue). Meanwhile `npm run simulate` runs the protocol in memory.'),
-      ),
-  },
 };
 
 /** Maps an error to the CLI's stable error codes. */
 function errorCode(err: Error): string {
   if (err instanceof UsageError) return 'usage';
+  if (err instanceof ApiCallError) return err.code;
   const code = (err as Error & { code?: unknown }).code;
   return typeof code === 'string' ? code : err.name;
 }
@@ -50,7 +61,7 @@ async function main(argv: readonly string[]): Promise<number> {
   out.json = rest.includes('--json');
   try {
     await command.run(rest, out);
-    return 0;
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));
     out.error(e, errorCode(e));
@@ -61,4 +72,6 @@ async function main(argv: readonly string[]): Promise<number> {
 
 void main(process.argv.slice(2)).then((code) => {
   process.exitCode = code;
+  // Long-running commands return only after their own shutdown; anything left (a stray timer) must not hold the CLI.
+  setImmediate(() => process.exit(code));
 });

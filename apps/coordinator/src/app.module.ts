@@ -1,5 +1,55 @@
-import { Module } from '@nestjs/common';
+import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD, APP_PIPE } from '@nestjs/core';
+import type { KeyPair } from '@confide/crypto';
+import { ApiKeyGuard } from './auth/api-key.guard';
+import type { CoordinatorConfig } from './config';
+import type { Database } from './db/database';
+import { EnrollmentController } from './enrollment/enrollment.controller';
+import { EnrollmentService } from './enrollment/enrollment.service';
+import { EventsController } from './events/events.controller';
 import { HealthController } from './health/health.controller';
+import { ErrorFilter } from './http/error.filter';
+import { validationPipe } from './http/validation';
+import type { Logger } from './logging';
+import { Orchestrator, type RedisConnections } from './orchestration/orchestrator';
+import { QueriesController } from './queries/queries.controller';
+import { QueriesService } from './queries/queries.service';
+import { Repositories } from './storage';
+import { StudiesController } from './studies/studies.controller';
+import { StudiesService } from './studies/studies.service';
+import { CONFIG, COORDINATOR_KEY, DATABASE, LOGGER, REDIS } from './tokens';
 
-@Module({ controllers: [HealthController] })
-export class AppModule {}
+/** Infrastructure created before Nest boots (so boot fails fast with a clear message) and handed in. */
+export interface CoordinatorInfrastructure {
+  readonly config: CoordinatorConfig;
+  readonly logger: Logger;
+  readonly database: Database;
+  readonly redis: RedisConnections;
+  readonly key: KeyPair;
+}
+
+/** The coordinator's one module: thin controllers over plain services. */
+@Module({})
+export class AppModule {
+  static register(infra: CoordinatorInfrastructure): DynamicModule {
+    return {
+      module: AppModule,
+      controllers: [HealthController, StudiesController, EnrollmentController, QueriesController, EventsController],
+      providers: [
+        { provide: CONFIG, useValue: infra.config },
+        { provide: LOGGER, useValue: infra.logger },
+        { provide: DATABASE, useValue: infra.database },
+        { provide: REDIS, useValue: infra.redis },
+        { provide: COORDINATOR_KEY, useValue: infra.key },
+        { provide: APP_GUARD, useClass: ApiKeyGuard },
+        { provide: APP_FILTER, useClass: ErrorFilter },
+        { provide: APP_PIPE, useFactory: validationPipe },
+        Repositories,
+        Orchestrator,
+        StudiesService,
+        EnrollmentService,
+        QueriesService,
+      ],
+    };
+  }
+}

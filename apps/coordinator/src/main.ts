@@ -1,18 +1,12 @@
-import 'reflect-metadata';
-import { Logger } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
-import { AppModule } from './app.module';
+import { loadConfig } from './config';
+import { startCoordinator } from './bootstrap';
 
-async function bootstrap(): Promise<void> {
-  const app = await NestFactory.create(AppModule, { logger: ['error', 'warn', 'log'] });
-  const port = Number(process.env.PORT ?? 8080);
-  await app.listen(port, '127.0.0.1');
-  Logger.log(`coordinator listening on 127.0.0.1:${port}`, 'Bootstrap');
-  // Close the app (HTTP server, and later queues and database) on SIGTERM/SIGINT, then exit 0, so an
-  // orchestrator sees a clean stop rather than a death by signal.
+/** Entry point of the coordinator process (`node dist/.../main.js`; `confide coordinator start` does the same). */
+async function main(): Promise<void> {
+  const running = await startCoordinator(loadConfig());
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
-      void app.close().then(
+      void running.close().then(
         () => process.exit(0),
         () => process.exit(1),
       );
@@ -20,4 +14,7 @@ async function bootstrap(): Promise<void> {
   }
 }
 
-void bootstrap();
+main().catch((err: unknown) => {
+  process.stderr.write(`coordinator: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

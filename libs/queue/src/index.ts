@@ -1,5 +1,8 @@
 /**
- * libs/queue — queue and job names, payload types, Redis connections and ACLs (DESIGN.md "Storage and
- * services"). Empty until the services issue; the folder exists so the monorepo layout already covers it.
+ * libs/queue — queue and job names (never rename), payload contracts, Redis connections and ACLs
+ * (DESIGN.md "Storage and services"). Shared by the coordinator and the participant worker.
  */
-export {};
+export * from './names';
+export * from './payloads';
+export * from './redis';
+export * from './acl';

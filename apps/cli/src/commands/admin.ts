@@ -1,0 +1,50 @@
+import { readFile } from 'node:fs/promises';
+import { parseCommandArgs, UsageError } from '../args';
+import { CoordinatorClient, GLOBAL_OPTIONS } from '../client';
+import type { Output } from '../output';
+
+export const ADMIN_USAGE = `Usage: confide admin study create --file study.json
+       confide admin invite --study NAME --participant NAME
+       confide admin keys create --role researcher|auditor|admin [--label TEXT]
+Global: --coordinator URL (CONFIDE_URL), --token TOKEN (CONFIDE_TOKEN), --json`;
+
+/** `confide admin …`: studies, invitations and API keys. */
+export async function adminCommand(argv: readonly string[], out: Output): Promise<void> {
+  const [area, action, ...rest] = argv;
+  const sub = area === 'invite' ? 'invite' : `${area ?? ''} ${action ?? ''}`;
+  const args = area === 'invite' ? [action, ...rest].filter((a): a is string => a !== undefined) : rest;
+  switch (sub) {
+    case 'study create': {
+      const { values } = parseCommandArgs(args, { ...GLOBAL_OPTIONS, file: { type: 'string' } });
+      out.json = values.json === true;
+      if (!values.file) throw new UsageError('--file study.json is required');
+      let study: unknown;
+      try {
+        study = JSON.parse(await readFile(values.file, 'utf8'));
+      } catch (err) {
+        throw new UsageError(`cannot read ${values.file} as JSON: ${(err as Error).message}`);
+      }
+      const created = await CoordinatorClient.from(values).post<{ id: string; name: string }>('/v1/studies', study);
+      out.result(created, () => `created study ${created.name} (${created.id})`);
+      return;
+    }
+    case 'invite': {
+      const { values } = parseCommandArgs(args, { ...GLOBAL_OPTIONS, study: { type: 'string' }, participant: { type: 'string' } });
+      out.json = values.json === true;
+      if (!values.study || !values.participant) throw new UsageError('--study NAME and --participant NAME are required');
+      const res = await CoordinatorClient.from(values).post<{ token: string; expiresAt: string }>(`/v1/studies/${encodeURIComponent(values.study)}/invitations`, { participant: values.participant });
+      out.result({ token: res.token, expiresAt: res.expiresAt }, () => `invitation for ${values.participant} (valid until ${res.expiresAt}; give it to them privately):\n${res.token}`);
+      return;
+    }
+    case 'keys create': {
+      const { values } = parseCommandArgs(args, { ...GLOBAL_OPTIONS, role: { type: 'string' }, label: { type: 'string' } });
+      out.json = values.json === true;
+      if (!values.role || !['researcher', 'auditor', 'admin'].includes(values.role)) throw new UsageError('--role must be researcher, auditor or admin');
+      const res = await CoordinatorClient.from(values).post<{ id: string; role: string; token: string }>('/v1/api-keys', { role: values.role, label: values.label });
+      out.result({ token: res.token, id: res.id, role: res.role }, () => `${res.role} API key ${res.id} (shown once):\n${res.token}`);
+      return;
+    }
+    default:
+      throw new UsageError(`unknown admin command ${JSON.stringify(argv.slice(0, 2).join(' '))}`);
+  }
+}

@@ -1,0 +1,24 @@
+import { loadConfig } from '../../../coordinator/src/config';
+import { intOption, parseCommandArgs, UsageError } from '../args';
+import type { Output } from '../output';
+
+export const COORDINATOR_USAGE = `Usage: confide coordinator start [--port N]
+Runs the coordinator with the environment described in the README (DATABASE_URL, REDIS_URL,
+CONFIDE_ADMIN_TOKEN, CONFIDE_DATA_DIR, ...). SIGTERM stops it cleanly.`;
+
+/** `confide coordinator start`: the coordinator in this process. */
+export async function coordinatorCommand(argv: readonly string[], _out: Output): Promise<void> {
+  const [action, ...args] = argv;
+  if (action !== 'start') throw new UsageError(`unknown coordinator command ${JSON.stringify(action ?? '')}`);
+  const { values } = parseCommandArgs(args, { port: { type: 'string' } });
+  const port = intOption(values.port, 'port');
+  const config = loadConfig({ ...process.env, ...(port !== undefined ? { PORT: String(port) } : {}) });
+  // Loaded lazily: NestJS is only needed by this command, not by every CLI call.
+  const { startCoordinator } = await import('../../../coordinator/src/bootstrap.js');
+  const running = await startCoordinator(config);
+  process.stderr.write(`coordinator listening on ${running.url} (OpenAPI at ${running.url}/docs)\n`);
+  await new Promise<void>((resolve) => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());
+  });
+  await running.close();
+}

@@ -1,0 +1,63 @@
+import { ForbiddenException, Inject, Injectable, UnauthorizedException, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { Request } from 'express';
+import { CONFIG } from '../tokens';
+import type { CoordinatorConfig } from '../config';
+import { Repositories } from '../storage';
+import { INVITATION_KEY, PUBLIC_KEY, ROLES_KEY } from './decorators';
+import { hashToken, tokensEqual, type Role } from './tokens';
+
+/** Who made a request, as the guard established it. */
+export interface Principal {
+  readonly role: Role;
+  /** api_keys.id, or "bootstrap-admin" for CONFIDE_ADMIN_TOKEN. */
+  readonly keyId: string;
+}
+
+export type AuthedRequest = Request & { principal?: Principal; bearer?: string };
+
+/** The bearer token of a request, if it has one. */
+export function bearerOf(req: Request): string | undefined {
+  const h = req.headers.authorization;
+  if (typeof h !== 'string') return undefined;
+  const m = /^Bearer ([A-Za-z0-9_.~+/=-]{1,512})$/.exec(h.trim());
+  return m?.[1];
+}
+
+/**
+ * Default-deny authentication and authorisation for every route (registered as APP_GUARD): a route must
+ * say who may call it. Bearer API keys are looked up by hash; CONFIDE_ADMIN_TOKEN is the bootstrap admin.
+ */
+@Injectable()
+export class ApiKeyGuard implements CanActivate {
+  constructor(
+    private readonly reflector: Reflector,
+    @Inject(CONFIG) private readonly config: CoordinatorConfig,
+    private readonly repos: Repositories,
+  ) {}
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    const targets = [context.getHandler(), context.getClass()];
+    if (this.reflector.getAllAndOverride<boolean>(PUBLIC_KEY, targets)) return true;
+    const req = context.switchToHttp().getRequest<AuthedRequest>();
+    const token = bearerOf(req);
+    if (this.reflector.getAllAndOverride<boolean>(INVITATION_KEY, targets)) {
+      if (!token) throw new UnauthorizedException('an invitation token is required as the bearer');
+      req.bearer = token;
+      return true;
+    }
+    const roles = this.reflector.getAllAndOverride<Role[] | undefined>(ROLES_KEY, targets);
+    if (!token) throw new UnauthorizedException('a bearer API key is required');
+    const principal = await this.authenticate(token);
+    if (!principal) throw new UnauthorizedException('unknown or revoked API key');
+    if (!roles || !roles.includes(principal.role)) throw new ForbiddenException(`role ${principal.role} may not call this route`);
+    req.principal = principal;
+    return true;
+  }
+
+  private async authenticate(token: string): Promise<Principal | undefined> {
+    if (tokensEqual(token, this.config.adminToken)) return { role: 'admin', keyId: 'bootstrap-admin' };
+    const key = await this.repos.apiKeys.findActiveByHash(hashToken(token));
+    return key ? { role: key.role, keyId: key.id } : undefined;
+  }
+}

@@ -1,0 +1,77 @@
+import { z } from 'zod';
+
+/**
+ * The coordinator's configuration, validated once at boot (STYLE.md "Config"). Every variable is in the
+ * README's configuration table. Errors name the variable, never its value: some are secrets.
+ */
+const positiveSeconds = (fallback: number) => z.coerce.number().int().min(1).max(7 * 24 * 3600).default(fallback);
+
+const envSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+    .optional(),
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').default('redis://127.0.0.1:6379'),
+  CONFIDE_PUBLIC_REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').optional(),
+  CONFIDE_ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters'),
+  CONFIDE_DATA_DIR: z.string().min(1).default('./data'),
+  CONFIDE_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/, 'letters, digits, - and _ only').default('confide'),
+  CONFIDE_ROUND1_SECONDS: positiveSeconds(120),
+  CONFIDE_ROUND2_SECONDS: positiveSeconds(120),
+  CONFIDE_INVITE_TTL_SECONDS: positiveSeconds(7 * 24 * 3600),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export interface CoordinatorConfig {
+  readonly port: number;
+  readonly host: string;
+  readonly databaseUrl: string | undefined;
+  readonly redisUrl: string;
+  /** The Redis address participants are told to use (defaults to REDIS_URL without its credentials). */
+  readonly publicRedisUrl: string;
+  readonly adminToken: string;
+  readonly dataDir: string;
+  readonly queuePrefix: string;
+  readonly round1Seconds: number;
+  readonly round2Seconds: number;
+  readonly inviteTtlSeconds: number;
+  readonly logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+}
+
+/** Thrown at boot for a missing or invalid variable; the message names each variable and the rule. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+function withoutCredentials(url: string): string {
+  const u = new URL(url);
+  u.username = '';
+  u.password = '';
+  return u.toString();
+}
+
+/** Reads and validates the coordinator's environment. @throws ConfigError naming every bad variable */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorConfig {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  const e = parsed.data;
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    publicRedisUrl: e.CONFIDE_PUBLIC_REDIS_URL ?? withoutCredentials(e.REDIS_URL),
+    adminToken: e.CONFIDE_ADMIN_TOKEN,
+    dataDir: e.CONFIDE_DATA_DIR,
+    queuePrefix: e.CONFIDE_QUEUE_PREFIX,
+    round1Seconds: e.CONFIDE_ROUND1_SECONDS,
+    round2Seconds: e.CONFIDE_ROUND2_SECONDS,
+    inviteTtlSeconds: e.CONFIDE_INVITE_TTL_SECONDS,
+    logLevel: e.LOG_LEVEL,
+  };
+}

@@ -1,0 +1,139 @@
+import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+
+/**
+ * The coordinator's schema migrations: one set for both databases. Types are the portable subset (text,
+ * integer, 64-bit integer); the only dialect difference is the name of the 64-bit integer type.
+ * Migrations are append-only: never edit one that has shipped, add the next.
+ */
+
+/** Which database a migration runs on. */
+export type Dialect = 'postgres' | 'sqlite';
+
+function initial(dialect: Dialect): Migration {
+  // SQLite integers are already 64-bit; PostgreSQL's `integer` is 32-bit, too small for ms timestamps.
+  const int64 = dialect === 'postgres' ? 'bigint' : 'integer';
+  return {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createTable('studies')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull().unique())
+        .addColumn('schema_json', 'text', (c) => c.notNull())
+        .addColumn('min_participants', 'integer', (c) => c.notNull())
+        .addColumn('created_at', int64, (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('participants')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('study_id', 'text', (c) => c.notNull().references('studies.id'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('encryption_key', 'text', (c) => c.notNull())
+        .addColumn('signing_key', 'text', (c) => c.notNull())
+        .addColumn('encryption_fingerprint', 'text', (c) => c.notNull())
+        .addColumn('signing_fingerprint', 'text', (c) => c.notNull())
+        // Each participant has its own Redis ACL user; two sharing one could read each other's queues.
+        .addColumn('redis_user', 'text', (c) => c.notNull().unique())
+        .addColumn('redis_password_sha256', 'text', (c) => c.notNull())
+        .addColumn('max_records', 'integer', (c) => c.notNull())
+        .addColumn('enrolled_at', int64, (c) => c.notNull())
+        .addUniqueConstraint('participants_study_name_unique', ['study_id', 'name'])
+        .execute();
+
+      await db.schema
+        .createTable('invitations')
+        .addColumn('token_hash', 'text', (c) => c.primaryKey())
+        .addColumn('study_id', 'text', (c) => c.notNull().references('studies.id'))
+        .addColumn('participant_name', 'text', (c) => c.notNull())
+        .addColumn('created_at', int64, (c) => c.notNull())
+        .addColumn('expires_at', int64, (c) => c.notNull())
+        .addColumn('used_at', int64)
+        // No foreign key: the invitation is consumed before the participant row exists, in one transaction.
+        .addColumn('participant_id', 'text')
+        .execute();
+
+      await db.schema
+        .createTable('api_keys')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('label', 'text')
+        .addColumn('created_at', int64, (c) => c.notNull())
+        .addColumn('revoked_at', int64)
+        .addCheckConstraint('api_keys_role_check', sql`role in ('admin', 'researcher', 'auditor')`)
+        .execute();
+
+      await db.schema
+        .createTable('queries')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('study_id', 'text', (c) => c.notNull().references('studies.id'))
+        .addColumn('protocol', 'text', (c) => c.notNull())
+        .addColumn('spec_json', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text')
+        .addColumn('created_at', int64, (c) => c.notNull())
+        .addColumn('finished_at', int64)
+        .addColumn('plan_json', 'text')
+        .addColumn('current_round', 'integer', (c) => c.notNull())
+        .addColumn('failure_reason', 'text')
+        .addColumn('result_json', 'text')
+        .addColumn('contributors', 'integer')
+        .addCheckConstraint('queries_status_check', sql`status in ('running', 'succeeded', 'failed')`)
+        .execute();
+      await db.schema.createIndex('queries_study_idx').on('queries').columns(['study_id', 'created_at']).execute();
+
+      await db.schema
+        .createTable('rounds')
+        .addColumn('query_id', 'text', (c) => c.notNull().references('queries.id'))
+        .addColumn('round', 'integer', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('opened_at', int64, (c) => c.notNull())
+        .addColumn('deadline', int64, (c) => c.notNull())
+        .addColumn('expected', 'integer', (c) => c.notNull())
+        .addColumn('closed_at', int64)
+        .addColumn('closed_json', 'text')
+        .addPrimaryKeyConstraint('rounds_pk', ['query_id', 'round'])
+        .addCheckConstraint('rounds_status_check', sql`status in ('open', 'closed', 'failed')`)
+        .execute();
+
+      await db.schema
+        .createTable('contributions')
+        .addColumn('query_id', 'text', (c) => c.notNull())
+        .addColumn('round', 'integer', (c) => c.notNull())
+        .addColumn('participant_id', 'text', (c) => c.notNull().references('participants.id'))
+        .addColumn('bundle_hash', 'text', (c) => c.notNull())
+        .addColumn('received_at', int64, (c) => c.notNull())
+        .addPrimaryKeyConstraint('contributions_pk', ['query_id', 'round', 'participant_id'])
+        .addForeignKeyConstraint('contributions_round_fk', ['query_id', 'round'], 'rounds', ['query_id', 'round'])
+        .execute();
+
+      // `idx` is the Merkle leaf index, so it must be gap-free. It is assigned by EventLog.append under a lock,
+      // not by a sequence: a PostgreSQL sequence (serial, identity) is not transactional, and a rolled-back
+      // or ON CONFLICT DO NOTHING insert would burn a value and leave a hole in the ledger.
+      await db.schema
+        .createTable('events')
+        .addColumn('idx', int64, (c) => c.primaryKey())
+        .addColumn('type', 'text', (c) => c.notNull())
+        .addColumn('body', 'text', (c) => c.notNull())
+        .addColumn('dedup_key', 'text', (c) => c.notNull().unique())
+        .addColumn('created_at', int64, (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('event_append_lock')
+        .addColumn('id', 'integer', (c) => c.primaryKey())
+        .execute();
+      await sql`insert into event_append_lock (id) values (1)`.execute(db);
+    },
+  };
+}
+
+/**
+ * The in-code migration provider for Kysely's `Migrator`: migrations are compiled into the app, so
+ * there is no directory to find at run time.
+ * @param dialect the database the migrations will run on
+ */
+export function migrationProvider(dialect: Dialect): MigrationProvider {
+  return {
+    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect) }),
+  };
+}

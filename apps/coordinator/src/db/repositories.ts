@@ -1,0 +1,449 @@
+import { canonicalJson } from '@confide/crypto';
+import type { Kysely } from 'kysely';
+import type {
+  ApiKey,
+  Contribution,
+  Invitation,
+  NewApiKey,
+  NewContribution,
+  NewInvitation,
+  NewParticipant,
+  NewQuery,
+  NewRound,
+  NewStudy,
+  Participant,
+  Query,
+  Round,
+  StoredEvent,
+  Study,
+  Tables,
+} from './schema';
+
+/**
+ * The coordinator's repositories: plain classes over `Kysely<Tables>`, the same SQL on PostgreSQL and
+ * SQLite (DESIGN.md "Storage and services"). BullMQ delivers jobs at least once (STYLE.md "Queues"), so
+ * every write a redelivered job can repeat is idempotent or a compare-and-set at the database level:
+ * inserts are `on conflict do nothing`, state changes are `update ... where status = <expected>` and
+ * report whether this call made the change.
+ *
+ * Each class also accepts a `Transaction<Tables>` (it is a `Kysely<Tables>`): build the repositories
+ * over the transaction to make writes to several tables atomic. Inside one, never use repositories built
+ * over the root `Kysely`: on SQLite that waits for the transaction's own connection and never returns.
+ */
+
+/** Thrown when an insert would break a uniqueness rule (a study name, a participant name in a study, an id). */
+export class ConflictError extends Error {
+  override readonly name = 'ConflictError';
+}
+
+/** Runs `fn` in a transaction, or directly when `db` already is one (Kysely does not nest transactions). */
+function inTransaction<T>(db: Kysely<Tables>, fn: (trx: Kysely<Tables>) => Promise<T>): Promise<T> {
+  return db.isTransaction ? fn(db) : db.transaction().execute(fn);
+}
+
+/** Studies: created by the admin, unique by name. */
+export class StudyRepository {
+  constructor(private readonly db: Kysely<Tables>) {}
+
+  /**
+   * Stores a new study.
+   * @throws ConflictError when a study with this name (or id) exists
+   */
+  async create(study: NewStudy): Promise<Study> {
+    // `on conflict do nothing` rather than catching the unique violation: on PostgreSQL a violation aborts
+    // the surrounding transaction, this does not, and it needs no per-driver error codes.
+    const row = await this.db.insertInto('studies').values(study).onConflict((oc) => oc.doNothing()).returningAll().executeTakeFirst();
+    if (row === undefined) throw new ConflictError(`a study named ${JSON.stringify(study.name)} already exists`);
+    return row;
+  }
+
+  /** The study with this name, if any. */
+  getByName(name: string): Promise<Study | undefined> {
+    return this.db.selectFrom('studies').selectAll().where('name', '=', name).executeTakeFirst();
+  }
+
+  /** The study with this id, if any. */
+  getById(id: string): Promise<Study | undefined> {
+    return this.db.selectFrom('studies').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  /** Every study, oldest first. */
+  list(): Promise<Study[]> {
+    return this.db.selectFrom('studies').selectAll().orderBy('created_at').orderBy('id').execute();
+  }
+}
+
+/** Why an invitation could not be consumed. */
+export type ConsumeFailure = 'unknown' | 'used' | 'expired';
+
+/** The outcome of `InvitationRepository.consume`. */
+export type ConsumeResult = { ok: true; invitation: Invitation } | { ok: false; reason: ConsumeFailure };
+
+/** Single-use enrolment invitations, keyed by the hash of their token. */
+export class InvitationRepository {
+  constructor(private readonly db: Kysely<Tables>) {}
+
+  /**
+   * Stores a new, unused invitation.
+   * @throws ConflictError when an invitation with this token hash exists
+   */
+  async create(invitation: NewInvitation): Promise<Invitation> {
+    const row = await this.db
+      .insertInto('invitations')
+      .values({ ...invitation, used_at: null, participant_id: null })
+      .onConflict((oc) => oc.doNothing())
+      .returningAll()
+      .executeTakeFirst();
+    if (row === undefined) throw new ConflictError('an invitation with this token already exists');
+    return row;
+  }
+
+  /** The invitation with this token hash, used or not. */
+  get(tokenHash: string): Promise<Invitation | undefined> {
+    return this.db.selectFrom('invitations').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst();
+  }
+
+  /**
+   * Marks the invitation used by `participantId`, if it is unused and not expired at `now`. One UPDATE
+   * decides, so two concurrent enrolments with one token cannot both succeed. When it matches nothing, a
+   * lookup says why: no such token, already used (reported even if also expired), or expired.
+   * Run it in the same transaction as the participant's insert (see `ParticipantRepository.enroll`), so a
+   * failed enrolment does not burn the invitation.
+   */
+  async consume(tokenHash: string, now: number, participantId: string): Promise<ConsumeResult> {
+    const invitation = await this.db
+      .updateTable('invitations')
+      .set({ used_at: now, participant_id: participantId })
+      .where('token_hash', '=', tokenHash)
+      .where('used_at', 'is', null)
+      .where('expires_at', '>', now)
+      .returningAll()
+      .executeTakeFirst();
+    if (invitation !== undefined) return { ok: true, invitation };
+    const row = await this.get(tokenHash);
+    if (row === undefined) return { ok: false, reason: 'unknown' };
+    return { ok: false, reason: row.used_at !== null ? 'used' : 'expired' };
+  }
+}
+
+/** A participant's keys and limits, as `ParticipantRepository.enroll` takes them (the invitation gives the rest). */
+export type EnrollingParticipant = Omit<NewParticipant, 'study_id' | 'name' | 'enrolled_at'>;
+
+/** The outcome of `ParticipantRepository.enroll`. */
+export type EnrollResult = { ok: true; participant: Participant; invitation: Invitation } | { ok: false; reason: ConsumeFailure };
+
+/** Enrolled participants, unique by name within a study. */
+export class ParticipantRepository {
+  constructor(private readonly db: Kysely<Tables>) {}
+
+  /**
+   * Stores a new participant.
+   * @throws ConflictError when the study already has a participant with this name, or the id or Redis
+   *   user is taken
+   */
+  async create(participant: NewParticipant): Promise<Participant> {
+    const row = await this.db.insertInto('participants').values(participant).onConflict((oc) => oc.doNothing()).returningAll().executeTakeFirst();
+    if (row === undefined) throw new ConflictError(`a participant named ${JSON.stringify(participant.name)} is already enrolled in this study`);
+    return row;
+  }
+
+  /**
+   * Consumes the invitation and stores the participant in one transaction: the study and the name come
+   * from the invitation, never from the caller, and a participant insert that fails leaves the invitation
+   * unused. Joins the surrounding transaction when built over one.
+   * @throws ConflictError as `create` (the invitation is then left unused)
+   */
+  enroll(tokenHash: string, now: number, participant: EnrollingParticipant): Promise<EnrollResult> {
+    return inTransaction(this.db, async (trx) => {
+      const consumed = await new InvitationRepository(trx).consume(tokenHash, now, participant.id);
+      if (!consumed.ok) return consumed;
+      const { invitation } = consumed;
+      const row = await new ParticipantRepository(trx).create({
+        ...participant,
+        study_id: invitation.study_id,
+        name: invitation.participant_name,
+        enrolled_at: now,
+      });
+      return { ok: true, participant: row, invitation };
+    });
+  }
+
+  /** The participant with this id, if any. */
+  get(id: string): Promise<Participant | undefined> {
+    return this.db.selectFrom('participants').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  /** A study's participants, by name. */
+  listByStudy(studyId: string): Promise<Participant[]> {
+    return this.db.selectFrom('participants').selectAll().where('study_id', '=', studyId).orderBy('name').execute();
+  }
+
+  /** Every participant of every study, by study then name. */
+  listAll(): Promise<Participant[]> {
+    return this.db.selectFrom('participants').selectAll().orderBy('study_id').orderBy('name').execute();
+  }
+
+  /** How many participants a study has. */
+  async countByStudy(studyId: string): Promise<number> {
+    const { n } = await this.db
+      .selectFrom('participants')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('study_id', '=', studyId)
+      .executeTakeFirstOrThrow();
+    return Number(n);
+  }
+}
+
+/** API keys, found by the hash of their token. */
+export class ApiKeyRepository {
+  constructor(private readonly db: Kysely<Tables>) {}
+
+  /**
+   * Stores a new, unrevoked API key.
+   * @throws ConflictError when the id or token hash exists
+   */
+  async create(key: NewApiKey): Promise<ApiKey> {
+    const row = await this.db
+      .insertInto('api_keys')
+      .values({ ...key, revoked_at: null })
+      .onConflict((oc) => oc.doNothing())
+      .returningAll()
+      .executeTakeFirst();
+    if (row === undefined) throw new ConflictError('an API key with this id or token already exists');
+    return row;
+  }
+
+  /** The unrevoked key with this token hash, if any. */
+  findActiveByHash(tokenHash: string): Promise<ApiKey | undefined> {
+    return this.db.selectFrom('api_keys').selectAll().where('token_hash', '=', tokenHash).where('revoked_at', 'is', null).executeTakeFirst();
+  }
+
+  /** Revokes a key; true when this call revoked it, false when it was unknown or already revoked. */
+  async revoke(id: string, now: number): Promise<boolean> {
+    const r = await this.db.updateTable('api_keys').set({ revoked_at: now }).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+}
+
+/** How a query ended, as `QueryRepository.finish` records it. */
+export type QueryOutcome =
+  | { status: 'succeeded'; result_json: string; contributors: number }
+  | { status: 'failed'; failure_reason: string; contributors?: number | null };
+
+/** Queries and their outcome. */
+export class QueryRepository {
+  constructor(private readonly db: Kysely<Tables>) {}
+
+  /**
+   * Stores a new, running query.
+   * @throws ConflictError when the id exists
+   */
+  async create(query: NewQuery): Promise<Query> {
+    const row = await this.db
+      .insertInto('queries')
+      .values({ ...query, status: 'running', finished_at: null, failure_reason: null, result_json: null, contributors: null })
+      .onConflict((oc) => oc.doNothing())
+      .returningAll()
+      .executeTakeFirst();
+    if (row === undefined) throw new ConflictError(`a query with id ${query.id} already exists`);
+    return row;
+  }
+
+  /** The query with this id, if any. */
+  get(id: string): Promise<Query | undefined> {
+    return this.db.selectFrom('queries').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  /** Records the query's plan (committee, deadlines); true when the query was still running. */
+  async setPlan(id: string, planJson: string): Promise<boolean> {
+    const r = await this.db.updateTable('queries').set({ plan_json: planJson }).where('id', '=', id).where('status', '=', 'running').executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+
+  /**
+   * Moves a running query forward to `round`; false when it is finished or already at or past that round,
+   * so a redelivered job cannot move it back.
+   */
+  async setRound(id: string, round: number): Promise<boolean> {
+    const r = await this.db
+      .updateTable('queries')
+      .set({ current_round: round })
+      .where('id', '=', id)
+      .where('status', '=', 'running')
+      .where('current_round', '<', round)
+      .executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+
+  /**
+   * Records the outcome, as a compare-and-set from `running`: exactly one of any number of concurrent or
+   * redelivered calls returns true and writes; the rest return false and change nothing.
+   */
+  async finish(id: string, outcome: QueryOutcome, now: number): Promise<boolean> {
+    const r = await this.db
+      .updateTable('queries')
+      .set({
+        status: outcome.status,
+        result_json: outcome.status === 'succeeded' ? outcome.result_json : null,
+        failure_reason: outcome.status === 'failed' ? outcome.failure_reason : null,
+        contributors: outcome.contributors ?? null,
+        finished_at: now,
+      })
+      .where('id', '=', id)
+      .where('status', '=', 'running')
+      .executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+
+  /** A study's queries, oldest first. */
+  listByStudy(studyId: string): Promise<Query[]> {
+    return this.db.selectFrom('queries').selectAll().where('study_id', '=', studyId).orderBy('created_at').orderBy('id').execute();
+  }
+}
+
+/** Protocol rounds of a query. */
+export class RoundRepository {
+  constructor(private readonly db: Kysely<Tables>) {}
+
+  /** Opens a round; idempotent: true when this call created it, false when it already existed (unchanged). */
+  async open(round: NewRound): Promise<boolean> {
+    const row = await this.db
+      .insertInto('rounds')
+      .values({ ...round, status: 'open', closed_at: null, closed_json: null })
+      .onConflict((oc) => oc.columns(['query_id', 'round']).doNothing())
+      .returning('round')
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** Closes an open round with its summary (compare-and-set from `open`); true when this call closed it. */
+  async close(queryId: string, round: number, closedJson: string, now: number): Promise<boolean> {
+    const r = await this.db
+      .updateTable('rounds')
+      .set({ status: 'closed', closed_json: closedJson, closed_at: now })
+      .where('query_id', '=', queryId)
+      .where('round', '=', round)
+      .where('status', '=', 'open')
+      .executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+
+  /** Fails an open round (compare-and-set from `open`); true when this call failed it. */
+  async fail(queryId: string, round: number, now: number): Promise<boolean> {
+    const r = await this.db
+      .updateTable('rounds')
+      .set({ status: 'failed', closed_at: now })
+      .where('query_id', '=', queryId)
+      .where('round', '=', round)
+      .where('status', '=', 'open')
+      .executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+
+  /** The round, if opened. */
+  get(queryId: string, round: number): Promise<Round | undefined> {
+    return this.db.selectFrom('rounds').selectAll().where('query_id', '=', queryId).where('round', '=', round).executeTakeFirst();
+  }
+
+  /** A query's rounds, in order. */
+  listByQuery(queryId: string): Promise<Round[]> {
+    return this.db.selectFrom('rounds').selectAll().where('query_id', '=', queryId).orderBy('round').execute();
+  }
+
+  /** Every open round of every query, by deadline (for resuming after a restart). */
+  listOpen(): Promise<Round[]> {
+    return this.db.selectFrom('rounds').selectAll().where('status', '=', 'open').orderBy('deadline').orderBy('query_id').orderBy('round').execute();
+  }
+}
+
+/** Which participants answered which round: metadata only (a hash of the bundle), never its contents. */
+export class ContributionRepository {
+  constructor(private readonly db: Kysely<Tables>) {}
+
+  /**
+   * Records a contribution; idempotent: true when this call recorded it, false when this participant's
+   * contribution to this round was already recorded (the first one stays, whatever its hash).
+   */
+  async record(contribution: NewContribution): Promise<boolean> {
+    const row = await this.db
+      .insertInto('contributions')
+      .values(contribution)
+      .onConflict((oc) => oc.columns(['query_id', 'round', 'participant_id']).doNothing())
+      .returning('participant_id')
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** A round's contributions, by participant id. */
+  list(queryId: string, round: number): Promise<Contribution[]> {
+    return this.db
+      .selectFrom('contributions')
+      .selectAll()
+      .where('query_id', '=', queryId)
+      .where('round', '=', round)
+      .orderBy('participant_id')
+      .execute();
+  }
+}
+
+/**
+ * The append-only event log that becomes the Merkle ledger (DESIGN.md "Ledger"): event `idx` is leaf
+ * `idx` of an RFC 6962 tree, so indices start at 0 and have no gaps.
+ */
+export class EventLog {
+  constructor(private readonly db: Kysely<Tables>) {}
+
+  /**
+   * Appends an event, once per `dedupKey`: a repeated append (a redelivered job) returns the index of
+   * the event already stored under that key, and stores nothing, even if `body` differs.
+   *
+   * Appends are serialised by updating the one row of `event_append_lock` first (a row lock on PostgreSQL,
+   * the write lock on SQLite); the index is then max + 1, inside the same transaction, so a rolled-back
+   * append leaves no hole. Joins the surrounding transaction when built over one.
+   * @param body stored as canonical JSON (sorted keys, no whitespace)
+   * @returns the event's index
+   * @throws TypeError when `type` or `dedupKey` is empty, or `body` is not canonical-JSON encodable
+   *   (see `canonicalJson`: plain objects, safe integers)
+   */
+  async append(type: string, body: object, dedupKey: string, now: number): Promise<number> {
+    if (type.length === 0) throw new TypeError('an event needs a type');
+    if (dedupKey.length === 0) throw new TypeError('an event needs a dedup key');
+    const text = canonicalJson(body);
+    return inTransaction(this.db, async (trx) => {
+      const lock = await trx
+        .updateTable('event_append_lock')
+        .set((eb) => ({ id: eb.ref('id') }))
+        .where('id', '=', 1)
+        .executeTakeFirst();
+      if (lock.numUpdatedRows !== 1n) throw new Error('the event log lock row is missing');
+      const existing = await trx.selectFrom('events').select('idx').where('dedup_key', '=', dedupKey).executeTakeFirst();
+      if (existing !== undefined) return existing.idx;
+      const { last } = await trx
+        .selectFrom('events')
+        .select((eb) => eb.fn.max('idx').as('last'))
+        .executeTakeFirstOrThrow();
+      const idx = last === null ? 0 : Number(last) + 1;
+      await trx.insertInto('events').values({ idx, type, body: text, dedup_key: dedupKey, created_at: now }).execute();
+      return idx;
+    });
+  }
+
+  /**
+   * Up to `limit` events from index `start`, in order.
+   * @throws RangeError (as a rejection) when `start` is not a non-negative integer or `limit` not a positive one
+   */
+  async list(start: number, limit: number): Promise<StoredEvent[]> {
+    if (!Number.isSafeInteger(start) || start < 0) throw new RangeError('start must be a non-negative integer');
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError('limit must be a positive integer');
+    return this.db.selectFrom('events').selectAll().where('idx', '>=', start).orderBy('idx').limit(limit).execute();
+  }
+
+  /** How many events are stored (the index the next one will get). */
+  async count(): Promise<number> {
+    const { n } = await this.db
+      .selectFrom('events')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
+    return Number(n);
+  }
+}

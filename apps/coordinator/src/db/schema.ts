@@ -1,0 +1,171 @@
+import type { Insertable, Selectable } from 'kysely';
+
+/**
+ * The coordinator's tables as Kysely sees them (DESIGN.md "Storage and services"). Column names are the
+ * SQL names (snake_case). Timestamps are milliseconds since the epoch: `bigint` on PostgreSQL, read back
+ * as JS numbers (see database.ts), `integer` on SQLite. JSON columns hold text the caller produced.
+ */
+
+/** Who may call which coordinator endpoint. */
+export type ApiKeyRole = 'admin' | 'researcher' | 'auditor';
+/** A query is running until exactly one `QueryRepository.finish` moves it to a final state. */
+export type QueryStatus = 'running' | 'succeeded' | 'failed';
+/** A round is open until exactly one `RoundRepository.close` or `fail` moves it to a final state. */
+export type RoundStatus = 'open' | 'closed' | 'failed';
+
+/** A study: a named field schema that participants enrol in and researchers query. */
+export interface StudiesTable {
+  id: string;
+  name: string;
+  /** The study JSON (libs/protocol `StudySchema`), as text. */
+  schema_json: string;
+  min_participants: number;
+  created_at: number;
+}
+
+/** An enrolled data owner: its public keys (base64url, raw), their fingerprints and its Redis ACL user. */
+export interface ParticipantsTable {
+  id: string;
+  study_id: string;
+  name: string;
+  encryption_key: string;
+  signing_key: string;
+  encryption_fingerprint: string;
+  signing_fingerprint: string;
+  redis_user: string;
+  /** SHA-256 (hex) of the participant's Redis password: enough to re-create its ACL user after a Redis restart, never the password. */
+  redis_password_sha256: string;
+  max_records: number;
+  enrolled_at: number;
+}
+
+/** A single-use enrolment invitation, stored by the hash of its token (the token itself is never stored). */
+export interface InvitationsTable {
+  token_hash: string;
+  study_id: string;
+  participant_name: string;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+  participant_id: string | null;
+}
+
+/** An API key, stored by the hash of its token. */
+export interface ApiKeysTable {
+  id: string;
+  token_hash: string;
+  role: ApiKeyRole;
+  label: string | null;
+  created_at: number;
+  revoked_at: number | null;
+}
+
+/** A submitted query and, once finished, its outcome. */
+export interface QueriesTable {
+  id: string;
+  study_id: string;
+  protocol: string;
+  spec_json: string;
+  status: QueryStatus;
+  created_by: string | null;
+  created_at: number;
+  finished_at: number | null;
+  plan_json: string | null;
+  current_round: number;
+  failure_reason: string | null;
+  result_json: string | null;
+  contributors: number | null;
+}
+
+/** One protocol round of a query. */
+export interface RoundsTable {
+  query_id: string;
+  round: number;
+  status: RoundStatus;
+  opened_at: number;
+  deadline: number;
+  expected: number;
+  closed_at: number | null;
+  closed_json: string | null;
+}
+
+/** That a participant's bundle arrived for a round: metadata only, never the bundle's contents. */
+export interface ContributionsTable {
+  query_id: string;
+  round: number;
+  participant_id: string;
+  bundle_hash: string;
+  received_at: number;
+}
+
+/**
+ * The append-only event log that the ledger (DESIGN.md "Ledger") turns into a Merkle tree. `idx` is the
+ * leaf index: 0, 1, 2, ... with no gaps, assigned by `EventLog.append`.
+ */
+export interface EventsTable {
+  idx: number;
+  type: string;
+  /** Canonical JSON (sorted keys, no whitespace) of the event body. */
+  body: string;
+  dedup_key: string;
+  created_at: number;
+}
+
+/** A one-row table whose row `EventLog.append` updates first, to serialise appends on both databases. */
+export interface EventAppendLockTable {
+  id: number;
+}
+
+/** Every table, keyed by its SQL name: the type parameter of `Kysely<Tables>`. */
+export interface Tables {
+  studies: StudiesTable;
+  participants: ParticipantsTable;
+  invitations: InvitationsTable;
+  api_keys: ApiKeysTable;
+  queries: QueriesTable;
+  rounds: RoundsTable;
+  contributions: ContributionsTable;
+  events: EventsTable;
+  event_append_lock: EventAppendLockTable;
+}
+
+/** A study row. */
+export type Study = Selectable<StudiesTable>;
+/** A new study. */
+export type NewStudy = Insertable<StudiesTable>;
+/** A participant row. */
+export type Participant = Selectable<ParticipantsTable>;
+/** A new participant. */
+export type NewParticipant = Insertable<ParticipantsTable>;
+/** An invitation row. */
+export type Invitation = Selectable<InvitationsTable>;
+/** A new, unused invitation. */
+export type NewInvitation = Omit<Insertable<InvitationsTable>, 'used_at' | 'participant_id'> & { used_at?: null; participant_id?: null };
+/** An API key row. */
+export type ApiKey = Selectable<ApiKeysTable>;
+/** A new, unrevoked API key. */
+export type NewApiKey = Omit<Insertable<ApiKeysTable>, 'revoked_at'> & { revoked_at?: null };
+/** A query row. */
+export type Query = Selectable<QueriesTable>;
+/** A new query: it starts `running`, with no outcome (and usually no plan yet). */
+export type NewQuery = Pick<Insertable<QueriesTable>, 'id' | 'study_id' | 'protocol' | 'spec_json' | 'created_by' | 'created_at' | 'current_round' | 'plan_json'> & {
+  status?: 'running';
+  finished_at?: null;
+  failure_reason?: null;
+  result_json?: null;
+  contributors?: null;
+};
+/** A round row. */
+export type Round = Selectable<RoundsTable>;
+/** A new round: it starts `open`. */
+export type NewRound = Pick<Insertable<RoundsTable>, 'query_id' | 'round' | 'opened_at' | 'deadline' | 'expected'> & {
+  status?: 'open';
+  closed_at?: null;
+  closed_json?: null;
+};
+/** A contribution row. */
+export type Contribution = Selectable<ContributionsTable>;
+/** A new contribution. */
+export type NewContribution = Insertable<ContributionsTable>;
+/** An event row (named so as not to shadow the global DOM-style `Event`). */
+export type StoredEvent = Selectable<EventsTable>;

@@ -1,0 +1,26 @@
+import { Body, Controller, Post, Req } from '@nestjs/common';
+import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { z } from 'zod';
+import type { AuthedRequest } from '../auth/api-key.guard';
+import { InvitationAuth } from '../auth/decorators';
+import { EnrollmentService } from './enrollment.service';
+
+const enrollBody = z.strictObject({
+  encryptionKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'base64url of a 32-byte X25519 public key'),
+  signingKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'base64url of a 32-byte Ed25519 public key'),
+  maxRecords: z.number().int().min(1).max(100_000_000),
+});
+
+/** Participants enroll with their invitation token as the bearer. */
+@ApiTags('participants')
+@ApiBearerAuth()
+@Controller('v1')
+export class EnrollmentController {
+  constructor(private readonly enrollment: EnrollmentService) {}
+
+  @Post('enroll')
+  @InvitationAuth()
+  enroll(@Body({ schema: enrollBody }) body: z.infer<typeof enrollBody>, @Req() req: AuthedRequest) {
+    return this.enrollment.enroll(req.bearer ?? '', body);
+  }
+}

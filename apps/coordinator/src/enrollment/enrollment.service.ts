@@ -1,0 +1,108 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { importPublicKeyBase64Url, keyFingerprint, publicKeyBase64Url, type KeyPair } from '@confide/crypto';
+import { toStudySchemaJson } from '@confide/protocol';
+import { generateRedisPassword, hashRedisPassword, participantQueue, provisionParticipantUser, revokeParticipantUser } from '@confide/queue';
+import { hashToken } from '../auth/tokens';
+import type { CoordinatorConfig } from '../config';
+import { ApiError } from '../http/error.filter';
+import { newParticipantId } from '../orchestration/ids';
+import type { RedisConnections } from '../orchestration/orchestrator';
+import { Orchestrator } from '../orchestration/orchestrator';
+import { Repositories } from '../storage';
+import { CONFIG, COORDINATOR_KEY, REDIS } from '../tokens';
+
+/** What a participant sends to enroll: its public keys and how many records it may contribute at most. */
+export interface EnrollRequest {
+  readonly encryptionKey: string;
+  readonly signingKey: string;
+  readonly maxRecords: number;
+}
+
+/** What it gets back: its id, the study, the coordinator's key to pin, and its own Redis credentials. */
+export interface EnrollResponse {
+  readonly participantId: string;
+  readonly studyId: string;
+  readonly study: unknown;
+  readonly coordinatorKey: string;
+  readonly coordinatorKeyFingerprint: string;
+  readonly redis: { readonly url: string; readonly username: string; readonly password: string; readonly prefix: string; readonly queue: string };
+}
+
+/** Enrollment with a one-time invitation (DESIGN.md "Who uses it": participant enrolls once). */
+@Injectable()
+export class EnrollmentService {
+  constructor(
+    private readonly repos: Repositories,
+    private readonly orchestrator: Orchestrator,
+    @Inject(CONFIG) private readonly config: CoordinatorConfig,
+    @Inject(REDIS) private readonly redis: RedisConnections,
+    @Inject(COORDINATOR_KEY) private readonly key: KeyPair,
+  ) {}
+
+  /**
+   * Consumes the invitation, registers the participant's public keys (refusing small-order or malformed
+   * keys), provisions its own Redis ACL user limited to its task queue, and records the enrollment with
+   * key fingerprints in the event log. The Redis password is returned once and never stored.
+   * @throws ApiError 400 bad key, 401 unknown or expired invitation, 409 invitation already used
+   */
+  async enroll(token: string, req: EnrollRequest): Promise<EnrollResponse> {
+    let encryption, signing;
+    try {
+      encryption = importPublicKeyBase64Url('x25519', req.encryptionKey);
+      signing = importPublicKeyBase64Url('ed25519', req.signingKey);
+    } catch (err) {
+      throw new ApiError(400, 'invalid_key', `rejected public key: ${(err as Error).message}`);
+    }
+    const participantId = newParticipantId();
+    const now = Date.now();
+    const username = `confide-${participantId}`;
+    const password = generateRedisPassword();
+    const queue = participantQueue(participantId);
+    // The Redis user first: if the database then refuses, the user is removed again and nothing is left half-done.
+    await provisionParticipantUser(this.redis.producer, { username, password, prefix: this.config.queuePrefix, queue });
+    const enrolled = await this.repos.participants.enroll(hashToken(token), now, {
+      id: participantId,
+      encryption_key: publicKeyBase64Url(encryption),
+      signing_key: publicKeyBase64Url(signing),
+      encryption_fingerprint: keyFingerprint(encryption),
+      signing_fingerprint: keyFingerprint(signing),
+      redis_user: username,
+      redis_password_sha256: hashRedisPassword(password),
+      max_records: req.maxRecords,
+    }).catch(async (err: unknown) => {
+      await revokeParticipantUser(this.redis.producer, username);
+      throw err;
+    });
+    if (!enrolled.ok) {
+      await revokeParticipantUser(this.redis.producer, username);
+      if (enrolled.reason === 'used') throw new ApiError(409, 'invitation_used', 'this invitation was already used to enroll');
+      if (enrolled.reason === 'expired') throw new ApiError(401, 'invitation_expired', 'this invitation has expired; ask the study admin for a new one');
+      throw new ApiError(401, 'unauthenticated', 'unknown invitation token');
+    }
+    const { invitation } = enrolled;
+    const study = await this.repos.studies.getById(invitation.study_id);
+    if (!study) throw new ApiError(404, 'not_found', 'the study of this invitation no longer exists');
+    await this.repos.events.append(
+      'participant.enrolled',
+      {
+        participantId,
+        studyId: study.id,
+        name: invitation.participant_name,
+        encryptionKeyFingerprint: keyFingerprint(encryption),
+        signingKeyFingerprint: keyFingerprint(signing),
+        maxRecords: req.maxRecords,
+      },
+      `participant.enrolled:${participantId}`,
+      now,
+    );
+    this.orchestrator.watch(participantId);
+    return {
+      participantId,
+      studyId: study.id,
+      study: toStudySchemaJson(JSON.parse(study.schema_json) as never),
+      coordinatorKey: publicKeyBase64Url(this.key.publicKey),
+      coordinatorKeyFingerprint: keyFingerprint(this.key.publicKey),
+      redis: { url: this.config.publicRedisUrl, username, password, prefix: this.config.queuePrefix, queue },
+    };
+  }
+}

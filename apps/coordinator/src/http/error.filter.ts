@@ -1,0 +1,78 @@
+import { randomUUID } from 'node:crypto';
+import { Catch, HttpException, HttpStatus, Inject, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import { ProtocolError, QueryError, SchemaError } from '@confide/protocol';
+import { ConflictError } from '../db/repositories';
+import { LOGGER } from '../tokens';
+import type { Logger } from '../logging';
+
+/** The stable JSON error body of every failed request (STYLE.md "Config, errors, logs"). */
+export interface ErrorBody {
+  readonly error: string;
+  readonly message: string;
+  readonly requestId: string;
+}
+
+/** A domain error a service throws to answer with a given status and code. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function describeHttpException(e: HttpException): string {
+  const body = e.getResponse();
+  if (typeof body === 'string') return body;
+  const message = (body as { message?: unknown }).message;
+  if (Array.isArray(message)) return message.map(String).join('; ');
+  return typeof message === 'string' ? message : e.message;
+}
+
+/**
+ * One global exception filter: maps known errors to 4xx with a message that names the problem, and
+ * anything else to 500 with a generic message — the real error and stack go to the log only.
+ */
+@Catch()
+export class ErrorFilter implements ExceptionFilter {
+  constructor(@Inject(LOGGER) private readonly logger: Logger) {}
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const ctx = host.switchToHttp();
+    const req = ctx.getRequest<Request & { id?: string }>();
+    const res = ctx.getResponse<Response>();
+    const requestId = req.id ?? randomUUID();
+    let status: number = HttpStatus.INTERNAL_SERVER_ERROR;
+    let error = 'internal';
+    let message = 'internal error';
+    if (exception instanceof ApiError) {
+      ({ status, code: error, message } = exception);
+    } else if (exception instanceof HttpException) {
+      status = exception.getStatus();
+      error = status === 400 ? 'bad_request' : status === 401 ? 'unauthenticated' : status === 403 ? 'forbidden' : status === 404 ? 'not_found' : 'http_error';
+      message = describeHttpException(exception);
+    } else if (exception instanceof QueryError || exception instanceof SchemaError) {
+      status = 400;
+      error = 'invalid_query';
+      message = exception.message;
+    } else if (exception instanceof ProtocolError) {
+      status = exception.code === 'MIN_PARTICIPANTS' || exception.code === 'OVERFLOW' ? 400 : 409;
+      error = exception.code.toLowerCase();
+      message = exception.message;
+    } else if (exception instanceof ConflictError) {
+      status = 409;
+      error = 'conflict';
+      message = (exception as Error).message;
+    }
+    if (status >= 500) {
+      this.logger.error({ err: exception, requestId, path: req.path }, 'request failed');
+    } else {
+      this.logger.info({ requestId, path: req.path, status, error }, 'request refused');
+    }
+    const body: ErrorBody = { error, message, requestId };
+    res.status(status).json(body);
+  }
+}

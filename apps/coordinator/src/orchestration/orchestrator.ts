@@ -1,0 +1,404 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { Job, Queue, QueueEvents, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { canonicalJson, importPublicKeyBase64Url, type KeyPair } from '@confide/crypto';
+import {
+  closeRound1,
+  compileQuery,
+  deliveriesFor,
+  deriveResults,
+  finalizeShamir,
+  parseStudySchema,
+  planShamir,
+  ProtocolError,
+  verifyRound1Bundle,
+  type KeyDirectory,
+  type QuerySpec,
+  type Round1Bundle,
+  type Round1Closed,
+  type ShamirPlan,
+  type StudySchema,
+} from '@confide/protocol';
+import {
+  answerSchemas,
+  CONTROL,
+  CONTROL_QUEUE,
+  controlJobSchema,
+  deadlineJobId,
+  participantQueue,
+  provisionParticipantUser,
+  signTask,
+  TASK,
+  taskJobId,
+  type DirectoryEntry,
+  type TaskPayload,
+} from '@confide/queue';
+import type { CoordinatorConfig } from '../config';
+import type { Logger } from '../logging';
+import { Repositories } from '../storage';
+import { CONFIG, COORDINATOR_KEY, LOGGER, REDIS } from '../tokens';
+import { parseTaskJobId } from './ids';
+
+/** The Redis connections the orchestrator uses: one shared for producing, a factory for blocking readers. */
+export interface RedisConnections {
+  readonly producer: Redis;
+  /** A new connection with maxRetriesPerRequest: null, for a Worker or QueueEvents (each blocks one). */
+  readonly blocking: () => Redis;
+}
+
+/** What a running query needs to proceed, as stored with it. */
+interface QueryContext {
+  readonly queryId: string;
+  readonly studyId: string;
+  readonly spec: QuerySpec;
+  readonly schema: StudySchema;
+  readonly plan: ShamirPlan;
+}
+
+interface ParticipantRow {
+  readonly id: string;
+  readonly encryption_key: string;
+  readonly signing_key: string;
+}
+
+const entryOf = (p: ParticipantRow): DirectoryEntry => ({ id: p.id, encryptionKey: p.encryption_key, signingKey: p.signing_key });
+
+function keyDirectory(rows: readonly ParticipantRow[]): KeyDirectory {
+  return new Map(
+    rows.map((p) => [p.id, { encryption: importPublicKeyBase64Url('x25519', p.encryption_key), signing: importPublicKeyBase64Url('ed25519', p.signing_key) }]),
+  );
+}
+
+/**
+ * Runs shamir queries over BullMQ (DESIGN.md "Protocol shamir"): dispatches signed tasks to each
+ * participant's own queue with deterministic job ids, schedules each round's deadline as a delayed control
+ * job, and advances a round when every expected answer is in or the deadline passed with quorum; otherwise
+ * the query fails with its reason. Every step that matters is appended to the event log, idempotently, and
+ * round transitions are compare-and-set in the database, so a redelivered job or a second coordinator
+ * process cannot double-count or double-log.
+ */
+@Injectable()
+export class Orchestrator implements OnModuleInit, OnModuleDestroy {
+  private readonly queues = new Map<string, Queue>();
+  private readonly listeners = new Map<string, QueueEvents>();
+  private control!: Queue;
+  private controlWorker!: Worker;
+  /** Serialises advance() per query inside this process; the database CAS covers other processes. */
+  private readonly chains = new Map<string, Promise<void>>();
+  private closing = false;
+
+  constructor(
+    private readonly repos: Repositories,
+    @Inject(CONFIG) private readonly config: CoordinatorConfig,
+    @Inject(REDIS) private readonly redis: RedisConnections,
+    @Inject(COORDINATOR_KEY) private readonly key: KeyPair,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  async onModuleInit(): Promise<void> {
+    const prefix = this.config.queuePrefix;
+    this.control = new Queue(CONTROL_QUEUE, { connection: this.redis.producer, prefix });
+    this.controlWorker = new Worker(
+      CONTROL_QUEUE,
+      async (job: Job) => {
+        const data = controlJobSchema.parse(job.data);
+        await this.advance(data.queryId, data.round, job.name === CONTROL.deadline);
+      },
+      { connection: this.redis.blocking(), prefix, concurrency: 4 },
+    );
+    this.controlWorker.on('failed', (job, err) => this.logger.error({ err, jobId: job?.id }, 'control job failed'));
+    for (const p of await this.repos.participants.listAll()) {
+      // Redis keeps ACL users in memory only: re-create each participant's user (from its password hash) at boot.
+      await provisionParticipantUser(this.redis.producer, { username: p.redis_user, passwordHash: p.redis_password_sha256, prefix, queue: participantQueue(p.id) });
+      this.watch(p.id);
+    }
+    // Rounds that were open when this process (re)started: check them now rather than at their deadline.
+    for (const r of await this.repos.rounds.listOpen()) void this.nudge(r.query_id, r.round);
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    this.closing = true;
+    await this.controlWorker?.close();
+    await Promise.all([...this.listeners.values()].map((l) => l.close()));
+    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    await this.control?.close();
+    await Promise.allSettled([...this.chains.values()]);
+  }
+
+  /** The task queue of one participant (created once, kept open). */
+  private queueOf(participantId: string): Queue {
+    let q = this.queues.get(participantId);
+    if (!q) {
+      q = new Queue(participantQueue(participantId), { connection: this.redis.producer, prefix: this.config.queuePrefix });
+      this.queues.set(participantId, q);
+    }
+    return q;
+  }
+
+  /** Listens for a participant's finished tasks, to advance their round without waiting for the deadline. */
+  watch(participantId: string): void {
+    if (this.listeners.has(participantId) || this.closing) return;
+    const events = new QueueEvents(participantQueue(participantId), { connection: this.redis.blocking(), prefix: this.config.queuePrefix });
+    const onFinished = ({ jobId }: { jobId: string }): void => {
+      const parsed = parseTaskJobId(jobId);
+      if (parsed) void this.nudge(parsed.queryId, parsed.round);
+    };
+    events.on('completed', onFinished);
+    events.on('failed', onFinished);
+    events.on('error', (err) => this.logger.warn({ err, participantId }, 'queue events connection error'));
+    this.listeners.set(participantId, events);
+  }
+
+  /** Plans and starts a shamir query: round-1 tasks to every enrolled participant, and the round-1 deadline. */
+  async start(input: { queryId: string; studyId: string; spec: QuerySpec; schema: StudySchema; threshold?: number; deadlineSeconds?: number }): Promise<ShamirPlan> {
+    const participants = await this.repos.participants.listByStudy(input.studyId);
+    const compiled = compileQuery(input.schema, input.spec);
+    const now = Date.now();
+    const round1 = (input.deadlineSeconds ?? this.config.round1Seconds) * 1000;
+    const plan = planShamir({
+      jobId: input.queryId,
+      queryHash: queryHash(input.spec),
+      vectorLength: compiled.vectorLength,
+      participants: participants.map((p) => p.id),
+      minParticipants: input.schema.minParticipants,
+      seed: randomBytes(16).toString('hex'),
+      deadlines: { round1: now + round1, round2: now + round1 + this.config.round2Seconds * 1000 },
+      threshold: input.threshold,
+    });
+    await this.repos.queries.setPlan(input.queryId, JSON.stringify(plan));
+    await this.repos.events.append(
+      'committee.drawn',
+      { queryId: input.queryId, seed: plan.seed, committee: plan.committee, threshold: plan.threshold, participants: plan.participants },
+      `committee.drawn:${input.queryId}`,
+      now,
+    );
+    await this.repos.rounds.open({ query_id: input.queryId, round: 1, status: 'open', opened_at: now, deadline: plan.deadlines.round1, expected: plan.participants.length });
+    const committee = participants.filter((p) => plan.committee.includes(p.id)).map(entryOf);
+    await Promise.all(
+      plan.participants.map((pid) =>
+        this.dispatch(pid, {
+          kind: TASK.shamirRound1,
+          queryId: input.queryId,
+          studyId: input.studyId,
+          participantId: pid,
+          issuedAt: now,
+          deadline: plan.deadlines.round1,
+          plan,
+          query: { select: input.spec.select.map((s) => ({ stat: s.stat, field: s.field })) },
+          directory: committee,
+        }),
+      ),
+    );
+    await this.scheduleDeadline(input.queryId, 1, plan.deadlines.round1);
+    return plan;
+  }
+
+  private async dispatch(participantId: string, task: TaskPayload): Promise<void> {
+    const round = task.kind === TASK.shamirRound1 ? 1 : 2;
+    await this.queueOf(participantId).add(task.kind, signTask(this.key, task), {
+      jobId: taskJobId(task.queryId, round, participantId),
+      attempts: 3,
+      backoff: { type: 'exponential', delay: 1000 },
+      removeOnComplete: false,
+      removeOnFail: false,
+    });
+  }
+
+  private async scheduleDeadline(queryId: string, round: number, deadline: number): Promise<void> {
+    await this.control.add(CONTROL.deadline, { queryId, round }, { jobId: deadlineJobId(queryId, round), delay: Math.max(0, deadline - Date.now()), removeOnComplete: true, removeOnFail: 100 });
+  }
+
+  /** Runs advance() after any advance already running for the same query (never two at once here). */
+  private nudge(queryId: string, round: number, deadlinePassed = false): Promise<void> {
+    const previous = this.chains.get(queryId) ?? Promise.resolve();
+    const next = previous
+      .then(() => this.advance(queryId, round, deadlinePassed))
+      .catch((err: unknown) => this.logger.error({ err, queryId, round }, 'advancing a round failed'));
+    this.chains.set(queryId, next);
+    void next.finally(() => {
+      if (this.chains.get(queryId) === next) this.chains.delete(queryId);
+    });
+    return next;
+  }
+
+  private async context(queryId: string): Promise<QueryContext | undefined> {
+    const q = await this.repos.queries.get(queryId);
+    if (!q || q.status !== 'running' || !q.plan_json) return undefined;
+    const study = await this.repos.studies.getById(q.study_id);
+    if (!study) return undefined;
+    return {
+      queryId,
+      studyId: q.study_id,
+      spec: JSON.parse(q.spec_json) as QuerySpec,
+      schema: parseStudySchema(JSON.parse(study.schema_json), study.name),
+      plan: JSON.parse(q.plan_json) as ShamirPlan,
+    };
+  }
+
+  /**
+   * Looks at a round's answers and closes it when all expected participants answered, or when its deadline
+   * passed: round 1 then dispatches round 2 to the committee; round 2 reconstructs and releases the result.
+   * Safe to call any number of times, from any process.
+   */
+  async advance(queryId: string, round: number, deadlinePassed: boolean): Promise<void> {
+    const roundRow = await this.repos.rounds.get(queryId, round);
+    if (!roundRow || roundRow.status !== 'open') return;
+    const ctx = await this.context(queryId);
+    if (!ctx) return;
+    const pastDeadline = deadlinePassed || Date.now() >= roundRow.deadline;
+    if (round === 1) await this.advanceRound1(ctx, pastDeadline);
+    else await this.advanceRound2(ctx, pastDeadline);
+  }
+
+  /** The jobs of one round, by participant: finished answers and failure reasons. */
+  private async collect(ctx: QueryContext, round: number, expected: readonly string[]) {
+    const answers = new Map<string, unknown>();
+    const refusals = new Map<string, string>();
+    for (const pid of expected) {
+      const job = await Job.fromId(this.queueOf(pid), taskJobId(ctx.queryId, round, pid));
+      if (!job) continue;
+      if (job.finishedOn && job.returnvalue !== null && job.returnvalue !== undefined) answers.set(pid, job.returnvalue);
+      else if (job.failedReason && job.attemptsMade >= (job.opts.attempts ?? 1)) refusals.set(pid, job.failedReason);
+    }
+    return { answers, refusals };
+  }
+
+  private async advanceRound1(ctx: QueryContext, pastDeadline: boolean): Promise<void> {
+    const { plan } = ctx;
+    const rows = await this.repos.participants.listByStudy(ctx.studyId);
+    const directory = keyDirectory(rows.filter((r) => plan.participants.includes(r.id)));
+    const { answers, refusals } = await this.collect(ctx, 1, plan.participants);
+    const accepted: { bundle: Round1Bundle; hash: string }[] = [];
+    for (const [pid, raw] of answers) {
+      const parsed = answerSchemas[TASK.shamirRound1].safeParse(raw);
+      try {
+        if (!parsed.success) throw new ProtocolError('INVALID_MESSAGE', 'malformed round-1 answer');
+        const checked = verifyRound1Bundle(plan, directory, parsed.data.bundle);
+        if (checked.bundle.sender !== pid) throw new ProtocolError('UNKNOWN_SENDER', 'round-1 answer signed by another participant');
+        accepted.push(checked);
+        await this.repos.contributions.record({ query_id: ctx.queryId, round: 1, participant_id: pid, bundle_hash: checked.hash, received_at: Date.now() });
+      } catch (err) {
+        refusals.set(pid, err instanceof Error ? err.message : String(err));
+        await this.repos.events.append('contribution.rejected', { queryId: ctx.queryId, round: 1, participantId: pid, reason: refusals.get(pid) }, `contribution.rejected:${ctx.queryId}:1:${pid}`, Date.now());
+      }
+    }
+    if (!pastDeadline && answers.size + refusals.size < plan.participants.length) return;
+
+    let closed: Round1Closed;
+    try {
+      closed = closeRound1(plan, accepted);
+    } catch (err) {
+      await this.fail(ctx.queryId, 1, err instanceof Error ? err.message : String(err), refusals);
+      return;
+    }
+    const now = Date.now();
+    if (!(await this.repos.rounds.close(ctx.queryId, 1, JSON.stringify(closed), now))) return;
+    await this.repos.events.append(
+      'round.closed',
+      { queryId: ctx.queryId, round: 1, contributors: closed.contributors, missing: plan.participants.filter((p) => !closed.contributors.some((c) => c.id === p)) },
+      `round.closed:${ctx.queryId}:1`,
+      now,
+    );
+    await this.control.remove(deadlineJobId(ctx.queryId, 1)).catch(() => 0);
+
+    await this.repos.rounds.open({ query_id: ctx.queryId, round: 2, status: 'open', opened_at: now, deadline: plan.deadlines.round2, expected: plan.committee.length });
+    await this.repos.queries.setRound(ctx.queryId, 2);
+    const contributors = rows.filter((r) => closed.contributors.some((c) => c.id === r.id)).map(entryOf);
+    const bundles = accepted.map((a) => a.bundle);
+    await Promise.all(
+      plan.committee.map((member) =>
+        this.dispatch(member, {
+          kind: TASK.shamirRound2,
+          queryId: ctx.queryId,
+          studyId: ctx.studyId,
+          participantId: member,
+          issuedAt: now,
+          deadline: plan.deadlines.round2,
+          plan,
+          closed,
+          deliveries: deliveriesFor(plan, member, bundles),
+          directory: contributors,
+        }),
+      ),
+    );
+    await this.scheduleDeadline(ctx.queryId, 2, plan.deadlines.round2);
+  }
+
+  private async advanceRound2(ctx: QueryContext, pastDeadline: boolean): Promise<void> {
+    const { plan } = ctx;
+    const roundOne = await this.repos.rounds.get(ctx.queryId, 1);
+    if (!roundOne?.closed_json) return;
+    const closed = JSON.parse(roundOne.closed_json) as Round1Closed;
+    const { answers, refusals } = await this.collect(ctx, 2, plan.committee);
+    const results: unknown[] = [];
+    for (const [pid, raw] of answers) {
+      const parsed = answerSchemas[TASK.shamirRound2].safeParse(raw);
+      if (parsed.success && parsed.data.result.sender === pid) results.push(parsed.data.result);
+      else refusals.set(pid, 'malformed round-2 answer');
+    }
+    if (!pastDeadline && answers.size + refusals.size < plan.committee.length) return;
+
+    const rows = await this.repos.participants.listByStudy(ctx.studyId);
+    let outcome;
+    try {
+      outcome = finalizeShamir(plan, closed, keyDirectory(rows.filter((r) => plan.committee.includes(r.id))), results);
+    } catch (err) {
+      await this.fail(ctx.queryId, 2, err instanceof Error ? err.message : String(err), refusals);
+      return;
+    }
+    const compiled = compileQuery(ctx.schema, ctx.spec);
+    const stats = deriveResults(compiled, outcome.totals);
+    const now = Date.now();
+    if (!(await this.repos.rounds.close(ctx.queryId, 2, JSON.stringify({ answered: outcome.answered, badMembers: outcome.badMembers }), now))) return;
+    const result = { results: stats, contributors: outcome.contributors, committee: plan.committee, answered: outcome.answered, badMembers: outcome.badMembers, threshold: plan.threshold };
+    // Ledger entries are canonical JSON with integers only (libs/crypto canonicalJson), so that any verifier in
+    // any language re-encodes them byte for byte: statistic values go in as their shortest decimal strings.
+    const ledgerResults = stats.map((r) => ({ ...r, value: r.value === null ? null : String(r.value) }));
+    const ledgerIndex = await this.repos.events.append('result.released', { queryId: ctx.queryId, ...result, results: ledgerResults }, `result.released:${ctx.queryId}`, now);
+    await this.repos.queries.finish(ctx.queryId, { status: 'succeeded', result_json: JSON.stringify({ ...result, ledgerIndex }), contributors: outcome.contributors }, now);
+    await this.control.remove(deadlineJobId(ctx.queryId, 2)).catch(() => 0);
+    await this.cleanup(ctx);
+    this.logger.info({ queryId: ctx.queryId, contributors: outcome.contributors, ledgerIndex }, 'result released');
+  }
+
+  /** Fails a query with its reason (and the participants' refusals), in the database and the event log. */
+  private async fail(queryId: string, round: number, reason: string, refusals: ReadonlyMap<string, string>): Promise<void> {
+    const now = Date.now();
+    if (!(await this.repos.rounds.fail(queryId, round, now))) return;
+    const refused = [...refusals].map(([id, why]) => ({ participantId: id, reason: why }));
+    const full = refused.length ? `${reason}; refusals: ${refused.map((r) => `${r.participantId}: ${r.reason}`).join('; ')}` : reason;
+    await this.repos.events.append('query.failed', { queryId, round, reason, refusals: refused }, `query.failed:${queryId}`, now);
+    await this.repos.queries.finish(queryId, { status: 'failed', failure_reason: full }, now);
+    await this.control.remove(deadlineJobId(queryId, round)).catch(() => 0);
+    const ctx = await this.repos.queries.get(queryId);
+    if (ctx?.plan_json) await this.cleanup({ queryId, plan: JSON.parse(ctx.plan_json) as ShamirPlan });
+    this.logger.warn({ queryId, round, reason }, 'query failed');
+  }
+
+  /**
+   * Removes a finished query's task jobs from Redis: they hold ciphertexts and share sums that nobody
+   * needs once the result is out. Metadata (who, hashes, times) stays in the database.
+   */
+  private async cleanup(ctx: Pick<QueryContext, 'queryId' | 'plan'>): Promise<void> {
+    const removals: Promise<unknown>[] = [];
+    for (const round of [1, 2]) {
+      for (const pid of ctx.plan.participants) {
+        removals.push(
+          Job.fromId(this.queueOf(pid), taskJobId(ctx.queryId, round, pid)).then((job) =>
+            job?.remove().catch((err: unknown) => {
+              // A job a worker still holds (locked) cannot be removed; it expires with its deadline.
+              if (!(err instanceof Error && /locked/i.test(err.message))) throw err;
+            }),
+          ),
+        );
+      }
+    }
+    await Promise.allSettled(removals);
+  }
+}
+
+/** SHA-256 of the canonical query spec: bound into the plan, so every signature covers what is computed. */
+function queryHash(spec: QuerySpec): string {
+  return createHash('sha256').update(canonicalJson(spec)).digest('hex');
+}

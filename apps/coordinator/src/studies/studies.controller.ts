@@ -1,0 +1,50 @@
+import { Body, Controller, Get, HttpCode, Param, Post, Req } from '@nestjs/common';
+import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { z } from 'zod';
+import type { AuthedRequest } from '../auth/api-key.guard';
+import { Roles } from '../auth/decorators';
+import { ROLES } from '../auth/tokens';
+import { StudiesService } from './studies.service';
+
+const studyName = z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, 'letters, digits, ".", "-" and "_" only');
+const inviteBody = z.strictObject({ participant: z.string().regex(/^[A-Za-z0-9 _.-]{1,100}$/, '1–100 letters, digits, spaces, ".", "-" or "_"') });
+const apiKeyBody = z.strictObject({ role: z.enum(ROLES), label: z.string().max(200).optional() });
+
+/** Admin routes: studies, invitations, API keys. Thin: parse, call one service method, map. */
+@ApiTags('admin')
+@ApiBearerAuth()
+@Controller('v1')
+export class StudiesController {
+  constructor(private readonly studies: StudiesService) {}
+
+  @Post('studies')
+  @Roles('admin')
+  create(@Body({ schema: z.record(z.string(), z.unknown()) }) body: Record<string, unknown>) {
+    return this.studies.create(body);
+  }
+
+  @Get('studies')
+  @Roles('admin', 'researcher', 'auditor')
+  list() {
+    return this.studies.list();
+  }
+
+  @Get('studies/:name')
+  @Roles('admin', 'researcher', 'auditor')
+  get(@Param('name', { schema: studyName }) name: string) {
+    return this.studies.view(name);
+  }
+
+  @Post('studies/:name/invitations')
+  @Roles('admin')
+  invite(@Param('name', { schema: studyName }) name: string, @Body({ schema: inviteBody }) body: z.infer<typeof inviteBody>) {
+    return this.studies.invite(name, body.participant);
+  }
+
+  @Post('api-keys')
+  @HttpCode(201)
+  @Roles('admin')
+  createKey(@Body({ schema: apiKeyBody }) body: z.infer<typeof apiKeyBody>, @Req() req: AuthedRequest) {
+    return this.studies.createApiKey(body.role, body.label, req.principal?.keyId ?? 'unknown');
+  }
+}

@@ -1,0 +1,78 @@
+import { randomUUID } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import { parseStudySchema, toStudySchemaJson, type StudySchema } from '@confide/protocol';
+import { hashToken, newToken, type Role } from '../auth/tokens';
+import type { CoordinatorConfig } from '../config';
+import { ApiError } from '../http/error.filter';
+import { Repositories } from '../storage';
+import { CONFIG } from '../tokens';
+
+/** A study as the API shows it. */
+export interface StudyView {
+  readonly id: string;
+  readonly name: string;
+  readonly minParticipants: number;
+  readonly participants: number;
+  readonly schema: unknown;
+}
+
+/** Studies, invitations and API keys: the admin's side of the service. */
+@Injectable()
+export class StudiesService {
+  constructor(
+    private readonly repos: Repositories,
+    @Inject(CONFIG) private readonly config: CoordinatorConfig,
+  ) {}
+
+  /** Creates a study from its schema file; the name is unique. Appends "study created" to the event log. */
+  async create(json: unknown): Promise<{ id: string; name: string }> {
+    const schema = parseStudySchema(json, 'study');
+    const id = randomUUID();
+    const now = Date.now();
+    await this.repos.studies.create({
+      id,
+      name: schema.name,
+      schema_json: JSON.stringify(toStudySchemaJson(schema)),
+      min_participants: schema.minParticipants,
+      created_at: now,
+    });
+    await this.repos.events.append('study.created', { studyId: id, name: schema.name, schema: toStudySchemaJson(schema) }, `study.created:${id}`, now);
+    return { id, name: schema.name };
+  }
+
+  /** The study and its parsed schema, or 404. */
+  async get(name: string): Promise<{ id: string; name: string; schema: StudySchema; minParticipants: number }> {
+    const row = await this.repos.studies.getByName(name);
+    if (!row) throw new ApiError(404, 'not_found', `no study named ${JSON.stringify(name)}`);
+    return { id: row.id, name: row.name, schema: parseStudySchema(JSON.parse(row.schema_json), name), minParticipants: row.min_participants };
+  }
+
+  async view(name: string): Promise<StudyView> {
+    const s = await this.get(name);
+    return { id: s.id, name: s.name, minParticipants: s.minParticipants, participants: await this.repos.participants.countByStudy(s.id), schema: toStudySchemaJson(s.schema) };
+  }
+
+  async list(): Promise<{ id: string; name: string }[]> {
+    return (await this.repos.studies.list()).map((s) => ({ id: s.id, name: s.name }));
+  }
+
+  /** A one-time invitation for a named participant; only the token's hash is stored. */
+  async invite(studyName: string, participantName: string): Promise<{ token: string; expiresAt: string }> {
+    const study = await this.get(studyName);
+    const token = newToken('invite');
+    const now = Date.now();
+    const expiresAt = now + this.config.inviteTtlSeconds * 1000;
+    await this.repos.invitations.create({ token_hash: hashToken(token), study_id: study.id, participant_name: participantName, created_at: now, expires_at: expiresAt, used_at: null, participant_id: null });
+    return { token, expiresAt: new Date(expiresAt).toISOString() };
+  }
+
+  /** A new API key with one role; the token is shown once and stored hashed. */
+  async createApiKey(role: Role, label: string | undefined, createdBy: string): Promise<{ id: string; role: Role; token: string }> {
+    const token = newToken('key');
+    const id = randomUUID();
+    const now = Date.now();
+    await this.repos.apiKeys.create({ id, token_hash: hashToken(token), role, label: label ?? null, created_at: now, revoked_at: null });
+    await this.repos.events.append('apikey.created', { keyId: id, role, createdBy }, `apikey.created:${id}`, now);
+    return { id, role, token };
+  }
+}

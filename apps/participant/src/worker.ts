@@ -1,0 +1,141 @@
+import { resolve } from 'node:path';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import pino, { type Logger } from 'pino';
+import { importPublicKeyBase64Url, type KeyPair } from '@confide/crypto';
+import {
+  aggregateLocal,
+  committeeRound2,
+  compileQuery,
+  DataValidationError,
+  participantRound1,
+  ProtocolError,
+  QueryError,
+  readRecordsFromFile,
+  type KeyDirectory,
+  type StudySchema,
+} from '@confide/protocol';
+import { createRedis, openTask, TASK, taskJobId, TaskRejected, type Answer, type DirectoryEntry, type TaskOf } from '@confide/queue';
+import { ParticipantHome, type Identity } from './home';
+
+function directoryOf(entries: readonly DirectoryEntry[]): KeyDirectory {
+  return new Map(
+    entries.map((e) => [e.id, { encryption: importPublicKeyBase64Url('x25519', e.encryptionKey), signing: importPublicKeyBase64Url('ed25519', e.signingKey) }]),
+  );
+}
+
+/** Options of {@link ParticipantWorker}. */
+export interface WorkerOptions {
+  readonly home: string;
+  /** Overrides the Redis URL from enrollment (e.g. inside docker-compose); credentials still come from the home. */
+  readonly redisUrl?: string;
+  readonly logger?: Logger;
+}
+
+/**
+ * The participant's worker: takes signed tasks from its own queue only (its Redis ACL allows nothing else),
+ * checks each one (coordinator signature, this participant and study, not expired), computes its local
+ * aggregate from its CSV, runs the protocol step from libs/protocol and answers with the signed result.
+ * Its data never leaves except as envelopes; its answers are stored locally before they are sent, so a
+ * redelivered task gets the same answer.
+ */
+export class ParticipantWorker {
+  private worker?: Worker;
+  private readonly home: ParticipantHome;
+  private readonly identity: Identity;
+  private readonly schema: StudySchema;
+  private readonly keys: { encryption: KeyPair; signing: KeyPair };
+  private readonly logger: Logger;
+
+  constructor(private readonly options: WorkerOptions) {
+    this.home = new ParticipantHome(resolve(options.home));
+    this.identity = this.home.identity();
+    this.schema = this.home.study();
+    this.keys = this.home.keys();
+    this.logger = options.logger ?? pino({ name: 'participant', level: process.env.LOG_LEVEL ?? 'info' }, pino.destination(2));
+  }
+
+  get participantId(): string {
+    return this.identity.participantId;
+  }
+
+  /** Connects to Redis with this participant's own credentials and starts taking tasks. */
+  async start(): Promise<void> {
+    const { redis } = this.identity;
+    const connection = createRedis(this.options.redisUrl ?? redis.url, { role: 'worker', username: redis.username, password: redis.password });
+    this.worker = new Worker(redis.queue, (job) => this.process(job), { connection, prefix: redis.prefix, concurrency: 1, autorun: false });
+    this.worker.on('failed', (job, err) => this.logger.warn({ jobId: job?.id, reason: err.message }, 'task refused or failed'));
+    this.worker.on('completed', (job) => this.logger.info({ jobId: job.id }, 'task answered'));
+    this.worker.on('error', (err) => this.logger.error({ err: err.message }, 'worker error'));
+    void this.worker.run();
+    await this.worker.waitUntilReady();
+    this.logger.info({ participantId: this.identity.participantId, study: this.identity.studyName }, 'worker ready');
+  }
+
+  /** Finishes the task in hand, then disconnects (SIGTERM drains). */
+  async stop(): Promise<void> {
+    await this.worker?.close();
+    await this.worker?.disconnect();
+  }
+
+  /** One task: validate, compute, answer. Permanent refusals are UnrecoverableError so BullMQ does not retry. */
+  async process(job: Job): Promise<Answer> {
+    let task;
+    try {
+      task = openTask(job.data, { coordinatorKey: this.home.coordinatorKey(), participantId: this.identity.participantId, studyId: this.identity.studyId });
+    } catch (err) {
+      if (err instanceof TaskRejected) throw new UnrecoverableError(`task rejected: ${err.message}`);
+      throw err;
+    }
+    const round = task.kind === TASK.shamirRound1 ? 1 : 2;
+    if (job.id !== taskJobId(task.queryId, round, this.identity.participantId)) throw new UnrecoverableError('task rejected: job id does not match the signed task');
+    try {
+      return task.kind === TASK.shamirRound1 ? await this.round1(task) : this.round2(task);
+    } catch (err) {
+      if (err instanceof ProtocolError) throw new UnrecoverableError(err.message);
+      if (err instanceof QueryError) throw new UnrecoverableError(`query refused locally: ${err.message}`);
+      if (err instanceof DataValidationError) {
+        // The details name rows and cell values: they stay in this machine's log, never in Redis.
+        this.logger.error({ queryId: task.queryId }, err.message);
+        throw new UnrecoverableError(`local data file failed validation (${err.issues.length} problem${err.issues.length === 1 ? '' : 's'}; see the participant's log)`);
+      }
+      throw err;
+    }
+  }
+
+  private async round1(task: TaskOf<typeof TASK.shamirRound1>): Promise<Answer> {
+    const stored = this.home.readAnswer<Answer>(task.queryId, 1);
+    if (stored) return stored;
+    const committee = new Set(task.plan.committee);
+    if (task.directory.length !== committee.size || !task.directory.every((e) => committee.has(e.id))) {
+      throw new UnrecoverableError('task rejected: key directory does not match the committee');
+    }
+    const compiled = compileQuery(this.schema, task.query);
+    const local = await aggregateLocal(compiled, readRecordsFromFile(this.identity.dataFile, this.schema));
+    if (local.records > this.identity.maxRecords) {
+      throw new UnrecoverableError(`local data has more records than declared at enrollment (${this.identity.maxRecords}); re-enroll with a larger --max-records`);
+    }
+    const bundle = participantRound1({ plan: task.plan, self: this.identity.participantId, signing: this.keys.signing, directory: directoryOf(task.directory), aggregate: local.vector });
+    local.vector.fill(0n);
+    const answer: Answer = { kind: TASK.shamirRound1, bundle };
+    this.home.storeAnswer(task.queryId, 1, answer);
+    return answer;
+  }
+
+  private round2(task: TaskOf<typeof TASK.shamirRound2>): Answer {
+    const stored = this.home.readAnswer<{ closedHash: string; answer: Answer }>(task.queryId, 2);
+    const { result, closedHash } = committeeRound2({
+      plan: task.plan,
+      self: this.identity.participantId,
+      encryption: this.keys.encryption,
+      signing: this.keys.signing,
+      directory: directoryOf(task.directory),
+      closed: task.closed,
+      deliveries: task.deliveries,
+      memory: { answeredFor: () => stored?.closedHash },
+    });
+    if (stored) return stored.answer;
+    const answer: Answer = { kind: TASK.shamirRound2, result };
+    this.home.storeAnswer(task.queryId, 2, { closedHash, answer });
+    return answer;
+  }
+}

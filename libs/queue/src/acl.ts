@@ -1,0 +1,156 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { assertKeyPrefix, assertQueueName } from './names';
+
+/**
+ * Redis ACL users for participants (DESIGN.md "Storage and services"): each participant's worker
+ * authenticates as its own user, which can run a BullMQ Worker on its own queue's keys and nothing else.
+ *
+ * The rules are an allowlist of commands, not `+@all -@dangerous`. Key patterns only bind commands that name
+ * keys; a keyless command reaches the whole keyspace whatever the pattern, and several are outside @dangerous:
+ * SCAN and RANDOMKEY list every key (redis/redis#8152, valkey-io/valkey#370), CLIENT TRACKING ... BCAST
+ * pushes the name of every key anyone modifies, SCRIPT FLUSH and FUNCTION FLUSH act on every client, and
+ * CLIENT SETNAME lets a user pose as another participant's worker in CLIENT LIST (Queue.getWorkers). All of
+ * these are allowed by `~<prefix>:<queue>:* +@all -@dangerous +info` (checked on Redis 7.0: SCAN and
+ * CLIENT TRACKING handed participant A the key names, i.e. the job ids, of participant B's queue).
+ *
+ * Redis keeps ACL users in memory only: the coordinator stores each participant's password hash and runs
+ * {@link participantAclSetUserArgs} for all of them whenever its admin connection becomes ready.
+ */
+
+/**
+ * Every command a participant may run. All but the keyless ones below are checked against the key pattern,
+ * including when a Lua script calls them.
+ *   - called by BullMQ 6.7's Lua scripts (test/integration/queue-acl.int-spec.ts reads the installed scripts
+ *     and fails when a BullMQ upgrade calls a command missing here);
+ *   - called by BullMQ directly on a queue's keys: `bzpopmin` (the worker's blocking fetch), `xread`
+ *     (QueueEvents), hash/list/sorted-set reads for Job and Queue getters;
+ *   - keyless: `eval`/`evalsha` (ioredis runs BullMQ's scripts by EVALSHA and falls back to EVAL on NOSCRIPT;
+ *     a script's own calls are still checked against these rules), `multi`/`exec` (Queue getters), `time`
+ *     (scripts), `ping` (health check), `select` (a REDIS_URL with a database number).
+ * Not granted, and not needed by a Worker: INFO (skip BullMQ's version check, see `restricted` in createRedis),
+ * CLIENT (ioredis ignores a refused CLIENT SETNAME/SETINFO), any pub/sub.
+ */
+export const PARTICIPANT_COMMANDS: readonly string[] = [
+  // keyless
+  'eval', 'evalsha', 'exec', 'multi', 'ping', 'select', 'time',
+  // generic key commands
+  'del', 'exists', 'persist', 'pexpire', 'pexpireat', 'pttl', 'rename', 'type', 'unlink',
+  // strings
+  'get', 'incr', 'incrby', 'set',
+  // hashes
+  'hdel', 'hexists', 'hget', 'hgetall', 'hincrby', 'hlen', 'hmget', 'hmset', 'hscan', 'hset',
+  // lists
+  'lindex', 'llen', 'lpop', 'lpos', 'lpush', 'lrange', 'lrem', 'lset', 'ltrim', 'rpop', 'rpoplpush', 'rpush',
+  // sets
+  'sadd', 'scard', 'sismember', 'smembers', 'srem', 'sscan',
+  // sorted sets
+  'bzpopmin', 'zadd', 'zcard', 'zcount', 'zlexcount', 'zpopmin', 'zrange', 'zrangebylex', 'zrangebyscore', 'zrem',
+  'zremrangebyrank', 'zremrangebyscore', 'zrevrange', 'zrevrangebyscore', 'zscore',
+  // streams
+  'xadd', 'xdel', 'xlen', 'xrange', 'xread', 'xtrim',
+];
+
+/** The only keys a participant's user may touch: its queue's (`<prefix>:<queue>:*`). */
+export function participantKeyPattern(prefix: string, queue: string): string {
+  assertKeyPrefix(prefix);
+  assertQueueName(queue);
+  return `${prefix}:${queue}:*`;
+}
+
+/**
+ * A participant user's permissions, without its name or password: its queue's keys, no pub/sub channel, and
+ * exactly {@link PARTICIPANT_COMMANDS}. `resetchannels` is explicit because `reset` grants every channel
+ * when the server's acl-pubsub-default is allchannels (the default before Redis 7).
+ * @throws TypeError if the prefix or queue name could widen the key pattern
+ */
+export function participantAclRules(prefix: string, queue: string): string[] {
+  return [`~${participantKeyPattern(prefix, queue)}`, 'resetchannels', '-@all', ...PARTICIPANT_COMMANDS.map((c) => `+${c}`)];
+}
+
+/**
+ * A fresh Redis password: 32 random bytes (node:crypto) as base64url, 43 characters. Give it to the participant
+ * once; keep only {@link hashRedisPassword} of it.
+ */
+export function generateRedisPassword(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/** SHA-256 hex of a password: the form ACL SETUSER accepts as `#<hash>` and ACL GETUSER shows. */
+export function hashRedisPassword(password: string): string {
+  if (password.length < 32) throw new TypeError('a participant Redis password must have at least 32 characters (use generateRedisPassword)');
+  return createHash('sha256').update(password, 'utf8').digest('hex');
+}
+
+/** Who a participant user is and what it may reach. */
+export interface ParticipantUser {
+  readonly username: string;
+  readonly prefix: string;
+  readonly queue: string;
+}
+
+/** The credential: the password itself (at enrolment), or its stored hash (re-provisioning at boot). */
+export type ParticipantCredential = { readonly password: string } | { readonly passwordHash: string };
+
+/**
+ * The arguments of `ACL SETUSER <username> ...` that make the user exactly a participant: `reset` (drop every
+ * earlier password, pattern and permission), `on`, `#<sha256 of the password>`, then
+ * {@link participantAclRules}. Holds no plaintext password, so the coordinator can keep these (or just the
+ * hash) and re-run them for every participant after a Redis restart.
+ * @throws TypeError on a reserved or malformed username, a malformed hash, or a prefix/queue that could widen
+ *   the key pattern
+ */
+export function participantAclSetUserArgs(user: ParticipantUser & { readonly passwordHash: string }): string[] {
+  assertParticipantUsername(user.username);
+  if (!/^[0-9a-f]{64}$/.test(user.passwordHash)) throw new TypeError('passwordHash must be 64 lowercase hex digits (hashRedisPassword)');
+  return [user.username, 'reset', 'on', `#${user.passwordHash}`, ...participantAclRules(user.prefix, user.queue)];
+}
+
+/**
+ * Creates or replaces a participant's Redis user (ACL SETUSER, one atomic command). Replacing resets every
+ * earlier rule and password first, so this also rotates a password and moves a user to another queue. Only
+ * the SHA-256 of the password is sent to Redis.
+ * @throws TypeError on invalid input; Error when Redis refuses (e.g. NOPERM: `admin` is not an admin), with
+ *   any password or hash removed from the message and no cause attached (ioredis errors carry the command's
+ *   arguments)
+ */
+export async function provisionParticipantUser(admin: Redis, user: ParticipantUser & ParticipantCredential): Promise<void> {
+  const passwordHash = 'password' in user ? hashRedisPassword(user.password) : user.passwordHash;
+  const args = participantAclSetUserArgs({ username: user.username, prefix: user.prefix, queue: user.queue, passwordHash });
+  try {
+    await admin.call('ACL', 'SETUSER', ...args);
+  } catch (err) {
+    const secrets = 'password' in user ? [user.password, passwordHash] : [passwordHash];
+    // eslint-disable-next-line preserve-caught-error -- an ioredis ReplyError carries the command's arguments (the hash)
+    throw new Error(`ACL SETUSER for participant user ${user.username} failed: ${scrub(errorMessage(err), secrets)}`);
+  }
+}
+
+/**
+ * Deletes a participant's Redis user. Redis also closes every connection authenticated as it, so a running
+ * worker is cut off at once, not only kept from reconnecting.
+ * @returns whether the user existed
+ * @throws TypeError on a reserved or malformed username; Error when Redis refuses
+ */
+export async function revokeParticipantUser(admin: Redis, username: string): Promise<boolean> {
+  assertParticipantUsername(username);
+  const deleted = await admin.call('ACL', 'DELUSER', username);
+  return deleted === 1;
+}
+
+/**
+ * Participant usernames: 1–100 of [A-Za-z0-9_.-], never `default` (resetting it would lock every
+ * password-less client out, the coordinator's own admin connection included).
+ */
+export function assertParticipantUsername(username: string): void {
+  if (!/^[A-Za-z0-9_.-]{1,100}$/.test(username)) throw new TypeError(`Redis username must be 1–100 of [A-Za-z0-9_.-], got ${JSON.stringify(username)}`);
+  if (username === 'default') throw new TypeError('the Redis default user cannot be a participant user');
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function scrub(text: string, secrets: readonly string[]): string {
+  return secrets.reduce((out, secret) => out.split(secret).join('***'), text);
+}

@@ -1,0 +1,88 @@
+import {
+  assertIdPart,
+  assertKeyPrefix,
+  assertQueueName,
+  CONTROL,
+  CONTROL_QUEUE,
+  deadlineJobId,
+  DEFAULT_PREFIX,
+  participantQueue,
+  TASK,
+  taskJobId,
+} from './names';
+
+describe('queue and job names', () => {
+  it('keeps every name that is already in Redis and in participant ACLs (renaming strands jobs)', () => {
+    expect({ DEFAULT_PREFIX, CONTROL_QUEUE, TASK, CONTROL, queue: participantQueue('hospital-1') }).toEqual({
+      DEFAULT_PREFIX: 'confide',
+      CONTROL_QUEUE: 'coordinator.control',
+      TASK: { shamirRound1: 'shamir.round1', shamirRound2: 'shamir.round2' },
+      CONTROL: { deadline: 'round.deadline' },
+      queue: 'participant.hospital-1',
+    });
+  });
+
+  it('gives each participant its own queue', () => {
+    expect(participantQueue('hospital-1')).not.toBe(participantQueue('hospital-10'));
+  });
+
+  it.each(['a:b', 'a b', ' a', 'a\n', '', 'a*', 'a?', '[a]', 'a\\b', 'é', 'x'.repeat(101)])('rejects the id %p', (id) => {
+    expect(() => assertIdPart(id, 'participant id')).toThrow(TypeError);
+    expect(() => participantQueue(id)).toThrow(TypeError);
+    expect(() => taskJobId(id, 1, 'hospital-1')).toThrow(TypeError);
+    expect(() => taskJobId('q-1', 1, id)).toThrow(TypeError);
+    expect(() => deadlineJobId(id, 1)).toThrow(TypeError);
+  });
+
+  it('accepts ids of letters, digits, "-" and "_" up to 100 characters', () => {
+    for (const id of ['a', 'hospital-1', 'HOSPITAL_1', '42', 'x'.repeat(100)]) expect(() => assertIdPart(id, 'id')).not.toThrow();
+  });
+});
+
+describe('job ids', () => {
+  it('are deterministic, so a retried dispatch finds the job already there', () => {
+    expect(taskJobId('q-7f3a', 1, 'hospital-1')).toBe('q-7f3a-r1-hospital-1');
+    expect(taskJobId('q-7f3a', 1, 'hospital-1')).toBe(taskJobId('q-7f3a', 1, 'hospital-1'));
+    expect(deadlineJobId('q-7f3a', 2)).toBe('q-7f3a-r2-deadline');
+  });
+
+  it('differ by query and round within a participant\'s queue, even when query ids contain "-r<n>"', () => {
+    // Unique per queue is what BullMQ needs: each participant has its own queue.
+    for (const participant of ['p', 'r1-p', 'p-2']) {
+      const ids = ['q-1', 'q-1-r1', 'q-1-r1-r2', 'q-2'].flatMap((query) => [1, 2, 11].map((round) => taskJobId(query, round, participant)));
+      expect(new Set(ids).size).toBe(ids.length);
+    }
+  });
+
+  it('are never all digits and never contain ":" (both are refused by BullMQ custom ids)', () => {
+    for (const id of [taskJobId('1', 1, '2'), deadlineJobId('7', 1)]) {
+      expect(id).not.toMatch(/^\d+$/);
+      expect(id).not.toContain(':');
+    }
+  });
+
+  it.each([0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53])('rejects the round %p', (round) => {
+    expect(() => taskJobId('q-1', round, 'hospital-1')).toThrow(TypeError);
+    expect(() => deadlineJobId('q-1', round)).toThrow(TypeError);
+  });
+});
+
+describe('assertKeyPrefix / assertQueueName', () => {
+  it.each(['confide', 'confide-test-0a1b', 'tenant_2.confide'])('accepts the prefix %p', (prefix) => {
+    expect(() => assertKeyPrefix(prefix)).not.toThrow();
+  });
+
+  // ':' would nest one prefix inside another's ACL pattern; glob characters would widen the pattern.
+  it.each(['', 'confide:participant.a', 'confide*', 'c?nfide', 'c[o]nfide', 'con\\fide', 'con fide', 'x'.repeat(101)])(
+    'rejects the prefix %p',
+    (prefix) => {
+      expect(() => assertKeyPrefix(prefix)).toThrow(TypeError);
+    },
+  );
+
+  it('accepts every participant queue and the control queue, and rejects glob characters and ":"', () => {
+    expect(() => assertQueueName(participantQueue('hospital-1'))).not.toThrow();
+    expect(() => assertQueueName(CONTROL_QUEUE)).not.toThrow();
+    for (const queue of ['', 'a:b', 'participant.*', 'participant.?', 'q[1]', 'q 1']) expect(() => assertQueueName(queue)).toThrow(TypeError);
+  });
+});

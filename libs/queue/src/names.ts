@@ -1,0 +1,72 @@
+/**
+ * Queue and job names. NEVER RENAME: a renamed queue strands every job already in Redis, and the names
+ * are also baked into each participant's Redis ACL (STYLE.md "Queues").
+ */
+
+/** Default key prefix; every Redis key Confide writes starts with `<prefix>:`. Tests use a unique one. */
+export const DEFAULT_PREFIX = 'confide';
+
+/**
+ * Checks a BullMQ key prefix. It becomes part of every key and of each participant's ACL key pattern
+ * (`~<prefix>:<queue>:*`), so it may hold no ':' (prefix "confide:participant.a" would put its keys inside
+ * participant a's pattern) and no glob character (`*?[]\`), which would widen the pattern.
+ * @throws TypeError naming the rule
+ */
+export function assertKeyPrefix(prefix: string): void {
+  if (!/^[A-Za-z0-9_.-]{1,100}$/.test(prefix)) throw new TypeError(`key prefix must be 1–100 of [A-Za-z0-9_.-], got ${JSON.stringify(prefix)}`);
+}
+
+/** Checks a queue name for the same reasons as {@link assertKeyPrefix} (BullMQ itself only forbids ':'). */
+export function assertQueueName(queue: string): void {
+  if (!/^[A-Za-z0-9_.-]{1,200}$/.test(queue)) throw new TypeError(`queue name must be 1–200 of [A-Za-z0-9_.-], got ${JSON.stringify(queue)}`);
+}
+
+/** One task queue per participant: the coordinator adds tasks, only that participant's worker takes them. */
+export function participantQueue(participantId: string): string {
+  assertIdPart(participantId, 'participant id');
+  return `participant.${participantId}`;
+}
+
+/** The coordinator's own queue of round deadlines (delayed jobs) and "check this round now" nudges. */
+export const CONTROL_QUEUE = 'coordinator.control';
+
+/** Job names on a participant queue. */
+export const TASK = {
+  shamirRound1: 'shamir.round1',
+  shamirRound2: 'shamir.round2',
+} as const;
+export type TaskName = (typeof TASK)[keyof typeof TASK];
+
+/** Job names on the control queue. */
+export const CONTROL = {
+  deadline: 'round.deadline',
+} as const;
+
+/**
+ * Deterministic job ids (`<query>-r<round>-<participant>`), so a retried dispatch never doubles work and the
+ * coordinator can always find an answer by id. BullMQ forbids ':' in custom ids and all-digit ids.
+ */
+export function taskJobId(queryId: string, round: number, participantId: string): string {
+  assertIdPart(queryId, 'query id');
+  assertRound(round);
+  assertIdPart(participantId, 'participant id');
+  return `${queryId}-r${round}-${participantId}`;
+}
+
+/** Deterministic id of a round's deadline job. */
+export function deadlineJobId(queryId: string, round: number): string {
+  assertIdPart(queryId, 'query id');
+  assertRound(round);
+  return `${queryId}-r${round}-deadline`;
+}
+
+// A round that is not a positive integer ("NaN", "1.5", "-1") would still make an id, but not one a retry of the
+// same dispatch reproduces, and "-1" makes the id ambiguous.
+function assertRound(round: number): void {
+  if (!Number.isSafeInteger(round) || round < 1) throw new TypeError(`round must be a positive integer, got ${round}`);
+}
+
+/** Ids that become part of Redis keys and ACL patterns: letters, digits, '-' and '_' only. */
+export function assertIdPart(value: string, what: string): void {
+  if (!/^[A-Za-z0-9_-]{1,100}$/.test(value)) throw new TypeError(`${what} must be 1–100 of [A-Za-z0-9_-], got ${JSON.stringify(value)}`);
+}

@@ -1,0 +1,118 @@
+import { UnrecoverableError } from 'bullmq';
+import { z } from 'zod';
+import { signMessage, verifyMessage, type KeyPair, type PublicKey } from '@confide/crypto';
+import { planSchema, round1BundleSchema, round1ClosedSchema, round1DeliverySchema, round2ResultSchema } from '@confide/protocol';
+import { TASK } from './names';
+
+/**
+ * Payloads of every job Confide puts in Redis: one discriminated union per direction with a lookup type,
+ * so producer and processor share one compile-time contract (STYLE.md "Queues"). Every task is signed by
+ * the coordinator; every answer carries the participant's own protocol signature.
+ */
+
+const id = z.string().regex(/^[A-Za-z0-9_-]{1,100}$/);
+const b64u = z.string().regex(/^[A-Za-z0-9_-]+$/);
+
+/** A participant's registered public keys as a task carries them (base64url of the raw 32 bytes). */
+export const directoryEntrySchema = z.strictObject({ id, encryptionKey: b64u, signingKey: b64u });
+export type DirectoryEntry = z.infer<typeof directoryEntrySchema>;
+
+/** A query's `select` as carried to participants (the statistics compiler validates it again locally). */
+export const querySpecSchema = z.strictObject({
+  select: z.array(z.strictObject({ stat: z.enum(['count', 'sum', 'mean']), field: z.string().min(1).max(100) })).min(1).max(100),
+});
+
+const taskBase = {
+  queryId: id,
+  studyId: id,
+  participantId: id,
+  /** ms since the epoch; a worker refuses a task past its deadline or issued in the future. */
+  issuedAt: z.number().int(),
+  deadline: z.number().int(),
+};
+
+/** Round 1: compute the local aggregate for `query`, share it to the committee, sign, answer. */
+export const shamirRound1TaskSchema = z.strictObject({
+  kind: z.literal(TASK.shamirRound1),
+  ...taskBase,
+  plan: planSchema,
+  query: querySpecSchema,
+  /** Keys of the committee members the shares are encrypted to. */
+  directory: z.array(directoryEntrySchema).min(1),
+});
+
+/** Round 2: sum the shares addressed to this member over exactly the closed set, sign, answer. */
+export const shamirRound2TaskSchema = z.strictObject({
+  kind: z.literal(TASK.shamirRound2),
+  ...taskBase,
+  plan: planSchema,
+  closed: round1ClosedSchema,
+  deliveries: z.array(round1DeliverySchema),
+  /** Keys of the contributors whose signatures the member checks. */
+  directory: z.array(directoryEntrySchema).min(1),
+});
+
+export const taskPayloadSchema = z.discriminatedUnion('kind', [shamirRound1TaskSchema, shamirRound2TaskSchema]);
+export type TaskPayload = z.infer<typeof taskPayloadSchema>;
+export type TaskOf<K extends TaskPayload['kind']> = Extract<TaskPayload, { kind: K }>;
+
+/** What goes into Redis as a participant job's data: the task and the coordinator's signature over it. */
+export const signedTaskSchema = z.strictObject({ task: taskPayloadSchema, signature: b64u });
+export type SignedTask = z.infer<typeof signedTaskSchema>;
+
+/** A participant job's return value, by task kind. */
+export const answerSchemas = {
+  [TASK.shamirRound1]: z.strictObject({ kind: z.literal(TASK.shamirRound1), bundle: round1BundleSchema }),
+  [TASK.shamirRound2]: z.strictObject({ kind: z.literal(TASK.shamirRound2), result: round2ResultSchema }),
+} as const;
+export type AnswerOf<K extends TaskPayload['kind']> = z.infer<(typeof answerSchemas)[K]>;
+export type Answer = AnswerOf<TaskPayload['kind']>;
+
+/** Control-queue job data: check a round (at its deadline, or when an answer arrived). */
+export const controlJobSchema = z.strictObject({ queryId: id, round: z.number().int().min(1).max(2) });
+export type ControlJob = z.infer<typeof controlJobSchema>;
+
+const TASK_DOMAIN = 'task';
+
+/** Signs a task with the coordinator's Ed25519 key (libs/crypto signMessage, domain "task"). */
+export function signTask(coordinatorKey: KeyPair, task: TaskPayload): SignedTask {
+  return { task, signature: signMessage(coordinatorKey.privateKey, TASK_DOMAIN, task) };
+}
+
+/**
+ * Why a task was refused before any work was done. A BullMQ UnrecoverableError, so a processor that lets it
+ * propagate fails the job at once instead of retrying a task that can never verify (STYLE.md "Queues").
+ */
+export class TaskRejected extends UnrecoverableError {
+  override readonly name = 'TaskRejected';
+}
+
+/**
+ * Validates a job's data as a worker receives it: schema, coordinator signature, addressed to this
+ * participant and study, not expired and not issued in the future (beyond `skewMs`).
+ * @throws TaskRejected naming the first problem
+ */
+export function openTask(
+  data: unknown,
+  expect: { coordinatorKey: PublicKey; participantId: string; studyId: string; now?: number; skewMs?: number },
+): TaskPayload {
+  const parsed = signedTaskSchema.safeParse(data);
+  if (!parsed.success) throw new TaskRejected(`malformed task: ${parsed.error.issues[0]?.path.join('.') ?? ''} ${parsed.error.issues[0]?.message ?? ''}`.trim());
+  const { task, signature } = parsed.data;
+  if (!verifyMessage(expect.coordinatorKey, TASK_DOMAIN, task, signature)) throw new TaskRejected('task signature does not verify with the coordinator key');
+  if (task.participantId !== expect.participantId) throw new TaskRejected(`task is addressed to participant ${task.participantId}`);
+  if (task.studyId !== expect.studyId) throw new TaskRejected(`task is for study ${task.studyId}, this worker serves ${expect.studyId}`);
+  if (task.plan.jobId !== task.queryId) throw new TaskRejected('task plan is for another query');
+  const now = expect.now ?? Date.now();
+  const skew = expect.skewMs ?? 60_000;
+  if (task.issuedAt > now + skew) throw new TaskRejected('task is issued in the future');
+  if (now > task.deadline) throw new TaskRejected(`task expired at ${formatTime(task.deadline)}`);
+  return task;
+}
+
+// Date#toISOString throws a RangeError beyond ±8.64e15 ms, and the schema allows any safe integer: a rejection
+// must stay a TaskRejected whatever the timestamp.
+function formatTime(ms: number): string {
+  const date = new Date(ms);
+  return Number.isNaN(date.getTime()) ? `${ms} ms since the epoch` : date.toISOString();
+}

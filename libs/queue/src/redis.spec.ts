@@ -1,0 +1,123 @@
+import { assertRedisReady, pingRedis, redactRedisUrl, redisConnectionOptions, redisOptionsFromUrl, RedisUnavailableError } from './redis';
+
+const SECRET = 'Zx9-s3cr3t_pw';
+
+describe('redisOptionsFromUrl', () => {
+  it.each<[string, object]>([
+    ['redis://127.0.0.1:6379', { host: '127.0.0.1', port: 6379 }],
+    ['redis://redis', { host: 'redis', port: 6379 }],
+    ['redis://redis:6380/3', { host: 'redis', port: 6380, db: 3 }],
+    ['redis://redis:6380/', { host: 'redis', port: 6380 }],
+    ['redis://:pw@redis', { host: 'redis', port: 6379, password: 'pw' }],
+    ['redis://confide-hospital-1:pw@redis:6379/0', { host: 'redis', port: 6379, db: 0, username: 'confide-hospital-1', password: 'pw' }],
+    ['redis://user@redis', { host: 'redis', port: 6379, username: 'user' }],
+    ['redis://u%40x:p%3Aw%2F%23@redis', { host: 'redis', port: 6379, username: 'u@x', password: 'p:w/#' }],
+    ['redis://[::1]:6379', { host: '::1', port: 6379 }],
+    ['rediss://cache.example.org', { host: 'cache.example.org', port: 6379, tls: { servername: 'cache.example.org' } }],
+  ])('parses %s', (url, expected) => {
+    expect(redisOptionsFromUrl(url)).toEqual(expected);
+  });
+
+  it('applies overrides last', () => {
+    expect(redisOptionsFromUrl('redis://u:pw@redis:6379/1', { db: 2, password: 'other' })).toEqual({ host: 'redis', port: 6379, db: 2, username: 'u', password: 'other' });
+  });
+
+  it.each([
+    `http://u:${SECRET}@redis:6379`,
+    `redis://u:${SECRET}@redis:6379/db`,
+    `redis://u:${SECRET}@redis:6379/0?family=6`,
+    `redis://u:${SECRET}@:6379`,
+    `redis://u:${SECRET}@redis:99999`,
+    `redis://u:${SECRET}@redis:port`,
+    `redis://u:${SECRET.slice(0, 4)}/${SECRET.slice(4)}@redis:6379`,
+    `redis://u:${SECRET}%zz@redis`,
+    `u:${SECRET}@redis:6379`,
+  ])('rejects %s without the password in the message', (url) => {
+    let message = '';
+    try {
+      redisOptionsFromUrl(url);
+    } catch (err) {
+      expect(err).toBeInstanceOf(TypeError);
+      expect((err as Error).cause).toBeUndefined();
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/^invalid Redis URL/);
+    for (const part of [SECRET, SECRET.slice(0, 4) + '/', '/' + SECRET.slice(4)]) expect(message).not.toContain(part);
+  });
+});
+
+describe('redactRedisUrl', () => {
+  it.each([
+    [`redis://u:${SECRET}@redis:6379/0`, 'redis://u:***@redis:6379/0'],
+    [`redis://:${SECRET}@redis`, 'redis://:***@redis'],
+    [`rediss://u:${SECRET}@redis`, 'rediss://u:***@redis'],
+    // Unencoded '@', '/' and '#' in the password: the last '@' ends the password.
+    ['redis://u:p@ss/w#rd@redis:6379', 'redis://u:***@redis:6379'],
+    ['u:pw@redis:6379', 'u:***@redis:6379'],
+    ['redis://redis:6379/0', 'redis://redis:6379/0'],
+    ['redis://user@redis', 'redis://user@redis'],
+    ['not a url', 'not a url'],
+  ])('redacts %s', (url, expected) => {
+    expect(redactRedisUrl(url)).toBe(expected);
+  });
+});
+
+describe('redisConnectionOptions', () => {
+  const url = 'redis://url-user:url-pw@redis:6379/2';
+
+  it('makes worker connections wait out an outage (BullMQ requires maxRetriesPerRequest: null)', () => {
+    const options = redisConnectionOptions(url, { role: 'worker' });
+    expect(options.maxRetriesPerRequest).toBeNull();
+    expect(options.enableOfflineQueue).toBeUndefined();
+  });
+
+  it('makes producer connections fail fast', () => {
+    const options = redisConnectionOptions(url, { role: 'producer' });
+    expect(options).toMatchObject({ maxRetriesPerRequest: 1, enableOfflineQueue: false });
+  });
+
+  it('lets explicit credentials replace the URL\'s', () => {
+    expect(redisConnectionOptions(url, { role: 'worker', username: 'confide-hospital-1', password: SECRET })).toMatchObject({
+      host: 'redis',
+      db: 2,
+      username: 'confide-hospital-1',
+      password: SECRET,
+    });
+  });
+
+  it('turns off INFO and CLIENT for a restricted participant user, and names no connection', () => {
+    const options = redisConnectionOptions(url, { role: 'worker', restricted: true, connectionName: 'ignored' });
+    expect(options).toMatchObject({ enableReadyCheck: false, disableClientInfo: true, skipVersionCheck: true });
+    expect(options.connectionName).toBeUndefined();
+    expect(redisConnectionOptions(url, { role: 'producer', connectionName: 'coordinator-http' }).connectionName).toBe('coordinator-http');
+  });
+
+  it('treats a connection with explicit credentials as a participant\'s unless told otherwise', () => {
+    expect(redisConnectionOptions(url, { role: 'worker', username: 'confide-hospital-1', password: SECRET }).skipVersionCheck).toBe(true);
+    expect(redisConnectionOptions(url, { role: 'worker', username: 'ops', password: SECRET, restricted: false }).skipVersionCheck).toBeUndefined();
+    expect(redisConnectionOptions(url, { role: 'worker' }).skipVersionCheck).toBeUndefined();
+  });
+});
+
+describe('pingRedis', () => {
+  it('is true on PONG', async () => {
+    await expect(pingRedis({ ping: () => Promise.resolve('PONG') }, 50)).resolves.toBe(true);
+  });
+
+  it('is false when PING fails', async () => {
+    await expect(pingRedis({ ping: () => Promise.reject(new Error('Connection is closed.')) }, 50)).resolves.toBe(false);
+  });
+
+  it('is false when PING does not answer within the timeout', async () => {
+    await expect(pingRedis({ ping: () => new Promise<string>(() => undefined) }, 20)).resolves.toBe(false);
+  });
+});
+
+describe('assertRedisReady', () => {
+  it('passes a ready connection and throws RedisUnavailableError otherwise', () => {
+    expect(() => assertRedisReady({ status: 'ready' })).not.toThrow();
+    for (const status of ['wait', 'connecting', 'connect', 'reconnecting', 'close', 'end'] as const) {
+      expect(() => assertRedisReady({ status })).toThrow(RedisUnavailableError);
+    }
+  });
+});

@@ -1,0 +1,169 @@
+import { Redis, type RedisOptions } from 'ioredis';
+
+/**
+ * Redis connections for BullMQ (DESIGN.md "Storage and services", STYLE.md "Queues"): a worker connection
+ * that waits out outages, a producer connection that fails fast so HTTP can answer 503, and URL handling
+ * that never lets a password reach an error message or a log.
+ */
+
+/**
+ * `worker`: a BullMQ Worker or QueueEvents connection, whose blocking commands must wait out a Redis restart.
+ * `producer`: the HTTP side (Queue.add, health checks), which must fail at once when Redis is down.
+ */
+export type RedisRole = 'worker' | 'producer';
+
+/** ioredis options plus the connection option BullMQ reads from a client it is given (BullMQ `BaseOptions`). */
+export type ConfideRedisOptions = RedisOptions & { skipVersionCheck?: boolean };
+
+export interface CreateRedisOptions {
+  readonly role: RedisRole;
+  /** Override the URL's credentials (e.g. from a secret file rather than the environment). */
+  readonly username?: string;
+  readonly password?: string;
+  /**
+   * The connection authenticates as a participant ACL user ({@link participantAclRules}), which may not run
+   * INFO or CLIENT: BullMQ's INFO-based version check and ioredis's INFO ready check and CLIENT SETINFO are
+   * turned off instead of failing (BullMQ) or filling the server's ACL log (ioredis). Defaults to true when a
+   * `username` is passed here, as a participant does with the credentials enrolment gave it (the coordinator
+   * takes its own from REDIS_URL); skipping the checks on a user that could run them costs nothing but
+   * BullMQ's eviction-policy warning.
+   */
+  readonly restricted?: boolean;
+  /** CLIENT SETNAME on connect (not for restricted users, who may not name connections). */
+  readonly connectionName?: string;
+}
+
+const DEFAULT_PORT = 6379;
+
+/**
+ * Parses `redis://[user[:password]@]host[:port][/db]` (or `rediss://` for TLS) into ioredis options, then
+ * applies `overrides`. User and password are percent-decoded; a user without a ':' is a username, as in
+ * ioredis. Query strings and fragments are refused rather than silently ignored.
+ * @throws TypeError naming the problem, with the URL's password redacted ({@link redactRedisUrl})
+ */
+export function redisOptionsFromUrl(url: string, overrides: RedisOptions = {}): RedisOptions {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // Not chained as the cause: Node's ERR_INVALID_URL carries the whole input, password included.
+    throw new TypeError(`invalid Redis URL ${redactRedisUrl(url)}`);
+  }
+  const fail = (what: string): never => {
+    throw new TypeError(`invalid Redis URL ${redactRedisUrl(url)}: ${what}`);
+  };
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') fail('the scheme must be redis:// or rediss://');
+  if (parsed.search !== '' || parsed.hash !== '') fail('query strings and fragments are not supported');
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (host === '') fail('no host');
+  const port = parsed.port === '' ? DEFAULT_PORT : Number(parsed.port);
+  const dbText = parsed.pathname.replace(/^\//, '');
+  if (!/^(\d{1,5})?$/.test(dbText)) fail('the path must be empty or a database number');
+  const options: RedisOptions = { host, port };
+  if (dbText !== '') options.db = Number(dbText);
+  const decode = (part: string, what: string): string => {
+    try {
+      return decodeURIComponent(part);
+    } catch {
+      return fail(`the ${what} is not valid percent-encoding`);
+    }
+  };
+  if (parsed.username !== '') options.username = decode(parsed.username, 'user name');
+  if (parsed.password !== '') options.password = decode(parsed.password, 'password');
+  if (parsed.protocol === 'rediss:') options.tls = { servername: host };
+  return { ...options, ...overrides };
+}
+
+/**
+ * The URL with its password replaced by `***`, for error messages and logs. Works on strings that are not
+ * valid URLs too (a password holding '/' or '#' breaks URL parsing, and those are exactly the strings that end
+ * up in an error): everything between the first ':' after the scheme and the last '@' is the password.
+ */
+export function redactRedisUrl(url: string): string {
+  const match = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)?(.*)@(.*)$/s.exec(url);
+  if (!match) return url;
+  const [, scheme = '', userinfo = '', rest = ''] = match;
+  const colon = userinfo.indexOf(':');
+  return colon === -1 ? url : `${scheme}${userinfo.slice(0, colon)}:***@${rest}`;
+}
+
+/**
+ * The ioredis options {@link createRedis} uses: the URL's, the role's retry behaviour, credentials, and the
+ * restricted-user switches. Pure, so the policy can be tested without a server.
+ * @throws TypeError on an invalid URL (password redacted)
+ */
+export function redisConnectionOptions(url: string, opts: CreateRedisOptions): ConfideRedisOptions {
+  const options: ConfideRedisOptions = redisOptionsFromUrl(url);
+  if (opts.username !== undefined) options.username = opts.username;
+  if (opts.password !== undefined) options.password = opts.password;
+  if (opts.role === 'worker') {
+    // BullMQ requires it for blocking connections: a command in flight during a reconnect waits for it
+    // instead of failing after 20 retries and stalling the worker's fetch loop.
+    options.maxRetriesPerRequest = null;
+  } else {
+    // Fail fast: no command waits in the offline queue while Redis is down, and one sent just before a
+    // disconnect is retried once, so the HTTP layer can answer 503 promptly.
+    options.maxRetriesPerRequest = 1;
+    options.enableOfflineQueue = false;
+  }
+  if (opts.restricted ?? opts.username !== undefined) {
+    // INFO and CLIENT are not granted to participants. BullMQ's version check would fail on NOPERM; ioredis
+    // shrugs it off on its INFO ready check (with a console warning) and on CLIENT SETINFO, but every refusal
+    // lands in the server's ACL log, where real probing should stand out.
+    options.enableReadyCheck = false;
+    options.disableClientInfo = true;
+    options.skipVersionCheck = true;
+  } else if (opts.connectionName !== undefined) {
+    options.connectionName = opts.connectionName;
+  }
+  return options;
+}
+
+/**
+ * Opens an ioredis connection for one role (see {@link RedisRole}). Pass it to BullMQ as `connection`, with
+ * the key prefix as BullMQ's `prefix` option, never as ioredis `keyPrefix` (BullMQ refuses that). The
+ * caller owns the connection: attach an 'error' listener and `quit()` it on shutdown.
+ * @throws TypeError on an invalid URL (password redacted)
+ */
+export function createRedis(url: string, opts: CreateRedisOptions): Redis {
+  return new Redis(redisConnectionOptions(url, opts));
+}
+
+/**
+ * True when PING answers PONG within `timeoutMs`; false on any error or timeout, never throws. Use a producer
+ * connection: on a worker connection a PING sent while Redis is down waits in the offline queue (it is
+ * settled later and ignored).
+ */
+export async function pingRedis(conn: { ping(): Promise<string> }, timeoutMs = 1000): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(resolve, timeoutMs, false);
+  });
+  try {
+    const reply = conn.ping().then(
+      (answer) => answer === 'PONG',
+      () => false,
+    );
+    return await Promise.race([reply, timeout]);
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Redis cannot take a command now; the HTTP layer maps it to 503. */
+export class RedisUnavailableError extends Error {
+  override readonly name = 'RedisUnavailableError';
+}
+
+/**
+ * Throws unless the connection is ready. Call it before `Queue.add` on a producer connection:
+ * `enableOfflineQueue: false` makes commands fail fast once a connection has been up, but a BullMQ Queue whose
+ * connection has not yet come up waits for it without a timeout (checked with bullmq 6.7), so an HTTP request
+ * would hang instead of getting its 503.
+ * @throws RedisUnavailableError with the connection's status
+ */
+export function assertRedisReady(conn: Pick<Redis, 'status'>): void {
+  if (conn.status !== 'ready') throw new RedisUnavailableError(`Redis is not available (connection ${conn.status})`);
+}

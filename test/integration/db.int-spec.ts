@@ -1,0 +1,593 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sql } from 'kysely';
+import { types as pgTypes } from 'pg';
+import { openDatabase, SQLITE_FILE, type Database, type DatabaseConfig } from '../../apps/coordinator/src/db/database';
+import {
+  ApiKeyRepository,
+  ConflictError,
+  ContributionRepository,
+  EventLog,
+  InvitationRepository,
+  ParticipantRepository,
+  QueryRepository,
+  RoundRepository,
+  StudyRepository,
+} from '../../apps/coordinator/src/db/repositories';
+import type { NewParticipant } from '../../apps/coordinator/src/db/schema';
+
+// The coordinator's storage against real databases: the same suite on an SQLite file in a temporary
+// directory and on PostgreSQL in a schema of its own, dropped afterwards (STYLE.md "Tests").
+const POSTGRES_URL = process.env.CONFIDE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+interface Target {
+  readonly name: 'sqlite' | 'postgres';
+  config(dir: string): DatabaseConfig;
+}
+const targets: Target[] = [
+  { name: 'sqlite', config: (dir) => ({ dataDir: join(dir, 'data') }) },
+  { name: 'postgres', config: (dir) => ({ url: POSTGRES_URL, dataDir: dir, schema: `test_${randomBytes(6).toString('hex')}` }) },
+];
+
+const T0 = 1_750_000_000_000; // ms timestamps beyond 2^32, so a 32-bit column or a string int8 would show
+const key = () => randomBytes(32).toString('base64url');
+
+/** Opens the target's database in a fresh temporary directory; `cleanup` drops the schema and closes it. */
+async function openTarget(target: Target): Promise<{ database: Database; config: DatabaseConfig; cleanup: () => Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), `confide-db-${target.name}-`));
+  const config = target.config(dir);
+  const database = await openDatabase(config);
+  return {
+    database,
+    config,
+    cleanup: async () => {
+      try {
+        if (config.schema !== undefined) await sql`drop schema ${sql.id(config.schema)} cascade`.execute(database.db);
+      } finally {
+        await database.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+describe.each(targets)('coordinator storage on $name', (target) => {
+  let database: Database;
+  let config: DatabaseConfig;
+  let cleanup: () => Promise<void>;
+  let studies: StudyRepository;
+  let participants: ParticipantRepository;
+  let invitations: InvitationRepository;
+  let apiKeys: ApiKeyRepository;
+  let queries: QueryRepository;
+  let rounds: RoundRepository;
+  let contributions: ContributionRepository;
+  let events: EventLog;
+
+  beforeAll(async () => {
+    ({ database, config, cleanup } = await openTarget(target));
+    const db = database.db;
+    studies = new StudyRepository(db);
+    participants = new ParticipantRepository(db);
+    invitations = new InvitationRepository(db);
+    apiKeys = new ApiKeyRepository(db);
+    queries = new QueryRepository(db);
+    rounds = new RoundRepository(db);
+    contributions = new ContributionRepository(db);
+    events = new EventLog(db);
+  });
+  afterAll(async () => {
+    await cleanup?.();
+  });
+
+  const newStudy = (name = `study-${randomUUID()}`) =>
+    studies.create({ id: randomUUID(), name, schema_json: '{"fields":[]}', min_participants: 3, created_at: T0 });
+  const participantRow = (studyId: string, name: string): NewParticipant => {
+    const id = randomUUID();
+    return {
+      id,
+      study_id: studyId,
+      name,
+      encryption_key: key(),
+      signing_key: key(),
+      encryption_fingerprint: key(),
+      signing_fingerprint: key(),
+      redis_user: `confide-${id}`,
+      redis_password_sha256: 'a'.repeat(64),
+      max_records: 1000,
+      enrolled_at: T0 + 1,
+    };
+  };
+  const newQuery = async () => {
+    const study = await newStudy();
+    const query = await queries.create({
+      id: randomUUID(),
+      study_id: study.id,
+      protocol: 'shamir',
+      spec_json: '{"select":[]}',
+      created_by: 'key-1',
+      created_at: T0,
+      current_round: 1,
+      plan_json: null,
+    });
+    return { study, query };
+  };
+
+  it('reports its dialect', () => {
+    expect(database.dialect).toBe(target.name);
+  });
+
+  it('runs the migrations once: opening the same database again applies nothing and keeps the data', async () => {
+    const study = await newStudy();
+    const again = await openDatabase(config);
+    try {
+      expect(await new StudyRepository(again.db).getById(study.id)).toEqual(study);
+      const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(again.db);
+      expect(rows.map((r) => r.name)).toEqual(['0001_initial']);
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('reads 64-bit columns back as exact JavaScript numbers', async () => {
+    const study = await studies.create({ id: randomUUID(), name: `big-${randomUUID()}`, schema_json: '{}', min_participants: 1, created_at: Number.MAX_SAFE_INTEGER });
+    expect(study.created_at).toBe(Number.MAX_SAFE_INTEGER);
+    const read = await studies.getById(study.id);
+    expect(read?.created_at).toBe(Number.MAX_SAFE_INTEGER);
+    expect(typeof read?.min_participants).toBe('number');
+    const idx = await events.append('test.big', { n: 1 }, `big-${randomUUID()}`, T0);
+    const [event] = await events.list(idx, 1);
+    expect(event).toMatchObject({ idx, created_at: T0 });
+    expect(typeof event?.idx).toBe('number');
+    expect(typeof (await events.count())).toBe('number');
+    expect(typeof (await participants.countByStudy(study.id))).toBe('number');
+  });
+
+  describe('studies', () => {
+    it('creates, finds by name and id, and lists', async () => {
+      const a = await newStudy();
+      const b = await newStudy();
+      expect(a).toMatchObject({ schema_json: '{"fields":[]}', min_participants: 3, created_at: T0 });
+      expect(await studies.getByName(a.name)).toEqual(a);
+      expect(await studies.getById(b.id)).toEqual(b);
+      expect(await studies.getByName('no such study')).toBeUndefined();
+      const ids = (await studies.list()).map((s) => s.id);
+      expect(ids).toEqual(expect.arrayContaining([a.id, b.id]));
+    });
+
+    it('refuses a second study with the same name with a ConflictError and keeps the first', async () => {
+      const a = await newStudy();
+      await expect(studies.create({ id: randomUUID(), name: a.name, schema_json: '{"other":1}', min_participants: 9, created_at: T0 })).rejects.toBeInstanceOf(
+        ConflictError,
+      );
+      await expect(studies.create({ ...a, name: `other-${randomUUID()}` })).rejects.toThrow(ConflictError);
+      expect(await studies.getByName(a.name)).toEqual(a);
+    });
+
+    it('a conflict inside a transaction leaves the transaction usable', async () => {
+      const a = await newStudy();
+      const name = `after-conflict-${randomUUID()}`;
+      await database.db.transaction().execute(async (trx) => {
+        const repo = new StudyRepository(trx);
+        await expect(repo.create({ ...a, id: randomUUID() })).rejects.toThrow(ConflictError);
+        await repo.create({ id: randomUUID(), name, schema_json: '{}', min_participants: 3, created_at: T0 });
+      });
+      expect(await studies.getByName(name)).toBeDefined();
+    });
+  });
+
+  describe('participants', () => {
+    it('creates, gets, lists by study in name order and counts', async () => {
+      const study = await newStudy();
+      const other = await newStudy();
+      const bob = await participants.create(participantRow(study.id, 'bob'));
+      const alice = await participants.create(participantRow(study.id, 'alice'));
+      await participants.create(participantRow(other.id, 'carol'));
+      expect(await participants.get(bob.id)).toEqual(bob);
+      expect(await participants.get('nobody')).toBeUndefined();
+      expect((await participants.listByStudy(study.id)).map((p) => p.name)).toEqual(['alice', 'bob']);
+      expect(await participants.countByStudy(study.id)).toBe(2);
+      expect(await participants.countByStudy('no such study')).toBe(0);
+      expect((await participants.listAll()).map((p) => p.id)).toEqual(expect.arrayContaining([alice.id, bob.id]));
+    });
+
+    it('refuses a second participant with the same name in a study, but not in another study', async () => {
+      const study = await newStudy();
+      const other = await newStudy();
+      await participants.create(participantRow(study.id, 'site-a'));
+      await expect(participants.create(participantRow(study.id, 'site-a'))).rejects.toThrow(ConflictError);
+      await participants.create(participantRow(other.id, 'site-a'));
+      expect(await participants.countByStudy(study.id)).toBe(1);
+    });
+
+    it('refuses two participants sharing one Redis user', async () => {
+      const study = await newStudy();
+      const first = await participants.create(participantRow(study.id, 'one'));
+      await expect(participants.create({ ...participantRow(study.id, 'two'), redis_user: first.redis_user })).rejects.toThrow(ConflictError);
+    });
+
+    it('enforces the foreign key to studies', async () => {
+      await expect(participants.create(participantRow('no-such-study', 'x'))).rejects.toThrow();
+    });
+  });
+
+  describe('invitations', () => {
+    const invite = async (expiresAt = T0 + 60_000) => {
+      const study = await newStudy();
+      const tokenHash = key();
+      const invitation = await invitations.create({ token_hash: tokenHash, study_id: study.id, participant_name: 'site-1', created_at: T0, expires_at: expiresAt });
+      return { study, tokenHash, invitation };
+    };
+
+    it('consumes an invitation once, then reports it used', async () => {
+      const { tokenHash, invitation } = await invite();
+      expect(invitation).toMatchObject({ used_at: null, participant_id: null });
+      const first = await invitations.consume(tokenHash, T0 + 10, 'p-1');
+      expect(first).toEqual({ ok: true, invitation: { ...invitation, used_at: T0 + 10, participant_id: 'p-1' } });
+      expect(await invitations.consume(tokenHash, T0 + 20, 'p-2')).toEqual({ ok: false, reason: 'used' });
+      expect(await invitations.get(tokenHash)).toMatchObject({ used_at: T0 + 10, participant_id: 'p-1' });
+    });
+
+    it('reports an expired invitation as expired (expiry is exclusive) and an unknown token as unknown', async () => {
+      const { tokenHash } = await invite(T0 + 100);
+      expect(await invitations.consume(tokenHash, T0 + 100, 'p-1')).toEqual({ ok: false, reason: 'expired' });
+      expect(await invitations.get(tokenHash)).toMatchObject({ used_at: null, participant_id: null });
+      expect(await invitations.consume(key(), T0, 'p-1')).toEqual({ ok: false, reason: 'unknown' });
+    });
+
+    it('reports a used invitation as used even after it expired', async () => {
+      const { tokenHash } = await invite(T0 + 100);
+      expect((await invitations.consume(tokenHash, T0 + 50, 'p-1')).ok).toBe(true);
+      expect(await invitations.consume(tokenHash, T0 + 200, 'p-2')).toEqual({ ok: false, reason: 'used' });
+    });
+
+    it('lets exactly one of several concurrent enrolments use a token', async () => {
+      const { tokenHash } = await invite();
+      const outcomes = await Promise.all(Array.from({ length: 8 }, (_, i) => invitations.consume(tokenHash, T0 + 1, `p-${i}`)));
+      const winners = outcomes.filter((o) => o.ok);
+      expect(winners).toHaveLength(1);
+      expect(outcomes.filter((o) => !o.ok)).toEqual(Array.from({ length: 7 }, () => ({ ok: false, reason: 'used' })));
+      const winner = winners[0];
+      expect((await invitations.get(tokenHash))?.participant_id).toBe(winner?.ok ? winner.invitation.participant_id : 'none');
+    });
+
+    it('refuses a duplicate token hash', async () => {
+      const { invitation } = await invite();
+      await expect(invitations.create(invitation as typeof invitation & { used_at: null; participant_id: null })).rejects.toThrow(ConflictError);
+    });
+  });
+
+  describe('enrolment (invitation and participant in one transaction)', () => {
+    const enrolling = () => {
+      const id = randomUUID();
+      return { id, encryption_key: key(), signing_key: key(), encryption_fingerprint: key(), signing_fingerprint: key(), redis_user: `confide-${id}`, redis_password_sha256: 'b'.repeat(64), max_records: 10 };
+    };
+
+    it('takes the study and the name from the invitation', async () => {
+      const study = await newStudy();
+      const tokenHash = key();
+      await invitations.create({ token_hash: tokenHash, study_id: study.id, participant_name: 'hospital-a', created_at: T0, expires_at: T0 + 1000 });
+      const who = enrolling();
+      const result = await participants.enroll(tokenHash, T0 + 5, who);
+      expect(result).toMatchObject({ ok: true, participant: { ...who, study_id: study.id, name: 'hospital-a', enrolled_at: T0 + 5 } });
+      expect(await participants.enroll(tokenHash, T0 + 6, enrolling())).toEqual({ ok: false, reason: 'used' });
+      expect(await participants.enroll(key(), T0 + 6, enrolling())).toEqual({ ok: false, reason: 'unknown' });
+      expect(await participants.countByStudy(study.id)).toBe(1);
+    });
+
+    it('leaves the invitation unused when the participant cannot be stored', async () => {
+      const study = await newStudy();
+      await participants.create(participantRow(study.id, 'taken'));
+      const tokenHash = key();
+      await invitations.create({ token_hash: tokenHash, study_id: study.id, participant_name: 'taken', created_at: T0, expires_at: T0 + 1000 });
+      await expect(participants.enroll(tokenHash, T0 + 5, enrolling())).rejects.toThrow(ConflictError);
+      expect(await invitations.get(tokenHash)).toMatchObject({ used_at: null, participant_id: null });
+    });
+
+    it('joins a surrounding transaction, so an event appended with it rolls back with it', async () => {
+      const study = await newStudy();
+      const tokenHash = key();
+      await invitations.create({ token_hash: tokenHash, study_id: study.id, participant_name: 'site-z', created_at: T0, expires_at: T0 + 1000 });
+      const dedupKey = `participant.enrolled:${randomUUID()}`;
+      const before = await events.count();
+      await expect(
+        database.db.transaction().execute(async (trx) => {
+          const result = await new ParticipantRepository(trx).enroll(tokenHash, T0 + 5, enrolling());
+          expect(result.ok).toBe(true);
+          await new EventLog(trx).append('participant.enrolled', { studyId: study.id }, dedupKey, T0 + 5);
+          throw new Error('provisioning the Redis user failed');
+        }),
+      ).rejects.toThrow('provisioning the Redis user failed');
+      expect(await invitations.get(tokenHash)).toMatchObject({ used_at: null });
+      expect(await participants.countByStudy(study.id)).toBe(0);
+      expect(await events.count()).toBe(before);
+    });
+  });
+
+  describe('API keys', () => {
+    it('finds an active key by hash until it is revoked', async () => {
+      const tokenHash = key();
+      const created = await apiKeys.create({ id: randomUUID(), token_hash: tokenHash, role: 'researcher', label: 'lab', created_at: T0 });
+      expect(created).toMatchObject({ role: 'researcher', label: 'lab', revoked_at: null });
+      expect(await apiKeys.findActiveByHash(tokenHash)).toEqual(created);
+      expect(await apiKeys.findActiveByHash(key())).toBeUndefined();
+      expect(await apiKeys.revoke(created.id, T0 + 1)).toBe(true);
+      expect(await apiKeys.revoke(created.id, T0 + 2)).toBe(false);
+      expect(await apiKeys.findActiveByHash(tokenHash)).toBeUndefined();
+    });
+
+    it('refuses a duplicate token hash and an unknown role', async () => {
+      const tokenHash = key();
+      await apiKeys.create({ id: randomUUID(), token_hash: tokenHash, role: 'admin', label: null, created_at: T0 });
+      await expect(apiKeys.create({ id: randomUUID(), token_hash: tokenHash, role: 'auditor', label: null, created_at: T0 })).rejects.toThrow(ConflictError);
+      // A role outside the union can only come from untyped input; the CHECK constraint still stops it.
+      const role = 'root' as 'admin';
+      await expect(apiKeys.create({ id: randomUUID(), token_hash: key(), role, label: null, created_at: T0 })).rejects.not.toBeInstanceOf(ConflictError);
+    });
+  });
+
+  describe('queries', () => {
+    it('creates a running query, records its plan and moves its round only forward', async () => {
+      const { study, query } = await newQuery();
+      expect(query).toMatchObject({ status: 'running', current_round: 1, finished_at: null, result_json: null, failure_reason: null, contributors: null });
+      expect(await queries.setPlan(query.id, '{"committee":["a"]}')).toBe(true);
+      expect(await queries.setRound(query.id, 2)).toBe(true);
+      expect(await queries.setRound(query.id, 2)).toBe(false);
+      expect(await queries.setRound(query.id, 1)).toBe(false);
+      expect(await queries.get(query.id)).toMatchObject({ plan_json: '{"committee":["a"]}', current_round: 2 });
+      expect(await queries.get('no such query')).toBeUndefined();
+      await expect(queries.create({ ...query, status: 'running', finished_at: null, failure_reason: null, result_json: null, contributors: null })).rejects.toThrow(ConflictError);
+      expect((await queries.listByStudy(study.id)).map((q) => q.id)).toEqual([query.id]);
+    });
+
+    it('finishes once: of concurrent finish calls exactly one wins and its outcome is stored', async () => {
+      const { query } = await newQuery();
+      const calls = Array.from({ length: 10 }, (_, i) =>
+        i % 2 === 0
+          ? queries.finish(query.id, { status: 'succeeded', result_json: `{"call":${i}}`, contributors: i }, T0 + i)
+          : queries.finish(query.id, { status: 'failed', failure_reason: `call ${i}` }, T0 + i),
+      );
+      const won = await Promise.all(calls);
+      expect(won.filter(Boolean)).toHaveLength(1);
+      const i = won.indexOf(true);
+      const row = await queries.get(query.id);
+      expect(row).toMatchObject(
+        i % 2 === 0
+          ? { status: 'succeeded', result_json: `{"call":${i}}`, failure_reason: null, contributors: i, finished_at: T0 + i }
+          : { status: 'failed', result_json: null, failure_reason: `call ${i}`, contributors: null, finished_at: T0 + i },
+      );
+      // A redelivered job finds the query finished and changes nothing.
+      expect(await queries.finish(query.id, { status: 'failed', failure_reason: 'late' }, T0 + 99)).toBe(false);
+      expect(await queries.setPlan(query.id, '{}')).toBe(false);
+      expect(await queries.setRound(query.id, 5)).toBe(false);
+      expect(await queries.get(query.id)).toEqual(row);
+    });
+
+    it('does not finish an unknown query', async () => {
+      expect(await queries.finish('no such query', { status: 'failed', failure_reason: 'x' }, T0)).toBe(false);
+    });
+  });
+
+  describe('rounds', () => {
+    it('opens a round once; a repeated open keeps the first', async () => {
+      const { query } = await newQuery();
+      expect(await rounds.open({ query_id: query.id, round: 1, status: 'open', opened_at: T0, deadline: T0 + 120_000, expected: 5 })).toBe(true);
+      expect(await rounds.open({ query_id: query.id, round: 1, opened_at: T0 + 9, deadline: T0 + 999, expected: 7 })).toBe(false);
+      expect(await rounds.get(query.id, 1)).toEqual({
+        query_id: query.id,
+        round: 1,
+        status: 'open',
+        opened_at: T0,
+        deadline: T0 + 120_000,
+        expected: 5,
+        closed_at: null,
+        closed_json: null,
+      });
+      expect(await rounds.get(query.id, 2)).toBeUndefined();
+    });
+
+    it('closes once: of concurrent close calls exactly one wins, and a closed round cannot fail', async () => {
+      const { query } = await newQuery();
+      await rounds.open({ query_id: query.id, round: 1, opened_at: T0, deadline: T0 + 1, expected: 3 });
+      const won = await Promise.all(Array.from({ length: 6 }, (_, i) => rounds.close(query.id, 1, `{"call":${i}}`, T0 + i)));
+      expect(won.filter(Boolean)).toHaveLength(1);
+      const i = won.indexOf(true);
+      expect(await rounds.get(query.id, 1)).toMatchObject({ status: 'closed', closed_json: `{"call":${i}}`, closed_at: T0 + i });
+      expect(await rounds.fail(query.id, 1, T0 + 50)).toBe(false);
+      expect(await rounds.get(query.id, 1)).toMatchObject({ status: 'closed', closed_at: T0 + i });
+    });
+
+    it('fails an open round once, and a failed round cannot close', async () => {
+      const { query } = await newQuery();
+      await rounds.open({ query_id: query.id, round: 1, opened_at: T0, deadline: T0 + 1, expected: 3 });
+      await rounds.open({ query_id: query.id, round: 2, opened_at: T0, deadline: T0 + 1, expected: 3 });
+      expect(await rounds.fail(query.id, 2, T0 + 7)).toBe(true);
+      expect(await rounds.fail(query.id, 2, T0 + 8)).toBe(false);
+      expect(await rounds.close(query.id, 2, '{}', T0 + 9)).toBe(false);
+      expect(await rounds.get(query.id, 2)).toMatchObject({ status: 'failed', closed_at: T0 + 7, closed_json: null });
+      expect((await rounds.listByQuery(query.id)).map((r) => [r.round, r.status])).toEqual([
+        [1, 'open'],
+        [2, 'failed'],
+      ]);
+      const open = await rounds.listOpen();
+      expect(open.filter((r) => r.query_id === query.id).map((r) => r.round)).toEqual([1]);
+    });
+
+    it('enforces the foreign key to queries', async () => {
+      await expect(rounds.open({ query_id: 'no such query', round: 1, opened_at: T0, deadline: T0, expected: 1 })).rejects.toThrow();
+    });
+  });
+
+  describe('contributions', () => {
+    it('records each participant once per round; the first bundle hash stays', async () => {
+      const { study, query } = await newQuery();
+      const a = await participants.create(participantRow(study.id, 'a'));
+      const b = await participants.create(participantRow(study.id, 'b'));
+      await rounds.open({ query_id: query.id, round: 1, opened_at: T0, deadline: T0 + 1, expected: 2 });
+      await rounds.open({ query_id: query.id, round: 2, opened_at: T0, deadline: T0 + 1, expected: 2 });
+      expect(await contributions.record({ query_id: query.id, round: 1, participant_id: b.id, bundle_hash: 'h-b', received_at: T0 + 1 })).toBe(true);
+      expect(await contributions.record({ query_id: query.id, round: 1, participant_id: a.id, bundle_hash: 'h-a', received_at: T0 + 2 })).toBe(true);
+      expect(await contributions.record({ query_id: query.id, round: 1, participant_id: a.id, bundle_hash: 'h-other', received_at: T0 + 3 })).toBe(false);
+      expect(await contributions.record({ query_id: query.id, round: 2, participant_id: a.id, bundle_hash: 'h-a2', received_at: T0 + 4 })).toBe(true);
+      const listed = await contributions.list(query.id, 1);
+      expect(listed).toEqual(
+        [
+          { query_id: query.id, round: 1, participant_id: a.id, bundle_hash: 'h-a', received_at: T0 + 2 },
+          { query_id: query.id, round: 1, participant_id: b.id, bundle_hash: 'h-b', received_at: T0 + 1 },
+        ].sort((x, y) => (x.participant_id < y.participant_id ? -1 : 1)),
+      );
+      expect(await contributions.list(query.id, 3)).toEqual([]);
+    });
+
+    it('refuses a contribution to a round that was never opened', async () => {
+      const { study, query } = await newQuery();
+      const a = await participants.create(participantRow(study.id, 'a'));
+      await expect(contributions.record({ query_id: query.id, round: 1, participant_id: a.id, bundle_hash: 'h', received_at: T0 })).rejects.toThrow();
+    });
+  });
+
+  describe('event log', () => {
+    /** Asserts that the whole log is indexed 0, 1, ..., count - 1. */
+    const expectContiguous = async () => {
+      const count = await events.count();
+      const all = await events.list(0, count + 10);
+      expect(all.map((e) => e.idx)).toEqual(Array.from({ length: count }, (_, i) => i));
+    };
+
+    it('stores the body as canonical JSON and appends once per dedup key', async () => {
+      const dedupKey = `study.created:${randomUUID()}`;
+      const idx = await events.append('study.created', { name: 'x', b: [2, 1], a: { z: true, y: null } }, dedupKey, T0);
+      const count = await events.count();
+      expect(idx).toBe(count - 1);
+      expect(await events.append('study.created', { name: 'changed on redelivery' }, dedupKey, T0 + 1)).toBe(idx);
+      expect(await events.count()).toBe(count);
+      expect(await events.list(idx, 1)).toEqual([{ idx, type: 'study.created', body: '{"a":{"y":null,"z":true},"b":[2,1],"name":"x"}', dedup_key: dedupKey, created_at: T0 }]);
+      const next = await events.append('study.created', {}, `other:${randomUUID()}`, T0);
+      expect(next).toBe(idx + 1);
+      await expectContiguous();
+    });
+
+    it('keeps indices contiguous and unique under 50 concurrent appends, repeated keys included', async () => {
+      const before = await events.count();
+      const keys = Array.from({ length: 50 }, () => `concurrent:${randomUUID()}`);
+      // Every key appended twice, interleaved: 100 calls, 50 events.
+      const calls = [...keys, ...keys.slice().reverse()].map((k, i) => events.append('test.concurrent', { i }, k, T0 + i));
+      const indices = await Promise.all(calls);
+      const first = indices.slice(0, 50);
+      const second = indices.slice(50).reverse();
+      expect(second).toEqual(first);
+      expect([...first].sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => before + i));
+      expect(await events.count()).toBe(before + 50);
+      await expectContiguous();
+    });
+
+    it('leaves no hole when an append is rolled back (the index is not a sequence)', async () => {
+      const before = await events.count();
+      await expect(
+        database.db.transaction().execute(async (trx) => {
+          expect(await new EventLog(trx).append('test.rolled-back', {}, `rollback:${randomUUID()}`, T0)).toBe(before);
+          throw new Error('abort');
+        }),
+      ).rejects.toThrow('abort');
+      expect(await events.append('test.after-rollback', {}, `after:${randomUUID()}`, T0)).toBe(before);
+      await expectContiguous();
+    });
+
+    it('refuses a body canonical JSON cannot encode, and stores nothing', async () => {
+      const before = await events.count();
+      await expect(events.append('test.bad', { amount: 1.5 }, `bad:${randomUUID()}`, T0)).rejects.toThrow(TypeError);
+      await expect(events.append('test.bad', { at: new Date(T0) }, `bad:${randomUUID()}`, T0)).rejects.toThrow(TypeError);
+      await expect(events.append('', {}, `bad:${randomUUID()}`, T0)).rejects.toThrow(TypeError);
+      await expect(events.append('test.bad', {}, '', T0)).rejects.toThrow(TypeError);
+      expect(await events.count()).toBe(before);
+    });
+
+    it('pages through the log in index order', async () => {
+      for (let i = 0; i < 5; i++) await events.append('test.page', { i }, `page:${randomUUID()}`, T0);
+      const count = await events.count();
+      const pages = [];
+      for (let start = 0; start < count; start += 3) pages.push(...(await events.list(start, 3)));
+      expect(pages.map((e) => e.idx)).toEqual(Array.from({ length: count }, (_, i) => i));
+      expect(await events.list(count, 10)).toEqual([]);
+      await expect(events.list(-1, 10)).rejects.toThrow(RangeError);
+      await expect(events.list(0, 0)).rejects.toThrow(RangeError);
+      await expect(events.list(0.5, 10)).rejects.toThrow(RangeError);
+    });
+  });
+});
+
+describe('SQLite specifics', () => {
+  let dir: string;
+  let database: Database | undefined;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'confide-db-sqlite-'));
+  });
+  afterAll(async () => {
+    await database?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('creates the data directory 0700 and opens the file with WAL, foreign keys and a busy timeout', async () => {
+    const dataDir = join(dir, 'nested', 'data');
+    database = await openDatabase({ dataDir });
+    expect(statSync(dataDir).mode & 0o777).toBe(0o700);
+    expect(statSync(join(dataDir, SQLITE_FILE)).isFile()).toBe(true);
+    const pragma = async (name: string) => (await sql.raw<Record<string, unknown>>(`pragma ${name}`).execute(database!.db)).rows[0];
+    expect(await pragma('journal_mode')).toEqual({ journal_mode: 'wal' });
+    expect(await pragma('foreign_keys')).toEqual({ foreign_keys: 1 });
+    expect(await pragma('busy_timeout')).toEqual({ timeout: 5000 });
+    await database.close();
+    await database.close(); // closing twice is harmless
+  });
+
+  it('refuses a PostgreSQL schema option', async () => {
+    await expect(openDatabase({ dataDir: join(dir, 'x'), schema: 'test_x' })).rejects.toThrow('only be set for PostgreSQL');
+  });
+});
+
+describe('PostgreSQL specifics', () => {
+  let opened: Awaited<ReturnType<typeof openTarget>>;
+  const target = targets.find((t) => t.name === 'postgres')!;
+  beforeAll(async () => {
+    opened = await openTarget(target);
+  });
+  afterAll(async () => {
+    await opened?.cleanup();
+  });
+
+  it('creates the tables in its own schema', async () => {
+    const schema = opened.config.schema!;
+    const { rows } = await sql<{ current: string }>`select current_schema() as current`.execute(opened.database.db);
+    expect(rows).toEqual([{ current: schema }]);
+    const tables = await sql<{ table_name: string }>`select table_name from information_schema.tables where table_schema = ${schema} order by table_name`.execute(
+      opened.database.db,
+    );
+    expect(tables.rows.map((r) => r.table_name)).toEqual(
+      ['api_keys', 'contributions', 'event_append_lock', 'events', 'invitations', 'kysely_migration', 'kysely_migration_lock', 'participants', 'queries', 'rounds', 'studies'].sort(),
+    );
+  });
+
+  it('refuses an int8 beyond 2^53 rather than rounding it', async () => {
+    await expect(sql`select 9007199254740993::bigint as n`.execute(opened.database.db)).rejects.toThrow(RangeError);
+    const { rows } = await sql<{ n: unknown }>`select 9007199254740991::bigint as n`.execute(opened.database.db);
+    expect(rows).toEqual([{ n: 9007199254740991 }]);
+  });
+
+  it('parses int8 for its own pool only: the process-wide pg parser is untouched', () => {
+    const parse = pgTypes.getTypeParser(pgTypes.builtins.INT8, 'text') as (value: string) => unknown;
+    expect(parse('42')).toBe('42');
+  });
+
+  it('refuses a URL that is not postgres:// without repeating it, and a malformed schema', async () => {
+    const attempt = openDatabase({ url: 'mysql://admin:hunter2-secret@db.example/confide', dataDir: tmpdir() });
+    await expect(attempt).rejects.toThrow('postgres://');
+    await expect(attempt).rejects.not.toThrow('hunter2');
+    await expect(openDatabase({ url: POSTGRES_URL, dataDir: tmpdir(), schema: 'Robert"; drop table x; --' })).rejects.toThrow('schema name');
+  });
+
+  it('fails to open, and closes its pool, when the server is unreachable', async () => {
+    await expect(openDatabase({ url: 'postgres://postgres@127.0.0.1:1/test', dataDir: tmpdir() })).rejects.toThrow('could not open and migrate the database');
+  });
+});

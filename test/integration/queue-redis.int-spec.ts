@@ -1,0 +1,98 @@
+import { once } from 'node:events';
+import { Queue, QueueEvents, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { assertRedisReady, createRedis, participantQueue, pingRedis, RedisUnavailableError, taskJobId } from '@confide/queue';
+import { closeConnection, deleteKeysWithPrefix, errorOf, RedisOutageProxy, TEST_REDIS_URL, uniqueTestPrefix } from '../support/redis';
+
+// STYLE.md "Queues": worker connections wait out a Redis outage, the HTTP side fails fast (503). The outage is a
+// relay to the real Redis that the test takes down and brings back; the shared Redis itself keeps running.
+jest.setTimeout(30_000);
+
+const prefix = uniqueTestPrefix();
+const queue = participantQueue('hospital-1');
+const proxy = new RedisOutageProxy();
+const connections: Redis[] = [];
+const closers: (() => Promise<unknown>)[] = [];
+let admin: Redis;
+
+function connect(url: string, role: 'worker' | 'producer'): Redis {
+  const conn = createRedis(url, { role });
+  conn.on('error', () => undefined);
+  connections.push(conn);
+  return conn;
+}
+
+async function ready(conn: Redis): Promise<void> {
+  if (conn.status !== 'ready') await once(conn, 'ready');
+}
+
+beforeAll(async () => {
+  admin = connect(TEST_REDIS_URL, 'worker');
+  await proxy.up();
+});
+
+afterAll(async () => {
+  await proxy.up().catch(() => undefined);
+  for (const close of closers) await close();
+  await deleteKeysWithPrefix(admin, prefix);
+  await Promise.all(connections.map(closeConnection));
+  await proxy.down();
+});
+
+describe('Redis connections', () => {
+  it('answer PING through pingRedis when Redis is up', async () => {
+    const producer = connect(proxy.url, 'producer');
+    await ready(producer);
+    await expect(pingRedis(producer, 1000)).resolves.toBe(true);
+    expect(() => assertRedisReady(producer)).not.toThrow();
+  });
+
+  it('let the producer side fail fast while Redis is down, so HTTP can answer 503, and recover after', async () => {
+    const producer = connect(proxy.url, 'producer');
+    await ready(producer);
+    const tasks = new Queue(queue, { connection: producer, prefix });
+    tasks.on('error', () => undefined);
+    closers.push(() => tasks.close());
+    await tasks.add('shamir.round1', { n: 1 }, { jobId: taskJobId('q-1', 1, 'hospital-1') });
+
+    await proxy.down();
+    await once(producer, 'close');
+    expect(() => assertRedisReady(producer)).toThrow(RedisUnavailableError);
+    await expect(pingRedis(producer, 1000)).resolves.toBe(false);
+    expect(await errorOf(tasks.add('shamir.round1', { n: 2 }, { jobId: taskJobId('q-2', 1, 'hospital-1') }))).toMatch(/enableOfflineQueue/);
+
+    await proxy.up();
+    await ready(producer);
+    await expect(pingRedis(producer, 1000)).resolves.toBe(true);
+    await tasks.add('shamir.round1', { n: 3 }, { jobId: taskJobId('q-3', 1, 'hospital-1') });
+    expect(await tasks.getJobCounts('waiting')).toEqual({ waiting: 2 });
+  });
+
+  it('let a worker wait out an outage and take the job added meanwhile', async () => {
+    const workerConn = connect(proxy.url, 'worker');
+    const seen: number[] = [];
+    const worker = new Worker<{ n: number }>(
+      `${queue}-outage`,
+      (job) => {
+        seen.push(job.data.n);
+        return Promise.resolve({ doubled: job.data.n * 2 });
+      },
+      { connection: workerConn, prefix },
+    );
+    worker.on('error', () => undefined);
+    closers.unshift(() => worker.close());
+    const producer = new Queue(`${queue}-outage`, { connection: admin, prefix });
+    producer.on('error', () => undefined);
+    const events = new QueueEvents(`${queue}-outage`, { connection: admin, prefix });
+    closers.push(() => producer.close(), () => events.close());
+    await Promise.all([worker.waitUntilReady(), events.waitUntilReady()]);
+
+    await proxy.down();
+    // A worker-role connection keeps PING in its offline queue: pingRedis gives up at its timeout.
+    await expect(pingRedis(workerConn, 200)).resolves.toBe(false);
+    const job = await producer.add('shamir.round1', { n: 21 }, { jobId: taskJobId('q-4', 1, 'hospital-1') });
+    await proxy.up();
+    await expect(job.waitUntilFinished(events, 20_000)).resolves.toEqual({ doubled: 42 });
+    expect(seen).toEqual([21]);
+  });
+});

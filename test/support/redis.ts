@@ -1,0 +1,102 @@
+import { randomBytes } from 'node:crypto';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { Redis } from 'ioredis';
+import { redisOptionsFromUrl } from '@confide/queue';
+
+/** The Redis the integration tier talks to (.ci/run starts one on the default port). */
+export const TEST_REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** A key prefix no other test run shares (STYLE.md "Tests": unique queue prefix per test, cleaned up after). */
+export function uniqueTestPrefix(): string {
+  return `confide-test-${randomBytes(6).toString('hex')}`;
+}
+
+/** Deletes every key under `<prefix>:` (SCAN, never KEYS) and returns how many there were. */
+export async function deleteKeysWithPrefix(admin: Redis, prefix: string): Promise<number> {
+  let cursor = '0';
+  let deleted = 0;
+  do {
+    const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) deleted += await admin.unlink(...keys);
+  } while (cursor !== '0');
+  return deleted;
+}
+
+/**
+ * Closes a test connection: QUIT when it is up, otherwise stop it reconnecting. (disconnect() on a connection the
+ * server already closed leaves a 2-second ioredis timer that keeps Jest from exiting.)
+ */
+export async function closeConnection(conn: Redis): Promise<void> {
+  if (conn.status === 'end') return;
+  if (conn.status === 'ready') {
+    try {
+      await conn.quit();
+      return;
+    } catch {
+      // fall through to disconnect
+    }
+  }
+  conn.disconnect();
+}
+
+/** The reply of a command that should fail, or undefined if it succeeded. */
+export async function errorOf(promise: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await promise;
+    return undefined;
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+}
+
+/**
+ * A TCP relay to the test Redis that can be taken down and brought back, to test behaviour during an outage
+ * without stopping the Redis other tests share.
+ */
+export class RedisOutageProxy {
+  private server?: Server;
+  private readonly sockets = new Set<Socket>();
+  port = 0;
+
+  constructor(private readonly upstreamUrl = TEST_REDIS_URL) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** Starts relaying (on the same port as before, after a {@link down}). */
+  async up(): Promise<void> {
+    const { host = '127.0.0.1', port = 6379 } = redisOptionsFromUrl(this.upstreamUrl);
+    const server = createServer((client) => {
+      const upstream = connect(port, host);
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('error', () => s.destroy());
+        s.on('close', () => {
+          this.sockets.delete(s);
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, '127.0.0.1', () => resolve());
+    });
+    this.server = server;
+    const address = server.address();
+    if (address && typeof address === 'object') this.port = address.port;
+  }
+
+  /** Drops every relayed connection and stops accepting new ones: Redis is "down". */
+  async down(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+    const server = this.server;
+    this.server = undefined;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
