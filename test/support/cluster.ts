@@ -1,0 +1,310 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { Client } from 'pg';
+import Database from 'better-sqlite3';
+import { CLI, ROOT, assertBuilt, runCli, singleJson, type RunResult } from './cli';
+
+/**
+ * A whole Confide deployment for end-to-end tests, made of real processes as a user runs them: the
+ * coordinator (`confide coordinator start`), participant workers (`confide participant run`), and the CLI
+ * for every other step. Real Redis (unique key prefix, cleaned after) and a real database: embedded
+ * SQLite in a temp dir, or a fresh PostgreSQL database created for the run and dropped after.
+ */
+
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const PG_ADMIN_URL = process.env.CONFIDE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+export interface ClusterOptions {
+  readonly database: 'sqlite' | 'postgres';
+  readonly round1Seconds?: number;
+  readonly round2Seconds?: number;
+  /** Extra coordinator environment (e.g. CONFIDE_INVITE_TTL_SECONDS for expiry tests). */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+export interface ParticipantProcess {
+  readonly name: string;
+  readonly home: string;
+  readonly participantId: string;
+  process: ChildProcess | undefined;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const address = srv.address();
+      srv.close(() => (address && typeof address === 'object' ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export class Cluster {
+  readonly dir: string;
+  readonly prefix: string;
+  readonly adminToken = `e2e-admin-${randomBytes(18).toString('base64url')}`;
+  url = '';
+  databaseUrl: string | undefined;
+  private coordinator: ChildProcess | undefined;
+  private readonly logs: WriteStream[] = [];
+  readonly participants: ParticipantProcess[] = [];
+  private pgDatabase: string | undefined;
+
+  private constructor(readonly options: ClusterOptions) {
+    this.dir = mkdtempSync(join(tmpdir(), 'confide-e2e-'));
+    this.prefix = `confide-e2e-${randomBytes(5).toString('hex')}`;
+  }
+
+  /** Starts a coordinator on a fresh database and waits for /health. */
+  static async start(options: ClusterOptions): Promise<Cluster> {
+    assertBuilt();
+    const c = new Cluster(options);
+    if (options.database === 'postgres') {
+      c.pgDatabase = `confide_e2e_${randomBytes(5).toString('hex')}`;
+      const admin = new Client({ connectionString: PG_ADMIN_URL });
+      await admin.connect();
+      await admin.query(`CREATE DATABASE ${c.pgDatabase}`);
+      await admin.end();
+      const u = new URL(PG_ADMIN_URL);
+      u.pathname = `/${c.pgDatabase}`;
+      c.databaseUrl = u.toString();
+    }
+    await c.startCoordinator();
+    return c;
+  }
+
+  /** The environment the coordinator runs with. */
+  coordinatorEnv(port: number): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      PORT: String(port),
+      REDIS_URL,
+      CONFIDE_ADMIN_TOKEN: this.adminToken,
+      CONFIDE_DATA_DIR: join(this.dir, 'coordinator'),
+      CONFIDE_QUEUE_PREFIX: this.prefix,
+      CONFIDE_ROUND1_SECONDS: String(this.options.round1Seconds ?? 30),
+      CONFIDE_ROUND2_SECONDS: String(this.options.round2Seconds ?? 30),
+      LOG_LEVEL: 'debug',
+      ...this.options.env,
+    };
+    delete env.DATABASE_URL;
+    if (this.databaseUrl) env.DATABASE_URL = this.databaseUrl;
+    return env;
+  }
+
+  private logFile(name: string): WriteStream {
+    const s = createWriteStream(join(this.dir, `${name}.log`), { flags: 'a' });
+    this.logs.push(s);
+    return s;
+  }
+
+  /** (Re)starts the coordinator process. */
+  async startCoordinator(): Promise<void> {
+    const port = await freePort();
+    const child = spawn(process.execPath, [CLI, 'coordinator', 'start', '--port', String(port)], { cwd: ROOT, env: this.coordinatorEnv(port), stdio: ['ignore', 'pipe', 'pipe'] });
+    const log = this.logFile('coordinator');
+    child.stdout.pipe(log, { end: false });
+    child.stderr.pipe(log, { end: false });
+    this.coordinator = child;
+    this.url = `http://127.0.0.1:${port}`;
+    await until('coordinator /health', 30_000, async () => ((await fetch(`${this.url}/health`)).ok ? true : undefined));
+  }
+
+  /** Stops the coordinator (SIGTERM, or SIGKILL) and waits for it to exit. */
+  async stopCoordinator(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    const child = this.coordinator;
+    if (!child || child.exitCode !== null) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill(signal);
+    return exited;
+  }
+
+  /** Runs the built CLI against this coordinator with the given token (admin by default). */
+  cli(args: readonly string[], token: string | null = this.adminToken, timeoutMs = 90_000): Promise<RunResult> {
+    const env: NodeJS.ProcessEnv = { CONFIDE_URL: this.url, REDIS_URL };
+    if (token) env.CONFIDE_TOKEN = token;
+    return runCli(args, { env, timeoutMs });
+  }
+
+  /** Runs a CLI command with --json that must succeed, and returns its one JSON object. */
+  async cliJson(args: readonly string[], token: string | null = this.adminToken): Promise<Record<string, unknown>> {
+    const r = await this.cli([...args, '--json'], token);
+    if (r.code !== 0) throw new Error(`confide ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+    return singleJson(r.stdout);
+  }
+
+  /** Creates a study from a schema object; returns its name. */
+  async createStudy(schema: { name: string }): Promise<string> {
+    const file = join(this.dir, `study-${schema.name}.json`);
+    writeFileSync(file, JSON.stringify(schema));
+    await this.cliJson(['admin', 'study', 'create', '--file', file]);
+    return schema.name;
+  }
+
+  /** A one-time invitation token for a participant name. */
+  async invite(study: string, participant: string): Promise<string> {
+    return String((await this.cliJson(['admin', 'invite', '--study', study, '--participant', participant])).token);
+  }
+
+  /** A new API key with this role. */
+  async apiKey(role: 'researcher' | 'auditor' | 'admin'): Promise<string> {
+    return String((await this.cliJson(['admin', 'keys', 'create', '--role', role])).token);
+  }
+
+  /** Invites and enrolls a participant with its CSV (keys generated in its own home), without starting it. */
+  async enroll(study: string, name: string, csvFile: string): Promise<ParticipantProcess> {
+    const home = join(this.dir, 'homes', name);
+    const token = await this.invite(study, name);
+    const out = await this.cliJson(['participant', 'enroll', '--invite', token, '--home', home, '--data', csvFile], null);
+    const p: ParticipantProcess = { name, home, participantId: String(out.participantId), process: undefined };
+    this.participants.push(p);
+    return p;
+  }
+
+  /** Starts a participant's worker process (`confide participant run`) and waits until it is connected. */
+  async run(p: ParticipantProcess): Promise<void> {
+    const child = spawn(process.execPath, [CLI, 'participant', 'run', '--home', p.home], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'debug' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const log = this.logFile(`participant-${p.name}`);
+    child.stdout.pipe(log, { end: false });
+    let ready = false;
+    child.stderr.on('data', (d: Buffer) => {
+      log.write(d);
+      if (d.toString().includes('worker ready')) ready = true;
+    });
+    p.process = child;
+    await until(`participant ${p.name} to be ready`, 20_000, () => Promise.resolve(ready ? true : child.exitCode !== null ? Promise.reject(new Error(`participant ${p.name} exited`)) : undefined));
+  }
+
+  /** Kills a participant's worker (SIGKILL by default, as a crash) and waits for it to be gone. */
+  async kill(p: ParticipantProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
+    const child = p.process;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill(signal);
+    const code = await exited;
+    p.process = undefined;
+    return code;
+  }
+
+  /** GET a coordinator route with a token. */
+  async get<T>(path: string, token: string = this.adminToken): Promise<T> {
+    const res = await fetch(`${this.url}${path}`, { headers: { authorization: `Bearer ${token}` } });
+    if (!res.ok) throw new Error(`GET ${path}: HTTP ${res.status} ${await res.text()}`);
+    return (await res.json()) as T;
+  }
+
+  /** Polls a query until it leaves "running". */
+  waitForQuery(id: string, token: string, timeoutMs = 60_000): Promise<Record<string, unknown>> {
+    return until(`query ${id} to finish`, timeoutMs, async () => {
+      const q = await this.get<Record<string, unknown>>(`/v1/queries/${id}`, token);
+      return q.status === 'running' ? undefined : q;
+    });
+  }
+
+  /** Polls a query until it reaches a round (e.g. round 2 means round 1 closed). */
+  waitForRound(id: string, token: string, round: number, timeoutMs = 60_000): Promise<Record<string, unknown>> {
+    return until(`query ${id} to reach round ${round}`, timeoutMs, async () => {
+      const q = await this.get<Record<string, unknown>>(`/v1/queries/${id}`, token);
+      return Number(q.round) >= round || q.status !== 'running' ? q : undefined;
+    });
+  }
+
+  /** Every Redis key under this cluster's prefix with its value(s), as text, for confidentiality scans. */
+  async redisDump(): Promise<string> {
+    const r = new Redis(REDIS_URL);
+    const parts: string[] = [];
+    try {
+      let cursor = '0';
+      do {
+        const [next, keys] = await r.scan(cursor, 'MATCH', `${this.prefix}:*`, 'COUNT', 1000);
+        cursor = next;
+        for (const key of keys) {
+          const type = await r.type(key);
+          let value: unknown;
+          if (type === 'string') value = await r.get(key);
+          else if (type === 'hash') value = await r.hgetall(key);
+          else if (type === 'list') value = await r.lrange(key, 0, -1);
+          else if (type === 'set') value = await r.smembers(key);
+          else if (type === 'zset') value = await r.zrange(key, 0, -1, 'WITHSCORES');
+          else if (type === 'stream') value = await r.xrange(key, '-', '+');
+          parts.push(`${key} ${JSON.stringify(value)}`);
+        }
+      } while (cursor !== '0');
+    } finally {
+      r.disconnect();
+    }
+    return parts.join('\n');
+  }
+
+  /** Every row of every table of the coordinator's database, as text. */
+  async databaseDump(): Promise<string> {
+    const tables = ['studies', 'participants', 'invitations', 'api_keys', 'queries', 'rounds', 'contributions', 'events'];
+    if (this.databaseUrl) {
+      const client = new Client({ connectionString: this.databaseUrl });
+      await client.connect();
+      try {
+        const out: string[] = [];
+        for (const t of tables) out.push(`${t} ${JSON.stringify((await client.query(`SELECT * FROM ${t}`)).rows)}`);
+        return out.join('\n');
+      } finally {
+        await client.end();
+      }
+    }
+    const db = new Database(join(this.dir, 'coordinator', 'confide.sqlite'), { readonly: true });
+    try {
+      return tables.map((t) => `${t} ${JSON.stringify(db.prepare(`SELECT * FROM ${t}`).all())}`).join('\n');
+    } finally {
+      db.close();
+    }
+  }
+
+  /** Everything every process of the cluster logged so far. */
+  logText(): string {
+    return readdirSync(this.dir)
+      .filter((f) => f.endsWith('.log'))
+      .map((f) => readFileSync(join(this.dir, f), 'utf8'))
+      .join('\n');
+  }
+
+  /** Stops every process and removes the Redis keys and users, the database and the temp dir. */
+  async stop(): Promise<void> {
+    await Promise.allSettled(this.participants.map((p) => this.kill(p, 'SIGTERM')));
+    await this.stopCoordinator('SIGTERM').catch(() => undefined);
+    for (const s of this.logs) s.end();
+    const r = new Redis(REDIS_URL);
+    try {
+      let cursor = '0';
+      do {
+        const [next, keys] = await r.scan(cursor, 'MATCH', `${this.prefix}:*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length) await r.del(...keys);
+      } while (cursor !== '0');
+      for (const p of this.participants) await r.call('ACL', 'DELUSER', `confide-${p.participantId}`).catch(() => 0);
+    } finally {
+      r.disconnect();
+    }
+    if (this.pgDatabase) {
+      const admin = new Client({ connectionString: PG_ADMIN_URL });
+      await admin.connect();
+      await admin.query(`DROP DATABASE IF EXISTS ${this.pgDatabase} WITH (FORCE)`);
+      await admin.end();
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
