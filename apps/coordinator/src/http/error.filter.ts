@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Catch, HttpException, HttpStatus, Inject, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { ProtocolError, QueryError, SchemaError } from '@confide/protocol';
+import { RedisUnavailableError } from '@confide/queue';
 import { ConflictError } from '../db/repositories';
 import { LOGGER } from '../tokens';
 import type { Logger } from '../logging';
@@ -62,6 +63,10 @@ export class ErrorFilter implements ExceptionFilter {
       status = exception.code === 'MIN_PARTICIPANTS' || exception.code === 'OVERFLOW' ? 400 : 409;
       error = exception.code.toLowerCase();
       message = exception.message;
+    } else if (exception instanceof RedisUnavailableError) {
+      status = 503;
+      error = 'unavailable';
+      message = 'the queue (Redis) is unavailable; try again shortly';
     } else if (exception instanceof ConflictError) {
       status = 409;
       error = 'conflict';

@@ -22,6 +22,7 @@ import {
 } from '@confide/protocol';
 import {
   answerSchemas,
+  assertRedisReady,
   CONTROL,
   CONTROL_QUEUE,
   controlJobSchema,
@@ -152,6 +153,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
 
   /** Plans and starts a shamir query: round-1 tasks to every enrolled participant, and the round-1 deadline. */
   async start(input: { queryId: string; studyId: string; spec: QuerySpec; schema: StudySchema; threshold?: number; deadlineSeconds?: number }): Promise<ShamirPlan> {
+    assertRedisReady(this.redis.producer);
     const participants = await this.repos.participants.listByStudy(input.studyId);
     const compiled = compileQuery(input.schema, input.spec);
     const now = Date.now();
