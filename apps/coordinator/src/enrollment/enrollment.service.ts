@@ -58,7 +58,13 @@ export class EnrollmentService {
     const username = `confide-${participantId}`;
     const password = generateRedisPassword();
     const queue = participantQueue(participantId);
-    // The Redis user first: if the database then refuses, the user is removed again and nothing is left half-done.
+    // Check the invitation before touching Redis, so an unauthenticated caller cannot create users even briefly;
+    // it is consumed atomically below, which settles any race between two enrollments with one token.
+    const invitation0 = await this.repos.invitations.get(hashToken(token));
+    if (!invitation0) throw new ApiError(401, 'unauthenticated', 'unknown invitation token');
+    if (invitation0.used_at !== null) throw new ApiError(409, 'invitation_used', 'this invitation was already used to enroll');
+    if (invitation0.expires_at <= now) throw new ApiError(401, 'invitation_expired', 'this invitation has expired; ask the study admin for a new one');
+    // Then the Redis user: if the database refuses the enrollment, the user is removed again and nothing is left half-done.
     await provisionParticipantUser(this.redis.producer, { username, password, prefix: this.config.queuePrefix, queue });
     const enrolled = await this.repos.participants.enroll(hashToken(token), now, {
       id: participantId,

@@ -55,9 +55,13 @@ export class ErrorFilter implements ExceptionFilter {
       status = exception.getStatus();
       error = status === 400 ? 'bad_request' : status === 401 ? 'unauthenticated' : status === 403 ? 'forbidden' : status === 404 ? 'not_found' : 'http_error';
       message = describeHttpException(exception);
-    } else if (exception instanceof QueryError || exception instanceof SchemaError) {
+    } else if (exception instanceof QueryError) {
       status = 400;
       error = 'invalid_query';
+      message = exception.message;
+    } else if (exception instanceof SchemaError) {
+      status = 400;
+      error = 'invalid_study';
       message = exception.message;
     } else if (exception instanceof ProtocolError) {
       status = exception.code === 'MIN_PARTICIPANTS' || exception.code === 'OVERFLOW' ? 400 : 409;

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { assertNoOverflow, compileQuery, type QuerySpec } from '@confide/protocol';
+import { assertNoOverflow, compileQuery, MAX_COMMITTEE, type QuerySpec } from '@confide/protocol';
 import { ApiError } from '../http/error.filter';
 import { newQueryId } from '../orchestration/ids';
 import { Orchestrator } from '../orchestration/orchestrator';
@@ -53,6 +53,10 @@ export class QueriesService {
     const participants = await this.repos.participants.listByStudy(study.id);
     if (participants.length < study.minParticipants) {
       throw new ApiError(400, 'min_participants', `refused: ${participants.length} participant${participants.length === 1 ? '' : 's'} enrolled in ${study.name}, the study requires at least ${study.minParticipants}`);
+    }
+    const committee = Math.min(participants.length, MAX_COMMITTEE);
+    if (req.threshold !== undefined && req.threshold > committee) {
+      throw new ApiError(400, 'invalid_query', `threshold: ${req.threshold} exceeds the committee size ${committee}`);
     }
     assertNoOverflow(compiled, participants.reduce((n, p) => n + BigInt(p.max_records), 0n));
     const id = newQueryId();

@@ -4,9 +4,9 @@ import { z } from 'zod';
 import type { AuthedRequest } from '../auth/api-key.guard';
 import { Roles } from '../auth/decorators';
 import { ROLES } from '../auth/tokens';
-import { StudiesService } from './studies.service';
+import { STUDY_NAME, StudiesService } from './studies.service';
 
-const studyName = z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, 'letters, digits, ".", "-" and "_" only');
+const studyName = z.string().regex(STUDY_NAME, 'letters, digits, ".", "-" and "_" only');
 const inviteBody = z.strictObject({ participant: z.string().regex(/^[A-Za-z0-9 _.-]{1,100}$/, '1–100 letters, digits, spaces, ".", "-" or "_"') });
 const apiKeyBody = z.strictObject({ role: z.enum(ROLES), label: z.string().max(200).optional() });
 

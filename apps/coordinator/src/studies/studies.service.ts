@@ -1,11 +1,30 @@
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
+import { formatFixed } from '@confide/crypto';
 import { parseStudySchema, toStudySchemaJson, type StudySchema } from '@confide/protocol';
 import { hashToken, newToken, type Role } from '../auth/tokens';
 import type { CoordinatorConfig } from '../config';
 import { ApiError } from '../http/error.filter';
 import { Repositories } from '../storage';
 import { CONFIG } from '../tokens';
+
+/** Study names the routes that address a study (`/v1/studies/:name`) accept; a study must be creatable only with one. */
+export const STUDY_NAME = /^[A-Za-z0-9_.-]{1,100}$/;
+
+/**
+ * The schema as the "study created" event records it. Canonical JSON holds safe integers only, so numeric
+ * bounds (0.5, 1e20) are written as their exact fixed-point decimal text, like released statistic values.
+ */
+function ledgerSchema(schema: StudySchema): object {
+  return {
+    ...toStudySchemaJson(schema),
+    fields: schema.fields.map((f) =>
+      f.type === 'number'
+        ? { name: f.name, type: f.type, min: formatFixed(f.bounds.min, f.decimals), max: formatFixed(f.bounds.max, f.decimals), decimals: f.decimals }
+        : { name: f.name, type: f.type, values: [...f.values] },
+    ),
+  };
+}
 
 /** A study as the API shows it. */
 export interface StudyView {
@@ -24,9 +43,13 @@ export class StudiesService {
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
   ) {}
 
-  /** Creates a study from its schema file; the name is unique. Appends "study created" to the event log. */
+  /**
+   * Creates a study from its schema file; the name is unique. Appends "study created" to the event log.
+   * @throws SchemaError (400) for an invalid schema; ApiError 400 for a name no study route accepts
+   */
   async create(json: unknown): Promise<{ id: string; name: string }> {
     const schema = parseStudySchema(json, 'study');
+    if (!STUDY_NAME.test(schema.name)) throw new ApiError(400, 'invalid_study', 'name: 1–100 letters, digits, ".", "-" and "_" only');
     const id = randomUUID();
     const now = Date.now();
     await this.repos.studies.create({
@@ -36,7 +59,7 @@ export class StudiesService {
       min_participants: schema.minParticipants,
       created_at: now,
     });
-    await this.repos.events.append('study.created', { studyId: id, name: schema.name, schema: toStudySchemaJson(schema) }, `study.created:${id}`, now);
+    await this.repos.events.append('study.created', { studyId: id, name: schema.name, schema: ledgerSchema(schema) }, `study.created:${id}`, now);
     return { id, name: schema.name };
   }
 
