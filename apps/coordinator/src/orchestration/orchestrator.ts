@@ -261,7 +261,9 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       const job = await Job.fromId(this.queueOf(pid), taskJobId(ctx.queryId, round, pid));
       if (!job) continue;
       if (job.finishedOn && job.returnvalue !== null && job.returnvalue !== undefined) answers.set(pid, job.returnvalue);
-      else if (job.failedReason && job.attemptsMade >= (job.opts.attempts ?? 1)) refusals.set(pid, job.failedReason);
+      // finishedOn is set only once a job failed for good: after its last attempt, or at once on an
+      // UnrecoverableError (every worker refusal), when attemptsMade is still below opts.attempts.
+      else if (job.failedReason && job.finishedOn) refusals.set(pid, job.failedReason);
     }
     return { answers, refusals };
   }
@@ -298,7 +300,13 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     if (!(await this.repos.rounds.close(ctx.queryId, 1, JSON.stringify(closed), now))) return;
     await this.repos.events.append(
       'round.closed',
-      { queryId: ctx.queryId, round: 1, contributors: closed.contributors, missing: plan.participants.filter((p) => !closed.contributors.some((c) => c.id === p)) },
+      {
+        queryId: ctx.queryId,
+        round: 1,
+        contributors: closed.contributors,
+        missing: plan.participants.filter((p) => !closed.contributors.some((c) => c.id === p)),
+        refusals: [...refusals].map(([participantId, reason]) => ({ participantId, reason })),
+      },
       `round.closed:${ctx.queryId}:1`,
       now,
     );

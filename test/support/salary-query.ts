@@ -1,0 +1,22 @@
+import { plainStats } from './synthetic';
+
+/** The statistics the end-to-end salary queries ask for, as `confide query` flags. */
+export const SALARY_SELECT = ['--stat', 'mean', '--field', 'salary', '--stat', 'sum', '--field', 'salary', '--stat', 'count', '--field', 'yrs_since_phd'] as const;
+
+/** A query's `results` as GET /v1/queries/:id and `confide query --json` give them. */
+export type StatResult = { stat: string; field: string; value: number | null; count: number };
+
+/**
+ * The results {@link SALARY_SELECT} must give over exactly these participants' CSV texts, from the plaintext
+ * (the mean to 9 decimals, the sum and counts exactly), as an `expect(...).toEqual` pattern.
+ */
+export function expectedSalaryResults(texts: readonly string[]): StatResult[] {
+  const plain = plainStats(texts);
+  const salary = plain.get('salary')!;
+  const years = plain.get('yrs_since_phd')!;
+  return [
+    { stat: 'mean', field: 'salary', value: expect.closeTo(salary.mean!, 9) as number, count: salary.count },
+    { stat: 'sum', field: 'salary', value: Number(salary.sumText), count: salary.count },
+    { stat: 'count', field: 'yrs_since_phd', value: years.count, count: years.count },
+  ];
+}
