@@ -1,3 +1,4 @@
+import { e2eLatencyBench, e2eThroughputBench } from './e2e.bench';
 import { fieldBench } from './field.bench';
 import { publish, type BenchSection } from './harness';
 import { decryptSumBench, simulationBench, splitEncryptBench } from './shamir.bench';
@@ -8,6 +9,8 @@ const BENCHES: Record<string, () => Promise<BenchSection>> = {
   'shamir-round1': splitEncryptBench,
   'shamir-round2': decryptSumBench,
   'shamir-simulation': () => simulationBench(),
+  'e2e-latency': () => e2eLatencyBench(),
+  'e2e-throughput': () => e2eThroughputBench(),
 };
 
 async function main(ids: string[]): Promise<void> {

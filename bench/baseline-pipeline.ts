@@ -1,0 +1,209 @@
+import { randomBytes } from 'node:crypto';
+import { Job, Queue, QueueEvents, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type * as Protocol from '@confide/protocol';
+import type * as QueueLib from '@confide/queue';
+
+/**
+ * The plaintext baseline of bench/e2e.bench.ts: the product's query pipeline with the security taken out.
+ * BENCH-ONLY, NEVER A PRODUCT MODE: participants hand their local aggregates to the coordinator in the clear.
+ *
+ * What it keeps from the product, so the secure/plaintext ratio measures what security adds: one BullMQ queue
+ * per participant under a key prefix (`<prefix>:participant.<id>`), deterministic job ids (`taskJobId`),
+ * one Redis connection and ACL user per participant worker (`provisionParticipantUser`, concurrency 1), the
+ * local aggregate computed from the participant's CSV by libs/protocol (compileQuery + readRecordsFromFile +
+ * aggregateLocal), and the orchestrator's completion mechanism: a QueueEvents per participant queue whose
+ * `completed` event makes the coordinator side look up every job of the query with `Job.fromId`, finishing
+ * the query once all are in, serialised per query.
+ *
+ * What it leaves out: task signatures, Shamir splitting, envelopes, bundle signatures and their checks, the
+ * second (committee) round, the HTTP API, the database, the event log and the participant's stored answers.
+ * One round: the coordinator side sums the plaintext vectors and derives the statistics with deriveResults.
+ */
+
+/** The library functions the baseline runs; bench/e2e.bench.ts passes the built ones, as the secure apps run them. */
+export interface BaselineLibs {
+  readonly protocol: Pick<typeof Protocol, 'compileQuery' | 'aggregateLocal' | 'readRecordsFromFile' | 'deriveResults'>;
+  readonly queue: Pick<typeof QueueLib, 'createRedis' | 'participantQueue' | 'taskJobId' | 'provisionParticipantUser' | 'generateRedisPassword'>;
+}
+
+/** Options of {@link startPlaintextBaseline}. */
+export interface BaselineOptions {
+  readonly redisUrl: string;
+  /** Key prefix of this baseline's queues; nothing else may use it (close() deletes every key under it). */
+  readonly prefix: string;
+  readonly schema: Protocol.StudySchema;
+  readonly participants: readonly { readonly id: string; readonly dataFile: string }[];
+  readonly libs: BaselineLibs;
+}
+
+/** A running baseline: submit a query and get its statistics, then close (which also removes its keys and ACL users). */
+export interface PlaintextBaseline {
+  run(spec: Protocol.QuerySpec): Promise<Protocol.StatResult[]>;
+  close(): Promise<void>;
+}
+
+/** The one job name of the baseline's queues. */
+const JOB = 'plaintext.aggregate';
+const ROUND = 1;
+
+interface BaselineTask {
+  readonly queryId: string;
+  readonly query: Protocol.QuerySpec;
+}
+
+interface BaselineAnswer {
+  /** The participant's local aggregate vector, as decimal strings (job return values are JSON). */
+  readonly vector: string[];
+  readonly records: number;
+}
+
+interface Pending {
+  readonly compiled: Protocol.CompiledQuery;
+  readonly resolve: (results: Protocol.StatResult[]) => void;
+  readonly reject: (err: Error) => void;
+  done: boolean;
+}
+
+/**
+ * Starts the baseline's participant workers (each with its own ACL user and connection) and its coordinator
+ * side (producer connection, one QueueEvents per participant queue), and waits until every one is ready.
+ * @throws whatever Redis or BullMQ throws; anything already started is closed and removed first
+ */
+export async function startPlaintextBaseline(opts: BaselineOptions): Promise<PlaintextBaseline> {
+  const { protocol, queue: q } = opts.libs;
+  const { prefix, schema } = opts;
+  const admin = q.createRedis(opts.redisUrl, { role: 'producer' });
+  const connections: Redis[] = [admin];
+  const users: string[] = [];
+  const workers: Worker[] = [];
+  const listeners: QueueEvents[] = [];
+  const queues = new Map<string, Queue>();
+  const pending = new Map<string, Pending>();
+  const chains = new Map<string, Promise<void>>();
+  const ids = opts.participants.map((p) => p.id);
+
+  const close = async (): Promise<void> => {
+    await Promise.allSettled(workers.map((w) => w.close()));
+    await Promise.allSettled(listeners.map((l) => l.close()));
+    await Promise.allSettled([...queues.values()].map((x) => x.close()));
+    await Promise.allSettled([...chains.values()]);
+    for (const p of pending.values()) p.reject(new Error('the plaintext baseline was closed'));
+    try {
+      let cursor = '0';
+      do {
+        const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length) await admin.unlink(...keys);
+      } while (cursor !== '0');
+      if (users.length) await admin.call('ACL', 'DELUSER', ...users);
+    } finally {
+      // quit() on a connection that is not up fails and leaves it reconnecting, which would keep the process alive.
+      for (const c of connections) if (c.status !== 'ready') c.disconnect();
+      await Promise.allSettled(connections.filter((c) => c.status === 'ready').map((c) => c.quit()));
+    }
+  };
+
+  /** The orchestrator's collect-and-advance, one round: every answer in means sum, derive, release, remove jobs. */
+  const advance = async (queryId: string): Promise<void> => {
+    const p = pending.get(queryId);
+    if (!p || p.done) return;
+    const answers: BaselineAnswer[] = [];
+    for (const id of ids) {
+      const job = await Job.fromId<BaselineTask, BaselineAnswer>(queues.get(id)!, q.taskJobId(queryId, ROUND, id));
+      if (!job) continue;
+      if (job.finishedOn && job.returnvalue) answers.push(job.returnvalue);
+      else if (job.failedReason && job.attemptsMade >= (job.opts.attempts ?? 1)) {
+        p.done = true;
+        p.reject(new Error(`plaintext baseline: participant ${id} failed: ${job.failedReason}`));
+        return;
+      }
+    }
+    if (answers.length < ids.length) return;
+    const totals = new Array<bigint>(p.compiled.vectorLength).fill(0n);
+    for (const a of answers) {
+      if (!Array.isArray(a.vector) || a.vector.length !== totals.length) throw new Error('plaintext baseline: malformed answer');
+      a.vector.forEach((v, i) => (totals[i]! += BigInt(v)));
+    }
+    p.done = true;
+    pending.delete(queryId);
+    p.resolve(protocol.deriveResults(p.compiled, totals));
+    // As the orchestrator does once a result is out (its timing is after the result is visible there too).
+    await Promise.allSettled(ids.map((id) => Job.fromId(queues.get(id)!, q.taskJobId(queryId, ROUND, id)).then((job) => job?.remove())));
+  };
+
+  const nudge = (queryId: string): void => {
+    const next = (chains.get(queryId) ?? Promise.resolve()).then(() => advance(queryId)).catch((err: unknown) => {
+      const p = pending.get(queryId);
+      if (p && !p.done) {
+        p.done = true;
+        p.reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+    chains.set(queryId, next);
+    void next.finally(() => {
+      if (chains.get(queryId) === next) chains.delete(queryId);
+    });
+  };
+
+  try {
+    // A producer connection fails fast (no offline queue), so nothing may be sent on it before it is up.
+    if (admin.status !== 'ready') await new Promise<void>((resolve, reject) => admin.once('ready', resolve).once('error', reject));
+    for (const p of opts.participants) {
+      const name = q.participantQueue(p.id);
+      // Participant side: its own ACL user and connection, as a product worker authenticates.
+      const username = `${prefix}-${p.id}`;
+      const password = q.generateRedisPassword();
+      await q.provisionParticipantUser(admin, { username, password, prefix, queue: name });
+      users.push(username);
+      const connection = q.createRedis(opts.redisUrl, { role: 'worker', username, password });
+      connections.push(connection);
+      const worker = new Worker<BaselineTask, BaselineAnswer>(
+        name,
+        async (job) => {
+          const compiled = protocol.compileQuery(schema, job.data.query);
+          const local = await protocol.aggregateLocal(compiled, protocol.readRecordsFromFile(p.dataFile, schema));
+          return { vector: local.vector.map(String), records: local.records };
+        },
+        { connection, prefix, concurrency: 1, autorun: false },
+      );
+      worker.on('error', () => undefined);
+      workers.push(worker);
+      void worker.run();
+      await worker.waitUntilReady();
+
+      // Coordinator side: the queue it produces into and the events it advances on.
+      queues.set(p.id, new Queue(name, { connection: admin, prefix }));
+      const blocking = q.createRedis(opts.redisUrl, { role: 'worker' });
+      connections.push(blocking);
+      const events = new QueueEvents(name, { connection: blocking, prefix });
+      const onFinished = ({ jobId }: { jobId: string }): void => {
+        const at = jobId.indexOf(`-r${ROUND}-`);
+        if (at > 0) nudge(jobId.slice(0, at));
+      };
+      events.on('completed', onFinished);
+      events.on('failed', onFinished);
+      events.on('error', () => undefined);
+      listeners.push(events);
+      await events.waitUntilReady();
+    }
+  } catch (err) {
+    await close().catch(() => undefined);
+    throw err;
+  }
+
+  return {
+    async run(spec) {
+      const compiled = protocol.compileQuery(schema, spec);
+      const queryId = `b${randomBytes(12).toString('hex')}`;
+      const result = new Promise<Protocol.StatResult[]>((resolve, reject) => pending.set(queryId, { compiled, resolve, reject, done: false }));
+      await Promise.all(
+        ids.map((id) =>
+          queues.get(id)!.add(JOB, { queryId, query: spec }, { jobId: q.taskJobId(queryId, ROUND, id), attempts: 3, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: false, removeOnFail: false }),
+        ),
+      );
+      return result;
+    },
+    close,
+  };
+}

@@ -1,0 +1,371 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { loadavg, tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import type * as Protocol from '@confide/protocol';
+import type * as QueueLib from '@confide/queue';
+import type * as CliClient from '../apps/cli/src/client';
+import type * as DemoData from '../apps/cli/src/demo-data';
+import type * as Bootstrap from '../apps/coordinator/src/bootstrap';
+import type * as CoordinatorConfig from '../apps/coordinator/src/config';
+import type { QueryView } from '../apps/coordinator/src/queries/queries.service';
+import type * as Enroll from '../apps/participant/src/enroll';
+import type * as ParticipantWorkerModule from '../apps/participant/src/worker';
+import { startPlaintextBaseline, type PlaintextBaseline } from './baseline-pipeline';
+import { fmt, type BenchSection } from './harness';
+
+/**
+ * End-to-end benchmarks of the running service: a real coordinator (HTTP, embedded SQLite, BullMQ) and real
+ * participant workers, against a bench-only plaintext pipeline over the same queues (bench/baseline-pipeline.ts).
+ */
+
+const REPO = join(__dirname, '..');
+/** dist/apps/cli holds the coordinator, participant, CLI and libs compiled together, as `npm run demo` runs them. */
+const BUILT = join(REPO, 'dist', 'apps', 'cli');
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const ROWS = 200;
+/** How often a single query is polled while timing latency. */
+const POLL_MS = 20;
+/** How often the pending queries of a burst are polled (one GET each, in turn): 10 queries at 20 ms would be 500 GET/s. */
+const BURST_POLL_MS = 100;
+const SPEC: Protocol.QuerySpec = { select: [{ stat: 'mean', field: 'salary' }, { stat: 'count', field: 'salary' }] };
+
+interface Built {
+  readonly startCoordinator: typeof Bootstrap.startCoordinator;
+  readonly loadConfig: typeof CoordinatorConfig.loadConfig;
+  readonly enrollParticipant: typeof Enroll.enrollParticipant;
+  readonly ParticipantWorker: typeof ParticipantWorkerModule.ParticipantWorker;
+  readonly CoordinatorClient: typeof CliClient.CoordinatorClient;
+  readonly demo: typeof DemoData;
+  readonly protocol: typeof Protocol;
+  readonly queue: typeof QueueLib;
+}
+
+/**
+ * Loads the apps as `npm run build` compiled them, not their TypeScript sources. The coordinator's Nest
+ * providers are resolved from `design:paramtypes` metadata, which tsc emits (emitDecoratorMetadata) and the
+ * esbuild inside tsx does not: from the sources, Nest warns "The Orchestrator has no decorator metadata" and
+ * injects undefined, so the coordinator cannot boot. bench/run.ts stays a tsx script like every bench, and
+ * this one requires the tsc output. The plaintext baseline takes libs/protocol and libs/queue from the same
+ * build, so both pipelines run the same compiled code.
+ * @throws Error saying to run `npm run build` when dist is missing
+ */
+function loadBuilt(): Built {
+  const entry = join(BUILT, 'apps/coordinator/src/bootstrap.js');
+  if (!existsSync(entry)) throw new Error(`the e2e benchmarks run the built apps and ${relative(REPO, entry)} is missing: run \`npm run build\` first`);
+  warnIfStale(statSync(entry).mtimeMs);
+  const load = createRequire(__filename);
+  const from = <T>(path: string): T => load(join(BUILT, path)) as T;
+  return {
+    startCoordinator: from<typeof Bootstrap>('apps/coordinator/src/bootstrap.js').startCoordinator,
+    loadConfig: from<typeof CoordinatorConfig>('apps/coordinator/src/config.js').loadConfig,
+    enrollParticipant: from<typeof Enroll>('apps/participant/src/enroll.js').enrollParticipant,
+    ParticipantWorker: from<typeof ParticipantWorkerModule>('apps/participant/src/worker.js').ParticipantWorker,
+    CoordinatorClient: from<typeof CliClient>('apps/cli/src/client.js').CoordinatorClient,
+    demo: from<typeof DemoData>('apps/cli/src/demo-data.js'),
+    protocol: from<typeof Protocol>('libs/protocol/src/index.js'),
+    queue: from<typeof QueueLib>('libs/queue/src/index.js'),
+  };
+}
+
+/** Says so on stderr when a source file is newer than the build: the figures would be of older code. */
+function warnIfStale(builtAt: number): void {
+  const newer: string[] = [];
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, e.name);
+      if (e.isDirectory()) walk(path);
+      else if (e.name.endsWith('.ts') && !e.name.endsWith('.spec.ts') && statSync(path).mtimeMs > builtAt) newer.push(relative(REPO, path));
+    }
+  };
+  for (const dir of ['apps', 'libs']) walk(join(REPO, dir));
+  if (newer.length) process.stderr.write(`warning: ${newer.length} source file(s) changed since the last build (${newer.slice(0, 3).join(', ')}${newer.length > 3 ? ', …' : ''}); run \`npm run build\` to measure them\n`);
+}
+
+/** The load average when a bench starts: these benches share the CPUs with whatever else runs, and say so. */
+function loadNote(): string {
+  const [one, five] = loadavg();
+  return `Load average when the run started: ${fmt(one!)} (1 min), ${fmt(five!)} (5 min).`;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Nearest-rank percentile: the smallest sample with at least p% of the samples at or below it. */
+function percentile(samples: readonly number[], p: number): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+const median = (samples: readonly number[]): number => percentile(samples, 50);
+
+/** N participants' synthetic salary files (generateSalaryCsv, as the demo uses), written 0600 under `dir`. */
+function writeData(b: Built, dir: string, n: number): { files: string[]; texts: string[] } {
+  mkdirSync(dir, { recursive: true });
+  const texts = Array.from({ length: n }, (_, i) => b.demo.generateSalaryCsv(1000 + i, ROWS));
+  const files = texts.map((text, i) => {
+    const file = join(dir, `participant-${i + 1}.csv`);
+    writeFileSync(file, text, { mode: 0o600 });
+    return file;
+  });
+  return { files, texts };
+}
+
+/** The secure service at N participants: a coordinator and N workers in this process, enrolled as a user does. */
+interface SecureCluster {
+  submit(): Promise<string>;
+  view(id: string): Promise<QueryView>;
+  close(): Promise<void>;
+}
+
+async function startSecure(b: Built, dir: string, prefix: string, files: readonly string[]): Promise<SecureCluster> {
+  const adminToken = randomBytes(24).toString('base64url');
+  const workers: ParticipantWorkerModule.ParticipantWorker[] = [];
+  const users: string[] = [];
+  let coordinator: Bootstrap.RunningCoordinator | undefined;
+  const close = async (): Promise<void> => {
+    await Promise.allSettled(workers.map((w) => w.stop()));
+    await coordinator?.close().catch(() => undefined);
+    await cleanupRedis(prefix, users);
+  };
+  try {
+    coordinator = await b.startCoordinator(
+      b.loadConfig({
+        PORT: '0',
+        REDIS_URL,
+        CONFIDE_ADMIN_TOKEN: adminToken,
+        CONFIDE_DATA_DIR: join(dir, 'coordinator'),
+        CONFIDE_QUEUE_PREFIX: prefix,
+        CONFIDE_ROUND1_SECONDS: '120',
+        CONFIDE_ROUND2_SECONDS: '120',
+        LOG_LEVEL: 'warn',
+      }),
+    );
+    const admin = new b.CoordinatorClient(coordinator.url, adminToken);
+    const study = b.demo.syntheticSalaryStudy();
+    await admin.post('/v1/studies', study);
+    const researcher = new b.CoordinatorClient(coordinator.url, (await admin.post<{ token: string }>('/v1/api-keys', { role: 'researcher' })).token);
+    const logger = pino({ level: 'silent' });
+    for (const [i, dataFile] of files.entries()) {
+      const { token } = await admin.post<{ token: string }>(`/v1/studies/${study.name}/invitations`, { participant: `hospital-${i + 1}` });
+      const home = join(dir, `home-${i + 1}`);
+      const identity = await b.enrollParticipant({ coordinatorUrl: coordinator.url, invitation: token, home, dataFile });
+      users.push(identity.redis.username);
+      const worker = new b.ParticipantWorker({ home, logger });
+      workers.push(worker);
+      await worker.start();
+    }
+    return {
+      submit: async () => (await researcher.post<{ id: string }>('/v1/queries', { study: study.name, protocol: 'shamir', ...SPEC })).id,
+      view: (id) => researcher.get<QueryView>(`/v1/queries/${id}`),
+      close,
+    };
+  } catch (err) {
+    await close().catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Removes one run's keys and ACL users (and nothing else) from Redis, as the demo's cleanupRedis does. */
+async function cleanupRedis(prefix: string, users: readonly string[]): Promise<void> {
+  const r = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await r.unlink(...keys);
+    } while (cursor !== '0');
+    if (users.length) await r.call('ACL', 'DELUSER', ...users);
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** Polls one query every POLL_MS until it succeeds; returns its statistics. @throws if it fails or takes over 2 minutes */
+async function awaitQuery(c: SecureCluster, id: string): Promise<Protocol.StatResult[]> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const q = await c.view(id);
+    if (q.status === 'succeeded') return q.results as Protocol.StatResult[];
+    if (q.status === 'failed') throw new Error(`query ${id} failed: ${q.failureReason ?? 'no reason given'}`);
+    if (Date.now() > deadline) throw new Error(`query ${id} did not finish in 2 minutes (round ${q.round}, ${q.answered}/${q.expected} answered)`);
+    await sleep(POLL_MS);
+  }
+}
+
+/** Polls every query of a burst in turn, then waits BURST_POLL_MS, until all succeeded; returns their statistics. */
+async function awaitAll(c: SecureCluster, ids: readonly string[]): Promise<Protocol.StatResult[][]> {
+  const deadline = Date.now() + 180_000;
+  const done = new Map<string, Protocol.StatResult[]>();
+  for (;;) {
+    for (const id of ids.filter((i) => !done.has(i))) {
+      const q = await c.view(id);
+      if (q.status === 'succeeded') done.set(id, q.results as Protocol.StatResult[]);
+      else if (q.status === 'failed') throw new Error(`query ${id} failed: ${q.failureReason ?? 'no reason given'}`);
+    }
+    if (done.size === ids.length) return ids.map((id) => done.get(id)!);
+    if (Date.now() > deadline) throw new Error(`${ids.length - done.size} of ${ids.length} queries did not finish in 3 minutes`);
+    await sleep(BURST_POLL_MS);
+  }
+}
+
+/** Checks a pipeline's answer against the plain mean the bench computes from the files it wrote. */
+function checkResult(what: string, results: readonly Protocol.StatResult[], expected: { mean: number | null; count: number }): void {
+  const mean = results[0]?.value ?? null;
+  const count = results[1]?.value ?? null;
+  if (mean === null || expected.mean === null || Math.abs(mean - expected.mean) > 1e-6 * Math.abs(expected.mean) || count !== expected.count) {
+    throw new Error(`${what} answered mean ${mean} over ${count} salaries; the data has mean ${expected.mean} over ${expected.count}`);
+  }
+}
+
+/** Both pipelines running at N participants over the same files, under one run's Redis prefix. */
+interface Pair {
+  readonly secure: SecureCluster;
+  readonly plain: PlaintextBaseline;
+  readonly expected: { mean: number | null; count: number };
+  close(): Promise<void>;
+}
+
+async function startPair(b: Built, root: string, n: number): Promise<Pair> {
+  const dir = join(root, `n${n}`);
+  const prefix = `confide-bench-${randomBytes(4).toString('hex')}`;
+  const { files, texts } = writeData(b, join(dir, 'data'), n);
+  const stats = b.demo.plainStats(texts).get('salary')!;
+  const secure = await startSecure(b, dir, prefix, files);
+  let plain: PlaintextBaseline;
+  try {
+    plain = await startPlaintextBaseline({
+      redisUrl: REDIS_URL,
+      prefix: `${prefix}-plain`,
+      schema: b.protocol.parseStudySchema(b.demo.syntheticSalaryStudy()),
+      participants: files.map((dataFile, i) => ({ id: `p${i + 1}`, dataFile })),
+      libs: { protocol: b.protocol, queue: b.queue },
+    });
+  } catch (err) {
+    await secure.close();
+    throw err;
+  }
+  return {
+    secure,
+    plain,
+    expected: { mean: stats.mean, count: stats.count },
+    async close() {
+      await Promise.allSettled([secure.close(), plain.close()]);
+    },
+  };
+}
+
+/** One query each way, not counted: JIT, HTTP keep-alive, prepared statements, QueueEvents cursors. */
+async function warmUp(pair: Pair): Promise<void> {
+  checkResult('the secure pipeline', await awaitQuery(pair.secure, await pair.secure.submit()), pair.expected);
+  checkResult('the plaintext baseline', await pair.plain.run(SPEC), pair.expected);
+}
+
+/** Runs `fn` with a temp dir that is removed afterwards, whatever happens. */
+async function inTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), 'confide-bench-e2e-'));
+  try {
+    return await fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const IN_ONE_PROCESS =
+  'The participant workers share one Node process with the coordinator (Nest HTTP API, embedded SQLite in a temp dir, BullMQ), each with its own Redis connection and ACL user (BullMQ concurrency 1), against a local Redis under a fresh key prefix that is removed afterwards.';
+
+const BASELINE =
+  'Baseline (bench/baseline-pipeline.ts, a bench-only pipeline, never a product mode): the same per-participant BullMQ queues, job ids, connections and ACL users, and the same local aggregate computed by libs/protocol from the same CSV, but the job carries the query in the clear and returns the plaintext vector; one round, completed as the orchestrator completes a round (QueueEvents `completed` → `Job.fromId` over every job of the query), then summed and `deriveResults`. No signatures, shares, envelopes, committee round, HTTP, database or event log, so the ratio prices everything the product adds on top of moving plaintext aggregates through the same queues.';
+
+/**
+ * Latency of one secure mean, POST /v1/queries to the GET that shows it succeeded, at N = 3, 10, 50, against
+ * the plaintext baseline at the same N over the same files; the two alternate, query by query.
+ */
+export async function e2eLatencyBench(plan: readonly { n: number; queries: number }[] = [{ n: 3, queries: 40 }, { n: 10, queries: 40 }, { n: 50, queries: 20 }]): Promise<BenchSection> {
+  const b = loadBuilt();
+  const load = loadNote();
+  const rows: (string | number)[][] = [];
+  await inTempDir(async (root) => {
+    for (const { n, queries } of plan) {
+      process.stderr.write(`  N=${n}: enrolling ${n} participants…\n`);
+      const pair = await startPair(b, root, n);
+      try {
+        await warmUp(pair);
+        const secure: number[] = [];
+        const plain: number[] = [];
+        for (let i = 0; i < queries; i++) {
+          let t = performance.now();
+          checkResult('the secure pipeline', await awaitQuery(pair.secure, await pair.secure.submit()), pair.expected);
+          secure.push(performance.now() - t);
+          t = performance.now();
+          checkResult('the plaintext baseline', await pair.plain.run(SPEC), pair.expected);
+          plain.push(performance.now() - t);
+        }
+        process.stderr.write(`  N=${n}: secure p50 ${fmt(median(secure))} ms, plaintext p50 ${fmt(median(plain))} ms\n`);
+        const [s50, s95, p50, p95] = [percentile(secure, 50), percentile(secure, 95), percentile(plain, 50), percentile(plain, 95)];
+        rows.push([n, (n * ROWS).toLocaleString('en-US'), queries, fmt(s50), fmt(s95), fmt(p50), fmt(p95), fmt(s50 / p50), fmt(s95 / p95)]);
+      } finally {
+        await pair.close();
+      }
+    }
+  });
+  return {
+    id: 'e2e-latency',
+    title: 'End-to-end secure mean latency vs plaintext pipeline',
+    method: [
+      `Secure mean (and count) of salary over the shamir protocol, timed from sending POST /v1/queries to receiving the GET /v1/queries/:id that shows \`succeeded\` (polled every ${POLL_MS} ms, so up to ${POLL_MS} ms of each figure is polling); committee of min(N, 10). Each participant holds ${ROWS} generated salary rows (generateSalaryCsv). ${IN_ONE_PROCESS}`,
+      `${BASELINE} Timed from submitting to holding the statistics.`,
+      'Secure and plaintext queries alternate, one at a time, after one warm-up query each; every answer is checked against the mean computed from the files. p50/p95 are nearest-rank over the queries listed (with 20 queries, p95 is the second slowest).',
+    ].join('\n\n'),
+    columns: ['participants', 'records', 'queries', 'secure p50 ms', 'secure p95 ms', 'plaintext p50 ms', 'plaintext p95 ms', 'ratio p50', 'ratio p95'],
+    rows,
+    notes: load,
+  };
+}
+
+/**
+ * Throughput with `inFlight` queries submitted at once at N participants: wall time from the first submission
+ * until every one succeeded, repeated `bursts` times, for both pipelines.
+ */
+export async function e2eThroughputBench(n = 10, inFlight = 10, bursts = 5): Promise<BenchSection> {
+  const b = loadBuilt();
+  const load = loadNote();
+  const secure: number[] = [];
+  const plain: number[] = [];
+  await inTempDir(async (root) => {
+    process.stderr.write(`  N=${n}: enrolling ${n} participants…\n`);
+    const pair = await startPair(b, root, n);
+    try {
+      await warmUp(pair);
+      for (let burst = 0; burst < bursts; burst++) {
+        let t = performance.now();
+        const ids = await Promise.all(Array.from({ length: inFlight }, () => pair.secure.submit()));
+        for (const results of await awaitAll(pair.secure, ids)) checkResult('the secure pipeline', results, pair.expected);
+        secure.push(performance.now() - t);
+        t = performance.now();
+        for (const results of await Promise.all(Array.from({ length: inFlight }, () => pair.plain.run(SPEC)))) checkResult('the plaintext baseline', results, pair.expected);
+        plain.push(performance.now() - t);
+        process.stderr.write(`  burst ${burst + 1}/${bursts}: secure ${fmt(secure.at(-1)!)} ms, plaintext ${fmt(plain.at(-1)!)} ms\n`);
+      }
+    } finally {
+      await pair.close();
+    }
+  });
+  const perMinute = (ms: number): number => (inFlight * 60_000) / ms;
+  const row = (name: string, walls: number[]): (string | number)[] => [name, walls.map((w) => fmt(w)).join(', '), fmt(perMinute(median(walls)))];
+  const ratio = median(secure) / median(plain);
+  return {
+    id: 'e2e-throughput',
+    title: `End-to-end throughput: ${inFlight} queries in flight at ${n} participants`,
+    method: [
+      `${inFlight} secure means (with count) of salary submitted at once (POST /v1/queries), timed until GET /v1/queries/:id shows every one \`succeeded\` (the pending queries polled in turn every ${BURST_POLL_MS} ms); ${bursts} bursts, queries per minute from the median burst. ${n} participants with ${ROWS} generated salary rows each, committee of ${Math.min(n, 10)}. ${IN_ONE_PROCESS}`,
+      `${BASELINE} The baseline runs the same bursts (${inFlight} queries submitted at once), alternating with the secure ones.`,
+    ].join('\n\n'),
+    columns: ['pipeline', `wall ms per burst of ${inFlight}`, 'queries/min (median burst)'],
+    rows: [row('secure (shamir)', secure), row('plaintext baseline', plain)],
+    notes: `Secure/plaintext wall-time ratio (median bursts): ${fmt(ratio)}. ${load}`,
+  };
+}
