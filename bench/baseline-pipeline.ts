@@ -24,7 +24,7 @@ import type * as QueueLib from '@confide/queue';
 /** The library functions the baseline runs; bench/e2e.bench.ts passes the built ones, as the secure apps run them. */
 export interface BaselineLibs {
   readonly protocol: Pick<typeof Protocol, 'compileQuery' | 'aggregateLocal' | 'readRecordsFromFile' | 'deriveResults'>;
-  readonly queue: Pick<typeof QueueLib, 'createRedis' | 'participantQueue' | 'taskJobId' | 'provisionParticipantUser' | 'generateRedisPassword'>;
+  readonly queue: Pick<typeof QueueLib, 'createRedis' | 'participantQueue' | 'taskJobId' | 'provisionParticipantUser' | 'generateRedisPassword' | 'removeRunKeys'>;
 }
 
 /** Options of {@link startPlaintextBaseline}. */
@@ -90,13 +90,7 @@ export async function startPlaintextBaseline(opts: BaselineOptions): Promise<Pla
     await Promise.allSettled([...chains.values()]);
     for (const p of pending.values()) p.reject(new Error('the plaintext baseline was closed'));
     try {
-      let cursor = '0';
-      do {
-        const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length) await admin.unlink(...keys);
-      } while (cursor !== '0');
-      if (users.length) await admin.call('ACL', 'DELUSER', ...users);
+      await q.removeRunKeys(admin, prefix, users);
     } finally {
       // quit() on a connection that is not up fails and leaves it reconnecting, which would keep the process alive.
       for (const c of connections) if (c.status !== 'ready') c.disconnect();

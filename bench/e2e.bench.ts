@@ -14,6 +14,7 @@ import type * as CoordinatorConfig from '../apps/coordinator/src/config';
 import type { QueryView } from '../apps/coordinator/src/queries/queries.service';
 import type * as Enroll from '../apps/participant/src/enroll';
 import type * as ParticipantWorkerModule from '../apps/participant/src/worker';
+import { removeRunKeys } from '@confide/queue';
 import { startPlaintextBaseline, type PlaintextBaseline } from './baseline-pipeline';
 import { fmt, type BenchSection } from './harness';
 
@@ -168,17 +169,11 @@ async function startSecure(b: Built, dir: string, prefix: string, files: readonl
   }
 }
 
-/** Removes one run's keys and ACL users (and nothing else) from Redis, as the demo's cleanupRedis does. */
+/** Removes one run's keys and ACL users (and nothing else) from Redis. */
 async function cleanupRedis(prefix: string, users: readonly string[]): Promise<void> {
   const r = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
   try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await r.unlink(...keys);
-    } while (cursor !== '0');
-    if (users.length) await r.call('ACL', 'DELUSER', ...users);
+    await removeRunKeys(r, prefix, users);
   } finally {
     r.disconnect();
   }

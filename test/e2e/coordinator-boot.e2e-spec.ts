@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
+import { Redis } from 'ioredis';
+import { removeRunKeys } from '@confide/queue';
 import { assertBuilt, COORDINATOR, ROOT } from '../support/cli';
 
 function freePort(): Promise<number> {
@@ -46,5 +48,8 @@ describe('coordinator (built app)', () => {
     }
     expect(await exited).toBe(0);
     rmSync(dataDir, { recursive: true, force: true });
+    const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+    await removeRunKeys(redis, env.CONFIDE_QUEUE_PREFIX);
+    redis.disconnect();
   }, 30_000);
 });

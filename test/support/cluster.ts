@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import Database from 'better-sqlite3';
+import { removeRunKeys } from '@confide/queue';
 import { CLI, ROOT, assertBuilt, runCli, singleJson, type RunResult } from './cli';
 
 /**
@@ -289,12 +290,8 @@ export class Cluster {
     for (const s of this.logs) s.end();
     const r = new Redis(REDIS_URL);
     try {
-      let cursor = '0';
-      do {
-        const [next, keys] = await r.scan(cursor, 'MATCH', `${this.prefix}:*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length) await r.del(...keys);
-      } while (cursor !== '0');
+      // ACL DELUSER of a user that is already gone is no error; each participant is removed on its own.
+      await removeRunKeys(r, this.prefix);
       for (const p of this.participants) await r.call('ACL', 'DELUSER', `confide-${p.participantId}`).catch(() => 0);
     } finally {
       r.disconnect();

@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
+import { assertKeyPrefix } from './names';
 
 /**
  * Redis connections for BullMQ (DESIGN.md "Storage and services", STYLE.md "Queues"): a worker connection
@@ -166,4 +167,23 @@ export class RedisUnavailableError extends Error {
  */
 export function assertRedisReady(conn: Pick<Redis, 'status'>): void {
   if (conn.status !== 'ready') throw new RedisUnavailableError(`Redis is not available (connection ${conn.status})`);
+}
+
+/**
+ * Removes what one run left in Redis: every key under `<prefix>:` (SCAN + UNLINK in batches) and the given
+ * ACL users. For the demo, benchmarks and tests, which share a Redis with others: nothing outside the
+ * prefix and the list is touched.
+ * @returns how many keys were removed
+ */
+export async function removeRunKeys(conn: Pick<Redis, 'scan' | 'unlink' | 'call'>, prefix: string, users: readonly string[] = []): Promise<number> {
+  assertKeyPrefix(prefix);
+  let removed = 0;
+  let cursor = '0';
+  do {
+    const [next, keys] = await conn.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length) removed += await conn.unlink(...keys);
+  } while (cursor !== '0');
+  if (users.length) await conn.call('ACL', 'DELUSER', ...users);
+  return removed;
 }

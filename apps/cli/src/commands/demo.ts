@@ -5,6 +5,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { removeRunKeys } from '@confide/queue';
 import { loadConfig } from '../../../coordinator/src/config';
 import { enrollParticipant } from '../../../participant/src/enroll';
 import { ParticipantWorker } from '../../../participant/src/worker';
@@ -159,13 +160,7 @@ export async function demoCommand(argv: readonly string[], out: Output): Promise
 async function cleanupRedis(url: string, prefix: string, users: readonly string[]): Promise<void> {
   const r = new Redis(url, { maxRetriesPerRequest: 1 });
   try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
-      cursor = next;
-      if (keys.length) await r.del(...keys);
-    } while (cursor !== '0');
-    if (users.length) await r.call('ACL', 'DELUSER', ...users);
+    await removeRunKeys(r, prefix, users);
   } finally {
     r.disconnect();
   }
