@@ -125,7 +125,7 @@ describe.each(targets)('coordinator storage on $name', (target) => {
     try {
       expect(await new StudyRepository(again.db).getById(study.id)).toEqual(study);
       const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(again.db);
-      expect(rows.map((r) => r.name)).toEqual(['0001_initial']);
+      expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_ledger']);
     } finally {
       await again.close();
     }
@@ -565,7 +565,7 @@ describe('PostgreSQL specifics', () => {
       opened.database.db,
     );
     expect(tables.rows.map((r) => r.table_name)).toEqual(
-      ['api_keys', 'contributions', 'event_append_lock', 'events', 'invitations', 'kysely_migration', 'kysely_migration_lock', 'participants', 'queries', 'rounds', 'studies'].sort(),
+      ['api_keys', 'checkpoints', 'contributions', 'event_append_lock', 'events', 'ledger_nodes', 'invitations', 'kysely_migration', 'kysely_migration_lock', 'participants', 'queries', 'rounds', 'studies'].sort(),
     );
   });
 

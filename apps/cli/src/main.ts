@@ -4,6 +4,7 @@ import { ApiCallError } from './client';
 import { ADMIN_USAGE, adminCommand } from './commands/admin';
 import { COORDINATOR_USAGE, coordinatorCommand } from './commands/coordinator';
 import { DEMO_USAGE, demoCommand } from './commands/demo';
+import { LEDGER_USAGE, ledgerCommand } from './commands/ledger';
 import { PARTICIPANT_USAGE, participantCommand } from './commands/participant';
 import { QUERY_USAGE, queryCommand } from './commands/query';
 import { SIMULATE_USAGE, simulateCommand } from './commands/simulate';
@@ -18,6 +19,7 @@ Commands:
                              define studies, invite participants, issue API keys
   participant enroll|run     enroll this machine as a participant, run its worker
   query                      submit a query (--wait for the result), or 'query status ID'
+  ledger verify|show|proof   check the audit ledger: signatures, RFC 6962 root, consistency, proofs
   simulate                   run the shamir protocol in memory over CSV files
 
 Global options: --coordinator URL (CONFIDE_URL), --token TOKEN (CONFIDE_TOKEN), --json.
@@ -31,6 +33,7 @@ const COMMANDS: Record<string, Command> = {
   admin: { run: adminCommand, usage: ADMIN_USAGE },
   participant: { run: participantCommand, usage: PARTICIPANT_USAGE },
   query: { run: queryCommand, usage: QUERY_USAGE },
+  ledger: { run: ledgerCommand, usage: LEDGER_USAGE },
   simulate: { run: simulateCommand, usage: SIMULATE_USAGE },
 };
 

@@ -9,6 +9,7 @@ import { EnrollmentService } from './enrollment/enrollment.service';
 import { EventsController } from './events/events.controller';
 import { HealthController } from './health/health.controller';
 import { ErrorFilter } from './http/error.filter';
+import { LedgerController } from './ledger/ledger.controller';
 import { validationPipe } from './http/validation';
 import type { Logger } from './logging';
 import { Orchestrator, type RedisConnections } from './orchestration/orchestrator';
@@ -34,7 +35,7 @@ export class AppModule {
   static register(infra: CoordinatorInfrastructure): DynamicModule {
     return {
       module: AppModule,
-      controllers: [HealthController, StudiesController, EnrollmentController, QueriesController, EventsController],
+      controllers: [HealthController, StudiesController, EnrollmentController, QueriesController, EventsController, LedgerController],
       providers: [
         { provide: CONFIG, useValue: infra.config },
         { provide: LOGGER, useValue: infra.logger },

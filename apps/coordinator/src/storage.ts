@@ -1,4 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { keyFingerprint, type KeyPair } from '@confide/crypto';
+import { signCheckpoint } from '@confide/ledger';
 import type { Database } from './db/database';
 import {
   ApiKeyRepository,
@@ -10,7 +12,12 @@ import {
   RoundRepository,
   StudyRepository,
 } from './db/repositories';
-import { DATABASE } from './tokens';
+import { COORDINATOR_KEY, DATABASE } from './tokens';
+
+/** The ledger's origin line (C2SP tlog-checkpoint): this coordinator's key fingerprint makes it unique. */
+export function ledgerOrigin(key: KeyPair): string {
+  return `confide/${keyFingerprint(key.publicKey).slice(0, 16)}`;
+}
 
 /** Every repository over the one database, as a single injectable. */
 @Injectable()
@@ -24,7 +31,10 @@ export class Repositories {
   readonly contributions: ContributionRepository;
   readonly events: EventLog;
 
-  constructor(@Inject(DATABASE) readonly database: Database) {
+  /** The ledger's origin, which is also the checkpoint signing key's name. */
+  readonly origin: string;
+
+  constructor(@Inject(DATABASE) readonly database: Database, @Inject(COORDINATOR_KEY) key: KeyPair) {
     const db = database.db;
     this.studies = new StudyRepository(db);
     this.invitations = new InvitationRepository(db);
@@ -33,6 +43,8 @@ export class Repositories {
     this.queries = new QueryRepository(db);
     this.rounds = new RoundRepository(db);
     this.contributions = new ContributionRepository(db);
-    this.events = new EventLog(db);
+    this.origin = ledgerOrigin(key);
+    const origin = this.origin;
+    this.events = new EventLog(db, (size, root) => signCheckpoint(key, origin, { origin, size, root }));
   }
 }

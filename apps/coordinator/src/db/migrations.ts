@@ -9,6 +9,36 @@ import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely
 /** Which database a migration runs on. */
 export type Dialect = 'postgres' | 'sqlite';
 
+/**
+ * The Merkle ledger over the event log (RFC 9162): the hash of every perfect subtree as it completes
+ * (level 0 = leaf hashes), so roots and proofs need O(log n) reads, and the signed checkpoints.
+ */
+function ledger(dialect: Dialect): Migration {
+  const int64 = dialect === 'postgres' ? 'bigint' : 'integer';
+  return {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createTable('ledger_nodes')
+        .addColumn('level', 'integer', (c) => c.notNull())
+        .addColumn('idx', int64, (c) => c.notNull())
+        .addColumn('hash', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('ledger_nodes_pk', ['level', 'idx'])
+        .execute();
+      await db.schema
+        .createTable('checkpoints')
+        .addColumn('size', int64, (c) => c.primaryKey())
+        .addColumn('root', 'text', (c) => c.notNull())
+        .addColumn('note', 'text', (c) => c.notNull())
+        .addColumn('created_at', int64, (c) => c.notNull())
+        .execute();
+    },
+    async down(db: Kysely<unknown>): Promise<void> {
+      await db.schema.dropTable('checkpoints').execute();
+      await db.schema.dropTable('ledger_nodes').execute();
+    },
+  };
+}
+
 function initial(dialect: Dialect): Migration {
   // SQLite integers are already 64-bit; PostgreSQL's `integer` is 32-bit, too small for ms timestamps.
   const int64 = dialect === 'postgres' ? 'bigint' : 'integer';
@@ -134,6 +164,6 @@ function initial(dialect: Dialect): Migration {
  */
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
-    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect) }),
+    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect) }),
   };
 }

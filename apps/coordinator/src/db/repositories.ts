@@ -1,4 +1,5 @@
 import { canonicalJson } from '@confide/crypto';
+import { appendLeaves, entryBytes, frontierFromHashes, frontierIds, frontierRoot, leafHash, type LedgerEvent, type NodeId, type NodeStore } from '@confide/ledger';
 import type { Kysely } from 'kysely';
 import type {
   ApiKey,
@@ -390,8 +391,39 @@ export class ContributionRepository {
  * The append-only event log that becomes the Merkle ledger (DESIGN.md "Ledger"): event `idx` is leaf
  * `idx` of an RFC 6962 tree, so indices start at 0 and have no gaps.
  */
-export class EventLog {
+/** Signs a checkpoint for a tree size and root; the coordinator passes its key in through this. */
+export type CheckpointSigner = (size: number, root: Uint8Array) => string;
+
+/** The ledger's perfect-subtree hashes in the database, as libs/ledger's NodeStore reads them. */
+export class DbNodeStore implements NodeStore {
   constructor(private readonly db: Kysely<Tables>) {}
+
+  async getNodes(ids: readonly NodeId[]): Promise<Uint8Array[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.db
+      .selectFrom('ledger_nodes')
+      .select(['level', 'idx', 'hash'])
+      .where((eb) => eb.or(ids.map((id) => eb.and([eb('level', '=', id.level), eb('idx', '=', id.index)]))))
+      .execute();
+    const byId = new Map(rows.map((r) => [`${r.level}/${r.idx}`, r.hash]));
+    return ids.map((id) => {
+      const hex = byId.get(`${id.level}/${id.index}`);
+      if (hex === undefined) throw new Error(`ledger node ${id.level}/${id.index} is missing`);
+      return new Uint8Array(Buffer.from(hex, 'hex'));
+    });
+  }
+}
+
+/** The ledger entry bytes of a stored event (libs/ledger entryBytes: its leaf input). */
+export function eventEntryBytes(event: Pick<StoredEvent, 'idx' | 'type' | 'body' | 'created_at'>): Uint8Array {
+  return entryBytes({ index: event.idx, type: event.type, body: JSON.parse(event.body) as LedgerEvent['body'], time: new Date(event.created_at).toISOString() });
+}
+
+export class EventLog {
+  constructor(
+    private readonly db: Kysely<Tables>,
+    private readonly signer?: CheckpointSigner,
+  ) {}
 
   /**
    * Appends an event, once per `dedupKey`: a repeated append (a redelivered job) returns the index of
@@ -424,6 +456,23 @@ export class EventLog {
         .executeTakeFirstOrThrow();
       const idx = last === null ? 0 : Number(last) + 1;
       await trx.insertInto('events').values({ idx, type, body: text, dedup_key: dedupKey, created_at: now }).execute();
+      // The Merkle tree grows in the same transaction: the new leaf and every perfect subtree it completes are
+      // stored, from the O(log n) frontier of the tree before it (RFC 9162 §2.1.1), and a checkpoint is signed.
+      const store = new DbNodeStore(trx);
+      const frontier = frontierFromHashes(idx, await store.getNodes(frontierIds(idx)));
+      const leaf = leafHash(eventEntryBytes({ idx, type, body: text, created_at: now }));
+      const grown = appendLeaves(frontier, [leaf]);
+      await trx
+        .insertInto('ledger_nodes')
+        .values(grown.nodes.map((n) => ({ level: n.level, idx: n.index, hash: Buffer.from(n.hash).toString('hex') })))
+        .execute();
+      if (this.signer) {
+        const root = frontierRoot(grown.frontier);
+        await trx
+          .insertInto('checkpoints')
+          .values({ size: idx + 1, root: Buffer.from(root).toString('hex'), note: this.signer(idx + 1, root), created_at: now })
+          .execute();
+      }
       return idx;
     });
   }

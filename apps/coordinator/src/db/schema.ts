@@ -127,6 +127,23 @@ export interface Tables {
   contributions: ContributionsTable;
   events: EventsTable;
   event_append_lock: EventAppendLockTable;
+  ledger_nodes: LedgerNodesTable;
+  checkpoints: CheckpointsTable;
+}
+
+/** The hash (hex) of one perfect subtree of the ledger: leaves [idx·2^level, (idx+1)·2^level). */
+export interface LedgerNodesTable {
+  level: number;
+  idx: number;
+  hash: string;
+}
+
+/** A signed checkpoint (C2SP signed note) for one tree size. */
+export interface CheckpointsTable {
+  size: number;
+  root: string;
+  note: string;
+  created_at: number;
 }
 
 /** A study row. */

@@ -1,0 +1,79 @@
+import { BadRequestException, Controller, Get, Inject, Query } from '@nestjs/common';
+import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { z } from 'zod';
+import { publicKeyBase64Url, type KeyPair } from '@confide/crypto';
+import { consistencyProof, formatVerifierKey, inclusionProof } from '@confide/ledger';
+import { Roles } from '../auth/decorators';
+import { DbNodeStore, eventEntryBytes } from '../db/repositories';
+import { Repositories } from '../storage';
+import { COORDINATOR_KEY } from '../tokens';
+
+const nonNegative = z.coerce.number().int().min(0);
+const entriesQuery = z.strictObject({ start: nonNegative.default(0), end: nonNegative.optional() });
+const inclusionQuery = z.strictObject({ index: nonNegative, treeSize: z.coerce.number().int().min(1) });
+const consistencyQuery = z.strictObject({ from: z.coerce.number().int().min(1), to: z.coerce.number().int().min(1) });
+const PAGE = 1000;
+
+const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64');
+
+/**
+ * The audit ledger (DESIGN.md "Ledger"): signed checkpoints, entries, and RFC 9162 inclusion and consistency
+ * proofs computed from stored subtree hashes in O(log n) reads. Auditors and admins only.
+ */
+@ApiTags('ledger')
+@ApiBearerAuth()
+@Controller('v1/ledger')
+export class LedgerController {
+  constructor(
+    private readonly repos: Repositories,
+    @Inject(COORDINATOR_KEY) private readonly key: KeyPair,
+  ) {}
+
+  private async size(): Promise<number> {
+    return this.repos.events.count();
+  }
+
+  @Get('checkpoint')
+  @Roles('auditor', 'admin')
+  async checkpoint() {
+    const row = await this.repos.database.db.selectFrom('checkpoints').selectAll().orderBy('size', 'desc').limit(1).executeTakeFirst();
+    if (!row) throw new BadRequestException('the ledger is empty');
+    return { size: row.size, root: b64(Buffer.from(row.root, 'hex')), note: row.note };
+  }
+
+  @Get('public-key')
+  @Roles('auditor', 'admin', 'researcher')
+  publicKey() {
+    return { origin: this.repos.origin, publicKey: publicKeyBase64Url(this.key.publicKey), verifierKey: formatVerifierKey(this.repos.origin, this.key.publicKey) };
+  }
+
+  @Get('entries')
+  @Roles('auditor', 'admin')
+  async entries(@Query({ schema: entriesQuery }) q: z.infer<typeof entriesQuery>) {
+    const size = await this.size();
+    const end = Math.min(q.end ?? size, size, q.start + PAGE);
+    if (q.start > end) throw new BadRequestException(`start: beyond the end of the ledger (${size} entries)`);
+    const rows = end > q.start ? await this.repos.events.list(q.start, end - q.start) : [];
+    return { size, start: q.start, end, entries: rows.map((r) => ({ index: r.idx, entry: b64(eventEntryBytes(r)) })) };
+  }
+
+  @Get('proof/inclusion')
+  @Roles('auditor', 'admin', 'researcher')
+  async inclusion(@Query({ schema: inclusionQuery }) q: z.infer<typeof inclusionQuery>) {
+    const size = await this.size();
+    if (q.treeSize > size) throw new BadRequestException(`treeSize: the ledger has ${size} entries`);
+    if (q.index >= q.treeSize) throw new BadRequestException('index: must be below treeSize');
+    const proof = await inclusionProof(new DbNodeStore(this.repos.database.db), q.index, q.treeSize);
+    return { index: q.index, treeSize: q.treeSize, proof: proof.map(b64) };
+  }
+
+  @Get('proof/consistency')
+  @Roles('auditor', 'admin', 'researcher')
+  async consistency(@Query({ schema: consistencyQuery }) q: z.infer<typeof consistencyQuery>) {
+    const size = await this.size();
+    if (q.to > size) throw new BadRequestException(`to: the ledger has ${size} entries`);
+    if (q.from > q.to) throw new BadRequestException('from: must not exceed to');
+    const proof = await consistencyProof(new DbNodeStore(this.repos.database.db), q.from, q.to);
+    return { from: q.from, to: q.to, proof: proof.map(b64) };
+  }
+}

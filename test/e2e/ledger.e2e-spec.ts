@@ -1,0 +1,85 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { Client } from 'pg';
+import { Cluster } from '../support/cluster';
+import { singleJson } from '../support/cli';
+import { generateSalaryCsv, syntheticSalaryStudy } from '../support/synthetic';
+
+// The audit ledger as an auditor meets it: `confide ledger verify|proof` against a real coordinator whose
+// database is then tampered with directly, as someone who runs the coordinator could.
+describe.each(['sqlite', 'postgres'] as const)('ledger on %s', (database) => {
+  let cluster: Cluster;
+  let auditor: string;
+  let stateFile: string;
+
+  /** Runs one SQL statement against the coordinator's own database, behind its back. */
+  async function tamper(statement: string): Promise<void> {
+    if (cluster.databaseUrl) {
+      const client = new Client({ connectionString: cluster.databaseUrl });
+      await client.connect();
+      await client.query(statement);
+      await client.end();
+    } else {
+      const db = new Database(join(cluster.dir, 'coordinator', 'confide.sqlite'));
+      db.exec(statement);
+      db.close();
+    }
+  }
+
+  const verify = async (): Promise<{ code: number | null; out: { ok: boolean; treeSize: number; root: string | null; firstBadIndex: number | null; reason: string | null } }> => {
+    const r = await cluster.cli(['ledger', 'verify', '--state', stateFile, '--json'], auditor);
+    return { code: r.code, out: singleJson(r.stdout) as never };
+  };
+
+  beforeAll(async () => {
+    cluster = await Cluster.start({ database });
+    stateFile = join(cluster.dir, 'auditor-state.json');
+    const study = await cluster.createStudy(syntheticSalaryStudy());
+    for (let i = 1; i <= 3; i++) {
+      const csv = join(cluster.dir, `site-${i}.csv`);
+      writeFileSync(csv, generateSalaryCsv(900 + i, 30));
+      await cluster.run(await cluster.enroll(study, `site-${i}`, csv));
+    }
+    auditor = await cluster.apiKey('auditor');
+    const researcher = await cluster.apiKey('researcher');
+    const q = await cluster.cli(['query', '--study', 'salaries', '--stat', 'mean', '--field', 'salary', '--wait', '--json'], researcher);
+    expect(q.code).toBe(0);
+  }, 120_000);
+  afterAll(() => cluster?.stop(), 60_000);
+
+  it('verifies a clean ledger, saves its checkpoint, and proves an entry’s inclusion', async () => {
+    const { code, out } = await verify();
+    const events = await cluster.get<{ total: number }>('/v1/events');
+    expect(out).toMatchObject({ ok: true, treeSize: events.total, firstBadIndex: null, reason: null });
+    expect(code).toBe(0);
+    const proof = await cluster.cli(['ledger', 'proof', '--index', '2', '--json'], auditor);
+    expect(proof.code).toBe(0);
+    expect(singleJson(proof.stdout)).toMatchObject({ index: 2, treeSize: events.total, verified: true });
+  }, 60_000);
+
+  it('stays consistent with the saved checkpoint as the ledger grows', async () => {
+    await cluster.apiKey('auditor'); // one more event
+    const { code, out } = await verify();
+    expect(out.ok).toBe(true);
+    expect(code).toBe(0);
+  }, 60_000);
+
+  it('detects one changed byte in one stored entry and names its index', async () => {
+    await tamper(`UPDATE events SET body = replace(body, '"role":"auditor"', '"role":"admin"') WHERE idx = (SELECT max(idx) FROM events)`);
+    const { out: before } = await verify();
+    const events = await cluster.get<{ total: number }>('/v1/events');
+    expect(before.ok).toBe(false);
+    expect(before.firstBadIndex).toBe(events.total - 1);
+    await tamper(`UPDATE events SET body = replace(body, '"role":"admin"', '"role":"auditor"') WHERE idx = (SELECT max(idx) FROM events)`);
+    expect((await verify()).out.ok).toBe(true);
+  }, 60_000);
+
+  it('detects deleted last entries', async () => {
+    const events = await cluster.get<{ total: number }>('/v1/events');
+    await tamper(`DELETE FROM events WHERE idx = ${events.total - 1}`);
+    const { code, out } = await verify();
+    expect(code).toBe(1);
+    expect(out).toMatchObject({ ok: false, firstBadIndex: events.total - 1 });
+  }, 60_000);
+});
