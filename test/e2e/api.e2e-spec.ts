@@ -28,6 +28,11 @@ const ROUTES: Readonly<Record<string, Access>> = {
   'GET /v1/queries/{id}': ['admin', 'researcher', 'auditor'],
   'GET /v1/events': ['admin', 'auditor'],
   'GET /v1/coordinator': ['admin', 'researcher', 'auditor'],
+  'GET /v1/ledger/checkpoint': ['admin', 'auditor'],
+  'GET /v1/ledger/public-key': ['admin', 'researcher', 'auditor'],
+  'GET /v1/ledger/entries': ['admin', 'auditor'],
+  'GET /v1/ledger/proof/inclusion': ['admin', 'researcher', 'auditor'],
+  'GET /v1/ledger/proof/consistency': ['admin', 'researcher', 'auditor'],
 };
 
 const STUDY = syntheticSalaryStudy().name;
