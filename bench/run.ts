@@ -1,6 +1,7 @@
 import { e2eLatencyBench, e2eThroughputBench } from './e2e.bench';
 import { fieldBench } from './field.bench';
 import { publish, type BenchSection } from './harness';
+import { ledgerBench } from './ledger.bench';
 import { decryptSumBench, simulationBench, splitEncryptBench } from './shamir.bench';
 
 /** Every benchmark by id; `npm run bench -- ID...` runs some, `npm run bench` runs all. */
@@ -11,6 +12,7 @@ const BENCHES: Record<string, () => Promise<BenchSection>> = {
   'shamir-simulation': () => simulationBench(),
   'e2e-latency': () => e2eLatencyBench(),
   'e2e-throughput': () => e2eThroughputBench(),
+  ledger: () => ledgerBench(),
 };
 
 async function main(ids: string[]): Promise<void> {
