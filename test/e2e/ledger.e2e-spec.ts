@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Client } from 'pg';
+import { canonicalJson } from '@confide/crypto';
 import { Cluster } from '../support/cluster';
 import { singleJson } from '../support/cli';
 import { generateSalaryCsv, syntheticSalaryStudy } from '../support/synthetic';
@@ -72,6 +73,24 @@ describe.each(['sqlite', 'postgres'] as const)('ledger on %s', (database) => {
     expect(before.ok).toBe(false);
     expect(before.firstBadIndex).toBe(events.total - 1);
     await tamper(`UPDATE events SET body = replace(body, '"role":"admin"', '"role":"auditor"') WHERE idx = (SELECT max(idx) FROM events)`);
+    expect((await verify()).out.ok).toBe(true);
+  }, 60_000);
+
+  it('detects two entries swapped and names the first', async () => {
+    // Stored bodies are canonical JSON, so re-encoding what /v1/events returns gives the stored text back.
+    const { events } = await cluster.get<{ events: { index: number; type: string; body: unknown }[] }>('/v1/events?start=1&limit=2');
+    const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`;
+    const put = (idx: number, e: { type: string; body: unknown }) => tamper(`UPDATE events SET type = ${literal(e.type)}, body = ${literal(canonicalJson(e.body))} WHERE idx = ${idx}`);
+    const swap = async (a: number, b: number) => {
+      await put(a, events[b - 1]!);
+      await put(b, events[a - 1]!);
+    };
+    await swap(1, 2);
+    const { code, out } = await verify();
+    expect(code).toBe(1);
+    expect(out).toMatchObject({ ok: false, firstBadIndex: 1 });
+    await put(1, events[0]!);
+    await put(2, events[1]!);
     expect((await verify()).out.ok).toBe(true);
   }, 60_000);
 

@@ -1,3 +1,4 @@
+import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { canonicalBytes, canonicalJson, fromBase64Url, toBase64Url } from './encoding';
 
@@ -131,6 +132,12 @@ describe('canonicalJson', () => {
     expect(canonicalJson(-0)).toBe('0');
     expect(canonicalJson({ a: -0 })).toBe('{"a":0}');
     expect(canonicalJson([Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER])).toBe('[9007199254740991,-9007199254740991]');
+  });
+
+  it('accepts a plain object made in another realm (another vm context, a fetch body) like any other', () => {
+    const foreign = runInNewContext('({ b: 1, a: [2, { c: 3 }] })') as unknown;
+    expect(Object.getPrototypeOf(foreign)).not.toBe(Object.prototype);
+    expect(canonicalJson(foreign)).toBe('{"a":[2,{"c":3}],"b":1}');
   });
 
   it('accepts null-prototype objects and drops undefined object members, as JSON does', () => {

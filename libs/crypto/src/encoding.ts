@@ -48,8 +48,10 @@ export function canonicalJson(value: unknown): string {
     case 'object': {
       // Array.from visits holes as undefined (which throws); map would skip them and emit "[,1]", which is not JSON.
       if (Array.isArray(value)) return `[${Array.from(value as unknown[], canonicalJson).join(',')}]`;
-      const proto = Object.getPrototypeOf(value) as unknown;
-      if (proto !== Object.prototype && proto !== null) throw new TypeError('canonical JSON allows only plain objects');
+      // A plain object's prototype is Object.prototype of whichever realm made it (JSON.parse in another vm
+      // context, a fetch body), or null; anything with a longer chain (class instances, Map, Date) is refused.
+      const proto = Object.getPrototypeOf(value) as object | null;
+      if (proto !== null && Object.getPrototypeOf(proto) !== null) throw new TypeError('canonical JSON allows only plain objects');
       const entries = Object.entries(value as Record<string, unknown>)
         .filter(([, v]) => v !== undefined)
         .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
