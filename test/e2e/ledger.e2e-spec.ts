@@ -1,8 +1,10 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Client } from 'pg';
-import { canonicalJson } from '@confide/crypto';
+import { canonicalJson, importPrivateKeyPem } from '@confide/crypto';
+import { appendLeaves, emptyFrontier, frontierRoot, leafHash, signCheckpoint } from '@confide/ledger';
+import { eventEntryBytes } from '../../apps/coordinator/src/db/repositories';
 import { Cluster } from '../support/cluster';
 import { singleJson } from '../support/cli';
 import { generateSalaryCsv, syntheticSalaryStudy } from '../support/synthetic';
@@ -24,6 +26,23 @@ describe.each(['sqlite', 'postgres'] as const)('ledger on %s', (database) => {
     } else {
       const db = new Database(join(cluster.dir, 'coordinator', 'confide.sqlite'));
       db.exec(statement);
+      db.close();
+    }
+  }
+
+  /** Reads rows from the coordinator's database, behind its back. */
+  async function rows<T>(statement: string): Promise<T[]> {
+    if (cluster.databaseUrl) {
+      const client = new Client({ connectionString: cluster.databaseUrl });
+      await client.connect();
+      const result = await client.query(statement);
+      await client.end();
+      return result.rows as T[];
+    }
+    const db = new Database(join(cluster.dir, 'coordinator', 'confide.sqlite'), { readonly: true });
+    try {
+      return db.prepare(statement).all() as T[];
+    } finally {
       db.close();
     }
   }
@@ -92,6 +111,33 @@ describe.each(['sqlite', 'postgres'] as const)('ledger on %s', (database) => {
     await put(1, events[0]!);
     await put(2, events[1]!);
     expect((await verify()).out.ok).toBe(true);
+  }, 60_000);
+
+  it('catches a history rewritten and re-signed with the coordinator’s own key, by the saved checkpoint', async () => {
+    expect((await verify()).out.ok).toBe(true); // the auditor's state now holds the current tree
+    // Whoever runs the coordinator rewrites entry 3 and rebuilds the whole tree and checkpoint with the real key.
+    const key = importPrivateKeyPem('ed25519', readFileSync(join(cluster.dir, 'coordinator', 'coordinator-ed25519.pem'), 'utf8'));
+    const { origin } = await cluster.get<{ origin: string }>('/v1/ledger/public-key', auditor);
+    await tamper(`UPDATE events SET body = replace(body, '"name":"salaries"', '"name":"salarieZ"') WHERE idx = 0`);
+    const stored = await rows<{ idx: number | string; type: string; body: string; created_at: number | string }>('SELECT idx, type, body, created_at FROM events ORDER BY idx');
+    const leaves = stored.map((e) => leafHash(eventEntryBytes({ idx: Number(e.idx), type: e.type, body: e.body, created_at: Number(e.created_at) })));
+    const { frontier, nodes } = appendLeaves(emptyFrontier(), leaves);
+    const root = frontierRoot(frontier);
+    const note = signCheckpoint(key, origin, { origin, size: leaves.length, root });
+    const values = nodes.map((n) => `(${n.level}, ${n.index}, '${Buffer.from(n.hash).toString('hex')}')`).join(', ');
+    await tamper(`DELETE FROM ledger_nodes`);
+    await tamper(`INSERT INTO ledger_nodes (level, idx, hash) VALUES ${values}`);
+    await tamper(`DELETE FROM checkpoints`);
+    await tamper(`INSERT INTO checkpoints (size, root, note, created_at) VALUES (${leaves.length}, '${Buffer.from(root).toString('hex')}', '${note.replace(/'/g, "''")}', 1)`);
+
+    // A fresh auditor, with nothing saved, is satisfied: the forgery is internally consistent and validly signed.
+    const fresh = await cluster.cli(['ledger', 'verify', '--json'], auditor);
+    expect(singleJson(fresh.stdout)).toMatchObject({ ok: true });
+    // The auditor who kept the earlier checkpoint is not, and is told which entry changed.
+    const { code, out } = await verify();
+    expect(code).toBe(1);
+    expect(out).toMatchObject({ ok: false, firstBadIndex: 0 });
+    expect(out.reason).toMatch(/rewritten/);
   }, 60_000);
 
   it('detects deleted last entries', async () => {
