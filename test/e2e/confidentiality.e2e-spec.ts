@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { createRedis, participantQueue, taskJobId } from '@confide/queue';
-import { Cluster, REDIS_URL, type ParticipantProcess } from '../support/cluster';
+import { Cluster, REDIS_URL, type ParticipantProcess, until as pollUntil } from '../support/cluster';
 import { closeConnection, errorOf } from '../support/redis';
 import { homeSecrets, LeakScanner, numberForms, type Needle } from '../support/secrets';
 import { generateSalaryCsv, plainStats, syntheticSalaryStudy } from '../support/synthetic';
@@ -36,15 +36,7 @@ function plantSalaries(csv: string, salaries: readonly string[]): string {
   return [body, ...rows].join(eol) + eol;
 }
 
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const until = <T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> => pollUntil(what, timeoutMs, probe, { intervalMs: 100, tolerant: false });
 
 async function post<T>(cluster: Cluster, path: string, token: string, body: unknown): Promise<T> {
   const res = await fetch(`${cluster.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });

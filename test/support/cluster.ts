@@ -46,13 +46,18 @@ function freePort(): Promise<number> {
   });
 }
 
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+/**
+ * Polls `probe` until it returns a value, or fails after `timeoutMs` naming what it waited for (STYLE.md: poll
+ * with a deadline, never a fixed long sleep). A probe that throws counts as "not yet" when `tolerant`.
+ */
+export async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, opts: { intervalMs?: number; tolerant?: boolean } = {}): Promise<T> {
+  const { intervalMs = 100, tolerant = true } = opts;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = await probe().catch(() => undefined);
+    const value = tolerant ? await probe().catch(() => undefined) : await probe();
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
 

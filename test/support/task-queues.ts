@@ -5,7 +5,7 @@ import { Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { importPrivateKeyPem, publicKeyBase64Url, type KeyPair } from '@confide/crypto';
 import { participantQueue, type DirectoryEntry } from '@confide/queue';
-import { REDIS_URL, type Cluster, type ParticipantProcess } from './cluster';
+import { REDIS_URL, type Cluster, type ParticipantProcess, until as pollUntil } from './cluster';
 import { closeConnection } from './redis';
 
 /**
@@ -25,15 +25,7 @@ export interface FinishedJob {
 /** Job options as the coordinator dispatches tasks (orchestrator.ts), so a forged or replayed task looks the same. */
 const TASK_JOB_OPTIONS = { attempts: 3, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: false, removeOnFail: false } as const;
 
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = <T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> => pollUntil(what, timeoutMs, probe, { intervalMs: 50, tolerant: false });
 
 /** The participants' task queues of one cluster, over an administrator's Redis connection. Close it after. */
 export class TaskQueues {
