@@ -1,6 +1,7 @@
 import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { canonicalBytes, canonicalJson, fromBase64Url, toBase64Url } from './encoding';
+import { canonicalValue } from '../../../test/support/arbitraries';
 
 describe('toBase64Url / fromBase64Url (RFC 4648 §5, unpadded)', () => {
   it('matches the RFC 4648 §10 test vectors, without padding', () => {
@@ -106,17 +107,7 @@ describe('canonicalJson', () => {
   });
 
   it('produces JSON that parses back to the same value and re-encodes to the same text', () => {
-    const value = fc.letrec<{ value: unknown }>((tie) => ({
-      value: fc.oneof(
-        { depthSize: 'small' },
-        fc.constant(null),
-        fc.boolean(),
-        fc.maxSafeInteger(),
-        fc.string({ unit: 'binary' }),
-        fc.array(tie('value'), { maxLength: 4 }),
-        fc.dictionary(fc.string({ unit: 'binary', maxLength: 5 }), tie('value'), { maxKeys: 4 }),
-      ),
-    })).value;
+    const value = canonicalValue({ unit: 'binary', keyUnit: 'binary' });
     fc.assert(
       fc.property(value, (v) => {
         const text = canonicalJson(v);

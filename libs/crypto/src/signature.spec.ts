@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { fromBase64Url, toBase64Url } from './encoding';
 import { generateKeyPair, importPublicKeyBase64Url, keyPairFromPrivate, publicKeyBase64Url } from './keys';
 import { signMessage, signingBytes, verifyMessage } from './signature';
+import { canonicalValue } from '../../../test/support/arbitraries';
 
 const seedBytes = (seed: string) => new Uint8Array(createHash('sha256').update(seed).digest());
 const alice = keyPairFromPrivate('ed25519', seedBytes('alice'));
@@ -10,17 +11,7 @@ const mallory = keyPairFromPrivate('ed25519', seedBytes('mallory'));
 const DOMAIN = 'shamir/round1';
 const payload = { jobId: 'job-7f3a', round: 1, sender: 'alice', commitments: ['abc', 'def'], count: 1000 };
 
-const canonicalValue = fc.letrec<{ value: unknown }>((tie) => ({
-  value: fc.oneof(
-    { depthSize: 'small' },
-    fc.constant(null),
-    fc.boolean(),
-    fc.maxSafeInteger(),
-    fc.string({ unit: 'binary' }),
-    fc.array(tie('value'), { maxLength: 4 }),
-    fc.dictionary(fc.string({ maxLength: 5 }), tie('value'), { maxKeys: 4 }),
-  ),
-})).value;
+const anyCanonical = canonicalValue();
 
 describe('signingBytes', () => {
   it('is "confide/v1/<domain>\\n" followed by the canonical JSON of the payload', () => {
@@ -35,7 +26,7 @@ describe('signingBytes', () => {
 describe('signMessage / verifyMessage', () => {
   it('verifies what was signed, for any canonical payload', () => {
     fc.assert(
-      fc.property(canonicalValue, (value) => {
+      fc.property(anyCanonical, (value) => {
         const signature = signMessage(alice.privateKey, DOMAIN, value);
         expect(fromBase64Url(signature, 64)).toHaveLength(64);
         expect(verifyMessage(alice.publicKey, DOMAIN, value, signature)).toBe(true);
