@@ -238,16 +238,28 @@ export function compileQuery(schema: StudySchema, spec: QuerySpec): CompiledQuer
  * @throws QueryError naming the first term that can overflow and the record count; RangeError for a negative count
  */
 export function assertNoOverflow(compiled: CompiledQuery, maxTotalRecords: bigint): void {
-  if (maxTotalRecords < 0n) throw new RangeError(`maxTotalRecords must be non-negative, got ${maxTotalRecords}`);
-  for (const term of compiled.terms) {
-    const maxAbs = termDefinition(term).maxAbs(term, compiled.schema, maxTotalRecords);
+  const magnitudes = termMagnitudes(compiled, maxTotalRecords);
+  compiled.terms.forEach((term, i) => {
+    const maxAbs = magnitudes[i]!;
     if (!fitsInField(maxAbs)) {
       throw new QueryError(
         `${termKey(term)} can reach ${maxAbs} over ${maxTotalRecords} records, more than the field holds as a signed ` +
           `integer (${MAX_SIGNED}); narrow the field's bounds or lower the participants' maximum record counts`,
       );
     }
-  }
+  });
+}
+
+/**
+ * The largest |total| each coordinate of the aggregate vector can reach over `maxTotalRecords` records, from
+ * the schema bounds, in vector order (length `compiled.vectorLength`). The overflow guard checks these against
+ * the prime field; the Paillier packing sizes its plaintext slots from them.
+ *
+ * @throws RangeError for a negative record count
+ */
+export function termMagnitudes(compiled: CompiledQuery, maxTotalRecords: bigint): bigint[] {
+  if (maxTotalRecords < 0n) throw new RangeError(`maxTotalRecords must be non-negative, got ${maxTotalRecords}`);
+  return compiled.terms.map((term) => termDefinition(term).maxAbs(term, compiled.schema, maxTotalRecords));
 }
 
 /**
