@@ -33,6 +33,8 @@ const ROUTES: Readonly<Record<string, Access>> = {
   'GET /v1/ledger/entries': ['admin', 'auditor'],
   'GET /v1/ledger/proof/inclusion': ['admin', 'researcher', 'auditor'],
   'GET /v1/ledger/proof/consistency': ['admin', 'researcher', 'auditor'],
+  // Participants only, by a request signed with their enrolled key (test/e2e/receipts): no API key may call it.
+  'GET /v1/ledger/receipt': [],
 };
 
 const STUDY = syntheticSalaryStudy().name;

@@ -7,9 +7,8 @@ import { NestFactory } from '@nestjs/core';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { NextFunction, Request, Response } from 'express';
 import { createRedis } from '@confide/queue';
-import { formatVerifierKey } from '@confide/ledger';
+import { formatVerifierKey, ledgerOrigin } from '@confide/ledger';
 import { AppModule } from './app.module';
-import { ledgerOrigin } from './storage';
 import type { CoordinatorConfig } from './config';
 import { loadOrCreateCoordinatorKey } from './coordinator-key';
 import { openDatabase } from './db/database';
@@ -29,7 +28,7 @@ export interface RunningCoordinator {
 export async function startCoordinator(config: CoordinatorConfig): Promise<RunningCoordinator> {
   const logger = createLogger(config.logLevel);
   const { key, fingerprint, created } = loadOrCreateCoordinatorKey(config.dataDir);
-  logger.info({ fingerprint, created, verifierKey: formatVerifierKey(ledgerOrigin(key), key.publicKey) }, 'coordinator signing key (ledger verifier key)');
+  logger.info({ fingerprint, created, verifierKey: formatVerifierKey(ledgerOrigin(key.publicKey), key.publicKey) }, 'coordinator signing key (ledger verifier key)');
   const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
   logger.info({ dialect: database.dialect }, 'database ready');
   const producer = createRedis(config.redisUrl, { role: 'producer' });

@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { keyFingerprint, type KeyPair } from '@confide/crypto';
-import { signCheckpoint } from '@confide/ledger';
+import type { KeyPair } from '@confide/crypto';
+import { ledgerOrigin, signCheckpoint } from '@confide/ledger';
 import type { Database } from './db/database';
 import {
   ApiKeyRepository,
@@ -13,11 +13,6 @@ import {
   StudyRepository,
 } from './db/repositories';
 import { COORDINATOR_KEY, DATABASE } from './tokens';
-
-/** The ledger's origin line (C2SP tlog-checkpoint): this coordinator's key fingerprint makes it unique. */
-export function ledgerOrigin(key: KeyPair): string {
-  return `confide/${keyFingerprint(key.publicKey).slice(0, 16)}`;
-}
 
 /** Every repository over the one database, as a single injectable. */
 @Injectable()
@@ -43,7 +38,7 @@ export class Repositories {
     this.queries = new QueryRepository(db);
     this.rounds = new RoundRepository(db);
     this.contributions = new ContributionRepository(db);
-    this.origin = ledgerOrigin(key);
+    this.origin = ledgerOrigin(key.publicKey);
     const origin = this.origin;
     this.events = new EventLog(db, (size, root) => signCheckpoint(key, origin, { origin, size, root }));
   }

@@ -1,5 +1,5 @@
 import { createHash, sign, verify } from 'node:crypto';
-import { importPublicKey, type KeyPair, type PublicKey } from '@confide/crypto';
+import { importPublicKey, keyFingerprint, type KeyPair, type PublicKey } from '@confide/crypto';
 import { bytesEqual } from './bytes';
 import { HASH_SIZE } from './hash';
 
@@ -271,4 +271,12 @@ export function parseVerifierKey(text: string): VerifierKey {
   const keyId = noteKeyId(name, publicKey);
   if (Buffer.from(keyId).toString('hex') !== idHex) throw malformed('verifier key ID does not match its name and key');
   return { name, keyId, publicKey };
+}
+
+/**
+ * The origin (log identity, C2SP tlog-checkpoint) of a Confide ledger: `confide/` and the first 16 hex digits of
+ * the coordinator key's fingerprint. Anyone holding the pinned coordinator key derives it without asking.
+ */
+export function ledgerOrigin(publicKey: PublicKey): string {
+  return `confide/${keyFingerprint(publicKey).slice(0, 16)}`;
 }

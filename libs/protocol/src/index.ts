@@ -5,3 +5,4 @@ export * from './query';
 export * from './aggregate';
 export * from './shamir';
 export * from './simulation';
+export * from './participant-request';

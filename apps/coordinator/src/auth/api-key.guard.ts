@@ -4,7 +4,9 @@ import type { Request } from 'express';
 import { CONFIG } from '../tokens';
 import type { CoordinatorConfig } from '../config';
 import { Repositories } from '../storage';
-import { INVITATION_KEY, PUBLIC_KEY, ROLES_KEY } from './decorators';
+import { importPublicKeyBase64Url } from '@confide/crypto';
+import { ParticipantRequestError, readParticipantRequestHeaders, verifyParticipantRequest } from '@confide/protocol';
+import { INVITATION_KEY, PARTICIPANT_KEY, PUBLIC_KEY, ROLES_KEY } from './decorators';
 import { hashToken, tokensEqual, type Role } from './tokens';
 
 /** Who made a request, as the guard established it. */
@@ -14,7 +16,13 @@ export interface Principal {
   readonly keyId: string;
 }
 
-export type AuthedRequest = Request & { principal?: Principal; bearer?: string };
+/** An enrolled participant, authenticated by a request signed with its registered key. */
+export interface ParticipantPrincipal {
+  readonly participantId: string;
+  readonly studyId: string;
+}
+
+export type AuthedRequest = Request & { principal?: Principal; participant?: ParticipantPrincipal; bearer?: string };
 
 /** The bearer token of a request, if it has one. */
 export function bearerOf(req: Request): string | undefined {
@@ -46,6 +54,13 @@ export class ApiKeyGuard implements CanActivate {
       req.bearer = token;
       return true;
     }
+    if (this.reflector.getAllAndOverride<boolean>(PARTICIPANT_KEY, targets)) {
+      const participant = await this.authenticateParticipant(req);
+      if (participant) {
+        req.participant = participant;
+        return true;
+      }
+    }
     const roles = this.reflector.getAllAndOverride<Role[] | undefined>(ROLES_KEY, targets);
     if (!token) throw new UnauthorizedException('a bearer API key is required');
     const principal = await this.authenticate(token);
@@ -53,6 +68,22 @@ export class ApiKeyGuard implements CanActivate {
     if (!roles || !roles.includes(principal.role)) throw new ForbiddenException(`role ${principal.role} may not call this route`);
     req.principal = principal;
     return true;
+  }
+
+  /** A participant-signed request's participant, undefined when the request is not signed by a participant. */
+  private async authenticateParticipant(req: Request): Promise<ParticipantPrincipal | undefined> {
+    try {
+      const headers = readParticipantRequestHeaders(req.headers);
+      if (!headers) return undefined;
+      const row = await this.repos.participants.get(headers.participantId);
+      if (!row) throw new ParticipantRequestError('unknown participant');
+      const signing = importPublicKeyBase64Url('ed25519', row.signing_key);
+      verifyParticipantRequest(signing, { method: req.method, path: req.originalUrl, participantId: headers.participantId, time: headers.time }, headers.signature, Date.now());
+      return { participantId: row.id, studyId: row.study_id };
+    } catch (err) {
+      if (err instanceof ParticipantRequestError) throw new UnauthorizedException(`participant request refused: ${err.message}`);
+      throw err;
+    }
   }
 
   private async authenticate(token: string): Promise<Principal | undefined> {

@@ -487,6 +487,11 @@ export class EventLog {
     return this.db.selectFrom('events').selectAll().where('idx', '>=', start).orderBy('idx').limit(limit).execute();
   }
 
+  /** The event stored under a dedup key (e.g. `round.closed:<query>:1`), if there is one. */
+  async findByDedupKey(dedupKey: string): Promise<StoredEvent | undefined> {
+    return this.db.selectFrom('events').selectAll().where('dedup_key', '=', dedupKey).executeTakeFirst();
+  }
+
   /** How many events are stored (the index the next one will get). */
   async count(): Promise<number> {
     const { n } = await this.db

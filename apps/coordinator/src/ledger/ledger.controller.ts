@@ -1,9 +1,10 @@
-import { BadRequestException, Controller, Get, Inject, Query } from '@nestjs/common';
+import { BadRequestException, Controller, Get, Inject, NotFoundException, Query, Req } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import { publicKeyBase64Url, type KeyPair } from '@confide/crypto';
-import { consistencyProof, formatVerifierKey, inclusionProof } from '@confide/ledger';
-import { Roles } from '../auth/decorators';
+import { consistencyProof, formatVerifierKey, inclusionProof, leafHash } from '@confide/ledger';
+import type { AuthedRequest } from '../auth/api-key.guard';
+import { ParticipantAuth, Roles } from '../auth/decorators';
 import { DbNodeStore, eventEntryBytes } from '../db/repositories';
 import { Repositories } from '../storage';
 import { COORDINATOR_KEY } from '../tokens';
@@ -11,6 +12,7 @@ import { COORDINATOR_KEY } from '../tokens';
 const nonNegative = z.coerce.number().int().min(0);
 const entriesQuery = z.strictObject({ start: nonNegative.default(0), end: nonNegative.optional() });
 const inclusionQuery = z.strictObject({ index: nonNegative, treeSize: z.coerce.number().int().min(1) });
+const receiptQuery = z.strictObject({ queryId: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, { error: 'must be a query id' }) });
 const consistencyQuery = z.strictObject({ from: z.coerce.number().int().min(1), to: z.coerce.number().int().min(1) });
 const PAGE = 1000;
 
@@ -18,7 +20,9 @@ const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64')
 
 /**
  * The audit ledger (DESIGN.md "Ledger"): signed checkpoints, entries, and RFC 9162 inclusion and consistency
- * proofs computed from stored subtree hashes in O(log n) reads. Auditors and admins only.
+ * proofs computed from stored subtree hashes in O(log n) reads. Entries are for auditors and admins; checkpoints
+ * and proofs also for researchers and for participants (requests signed with their enrolled key), who check
+ * their receipts with them.
  */
 @ApiTags('ledger')
 @ApiBearerAuth()
@@ -35,6 +39,7 @@ export class LedgerController {
 
   @Get('checkpoint')
   @Roles('auditor', 'admin')
+  @ParticipantAuth()
   async checkpoint() {
     const row = await this.repos.database.db.selectFrom('checkpoints').selectAll().orderBy('size', 'desc').limit(1).executeTakeFirst();
     if (!row) throw new BadRequestException('the ledger is empty');
@@ -43,8 +48,31 @@ export class LedgerController {
 
   @Get('public-key')
   @Roles('auditor', 'admin', 'researcher')
+  @ParticipantAuth()
   publicKey() {
     return { origin: this.repos.origin, publicKey: publicKeyBase64Url(this.key.publicKey), verifierKey: formatVerifierKey(this.repos.origin, this.key.publicKey) };
+  }
+
+  /**
+   * A participant's receipt for its contribution to a query: the index and bytes of the ledger entry that
+   * records it among the contributors (the closing of the round it answered). Participants only, and only
+   * their own: the entry names the bundle hash of the signed contribution, which the participant checks
+   * against the one it sent.
+   */
+  @Get('receipt')
+  @ParticipantAuth()
+  async receipt(@Query({ schema: receiptQuery }) q: z.infer<typeof receiptQuery>, @Req() req: AuthedRequest) {
+    const self = req.participant;
+    if (!self) throw new BadRequestException('receipts are for participants: sign the request with the participant key');
+    const query = await this.repos.queries.get(q.queryId);
+    if (!query || query.study_id !== self.studyId) throw new NotFoundException(`no query ${q.queryId} in this participant's study`);
+    const row = await this.repos.events.findByDedupKey(`round.closed:${q.queryId}:1`);
+    const body = row ? (JSON.parse(row.body) as { contributors?: { id: string }[] }) : undefined;
+    if (!row || !body?.contributors?.some((c) => c.id === self.participantId)) {
+      throw new NotFoundException(`the ledger records no contribution of ${self.participantId} to query ${q.queryId} (status: ${query.status})`);
+    }
+    const entry = eventEntryBytes(row);
+    return { queryId: q.queryId, index: row.idx, entry: b64(entry), leafHash: b64(leafHash(entry)) };
   }
 
   @Get('entries')
@@ -59,6 +87,7 @@ export class LedgerController {
 
   @Get('proof/inclusion')
   @Roles('auditor', 'admin', 'researcher')
+  @ParticipantAuth()
   async inclusion(@Query({ schema: inclusionQuery }) q: z.infer<typeof inclusionQuery>) {
     const size = await this.size();
     if (q.treeSize > size) throw new BadRequestException(`treeSize: the ledger has ${size} entries`);
@@ -69,6 +98,7 @@ export class LedgerController {
 
   @Get('proof/consistency')
   @Roles('auditor', 'admin', 'researcher')
+  @ParticipantAuth()
   async consistency(@Query({ schema: consistencyQuery }) q: z.infer<typeof consistencyQuery>) {
     const size = await this.size();
     if (q.to > size) throw new BadRequestException(`to: the ledger has ${size} entries`);

@@ -1,0 +1,242 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { type KeyPair, type PublicKey } from '@confide/crypto';
+import { ledgerOrigin, leafHash, parseEntry, verifyCheckpoint, verifyConsistency, verifyInclusion, type Checkpoint } from '@confide/ledger';
+import { bundleHash, participantRequestHeaders, type Round1Bundle } from '@confide/protocol';
+import { writePrivateFile, type Identity, type ParticipantHome } from './home';
+
+/**
+ * Participant receipts (DESIGN.md "Ledger"): for every contribution, the index and leaf hash of the ledger entry
+ * that records it among the contributors, checked when it is fetched against the contribution this participant
+ * signed (its bundle hash), and later against the coordinator's current signed checkpoint with an RFC 9162
+ * inclusion proof. The checkpoint verified last is kept in the home too, and each new one must be consistent
+ * with it, so a coordinator that rewrites history to drop a contribution is caught even with a re-signed log.
+ */
+
+const receiptSchema = z.strictObject({
+  queryId: z.string(),
+  index: z.number().int().min(0),
+  /** Base64 SHA-256 leaf hash (RFC 9162 §2.1.1) of the entry. */
+  leafHash: z.string(),
+  /** The hash of the signed contribution, as the entry records it. */
+  contributionHash: z.string(),
+  entryType: z.string(),
+  recordedAt: z.string(),
+});
+export type Receipt = z.infer<typeof receiptSchema>;
+
+const bookSchema = z.strictObject({
+  version: z.literal(1),
+  receipts: z.array(receiptSchema),
+  checkpoint: z.strictObject({ size: z.number().int().min(0), root: z.string(), note: z.string() }).nullable(),
+});
+type Book = z.infer<typeof bookSchema>;
+
+const FILE = 'receipts.json';
+
+/** One contribution's standing: verified against the current checkpoint, stored, not yet in the ledger, or failed. */
+export interface ReceiptStatus {
+  readonly queryId: string;
+  readonly index: number | null;
+  readonly leafHash: string | null;
+  readonly status: 'verified' | 'stored' | 'pending' | 'failed';
+  readonly reason: string | null;
+}
+
+/** The outcome of `confide participant receipts`. */
+export interface ReceiptsReport {
+  readonly ok: boolean;
+  readonly treeSize: number | null;
+  readonly root: string | null;
+  readonly receipts: readonly ReceiptStatus[];
+  /** A failure of the checkpoint itself (signature, consistency with the saved one), if any. */
+  readonly reason: string | null;
+}
+
+/** Thrown when the coordinator answers a signed request with an error. */
+export class ReceiptRequestError extends Error {
+  override readonly name = 'ReceiptRequestError';
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
+const fromB64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));
+
+/** The hash of the contribution an answer stored in the home carries (shamir round 1: its bundle hash). */
+function contributionHashOf(answer: unknown): string | undefined {
+  const a = answer as { kind?: unknown; bundle?: Round1Bundle } | null;
+  return a && typeof a === 'object' && a.bundle ? bundleHash(a.bundle) : undefined;
+}
+
+export class ReceiptBook {
+  private readonly file: string;
+
+  constructor(
+    private readonly home: ParticipantHome,
+    private readonly identity: Identity,
+    private readonly signing: KeyPair,
+    private readonly coordinatorKey: PublicKey,
+  ) {
+    this.file = join(home.dir, FILE);
+  }
+
+  private read(): Book {
+    if (!existsSync(this.file)) return { version: 1, receipts: [], checkpoint: null };
+    const parsed = bookSchema.safeParse(JSON.parse(readFileSync(this.file, 'utf8')));
+    if (!parsed.success) throw new Error(`${this.file} is damaged: ${parsed.error.issues[0]?.message ?? ''}`);
+    return parsed.data;
+  }
+
+  private write(book: Book): void {
+    writePrivateFile(this.file, JSON.stringify(book, null, 2));
+  }
+
+  /** GET with a request signed by this participant's enrolled Ed25519 key. */
+  private async get<T>(path: string): Promise<T> {
+    const headers = participantRequestHeaders(this.signing, { method: 'GET', path, participantId: this.identity.participantId, time: Date.now() });
+    let res: Response;
+    try {
+      res = await fetch(`${this.identity.coordinatorUrl.replace(/\/+$/, '')}${path}`, { headers });
+    } catch (err) {
+      throw new ReceiptRequestError(0, `cannot reach the coordinator at ${this.identity.coordinatorUrl}: ${(err as Error).message}`);
+    }
+    const text = await res.text();
+    const body = (text ? JSON.parse(text) : {}) as { message?: string };
+    if (!res.ok) throw new ReceiptRequestError(res.status, body.message ?? `HTTP ${res.status} from ${path}`);
+    return body as T;
+  }
+
+  /** Queries this participant answered with a contribution, from its own answer store. */
+  private contributions(): Map<string, string> {
+    const state = join(this.home.dir, 'state');
+    const out = new Map<string, string>();
+    if (!existsSync(state)) return out;
+    for (const name of readdirSync(state).sort()) {
+      const m = /^(.+)\.r1\.json$/.exec(name);
+      if (!m) continue;
+      const hash = contributionHashOf(this.home.readAnswer(m[1]!, 1));
+      if (hash) out.set(m[1]!, hash);
+    }
+    return out;
+  }
+
+  /**
+   * Fetches a receipt for every contribution that has none yet, checks that the served entry is a
+   * contributors record of that query listing this participant with the hash of the contribution it signed,
+   * and stores it. A contribution not (yet) in the ledger is reported as pending; a served entry that does
+   * not record what was sent is reported as failed and not stored.
+   */
+  async collect(): Promise<ReceiptStatus[]> {
+    const book = this.read();
+    const have = new Map(book.receipts.map((r) => [r.queryId, r]));
+    const statuses: ReceiptStatus[] = [];
+    for (const [queryId, hash] of this.contributions()) {
+      const known = have.get(queryId);
+      if (known) {
+        statuses.push({ queryId, index: known.index, leafHash: known.leafHash, status: 'stored', reason: null });
+        continue;
+      }
+      let served: { index: number; entry: string; leafHash: string };
+      try {
+        served = await this.get(`/v1/ledger/receipt?queryId=${encodeURIComponent(queryId)}`);
+      } catch (err) {
+        if (err instanceof ReceiptRequestError && err.status === 404) {
+          statuses.push({ queryId, index: null, leafHash: null, status: 'pending', reason: err.message });
+          continue;
+        }
+        throw err;
+      }
+      const bytes = fromB64(served.entry);
+      const problem = this.checkEntry(bytes, served.index, queryId, hash);
+      const leaf = b64(leafHash(bytes));
+      if (problem) {
+        statuses.push({ queryId, index: served.index, leafHash: leaf, status: 'failed', reason: problem });
+        continue;
+      }
+      const entry = parseEntry(bytes);
+      const receipt: Receipt = { queryId, index: served.index, leafHash: leaf, contributionHash: hash, entryType: entry.type, recordedAt: entry.time };
+      book.receipts.push(receipt);
+      statuses.push({ queryId, index: receipt.index, leafHash: leaf, status: 'stored', reason: null });
+    }
+    this.write(book);
+    return statuses;
+  }
+
+  /** Why a served entry is not a receipt for this contribution, or undefined when it is one. */
+  private checkEntry(bytes: Uint8Array, index: number, queryId: string, hash: string): string | undefined {
+    let entry;
+    try {
+      entry = parseEntry(bytes);
+    } catch (err) {
+      return `the served entry is malformed: ${(err as Error).message}`;
+    }
+    if (entry.index !== index) return `the served entry claims index ${entry.index}, not ${index}`;
+    const body = entry.body as { queryId?: unknown; contributors?: unknown };
+    if (entry.type !== 'round.closed' || body.queryId !== queryId) return `entry ${index} is not the contributors record of query ${queryId}`;
+    const contributors = Array.isArray(body.contributors) ? (body.contributors as { id?: unknown; bundleHash?: unknown }[]) : [];
+    const mine = contributors.find((c) => c.id === this.identity.participantId);
+    if (!mine) return `entry ${index} does not list this participant among the contributors`;
+    if (mine.bundleHash !== hash) return `entry ${index} records a different contribution (hash ${String(mine.bundleHash)}) than the one this participant signed (${hash})`;
+    return undefined;
+  }
+
+  /**
+   * Collects new receipts, then checks every stored receipt against the coordinator's current signed checkpoint:
+   * the note's signature with the coordinator key pinned at enrollment, consistency with the checkpoint verified
+   * last time (RFC 9162 §2.1.4), and an inclusion proof (§2.1.3) of each receipt's leaf at its index.
+   * The new checkpoint is saved only when it verified.
+   */
+  async verify(): Promise<ReceiptsReport> {
+    const collected = await this.collect();
+    const book = this.read();
+    const origin = ledgerOrigin(this.coordinatorKey);
+    const served = await this.get<{ size: number; note: string }>('/v1/ledger/checkpoint');
+    let checkpoint: Checkpoint;
+    try {
+      checkpoint = verifyCheckpoint(served.note, this.coordinatorKey, origin);
+    } catch (err) {
+      return { ok: false, treeSize: served.size, root: null, receipts: collected, reason: `checkpoint signature: ${(err as Error).message}` };
+    }
+    const root = b64(checkpoint.root);
+    const fail = (reason: string): ReceiptsReport => ({ ok: false, treeSize: checkpoint.size, root, receipts: collected, reason });
+    const saved = book.checkpoint;
+    if (saved && saved.size > 0) {
+      if (checkpoint.size < saved.size) return fail(`the ledger shrank from ${saved.size} to ${checkpoint.size} entries since the last verified checkpoint`);
+      if (checkpoint.size === saved.size && root !== saved.root) return fail('the ledger has another root at the size verified last time: history was rewritten');
+      if (checkpoint.size > saved.size) {
+        const { proof } = await this.get<{ proof: string[] }>(`/v1/ledger/proof/consistency?from=${saved.size}&to=${checkpoint.size}`);
+        try {
+          verifyConsistency(saved.size, checkpoint.size, proof.map(fromB64), fromB64(saved.root), checkpoint.root);
+        } catch (err) {
+          return fail(`not consistent with the checkpoint verified last time (size ${saved.size}): ${(err as Error).message}`);
+        }
+      }
+    }
+    const byQuery = new Map(collected.map((s) => [s.queryId, s]));
+    for (const receipt of book.receipts) {
+      byQuery.set(receipt.queryId, await this.verifyOne(receipt, checkpoint));
+    }
+    const receipts = [...byQuery.values()];
+    const ok = receipts.every((r) => r.status !== 'failed');
+    if (ok) this.write({ ...book, checkpoint: { size: checkpoint.size, root, note: served.note } });
+    return { ok, treeSize: checkpoint.size, root, receipts, reason: ok ? null : 'a receipt failed to verify' };
+  }
+
+  private async verifyOne(receipt: Receipt, checkpoint: Checkpoint): Promise<ReceiptStatus> {
+    const base = { queryId: receipt.queryId, index: receipt.index, leafHash: receipt.leafHash };
+    if (receipt.index >= checkpoint.size) return { ...base, status: 'failed', reason: `index ${receipt.index} is beyond the checkpoint (${checkpoint.size} entries)` };
+    try {
+      const { proof } = await this.get<{ proof: string[] }>(`/v1/ledger/proof/inclusion?index=${receipt.index}&treeSize=${checkpoint.size}`);
+      verifyInclusion(fromB64(receipt.leafHash), receipt.index, checkpoint.size, proof.map(fromB64), checkpoint.root);
+      return { ...base, status: 'verified', reason: null };
+    } catch (err) {
+      return { ...base, status: 'failed', reason: `not included in the signed ledger at index ${receipt.index}: ${(err as Error).message}` };
+    }
+  }
+}

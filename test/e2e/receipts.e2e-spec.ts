@@ -1,0 +1,166 @@
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { participantRequestHeaders } from '@confide/protocol';
+import { ParticipantHome } from '../../apps/participant/src/home';
+import { Cluster, type ParticipantProcess } from '../support/cluster';
+import { singleJson } from '../support/cli';
+import { generateSalaryCsv, syntheticSalaryStudy } from '../support/synthetic';
+
+interface ReceiptStatus {
+  queryId: string;
+  index: number | null;
+  leafHash: string | null;
+  status: string;
+  reason: string | null;
+}
+interface Report {
+  ok: boolean;
+  treeSize?: number;
+  receipts: ReceiptStatus[];
+  reason?: string | null;
+}
+
+// Participant receipts as a participant meets them: after contributing, `confide participant receipts` stores
+// the ledger index and leaf hash of the entry recording each contribution, and `--verify` proves them against
+// the coordinator's current signed checkpoint, with requests signed by the participant's own key.
+describe('participant receipts', () => {
+  let cluster: Cluster;
+  let researcher: string;
+  const sites: ParticipantProcess[] = [];
+  const queries: string[] = [];
+
+  const receipts = async (p: ParticipantProcess, verify: boolean): Promise<{ code: number | null; out: Report }> => {
+    const r = await cluster.cli(['participant', 'receipts', '--home', p.home, ...(verify ? ['--verify'] : []), '--json'], null);
+    return { code: r.code, out: singleJson(r.stdout) as unknown as Report };
+  };
+  const receiptsFile = (p: ParticipantProcess): string => join(p.home, 'receipts.json');
+
+  const runQuery = async (): Promise<string> => {
+    const q = await cluster.cliJson(['query', '--study', 'salaries', '--stat', 'mean', '--field', 'salary', '--wait'], researcher);
+    expect(q.status).toBe('succeeded');
+    queries.push(String(q.id));
+    return String(q.id);
+  };
+
+  /** The index of the `round.closed` entry of a query, as the auditor's event list shows it. */
+  const closingIndex = async (queryId: string): Promise<number> => {
+    const { events } = await cluster.get<{ events: { index: number; type: string; body: { queryId?: string } }[] }>('/v1/events?limit=1000');
+    const e = events.find((x) => x.type === 'round.closed' && x.body.queryId === queryId);
+    if (!e) throw new Error(`no round.closed entry for ${queryId}`);
+    return e.index;
+  };
+
+  beforeAll(async () => {
+    cluster = await Cluster.start({ database: 'sqlite' });
+    const study = await cluster.createStudy(syntheticSalaryStudy());
+    for (let i = 1; i <= 3; i++) {
+      const csv = join(cluster.dir, `site-${i}.csv`);
+      writeFileSync(csv, generateSalaryCsv(700 + i, 25));
+      const p = await cluster.enroll(study, `site-${i}`, csv);
+      await cluster.run(p);
+      sites.push(p);
+    }
+    researcher = await cluster.apiKey('researcher');
+    await runQuery();
+  }, 120_000);
+  afterAll(() => cluster?.stop(), 60_000);
+
+  it('stores a receipt naming the entry that records the contribution', async () => {
+    const { code, out } = await receipts(sites[0]!, false);
+    expect(code).toBe(0);
+    expect(out.receipts).toEqual([{ queryId: queries[0], index: await closingIndex(queries[0]!), leafHash: expect.any(String) as string, status: 'stored', reason: null }]);
+  }, 60_000);
+
+  it('verifies every receipt against the current checkpoint after more entries were appended', async () => {
+    await runQuery();
+    const before = await receipts(sites[0]!, true);
+    expect(before.code).toBe(0);
+    const { total } = await cluster.get<{ total: number }>('/v1/events');
+    expect(before.out).toMatchObject({ ok: true, treeSize: total });
+    expect(before.out.receipts.map((r) => [r.queryId, r.status])).toEqual(queries.map((q) => [q, 'verified']));
+
+    // Later appends (another query, and its checkpoints) leave the receipts valid, via a consistency check.
+    await runQuery();
+    const after = await receipts(sites[0]!, true);
+    expect(after.code).toBe(0);
+    expect(after.out.receipts.map((r) => r.status)).toEqual(['verified', 'verified', 'verified']);
+    expect(after.out.treeSize).toBeGreaterThan(before.out.treeSize!);
+  }, 120_000);
+
+  it.each([
+    ['points at another entry', (r: { index: number }) => ({ ...r, index: r.index - 1 })],
+    ['carries another leaf hash', (r: { leafHash: string }) => ({ ...r, leafHash: Buffer.alloc(32, 7).toString('base64') })],
+    ['points beyond the ledger', (r: { index: number }) => ({ ...r, index: 1_000_000 })],
+  ])('a forged receipt that %s fails to verify', async (_what, forge) => {
+    const p = sites[1]!;
+    expect((await receipts(p, true)).code).toBe(0);
+    const original = readFileSync(receiptsFile(p), 'utf8');
+    const book = JSON.parse(original) as { receipts: { index: number; leafHash: string; queryId: string }[] };
+    const forged = { ...book, receipts: book.receipts.map((r, i) => (i === 0 ? forge(r as never) : r)) };
+    writeFileSync(receiptsFile(p), JSON.stringify(forged));
+    try {
+      const { code, out } = await receipts(p, true);
+      expect(code).toBe(1);
+      expect(out.ok).toBe(false);
+      const bad = out.receipts.find((r) => r.queryId === book.receipts[0]!.queryId);
+      expect(bad).toMatchObject({ status: 'failed', reason: expect.stringMatching(/not included|beyond the checkpoint/) as string });
+      expect(out.receipts.filter((r) => r.status === 'verified')).toHaveLength(book.receipts.length - 1);
+    } finally {
+      writeFileSync(receiptsFile(p), original);
+    }
+  }, 60_000);
+
+  it('refuses an entry that records a different contribution than the one the participant signed', async () => {
+    // As if the coordinator had recorded another bundle under this participant's name: the participant's own
+    // stored contribution no longer hashes to what the entry says.
+    const p = sites[2]!;
+    const state = join(p.home, 'state');
+    const file = readdirSync(state).find((f) => f.startsWith(`${queries[0]}.r1`))!;
+    const answer = JSON.parse(readFileSync(join(state, file), 'utf8')) as { bundle: { signature: string } };
+    answer.bundle.signature = `${answer.bundle.signature.slice(0, -4)}AAAA`;
+    writeFileSync(join(state, file), JSON.stringify(answer));
+    const { code, out } = await receipts(p, false);
+    expect(code).toBe(1);
+    expect(out.receipts.find((r) => r.queryId === queries[0])).toMatchObject({ status: 'failed', reason: expect.stringMatching(/different contribution/) as string });
+    expect(out.receipts.filter((r) => r.queryId !== queries[0]).every((r) => r.status === 'stored')).toBe(true);
+  }, 60_000);
+
+  describe('the receipt route', () => {
+    const path = () => `/v1/ledger/receipt?queryId=${queries[0]}`;
+    const call = (headers: Record<string, string>) => fetch(`${cluster.url}${path()}`, { headers });
+
+    it('serves a participant its receipt for a request signed with its key', async () => {
+      const p = sites[0]!;
+      const keys = new ParticipantHome(p.home).keys();
+      const res = await call(participantRequestHeaders(keys.signing, { method: 'GET', path: path(), participantId: p.participantId, time: Date.now() }));
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ queryId: queries[0], index: await closingIndex(queries[0]!) });
+    });
+
+    it('refuses a request signed with another participant’s key', async () => {
+      const other = new ParticipantHome(sites[1]!.home).keys();
+      const res = await call(participantRequestHeaders(other.signing, { method: 'GET', path: path(), participantId: sites[0]!.participantId, time: Date.now() }));
+      expect(res.status).toBe(401);
+      expect(((await res.json()) as { message: string }).message).toMatch(/does not verify/);
+    });
+
+    it('refuses a signed request replayed on another query', async () => {
+      const p = sites[0]!;
+      const keys = new ParticipantHome(p.home).keys();
+      const headers = participantRequestHeaders(keys.signing, { method: 'GET', path: `/v1/ledger/receipt?queryId=${queries[1]}`, participantId: p.participantId, time: Date.now() });
+      expect((await call(headers)).status).toBe(401);
+    });
+
+    it('refuses a stale request', async () => {
+      const p = sites[0]!;
+      const keys = new ParticipantHome(p.home).keys();
+      const res = await call(participantRequestHeaders(keys.signing, { method: 'GET', path: path(), participantId: p.participantId, time: Date.now() - 10 * 60_000 }));
+      expect(res.status).toBe(401);
+    });
+
+    it('is not open to API keys or to anonymous callers', async () => {
+      expect((await call({ authorization: `Bearer ${cluster.adminToken}` })).status).toBe(403);
+      expect((await call({})).status).toBe(401);
+    });
+  });
+});
