@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { canonicalJson, importPublicKeyBase64Url } from '@confide/crypto';
+import { canonicalJson, generateKeyPair, importPublicKeyBase64Url, type KeyPair } from '@confide/crypto';
+import { entryBytes, leafHash, ledgerOrigin, signCheckpoint } from '@confide/ledger';
 import {
   bundleHash,
   compileQuery,
@@ -15,7 +16,7 @@ import {
   type Round1Bundle,
   type Round1Closed,
 } from '@confide/protocol';
-import { participantQueue, signTask, TASK, taskJobId, type TaskOf } from '@confide/queue';
+import { participantQueue, signTask, TASK, taskJobId, type ProvenEntry, type TaskOf } from '@confide/queue';
 import { Cluster, type ParticipantProcess } from '../support/cluster';
 import { singleJson } from '../support/cli';
 import { SALARY_SELECT } from '../support/salary-query';
@@ -114,8 +115,18 @@ describe('minimum participants end to end (SQLite)', () => {
       }),
     );
 
+    /**
+     * A closing record as a forking coordinator makes it: a one-entry ledger of its own holding a `round.closed`
+     * entry for `recorded`, with a checkpoint signed by `signer` (the real coordinator key unless given).
+     */
+    const forkedRecord = (queryId: string, recorded: Round1Closed['contributors'], signer: KeyPair = key): ProvenEntry => {
+      const entry = entryBytes({ index: 0, type: 'round.closed', time: new Date().toISOString(), body: { queryId, round: 1, contributors: recorded.map((c) => ({ ...c })), missing: [], refusals: [] } });
+      const origin = ledgerOrigin(key.publicKey);
+      return { index: 0, entry: Buffer.from(entry).toString('base64'), checkpoint: signCheckpoint(signer, origin, { origin, size: 1, root: leafHash(entry) }), proof: [] };
+    };
+
     /** A round-2 task for `member` over the round-1 bundles of `contributors`, signed with the coordinator's key. */
-    const forgeRound2 = (queryId: string, contributors: readonly ParticipantProcess[]) => {
+    const forgeRound2 = (queryId: string, contributors: readonly ParticipantProcess[], record?: (closed: Round1Closed) => ProvenEntry) => {
       const now = Date.now();
       const plan = planShamir({
         jobId: queryId,
@@ -143,6 +154,7 @@ describe('minimum participants end to end (SQLite)', () => {
         deadline: plan.deadlines.round2,
         plan,
         closed,
+        closingRecord: record ? record(closed) : forkedRecord(queryId, closed.contributors),
         deliveries: deliveriesFor(plan, member.participantId, bundles),
         directory: contributors.map(directoryEntry),
       };
@@ -165,5 +177,22 @@ describe('minimum participants end to end (SQLite)', () => {
     const answered = await tasks.waitForFinished(member.participantId, enoughJob);
     expect(answered.state).toBe('completed');
     expect(answered.returnvalue).toMatchObject({ kind: TASK.shamirRound2, result: { jobId: enough, sender: member.participantId } });
-  }, 45_000);
+
+    // The closed set must be the one the signed ledger records: a record of another set, or one signed by
+    // another key, is refused before any share is summed.
+    const refusals: [string, (closed: Round1Closed) => ProvenEntry, RegExp][] = [
+      ['another set in the ledger', (closed) => forkedRecord(closed.jobId, closed.contributors.slice(1)), /records another contributor set/],
+      ['a checkpoint signed by another key', (closed) => forkedRecord(closed.jobId, closed.contributors, generateKeyPair('ed25519')), /checkpoint does not verify/],
+      ['an entry not in the checkpoint', (closed) => ({ ...forkedRecord(closed.jobId, closed.contributors), index: 1 }), /not in the signed ledger/],
+      ['the closing of another query', (closed) => forkedRecord(freshQueryId(), closed.contributors), /not the round-1 closing/],
+    ];
+    for (const [what, record, reason] of refusals) {
+      const queryId = freshQueryId();
+      const jobId = taskJobId(queryId, 2, member.participantId);
+      await tasks.add(member.participantId, TASK.shamirRound2, jobId, forgeRound2(queryId, [member, other, third], record));
+      const job = await tasks.waitForFinished(member.participantId, jobId);
+      expect([what, job.state, job.failedReason]).toEqual([what, 'failed', expect.stringMatching(reason) as string]);
+      expect(existsSync(join(member.home, 'state', `${queryId}.r2.json`))).toBe(false);
+    }
+  }, 60_000);
 });

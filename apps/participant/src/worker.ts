@@ -1,7 +1,8 @@
 import { resolve } from 'node:path';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import pino, { type Logger } from 'pino';
-import { importPublicKeyBase64Url, type KeyPair } from '@confide/crypto';
+import { canonicalJson, importPublicKeyBase64Url, type KeyPair } from '@confide/crypto';
+import { ledgerOrigin, leafHash, parseEntry, verifyCheckpoint, verifyInclusion } from '@confide/ledger';
 import {
   aggregateLocal,
   committeeRound2,
@@ -14,7 +15,7 @@ import {
   type KeyDirectory,
   type StudySchema,
 } from '@confide/protocol';
-import { createRedis, openTask, TASK, taskJobId, TaskRejected, type Answer, type DirectoryEntry, type TaskOf } from '@confide/queue';
+import { createRedis, openTask, TASK, taskJobId, TaskRejected, type Answer, type DirectoryEntry, type ProvenEntry, type TaskOf } from '@confide/queue';
 import { ParticipantHome, type Identity } from './home';
 
 function directoryOf(entries: readonly DirectoryEntry[]): KeyDirectory {
@@ -121,7 +122,43 @@ export class ParticipantWorker {
     return answer;
   }
 
+  /**
+   * Checks the round-2 task's closed set against the coordinator's signed ledger (DESIGN.md "Protocol shamir":
+   * U1 must be exactly the set the ledger's "round 1 closed" entry records): the checkpoint is signed by the
+   * coordinator key pinned at enrollment, the entry is included in it at its index, and it is the `round.closed`
+   * entry of this query listing exactly the contributors and bundle hashes of `task.closed`. A coordinator that
+   * shows members different sets must then log each of them, where every participant and auditor sees it.
+   */
+  private checkClosingRecord(task: TaskOf<typeof TASK.shamirRound2>): void {
+    const record: ProvenEntry = task.closingRecord;
+    const reject = (why: string): never => {
+      throw new UnrecoverableError(`task rejected: closing record ${why}`);
+    };
+    const coordinatorKey = this.home.coordinatorKey();
+    let checkpoint;
+    try {
+      checkpoint = verifyCheckpoint(record.checkpoint, coordinatorKey, ledgerOrigin(coordinatorKey));
+    } catch (err) {
+      return reject(`checkpoint does not verify with the pinned coordinator key: ${(err as Error).message}`);
+    }
+    const bytes = new Uint8Array(Buffer.from(record.entry, 'base64'));
+    try {
+      verifyInclusion(leafHash(bytes), record.index, checkpoint.size, record.proof.map((p) => new Uint8Array(Buffer.from(p, 'base64'))), checkpoint.root);
+    } catch (err) {
+      return reject(`is not in the signed ledger: ${(err as Error).message}`);
+    }
+    const entry = parseEntry(bytes);
+    const body = entry.body as { queryId?: unknown; round?: unknown; contributors?: unknown };
+    if (entry.index !== record.index || entry.type !== 'round.closed' || body.queryId !== task.queryId || body.round !== 1) {
+      return reject(`entry ${record.index} is not the round-1 closing of query ${task.queryId}`);
+    }
+    if (canonicalJson(body.contributors ?? null) !== canonicalJson(task.closed.contributors)) {
+      return reject(`entry ${record.index} records another contributor set than the task carries`);
+    }
+  }
+
   private round2(task: TaskOf<typeof TASK.shamirRound2>): Answer {
+    this.checkClosingRecord(task);
     const stored = this.home.readAnswer<{ closedHash: string; answer: Answer }>(task.queryId, 2);
     const { result, closedHash } = committeeRound2({
       plan: task.plan,

@@ -41,12 +41,28 @@ export const shamirRound1TaskSchema = z.strictObject({
   directory: z.array(directoryEntrySchema).min(1),
 });
 
+const b64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/);
+
+/**
+ * A ledger entry with what proves it is in the coordinator's signed log: its index and bytes (base64), a
+ * signed checkpoint (C2SP signed note) and the RFC 9162 inclusion proof of the entry at the checkpoint's size.
+ */
+export const provenEntrySchema = z.strictObject({
+  index: z.number().int().min(0),
+  entry: b64,
+  checkpoint: z.string().max(4096),
+  proof: z.array(b64).max(64),
+});
+export type ProvenEntry = z.infer<typeof provenEntrySchema>;
+
 /** Round 2: sum the shares addressed to this member over exactly the closed set, sign, answer. */
 export const shamirRound2TaskSchema = z.strictObject({
   kind: z.literal(TASK.shamirRound2),
   ...taskBase,
   plan: planSchema,
   closed: round1ClosedSchema,
+  /** The ledger's `round.closed` entry for this query, proven: members check it records exactly `closed`. */
+  closingRecord: provenEntrySchema,
   deliveries: z.array(round1DeliverySchema),
   /** Keys of the contributors whose signatures the member checks. */
   directory: z.array(directoryEntrySchema).min(1),

@@ -1,5 +1,5 @@
 import { canonicalJson } from '@confide/crypto';
-import { appendLeaves, entryBytes, frontierFromHashes, frontierIds, frontierRoot, leafHash, type LedgerEvent, type NodeId, type NodeStore } from '@confide/ledger';
+import { appendLeaves, entryBytes, frontierFromHashes, frontierIds, frontierRoot, inclusionProof, leafHash, type LedgerEvent, type NodeId, type NodeStore } from '@confide/ledger';
 import type { Kysely } from 'kysely';
 import type {
   ApiKey,
@@ -485,6 +485,20 @@ export class EventLog {
     if (!Number.isSafeInteger(start) || start < 0) throw new RangeError('start must be a non-negative integer');
     if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError('limit must be a positive integer');
     return this.db.selectFrom('events').selectAll().where('idx', '>=', start).orderBy('idx').limit(limit).execute();
+  }
+
+  /**
+   * An event with the proof that it is in the signed log: its entry bytes, the smallest signed checkpoint that
+   * covers it, and the inclusion proof at that checkpoint's size (O(log n) reads of stored subtree hashes).
+   * @throws Error when there is no such event or no checkpoint covers it (a log kept without a signer)
+   */
+  async proven(idx: number): Promise<{ index: number; entry: Uint8Array; checkpoint: string; proof: Uint8Array[] }> {
+    const row = await this.db.selectFrom('events').selectAll().where('idx', '=', idx).executeTakeFirst();
+    if (!row) throw new Error(`no ledger entry ${idx}`);
+    const checkpoint = await this.db.selectFrom('checkpoints').select(['size', 'note']).where('size', '>', idx).orderBy('size').limit(1).executeTakeFirst();
+    if (!checkpoint) throw new Error(`no signed checkpoint covers ledger entry ${idx}`);
+    const proof = await inclusionProof(new DbNodeStore(this.db), idx, checkpoint.size);
+    return { index: idx, entry: eventEntryBytes(row), checkpoint: checkpoint.note, proof };
   }
 
   /** The event stored under a dedup key (e.g. `round.closed:<query>:1`), if there is one. */

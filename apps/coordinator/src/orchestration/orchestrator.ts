@@ -307,7 +307,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     }
     const now = Date.now();
     if (!(await this.repos.rounds.close(ctx.queryId, 1, JSON.stringify(closed), now))) return;
-    await this.repos.events.append(
+    const closedIndex = await this.repos.events.append(
       'round.closed',
       {
         queryId: ctx.queryId,
@@ -324,6 +324,10 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     await this.repos.rounds.open({ query_id: ctx.queryId, round: 2, status: 'open', opened_at: now, deadline: plan.deadlines.round2, expected: plan.committee.length });
     await this.repos.queries.setRound(ctx.queryId, 2);
     const contributors = rows.filter((r) => closed.contributors.some((c) => c.id === r.id)).map(entryOf);
+    // Members check the closed set against the signed ledger, not just this task: the coordinator commits to
+    // one contributor set in a log that participants and auditors verify, before any member sums a share.
+    const proven = await this.repos.events.proven(closedIndex);
+    const closingRecord = { index: proven.index, entry: b64(proven.entry), checkpoint: proven.checkpoint, proof: proven.proof.map(b64) };
     const bundles = accepted.map((a) => a.bundle);
     await Promise.all(
       plan.committee.map((member) =>
@@ -336,6 +340,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
           deadline: plan.deadlines.round2,
           plan,
           closed,
+          closingRecord,
           deliveries: deliveriesFor(plan, member, bundles),
           directory: contributors,
         }),
@@ -416,6 +421,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     await Promise.allSettled(removals);
   }
 }
+
+const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64');
 
 /** SHA-256 of the canonical query spec: bound into the plan, so every signature covers what is computed. */
 function queryHash(spec: QuerySpec): string {
