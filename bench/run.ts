@@ -2,6 +2,7 @@ import { e2eLatencyBench, e2eThroughputBench } from './e2e.bench';
 import { fieldBench } from './field.bench';
 import { publish, type BenchSection } from './harness';
 import { ledgerBench } from './ledger.bench';
+import { paillierBench } from './paillier.bench';
 import { decryptSumBench, simulationBench, splitEncryptBench } from './shamir.bench';
 
 /** Every benchmark by id; `npm run bench -- ID...` runs some, `npm run bench` runs all. */
@@ -13,6 +14,7 @@ const BENCHES: Record<string, () => Promise<BenchSection>> = {
   'e2e-latency': () => e2eLatencyBench(),
   'e2e-throughput': () => e2eThroughputBench(),
   ledger: () => ledgerBench(),
+  paillier: () => paillierBench(),
 };
 
 async function main(ids: string[]): Promise<void> {

@@ -10,3 +10,5 @@ export * from './shamir';
 export * from './keys';
 export * from './envelope';
 export * from './signature';
+export { modPow, prepareModPow, NATIVE_MODULUS_BITS, type PreparedModPow } from './modpow';
+export * from './paillier';
