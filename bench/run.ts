@@ -1,4 +1,5 @@
-import { e2eLatencyBench, e2eThroughputBench } from './e2e.bench';
+import { aggregateBench } from './aggregate.bench';
+import { e2eLatencyBench, e2ePaillierBench, e2eThroughputBench } from './e2e.bench';
 import { fieldBench } from './field.bench';
 import { publish, type BenchSection } from './harness';
 import { ledgerBench } from './ledger.bench';
@@ -13,8 +14,10 @@ const BENCHES: Record<string, () => Promise<BenchSection>> = {
   'shamir-simulation': () => simulationBench(),
   'e2e-latency': () => e2eLatencyBench(),
   'e2e-throughput': () => e2eThroughputBench(),
+  'e2e-paillier': () => e2ePaillierBench(),
   ledger: () => ledgerBench(),
   paillier: () => paillierBench(),
+  'local-aggregation': () => aggregateBench(),
 };
 
 async function main(ids: string[]): Promise<void> {

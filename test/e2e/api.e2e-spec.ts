@@ -26,6 +26,9 @@ const ROUTES: Readonly<Record<string, Access>> = {
   'POST /v1/enroll': 'invitation',
   'POST /v1/queries': ['admin', 'researcher'],
   'GET /v1/queries/{id}': ['admin', 'researcher', 'auditor'],
+  // Paillier: and then only for the key that submitted the query (test/e2e/paillier).
+  'GET /v1/queries/{id}/aggregate': ['admin', 'researcher'],
+  'POST /v1/queries/{id}/decryption': ['admin', 'researcher'],
   'GET /v1/events': ['admin', 'auditor'],
   'GET /v1/coordinator': ['admin', 'researcher', 'auditor'],
   'GET /v1/ledger/checkpoint': ['admin', 'auditor'],
@@ -203,7 +206,15 @@ describe('coordinator HTTP API: routes, authentication, authorisation and input 
     const numberField = { name: 'a', type: 'number', min: 0, max: 10, decimals: 0 };
     const cases: { what: string; method: string; path: string; token: string; body?: unknown; raw?: string; status: number; error?: string; message: RegExp }[] = [
       { what: 'query with an unknown field', method: 'POST', path: '/v1/queries', token: keys.researcher, body: { ...queryBody, bogus: 1 }, status: 400, message: /"bogus"/ },
-      { what: 'query with protocol paillier', method: 'POST', path: '/v1/queries', token: keys.researcher, body: { ...queryBody, protocol: 'paillier' }, status: 400, message: /^protocol: / },
+      { what: 'query with an unknown protocol', method: 'POST', path: '/v1/queries', token: keys.researcher, body: { ...queryBody, protocol: 'homomorphic' }, status: 400, message: /^protocol: / },
+      { what: 'paillier query without a public key', method: 'POST', path: '/v1/queries', token: keys.researcher, body: { ...queryBody, protocol: 'paillier' }, status: 400, message: /^publicKey: / },
+      { what: 'shamir query with a public key', method: 'POST', path: '/v1/queries', token: keys.researcher, body: { ...queryBody, publicKey: { n: 'AQAB' } }, status: 400, message: /^publicKey: only the paillier protocol/ },
+      { what: 'paillier query with a malformed public key', method: 'POST', path: '/v1/queries', token: keys.researcher, body: { ...queryBody, protocol: 'paillier', publicKey: { n: 'not base64url!' } }, status: 400, message: /^publicKey\.n: / },
+      { what: 'histogram on a category field', method: 'POST', path: '/v1/queries', token: keys.researcher, body: { ...queryBody, select: [{ stat: 'histogram', field: 'rank', bins: { min: 0, max: 10, width: 1 } }] }, status: 400, message: /histogram needs a number field; "rank" is a category field/ },
+      { what: 'histogram with width 0', method: 'POST', path: '/v1/queries', token: keys.researcher, body: { ...queryBody, select: [{ stat: 'histogram', field: 'salary', bins: { min: 0, max: 10, width: 0 } }] }, status: 400, message: /width/ },
+      { what: 'regression on a category field', method: 'POST', path: '/v1/queries', token: keys.researcher, body: { ...queryBody, select: [{ stat: 'regression', x: 'rank', y: 'salary' }] }, status: 400, message: /regression needs number fields; "rank" \(x\) is a category field/ },
+      { what: 'contradictory where', method: 'POST', path: '/v1/queries', token: keys.researcher, body: { ...queryBody, where: [{ field: 'yrs_since_phd', op: '>=', value: 40 }, { field: 'yrs_since_phd', op: '<', value: 30 }] }, status: 400, message: /can never all hold/ },
+      { what: 'group-by on a numeric field', method: 'POST', path: '/v1/queries', token: keys.researcher, body: { ...queryBody, groupBy: 'salary' }, status: 400, message: /groupBy/ },
       { what: 'query without select', method: 'POST', path: '/v1/queries', token: keys.researcher, body: { study: STUDY, protocol: 'shamir' }, status: 400, message: /^select: / },
       { what: 'query with stat median', method: 'POST', path: '/v1/queries', token: keys.researcher, body: { ...queryBody, select: [{ stat: 'median', field: 'salary' }] }, status: 400, message: /^select\.0\.stat: / },
       { what: 'query on a field the study lacks', method: 'POST', path: '/v1/queries', token: keys.researcher, body: { ...queryBody, select: [{ stat: 'mean', field: 'bonus' }] }, status: 400, message: /select\[0\]\.field: unknown field "bonus"/ },

@@ -41,9 +41,9 @@ describe('confide simulate (built CLI, generated salary data)', () => {
     expect(out.contributors).toBe(5);
     expect(out.threshold).toBe(3);
     expect(out.results).toEqual([
-      { stat: 'mean', field: 'salary', value: expect.closeTo(salary.mean!, 9) as number, count: salary.count },
-      { stat: 'count', field: 'salary', value: salary.count, count: salary.count },
-      { stat: 'sum', field: 'yrs_since_phd', value: Number(years.sumText), count: years.count },
+      { stat: 'mean', field: 'salary', group: null, value: expect.closeTo(salary.mean!, 9) as number, count: salary.count },
+      { stat: 'count', field: 'salary', group: null, value: salary.count, count: salary.count },
+      { stat: 'sum', field: 'yrs_since_phd', group: null, value: Number(years.sumText), count: years.count },
     ]);
   });
 

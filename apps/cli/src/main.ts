@@ -4,6 +4,7 @@ import { ApiCallError } from './client';
 import { ADMIN_USAGE, adminCommand } from './commands/admin';
 import { COORDINATOR_USAGE, coordinatorCommand } from './commands/coordinator';
 import { DEMO_USAGE, demoCommand } from './commands/demo';
+import { KEYS_USAGE, keysCommand } from './commands/keys';
 import { LEDGER_USAGE, ledgerCommand } from './commands/ledger';
 import { PARTICIPANT_USAGE, participantCommand } from './commands/participant';
 import { QUERY_USAGE, queryCommand } from './commands/query';
@@ -18,7 +19,8 @@ Commands:
   admin study create|invite|keys create
                              define studies, invite participants, issue API keys
   participant enroll|run     enroll this machine as a participant, run its worker
-  query                      submit a query (--wait for the result), or 'query status ID'
+  query                      submit a query (--wait for the result), or 'query status|decrypt ID'
+  keys paillier              generate a researcher's Paillier key pair (the private key stays here)
   ledger verify|show|proof   check the audit ledger: signatures, RFC 6962 root, consistency, proofs
   simulate                   run the shamir protocol in memory over CSV files
 
@@ -33,6 +35,7 @@ const COMMANDS: Record<string, Command> = {
   admin: { run: adminCommand, usage: ADMIN_USAGE },
   participant: { run: participantCommand, usage: PARTICIPANT_USAGE },
   query: { run: queryCommand, usage: QUERY_USAGE },
+  keys: { run: keysCommand, usage: KEYS_USAGE },
   ledger: { run: ledgerCommand, usage: LEDGER_USAGE },
   simulate: { run: simulateCommand, usage: SIMULATE_USAGE },
 };

@@ -1,5 +1,7 @@
 import 'reflect-metadata';
+import { fork, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { extname, join } from 'node:path';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { INestApplication } from '@nestjs/common';
@@ -55,6 +57,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   const address = (app.getHttpServer() as Server).address() as AddressInfo;
   const url = `http://${config.host}:${address.port}`;
   logger.info({ url }, 'coordinator listening');
+  const aggregators = forkAggregators(config, logger);
   let closed = false;
   return {
     url,
@@ -62,9 +65,50 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     async close() {
       if (closed) return;
       closed = true;
+      await aggregators.stop();
       await app.close();
       await Promise.allSettled([producer.quit(), ...blocking.map((c) => c.quit())]);
       await database.close();
+    },
+  };
+}
+
+/**
+ * Forks the Paillier aggregation workers (CONFIDE_AGGREGATORS processes, apps/coordinator/src/aggregation): the
+ * CPU-heavy ciphertext checks and products run there, never in this HTTP process. A worker that dies is
+ * restarted after a second; stop() ends them all with SIGTERM.
+ */
+function forkAggregators(config: CoordinatorConfig, logger: ReturnType<typeof createLogger>): { stop(): Promise<void> } {
+  const entry = join(__dirname, 'aggregation', `main${extname(__filename)}`);
+  const children = new Set<ChildProcess>();
+  let stopping = false;
+  const spawn = (): void => {
+    const child = fork(entry, [], {
+      env: { ...process.env, REDIS_URL: config.redisUrl, CONFIDE_DATA_DIR: config.dataDir, CONFIDE_QUEUE_PREFIX: config.queuePrefix, LOG_LEVEL: config.logLevel },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    children.add(child);
+    child.once('exit', (code, signal) => {
+      children.delete(child);
+      if (stopping) return;
+      logger.error({ code, signal }, 'aggregation worker exited; restarting it');
+      setTimeout(() => !stopping && spawn(), 1000).unref();
+    });
+  };
+  for (let i = 0; i < config.aggregators; i++) spawn();
+  return {
+    async stop() {
+      stopping = true;
+      await Promise.all(
+        [...children].map(
+          (child) =>
+            new Promise<void>((resolve) => {
+              if (child.exitCode !== null || child.signalCode !== null) return resolve();
+              child.once('exit', () => resolve());
+              child.kill('SIGTERM');
+            }),
+        ),
+      );
     },
   };
 }

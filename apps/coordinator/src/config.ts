@@ -21,6 +21,8 @@ const envSchema = z.object({
   CONFIDE_ROUND1_SECONDS: positiveSeconds(120),
   CONFIDE_ROUND2_SECONDS: positiveSeconds(120),
   CONFIDE_INVITE_TTL_SECONDS: positiveSeconds(7 * 24 * 3600),
+  CONFIDE_DECRYPTION_SECONDS: positiveSeconds(3600),
+  CONFIDE_AGGREGATORS: z.coerce.number().int().min(0).max(64).default(1),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -37,6 +39,10 @@ export interface CoordinatorConfig {
   readonly round1Seconds: number;
   readonly round2Seconds: number;
   readonly inviteTtlSeconds: number;
+  /** How long a paillier researcher has to post the decryption once the aggregate is ready. */
+  readonly decryptionSeconds: number;
+  /** Paillier aggregation worker processes this coordinator forks (0: run them with `confide coordinator aggregate`). */
+  readonly aggregators: number;
   readonly logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
 }
 
@@ -72,6 +78,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorCon
     round1Seconds: e.CONFIDE_ROUND1_SECONDS,
     round2Seconds: e.CONFIDE_ROUND2_SECONDS,
     inviteTtlSeconds: e.CONFIDE_INVITE_TTL_SECONDS,
+    decryptionSeconds: e.CONFIDE_DECRYPTION_SECONDS,
+    aggregators: e.CONFIDE_AGGREGATORS,
     logLevel: e.LOG_LEVEL,
   };
 }

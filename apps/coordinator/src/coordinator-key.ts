@@ -24,3 +24,14 @@ export function loadOrCreateCoordinatorKey(dataDir: string): { key: KeyPair; fin
   chmodSync(file, 0o600);
   return { key, fingerprint: keyFingerprint(key.publicKey), created };
 }
+
+/**
+ * Loads the coordinator's key without ever creating one: for processes that act for an existing coordinator
+ * (aggregation workers), which must sign with the same key.
+ * @throws Error naming the file when it is missing
+ */
+export function loadCoordinatorKey(dataDir: string): KeyPair {
+  const file = join(dataDir, COORDINATOR_KEY_FILE);
+  if (!existsSync(file)) throw new Error(`no coordinator key at ${file}: start the coordinator first, or point CONFIDE_DATA_DIR at its data directory`);
+  return importPrivateKeyPem('ed25519', readFileSync(file, 'utf8'));
+}

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { type KeyPair, type PublicKey } from '@confide/crypto';
 import { ledgerOrigin, leafHash, parseEntry, verifyCheckpoint, verifyConsistency, verifyInclusion, type Checkpoint } from '@confide/ledger';
-import { bundleHash, participantRequestHeaders, type Round1Bundle } from '@confide/protocol';
+import { bundleHash, contributionHash, participantRequestHeaders, type PaillierContribution, type Round1Bundle } from '@confide/protocol';
 import { writePrivateFile, type Identity, type ParticipantHome } from './home';
 
 /**
@@ -68,10 +68,12 @@ export class ReceiptRequestError extends Error {
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
 const fromB64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));
 
-/** The hash of the contribution an answer stored in the home carries (shamir round 1: its bundle hash). */
+/** The hash of the contribution an answer stored in the home carries: a shamir round-1 bundle or a paillier contribution. */
 function contributionHashOf(answer: unknown): string | undefined {
-  const a = answer as { kind?: unknown; bundle?: Round1Bundle } | null;
-  return a && typeof a === 'object' && a.bundle ? bundleHash(a.bundle) : undefined;
+  const a = answer as { bundle?: Round1Bundle; contribution?: PaillierContribution } | null;
+  if (!a || typeof a !== 'object') return undefined;
+  if (a.bundle) return bundleHash(a.bundle);
+  return a.contribution ? contributionHash(a.contribution) : undefined;
 }
 
 export class ReceiptBook {

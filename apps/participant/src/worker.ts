@@ -1,18 +1,21 @@
 import { resolve } from 'node:path';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import pino, { type Logger } from 'pino';
-import { canonicalJson, importPublicKeyBase64Url, type KeyPair } from '@confide/crypto';
+import { canonicalJson, importPublicKeyBase64Url, RnPool, type KeyPair, type PaillierPublicKey } from '@confide/crypto';
 import { ledgerOrigin, leafHash, parseEntry, verifyCheckpoint, verifyInclusion } from '@confide/ledger';
 import {
   aggregateLocal,
   committeeRound2,
   compileQuery,
   DataValidationError,
+  paillierContext,
+  paillierContribute,
   participantRound1,
   ProtocolError,
   QueryError,
   readRecordsFromFile,
   type KeyDirectory,
+  type QuerySpec,
   type StudySchema,
 } from '@confide/protocol';
 import { createRedis, openTask, TASK, taskJobId, TaskRejected, type Answer, type DirectoryEntry, type ProvenEntry, type TaskOf } from '@confide/queue';
@@ -23,6 +26,10 @@ function directoryOf(entries: readonly DirectoryEntry[]): KeyDirectory {
     entries.map((e) => [e.id, { encryption: importPublicKeyBase64Url('x25519', e.encryptionKey), signing: importPublicKeyBase64Url('ed25519', e.signingKey) }]),
   );
 }
+
+/** How many r^n values the worker precomputes per researcher key while idle, and for how many keys. */
+const POOL_TARGET = 8;
+const POOL_KEYS = 4;
 
 /** Options of {@link ParticipantWorker}. */
 export interface WorkerOptions {
@@ -46,6 +53,9 @@ export class ParticipantWorker {
   private readonly schema: StudySchema;
   private readonly keys: { encryption: KeyPair; signing: KeyPair };
   private readonly logger: Logger;
+  /** Precomputed r^n per researcher key (by n), most recent last. In memory only: a pooled value unmasks a plaintext. */
+  private readonly pools = new Map<string, RnPool>();
+  private refill?: AbortController;
 
   constructor(private readonly options: WorkerOptions) {
     this.home = new ParticipantHome(resolve(options.home));
@@ -74,6 +84,8 @@ export class ParticipantWorker {
 
   /** Finishes the task in hand, then disconnects (SIGTERM drains). */
   async stop(): Promise<void> {
+    this.refill?.abort();
+    for (const pool of this.pools.values()) pool.clear();
     await this.worker?.close();
     await this.worker?.disconnect();
   }
@@ -87,9 +99,11 @@ export class ParticipantWorker {
       if (err instanceof TaskRejected) throw new UnrecoverableError(`task rejected: ${err.message}`);
       throw err;
     }
-    const round = task.kind === TASK.shamirRound1 ? 1 : 2;
+    const round = task.kind === TASK.shamirRound2 ? 2 : 1;
     if (job.id !== taskJobId(task.queryId, round, this.identity.participantId)) throw new UnrecoverableError('task rejected: job id does not match the signed task');
     try {
+      this.refill?.abort();
+      if (task.kind === TASK.paillierContribute) return await this.contributePaillier(task);
       return task.kind === TASK.shamirRound1 ? await this.round1(task) : this.round2(task);
     } catch (err) {
       if (err instanceof ProtocolError) throw new UnrecoverableError(err.message);
@@ -103,6 +117,67 @@ export class ParticipantWorker {
     }
   }
 
+  /** The local aggregate of a task's query over this participant's CSV, checked against the declared record count. */
+  private async localAggregate(query: TaskOf<typeof TASK.shamirRound1>['query']) {
+    const compiled = compileQuery(this.schema, query as unknown as QuerySpec);
+    const local = await aggregateLocal(compiled, readRecordsFromFile(this.identity.dataFile, this.schema));
+    if (local.records > this.identity.maxRecords) {
+      local.vector.fill(0n);
+      throw new UnrecoverableError(`local data has more records than declared at enrollment (${this.identity.maxRecords}); re-enroll with a larger --max-records`);
+    }
+    return { compiled, local };
+  }
+
+  /**
+   * Paillier's one round (DESIGN.md "Protocol paillier"): validates the researcher's key and the packing layout it
+   * implies (recomputed here from the plan, never taken from the coordinator), packs and encrypts the local
+   * aggregate with precomputed r^n values, signs, and answers. The worker may exit right after: nothing more is
+   * asked of it for this query.
+   */
+  private async contributePaillier(task: TaskOf<typeof TASK.paillierContribute>): Promise<Answer> {
+    const stored = this.home.readAnswer<Answer>(task.queryId, 1);
+    if (stored) return stored;
+    if (BigInt(this.identity.maxRecords) > BigInt(task.plan.maxRecords)) {
+      throw new UnrecoverableError(`task rejected: the plan sizes slots for ${task.plan.maxRecords} records, this participant declared ${this.identity.maxRecords}`);
+    }
+    const { compiled, local } = await this.localAggregate(task.query);
+    try {
+      const context = paillierContext(task.plan, compiled);
+      const pool = this.poolFor(context.publicKey);
+      const contribution = paillierContribute({ plan: task.plan, context, self: this.identity.participantId, signing: this.keys.signing, aggregate: local.vector, randomnessPower: () => pool.take() });
+      const answer: Answer = { kind: TASK.paillierContribute, contribution };
+      this.home.storeAnswer(task.queryId, 1, answer);
+      this.scheduleRefill(pool);
+      return answer;
+    } finally {
+      local.vector.fill(0n);
+    }
+  }
+
+  private poolFor(publicKey: PaillierPublicKey): RnPool {
+    const n = publicKey.n.toString(16);
+    let pool = this.pools.get(n);
+    if (pool) this.pools.delete(n);
+    else pool = new RnPool(publicKey);
+    this.pools.set(n, pool);
+    for (const [key, old] of this.pools) {
+      if (this.pools.size <= POOL_KEYS) break;
+      old.clear();
+      this.pools.delete(key);
+    }
+    return pool;
+  }
+
+  /** Tops the pool up while the worker is idle; the next task aborts it (fill yields between exponentiations). */
+  private scheduleRefill(pool: RnPool): void {
+    this.refill?.abort();
+    const refill = new AbortController();
+    this.refill = refill;
+    setImmediate(() => {
+      pool.fill(Math.max(0, POOL_TARGET - pool.size), { signal: refill.signal }).catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'r^n precomputation stopped'));
+    });
+  }
+
   private async round1(task: TaskOf<typeof TASK.shamirRound1>): Promise<Answer> {
     const stored = this.home.readAnswer<Answer>(task.queryId, 1);
     if (stored) return stored;
@@ -110,11 +185,7 @@ export class ParticipantWorker {
     if (task.directory.length !== committee.size || !task.directory.every((e) => committee.has(e.id))) {
       throw new UnrecoverableError('task rejected: key directory does not match the committee');
     }
-    const compiled = compileQuery(this.schema, task.query);
-    const local = await aggregateLocal(compiled, readRecordsFromFile(this.identity.dataFile, this.schema));
-    if (local.records > this.identity.maxRecords) {
-      throw new UnrecoverableError(`local data has more records than declared at enrollment (${this.identity.maxRecords}); re-enroll with a larger --max-records`);
-    }
+    const { local } = await this.localAggregate(task.query);
     const bundle = participantRound1({ plan: task.plan, self: this.identity.participantId, signing: this.keys.signing, directory: directoryOf(task.directory), aggregate: local.vector });
     local.vector.fill(0n);
     const answer: Answer = { kind: TASK.shamirRound1, bundle };

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { aggregateLocal } from './aggregate';
 import { readRecords, type DataRecord } from './csv';
-import { compileQuery } from './query';
+import { compileQuery, termKey } from './query';
 import { parseStudySchema } from './schema';
 
 const schema = parseStudySchema({
@@ -83,6 +83,108 @@ describe('aggregateLocal', () => {
         const expected = [BigInt(present(0)), total(0), BigInt(present(2)), total(2), BigInt(present(1))];
         expect(await aggregateLocal(compiled, rs)).toEqual({ vector: expected, records: rs.length });
       }),
+    );
+  });
+
+  it('sums squares and pairwise-complete products, and counts bins [from, to), per group', async () => {
+    const grouped = compileQuery(schema, {
+      select: [
+        { stat: 'variance', field: 'n' },
+        { stat: 'correlation', x: 'temp', y: 'n' },
+        { stat: 'histogram', field: 'temp', edges: [-1, 1.2, 50] },
+      ],
+      groupBy: 'group',
+    });
+    expect(grouped.terms.map(termKey)).toEqual([
+      'count(n)',
+      'sum(n)',
+      'sumsq(n)',
+      'count(n, temp)',
+      'sum(temp | n)',
+      'sum(n | temp)',
+      'sumsq(temp | n)',
+      'sumsq(n | temp)',
+      'sumxy(n, temp)',
+      'bin(temp, (-∞, -1))',
+      'bin(temp, [-1, 1.2))',
+      'bin(temp, [1.2, 50))',
+      'bin(temp, [50, ∞))',
+    ]);
+    const rows: DataRecord[] = [
+      [12n, 'a', 5n], // temp 1.2 is in [1.2, 50)
+      [-30n, 'b', 7n],
+      [null, 'b', 3n], // n without temp: in count(n) but not in the pair terms
+      [500n, 'a', null], // temp 50 is in the overflow
+      [-10n, 'a', 2n], // temp −1 is in [−1, 1.2)
+      [11n, null, 4n], // no group: skipped entirely
+    ];
+    const { vector, records } = await aggregateLocal(grouped, rows);
+    expect(records).toBe(6);
+    expect(vector).toEqual([
+      // group a: n = 5, 2; pairs (1.2, 5), (−1, 2)
+      ...[2n, 7n, 29n, 2n, 2n, 7n, 244n, 29n, 40n, 0n, 1n, 1n, 1n],
+      // group b: n = 7, 3; pair (−3, 7)
+      ...[2n, 10n, 58n, 1n, -30n, 7n, 900n, 49n, -210n, 1n, 0n, 0n, 0n],
+    ]);
+  });
+
+  it('matches a naive computation of every term kind on random records', async () => {
+    const query = compileQuery(schema, {
+      select: [
+        { stat: 'stddev', field: 'temp' },
+        { stat: 'regression', x: 'n', y: 'temp' },
+        { stat: 'histogram', field: 'n', bins: { min: 100, max: 900, width: 200 } },
+      ],
+      where: [{ field: 'n', op: '!=', value: 500 }],
+    });
+    const record = fc.tuple(
+      fc.option(fc.bigInt({ min: -500n, max: 500n }), { nil: null }),
+      fc.option(fc.constantFrom('a', 'b'), { nil: null }),
+      fc.option(fc.bigInt({ min: 0n, max: 1000n }), { nil: null }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(record, { maxLength: 100 }), async (all) => {
+        const rs = all.filter((r) => r[2] !== null && r[2] !== 500n);
+        const both = rs.filter((r) => r[0] !== null);
+        const t = (r: (typeof rs)[number]): bigint => r[0]!;
+        const n = (r: (typeof rs)[number]): bigint => r[2]!;
+        const total = (xs: typeof rs, f: (r: (typeof rs)[number]) => bigint): bigint => xs.reduce((a, r) => a + f(r), 0n);
+        const bin = (lo: bigint | null, hi: bigint | null): bigint => BigInt(rs.filter((r) => (lo === null || n(r) >= lo) && (hi === null || n(r) < hi)).length);
+        const expected = [
+          BigInt(both.length),
+          total(both, t),
+          total(both, (r) => t(r) * t(r)),
+          total(both, n),
+          total(both, (r) => n(r) * n(r)),
+          total(both, (r) => n(r) * t(r)),
+          bin(null, 100n),
+          bin(100n, 300n),
+          bin(300n, 500n),
+          bin(500n, 700n),
+          bin(700n, 900n),
+          bin(900n, null),
+        ];
+        // Records without n fail the where, so the one-field temp terms and the pair terms agree here.
+        const { vector } = await aggregateLocal(query, all);
+        const byKey = new Map(query.terms.map((term, i) => [termKey(term), vector[i]]));
+        expect(byKey.get('count(n, temp)')).toBe(expected[0]);
+        expect(byKey.get('sum(temp | n)')).toBe(expected[1]);
+        expect(byKey.get('sumsq(temp | n)')).toBe(expected[2]);
+        expect(byKey.get('sum(n | temp)')).toBe(expected[3]);
+        expect(byKey.get('sumsq(n | temp)')).toBe(expected[4]);
+        expect(byKey.get('sumxy(n, temp)')).toBe(expected[5]);
+        expect(['(-∞, 100)', '[100, 300)', '[300, 500)', '[500, 700)', '[700, 900)', '[900, ∞)'].map((b) => byKey.get(`bin(n, ${b})`))).toEqual(expected.slice(6));
+        expect(byKey.get('count(temp)')).toBe(BigInt(both.length));
+      }),
+    );
+  });
+
+  it('refuses binned and group values that were not read against the schema', async () => {
+    const binned = compileQuery(schema, { select: [{ stat: 'histogram', field: 'n', edges: [0, 1] }] });
+    await expect(aggregateLocal(binned, [[null, 'a', '1']])).rejects.toThrow(new TypeError('record 1: a binned value is not a fixed-point integer'));
+    const grouped = compileQuery(schema, { select: [{ stat: 'count', field: 'n' }], groupBy: 'group' });
+    await expect(aggregateLocal(grouped, [[null, 'a', 1n], [null, 'c', 1n]])).rejects.toThrow(
+      new TypeError('record 2: the group value is not one of the declared values of "group"'),
     );
   });
 });

@@ -6,3 +6,4 @@ export * from './aggregate';
 export * from './shamir';
 export * from './simulation';
 export * from './participant-request';
+export * from './paillier';

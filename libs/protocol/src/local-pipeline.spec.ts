@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { generateSalaryCsv, plainCategoryCounts, plainStats, syntheticSalaryStudy } from '../../../test/support/synthetic';
 import { aggregateLocal } from './aggregate';
 import { readRecords } from './csv';
-import { assertNoOverflow, compileQuery, deriveResults } from './query';
+import { assertNoOverflow, compileQuery, deriveResults, termKey } from './query';
 import { parseStudySchema } from './schema';
 
 /**
@@ -51,15 +51,15 @@ describe('local pipeline on synthetic salary data', () => {
     const salary = plain.get('salary')!;
     const years = plain.get('yrs_since_phd')!;
     const rank = plainCategoryCounts(texts).get('rank')!;
-    const byTerm = new Map(compiled.terms.map((t, i) => [`${t.kind}(${t.field})`, totals[i]]));
+    const byTerm = new Map(compiled.terms.map((t, i) => [termKey(t), totals[i]]));
     expect(byTerm.get('count(salary)')).toBe(BigInt(salary.count));
     expect(byTerm.get('sum(salary)')).toBe(salary.sumScaled);
     expect(byTerm.get('count(yrs_since_phd)')).toBe(BigInt(years.count));
     expect(byTerm.get('sum(yrs_since_phd)')).toBe(years.sumScaled);
 
     const [count, sum, mean, meanYears, ranks] = deriveResults(compiled, totals);
-    expect(count).toEqual({ stat: 'count', field: 'salary', value: salary.count, count: salary.count });
-    expect(sum).toEqual({ stat: 'sum', field: 'salary', value: Number(salary.sumText), count: salary.count });
+    expect(count).toEqual({ stat: 'count', field: 'salary', group: null, value: salary.count, count: salary.count });
+    expect(sum).toEqual({ stat: 'sum', field: 'salary', group: null, value: Number(salary.sumText), count: salary.count });
     if (salary.mean === null) {
       expect(mean?.value).toBeNull();
     } else {
@@ -67,7 +67,7 @@ describe('local pipeline on synthetic salary data', () => {
     }
     if (years.mean === null) expect(meanYears?.value).toBeNull();
     else expect(meanYears?.value).toBeCloseTo(years.mean, 9);
-    expect(ranks).toEqual({ stat: 'count', field: 'rank', value: rank.count, count: rank.count });
+    expect(ranks).toEqual({ stat: 'count', field: 'rank', group: null, value: rank.count, count: rank.count });
     expect([...rank.byValue.values()].reduce((a, b) => a + b, 0)).toBe(rank.count);
     if (missingRate === 0) expect(rank.count).toBe(rows * seeds.length);
     else if (rows * seeds.length > 100) expect(rank.count).toBeLessThan(rows * seeds.length);

@@ -1,4 +1,7 @@
 import {
+  AGGREGATE,
+  AGGREGATION_QUEUE,
+  aggregationJobId,
   assertIdPart,
   assertKeyPrefix,
   assertQueueName,
@@ -13,12 +16,15 @@ import {
 
 describe('queue and job names', () => {
   it('keeps every name that is already in Redis and in participant ACLs (renaming strands jobs)', () => {
-    expect({ DEFAULT_PREFIX, CONTROL_QUEUE, TASK, CONTROL, queue: participantQueue('hospital-1') }).toEqual({
+    expect({ DEFAULT_PREFIX, CONTROL_QUEUE, AGGREGATION_QUEUE, AGGREGATE, TASK, CONTROL, queue: participantQueue('hospital-1'), aggregation: aggregationJobId('q-1') }).toEqual({
       DEFAULT_PREFIX: 'confide',
       CONTROL_QUEUE: 'coordinator.control',
-      TASK: { shamirRound1: 'shamir.round1', shamirRound2: 'shamir.round2' },
+      AGGREGATION_QUEUE: 'coordinator.aggregation',
+      AGGREGATE: 'paillier.aggregate',
+      TASK: { shamirRound1: 'shamir.round1', shamirRound2: 'shamir.round2', paillierContribute: 'paillier.contribute' },
       CONTROL: { deadline: 'round.deadline' },
       queue: 'participant.hospital-1',
+      aggregation: 'q-1-aggregate',
     });
   });
 

@@ -34,8 +34,24 @@ export const CONTROL_QUEUE = 'coordinator.control';
 export const TASK = {
   shamirRound1: 'shamir.round1',
   shamirRound2: 'shamir.round2',
+  paillierContribute: 'paillier.contribute',
 } as const;
 export type TaskName = (typeof TASK)[keyof typeof TASK];
+
+/**
+ * The coordinator's Paillier aggregation queue: CPU-heavy checking and multiplying of ciphertexts, taken by
+ * aggregation workers in processes of their own (never the HTTP process), one job per query.
+ */
+export const AGGREGATION_QUEUE = 'coordinator.aggregation';
+
+/** Job name on the aggregation queue. */
+export const AGGREGATE = 'paillier.aggregate';
+
+/** Deterministic id of a query's aggregation job. */
+export function aggregationJobId(queryId: string): string {
+  assertIdPart(queryId, 'query id');
+  return `${queryId}-aggregate`;
+}
 
 /** Job names on the control queue. */
 export const CONTROL = {

@@ -1,7 +1,7 @@
 import { UnrecoverableError } from 'bullmq';
 import { z } from 'zod';
 import { signMessage, verifyMessage, type KeyPair, type PublicKey } from '@confide/crypto';
-import { planSchema, round1BundleSchema, round1ClosedSchema, round1DeliverySchema, round2ResultSchema } from '@confide/protocol';
+import { paillierContributionSchema, paillierPlanSchema, planSchema, round1BundleSchema, round1ClosedSchema, round1DeliverySchema, round2ResultSchema } from '@confide/protocol';
 import { TASK } from './names';
 
 /**
@@ -17,10 +17,17 @@ const b64u = z.string().regex(/^[A-Za-z0-9_-]+$/);
 export const directoryEntrySchema = z.strictObject({ id, encryptionKey: b64u, signingKey: b64u });
 export type DirectoryEntry = z.infer<typeof directoryEntrySchema>;
 
-/** A query's `select` as carried to participants (the statistics compiler validates it again locally). */
+/**
+ * A query as carried to participants: statistics, filters and grouping. Only its outline is checked here; the
+ * participant's statistics compiler (libs/protocol compileQuery) validates every part against its own copy of the
+ * study schema before it reads a record.
+ */
 export const querySpecSchema = z.strictObject({
-  select: z.array(z.strictObject({ stat: z.enum(['count', 'sum', 'mean']), field: z.string().min(1).max(100) })).min(1).max(100),
+  select: z.array(z.looseObject({ stat: z.string().min(1).max(40) })).min(1).max(100),
+  where: z.array(z.looseObject({ field: z.string().min(1).max(100) })).max(50).optional(),
+  groupBy: z.string().min(1).max(100).optional(),
 });
+export type TaskQuery = z.infer<typeof querySpecSchema>;
 
 const taskBase = {
   queryId: id,
@@ -68,7 +75,15 @@ export const shamirRound2TaskSchema = z.strictObject({
   directory: z.array(directoryEntrySchema).min(1),
 });
 
-export const taskPayloadSchema = z.discriminatedUnion('kind', [shamirRound1TaskSchema, shamirRound2TaskSchema]);
+/** Paillier's one round: compute the local aggregate, pack, encrypt under the researcher's key, sign, answer. */
+export const paillierTaskSchema = z.strictObject({
+  kind: z.literal(TASK.paillierContribute),
+  ...taskBase,
+  plan: paillierPlanSchema,
+  query: querySpecSchema,
+});
+
+export const taskPayloadSchema = z.discriminatedUnion('kind', [shamirRound1TaskSchema, shamirRound2TaskSchema, paillierTaskSchema]);
 export type TaskPayload = z.infer<typeof taskPayloadSchema>;
 export type TaskOf<K extends TaskPayload['kind']> = Extract<TaskPayload, { kind: K }>;
 
@@ -80,6 +95,7 @@ export type SignedTask = z.infer<typeof signedTaskSchema>;
 export const answerSchemas = {
   [TASK.shamirRound1]: z.strictObject({ kind: z.literal(TASK.shamirRound1), bundle: round1BundleSchema }),
   [TASK.shamirRound2]: z.strictObject({ kind: z.literal(TASK.shamirRound2), result: round2ResultSchema }),
+  [TASK.paillierContribute]: z.strictObject({ kind: z.literal(TASK.paillierContribute), contribution: paillierContributionSchema }),
 } as const;
 export type AnswerOf<K extends TaskPayload['kind']> = z.infer<(typeof answerSchemas)[K]>;
 export type Answer = AnswerOf<TaskPayload['kind']>;
@@ -89,6 +105,49 @@ export const controlJobSchema = z.strictObject({ queryId: id, round: z.number().
 export type ControlJob = z.infer<typeof controlJobSchema>;
 
 const TASK_DOMAIN = 'task';
+const AGGREGATION_DOMAIN = 'aggregation';
+
+/**
+ * An aggregation job as the orchestrator enqueues it: the query's plan and query (from which the aggregator
+ * derives the packing layout itself), the study schema, and the participants whose answers to check and multiply
+ * with their registered signing keys. Public data only; signed with the coordinator key like every message.
+ */
+export const aggregationJobSchema = z.strictObject({
+  queryId: id,
+  plan: paillierPlanSchema,
+  query: querySpecSchema,
+  schema: z.unknown(),
+  answered: z.array(z.strictObject({ id, signingKey: b64u })).max(100_000),
+});
+export type AggregationJob = z.infer<typeof aggregationJobSchema>;
+
+/** What an aggregation worker returns: the product ciphertexts and who is in them, or why nothing is. */
+export const aggregationResultSchema = z.strictObject({
+  queryId: id,
+  aggregate: z.array(z.string()).nullable(),
+  contributors: z.array(z.strictObject({ id, bundleHash: z.string().regex(/^[0-9a-f]{64}$/) })),
+  rejected: z.array(z.strictObject({ participantId: id, reason: z.string().max(2000) })),
+  failure: z.string().max(2000).nullable(),
+});
+export type AggregationResult = z.infer<typeof aggregationResultSchema>;
+
+/** Signs an aggregation job or result with the coordinator's key (domain "aggregation"). */
+export function signAggregation<T extends AggregationJob | AggregationResult>(coordinatorKey: KeyPair, payload: T): { payload: T; signature: string } {
+  return { payload, signature: signMessage(coordinatorKey.privateKey, AGGREGATION_DOMAIN, payload) };
+}
+
+/**
+ * Opens a signed aggregation job or result.
+ * @throws TaskRejected on a bad shape or signature
+ */
+export function openAggregation<T>(data: unknown, schema: z.ZodType<T>, coordinatorKey: PublicKey): T {
+  const outer = z.strictObject({ payload: z.unknown(), signature: b64u }).safeParse(data);
+  if (!outer.success) throw new TaskRejected('malformed aggregation message');
+  if (!verifyMessage(coordinatorKey, AGGREGATION_DOMAIN, outer.data.payload, outer.data.signature)) throw new TaskRejected('aggregation message signature does not verify with the coordinator key');
+  const parsed = schema.safeParse(outer.data.payload);
+  if (!parsed.success) throw new TaskRejected(`malformed aggregation message: ${parsed.error.issues[0]?.path.join('.') ?? ''} ${parsed.error.issues[0]?.message ?? ''}`.trim());
+  return parsed.data;
+}
 
 /** Signs a task with the coordinator's Ed25519 key (libs/crypto signMessage, domain "task"). */
 export function signTask(coordinatorKey: KeyPair, task: TaskPayload): SignedTask {

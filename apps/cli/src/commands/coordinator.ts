@@ -3,12 +3,20 @@ import { intOption, parseCommandArgs, UsageError } from '../args';
 import type { Output } from '../output';
 
 export const COORDINATOR_USAGE = `Usage: confide coordinator start [--port N]
-Runs the coordinator with the environment described in the README (DATABASE_URL, REDIS_URL,
-CONFIDE_ADMIN_TOKEN, CONFIDE_DATA_DIR, ...). SIGTERM stops it cleanly.`;
+       confide coordinator aggregate
+start runs the coordinator with the environment described in the README (DATABASE_URL, REDIS_URL,
+CONFIDE_ADMIN_TOKEN, CONFIDE_DATA_DIR, ...). SIGTERM stops it cleanly.
+aggregate runs one more Paillier aggregation worker (REDIS_URL, CONFIDE_QUEUE_PREFIX, and CONFIDE_DATA_DIR
+holding the coordinator's key): add processes to aggregate faster; the coordinator forks CONFIDE_AGGREGATORS.`;
 
 /** `confide coordinator start`: the coordinator in this process. */
 export async function coordinatorCommand(argv: readonly string[], _out: Output): Promise<void> {
   const [action, ...args] = argv;
+  if (action === 'aggregate') {
+    const { runAggregator } = await import('../../../coordinator/src/aggregation/main.js');
+    await runAggregator();
+    return;
+  }
   if (action !== 'start') throw new UsageError(`unknown coordinator command ${JSON.stringify(action ?? '')}`);
   const { values } = parseCommandArgs(args, { port: { type: 'string' } });
   const port = intOption(values.port, 'port');

@@ -1,12 +1,27 @@
+import { decryptAggregate } from '@confide/protocol';
+import type { PaillierKeyPair } from '@confide/crypto';
+import { publicKeyToJson } from '@confide/crypto';
 import { intOption, orderedOptions, parseCommandArgs, UsageError } from '../args';
 import { CoordinatorClient, GLOBAL_OPTIONS } from '../client';
 import type { Output } from '../output';
-import { readStatPairs } from './simulate';
+import { renderRow, type ResultRow } from '../render';
+import { paillierFingerprint, readPaillierKeyFile } from './keys';
+import { readQueryFile, readSelect, readWhere, SELECT_FLAGS } from '../query-spec';
 
-export const QUERY_USAGE = `Usage: confide query --study NAME --protocol shamir --stat STAT --field FIELD [--stat STAT --field FIELD ...]
-                     [--threshold T] [--deadline SECONDS] [--wait] [--json]
+export const QUERY_USAGE = `Usage: confide query --study NAME [--protocol shamir|paillier] --stat STAT (--field F | --x X --y Y) [--bins MIN:MAX:WIDTH | --edges E1,E2,…] …
+                     [--where COND …] [--group-by FIELD] [--min-group-size N] [--threshold T] [--key FILE]
+                     [--deadline SECONDS] [--wait] [--json]
+       confide query --file QUERY.json [--key FILE] [--wait] [--json]
        confide query status ID [--json]
-STAT is count, sum or mean. With --wait it follows the query to its result (a progress bar on a terminal).
+       confide query decrypt ID --key FILE [--json]
+STAT is count, sum, mean, variance, stddev (sample, n − 1), histogram (--bins or --edges; bins are [a, b)),
+correlation or regression (--x X --y Y: y on x). COND is FIELD OP VALUE with OP = != < <= > >= or in
+(e.g. --where 'age>=40' --where 'type=Yes' --where 'rank in Prof,AssocProf'); conditions are ANDed.
+--group-by computes every statistic per value of a category field. --file sends a JSON query as
+POST /v1/queries takes it. With --wait it follows the query to its result (a progress bar on a terminal).
+paillier needs --key FILE from 'confide keys paillier': only its public key is sent. With --wait the CLI
+decrypts the aggregate here when it is ready and posts the plaintext with its randomness, which the
+coordinator verifies before it releases the result; without --wait, run 'query decrypt' later.
 Global: --coordinator URL (CONFIDE_URL), --token TOKEN (CONFIDE_TOKEN)`;
 
 /** GET /v1/queries/:id as the CLI reads it. */
@@ -14,10 +29,11 @@ interface QueryView {
   id: string;
   status: 'running' | 'succeeded' | 'failed';
   round: number;
+  awaitingDecryption?: boolean;
   answered: number;
   expected: number;
   participants: number | null;
-  results: { stat: string; field: string; value: number | null; count: number }[] | null;
+  results: ResultRow[] | null;
   ledgerIndex: number | null;
   failureReason: string | null;
 }
@@ -36,17 +52,30 @@ function human(q: QueryView): string {
   if (q.status === 'running') return `query ${q.id}: running, round ${q.round}, ${q.answered}/${q.expected} answered`;
   if (q.status === 'failed') return `query ${q.id} failed: ${q.failureReason ?? 'unknown reason'}`;
   const lines = [`query ${q.id}: ${q.participants ?? 0} participants contributed (event log index ${q.ledgerIndex ?? '-'})`];
-  for (const r of q.results ?? []) lines.push(`${r.stat}(${r.field}) = ${r.value ?? 'n/a'}   (n = ${r.count})`);
+  for (const r of q.results ?? []) lines.push(renderRow(r));
   return lines.join('\n');
 }
 
-/** Polls a query until it finishes (with a deadline), drawing progress on a terminal. */
-async function follow(client: CoordinatorClient, id: string, out: Output, timeoutMs: number): Promise<QueryView> {
+/**
+ * Decrypts a paillier query's aggregate with the local private key and posts the plaintexts with their recovered
+ * randomness; the coordinator checks them against the aggregate before releasing the result.
+ */
+async function decryptAndPost(client: CoordinatorClient, id: string, keys: PaillierKeyPair, out: Output): Promise<QueryView> {
+  const aggregate = await client.get<{ publicKey: { n: string }; ciphertexts: string[]; contributors: number }>(`/v1/queries/${encodeURIComponent(id)}/aggregate`);
+  if (aggregate.publicKey.n !== publicKeyToJson(keys.publicKey).n) throw new UsageError(`--key: query ${id} was submitted with another public key`);
+  out.progress(`decrypting the aggregate of ${aggregate.contributors} contributions locally…`);
+  const posted = decryptAggregate(keys.privateKey, aggregate.ciphertexts);
+  return client.post<QueryView>(`/v1/queries/${encodeURIComponent(id)}/decryption`, posted);
+}
+
+/** Polls a query until it finishes (with a deadline), drawing progress on a terminal; decrypts a paillier aggregate when given the key. */
+async function follow(client: CoordinatorClient, id: string, out: Output, timeoutMs: number, keys?: PaillierKeyPair): Promise<QueryView> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const q = await client.get<QueryView>(`/v1/queries/${id}`);
     if (q.status !== 'running') return q;
-    out.progress(`round ${q.round}/2 ${bar(q.answered, q.expected)} ${q.answered}/${q.expected} answered`);
+    if (q.awaitingDecryption && keys) return decryptAndPost(client, id, keys, out);
+    out.progress(q.awaitingDecryption ? 'aggregate ready; waiting for the key holder to decrypt' : `round ${q.round}/2 ${bar(q.answered, q.expected)} ${q.answered}/${q.expected} answered`);
     if (Date.now() > until) throw new Error(`query ${id} still running after ${Math.round(timeoutMs / 1000)} s; check it later with 'confide query status ${id}'`);
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -63,35 +92,70 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
     out.result(toJson(q), () => human(q));
     return;
   }
+  if (argv[0] === 'decrypt') {
+    const { values, positionals } = parseCommandArgs(argv.slice(1), { ...GLOBAL_OPTIONS, key: { type: 'string' } }, true);
+    out.json = values.json === true;
+    const id = positionals[0];
+    if (!id || !values.key) throw new UsageError('usage: confide query decrypt ID --key FILE');
+    const q = await follow(CoordinatorClient.from(values), encodeURIComponent(id), out, 60 * 60 * 1000, readPaillierKeyFile(values.key));
+    out.result(toJson(q), () => human(q));
+    if (q.status === 'failed') process.exitCode = 1;
+    return;
+  }
   const { values, tokens } = parseCommandArgs(argv, {
     ...GLOBAL_OPTIONS,
     study: { type: 'string' },
     protocol: { type: 'string' },
     stat: { type: 'string', multiple: true },
     field: { type: 'string', multiple: true },
+    x: { type: 'string', multiple: true },
+    y: { type: 'string', multiple: true },
+    bins: { type: 'string', multiple: true },
+    edges: { type: 'string', multiple: true },
+    where: { type: 'string', multiple: true },
+    'group-by': { type: 'string' },
+    'min-group-size': { type: 'string' },
+    file: { type: 'string' },
     threshold: { type: 'string' },
     deadline: { type: 'string' },
+    key: { type: 'string' },
     wait: { type: 'boolean' },
   });
   out.json = values.json === true;
-  if (!values.study) throw new UsageError('--study is required');
-  const protocol = values.protocol ?? 'shamir';
-  if (protocol !== 'shamir') throw new UsageError(`--protocol ${protocol} is not available yet (shamir is)`);
-  const select = readStatPairs(orderedOptions(tokens, ['stat', 'field']));
+  const fromFile = values.file ? readQueryFile(values.file) : undefined;
+  if (fromFile && (values.stat?.length || values.where?.length || values['group-by'] || values.study)) {
+    throw new UsageError('--file holds the whole query: give --study, --stat, --where and --group-by in the file, not beside it');
+  }
+  if (!fromFile && !values.study) throw new UsageError('--study is required');
+  const protocol = (fromFile?.protocol as string | undefined) ?? values.protocol ?? 'shamir';
+  if (protocol !== 'shamir' && protocol !== 'paillier') throw new UsageError(`--protocol must be shamir or paillier, got ${JSON.stringify(protocol)}`);
+  if (protocol === 'paillier' && !values.key) throw new UsageError('--protocol paillier needs --key FILE (create one with confide keys paillier)');
+  if (protocol === 'shamir' && values.key) throw new UsageError('--key is for --protocol paillier');
+  const keys = values.key ? readPaillierKeyFile(values.key) : undefined;
   const deadline = intOption(values.deadline, 'deadline', 1);
+  const minGroupSize = intOption(values['min-group-size'], 'min-group-size', 1);
+  const body: Record<string, unknown> = fromFile
+    ? { ...fromFile, protocol }
+    : {
+        study: values.study,
+        protocol,
+        select: readSelect(orderedOptions(tokens, SELECT_FLAGS)),
+        ...(values.where?.length ? { where: values.where.map(readWhere) } : {}),
+        ...(values['group-by'] ? { groupBy: values['group-by'] } : {}),
+        ...(minGroupSize !== undefined ? { privacy: { minGroupSize } } : {}),
+        threshold: intOption(values.threshold, 'threshold', 1),
+        deadlineSeconds: deadline,
+      };
+  // Only the public key ever leaves this machine.
+  if (keys) body.publicKey = publicKeyToJson(keys.publicKey);
   const client = CoordinatorClient.from(values);
-  const submitted = await client.post<{ id: string; status: string }>('/v1/queries', {
-    study: values.study,
-    protocol,
-    select,
-    threshold: intOption(values.threshold, 'threshold', 1),
-    deadlineSeconds: deadline,
-  });
+  const submitted = await client.post<{ id: string; status: string }>('/v1/queries', body);
   if (!values.wait) {
-    out.result({ id: submitted.id, status: submitted.status }, () => `submitted query ${submitted.id}; follow it with 'confide query status ${submitted.id}'`);
+    const next = keys ? `; decrypt it with 'confide query decrypt ${submitted.id} --key ${values.key}' (key ${paillierFingerprint(keys)})` : '';
+    out.result({ id: submitted.id, status: submitted.status }, () => `submitted query ${submitted.id}; follow it with 'confide query status ${submitted.id}'${next}`);
     return;
   }
-  const q = await follow(client, submitted.id, out, ((deadline ?? 120) * 2 + 60) * 1000);
+  const q = await follow(client, submitted.id, out, ((deadline ?? 120) * 2 + 60) * 1000, keys);
   out.result(toJson(q), () => human(q));
   if (q.status === 'failed') process.exitCode = 1;
 }

@@ -1,28 +1,18 @@
 import { basename } from 'node:path';
-import { loadStudySchema, readRecordsFromFile, simulateShamir, type SimulationReport, type StatSpec } from '@confide/protocol';
+import { loadStudySchema, readRecordsFromFile, simulateShamir, type QuerySpec, type SimulationReport } from '@confide/protocol';
 import { intOption, orderedOptions, parseCommandArgs, UsageError } from '../args';
 import type { Output } from '../output';
+import { readSelect, readWhere, SELECT_FLAGS } from '../query-spec';
+import { renderRow } from '../render';
 
 export const SIMULATE_USAGE = `Usage: confide simulate --study-schema FILE --data FILE.csv [--data FILE.csv ...]
-         --stat STAT --field FIELD [--stat STAT --field FIELD ...]
+         --stat STAT (--field F | --x X --y Y) [--bins MIN:MAX:WIDTH | --edges E1,…] ...
+         [--where COND ...] [--group-by FIELD]
          [--committee K] [--threshold T] [--drop-round1 N] [--drop-round2 N] [--seed HEX] [--json]
 
 Runs the whole shamir protocol in one process, one participant per CSV file: each participant
 aggregates its file locally, secret-shares and encrypts the aggregate to the committee, the committee
-sums and signs its shares, and the result is reconstructed. STAT is count, sum or mean.`;
-
-/** Reads `--stat S --field F` pairs in order. */
-export function readStatPairs(pairs: [string, string][]): StatSpec[] {
-  const specs: StatSpec[] = [];
-  for (let i = 0; i < pairs.length; i += 2) {
-    const stat = pairs[i];
-    const field = pairs[i + 1];
-    if (stat?.[0] !== 'stat' || field?.[0] !== 'field') throw new UsageError('each --stat must be followed by its --field');
-    specs.push({ stat: stat[1], field: field[1] } as StatSpec);
-  }
-  if (specs.length === 0) throw new UsageError('give at least one --stat STAT --field FIELD pair');
-  return specs;
-}
+sums and signs its shares, and the result is reconstructed. The query options are those of 'confide query'.`;
 
 /** `confide simulate`: the in-memory protocol run over CSV files. */
 export async function simulateCommand(argv: readonly string[], out: Output): Promise<void> {
@@ -31,6 +21,12 @@ export async function simulateCommand(argv: readonly string[], out: Output): Pro
     data: { type: 'string', multiple: true },
     stat: { type: 'string', multiple: true },
     field: { type: 'string', multiple: true },
+    x: { type: 'string', multiple: true },
+    y: { type: 'string', multiple: true },
+    bins: { type: 'string', multiple: true },
+    edges: { type: 'string', multiple: true },
+    where: { type: 'string', multiple: true },
+    'group-by': { type: 'string' },
     committee: { type: 'string' },
     threshold: { type: 'string' },
     'drop-round1': { type: 'string' },
@@ -42,7 +38,11 @@ export async function simulateCommand(argv: readonly string[], out: Output): Pro
   if (!values['study-schema']) throw new UsageError('--study-schema is required');
   const files = values.data ?? [];
   if (files.length === 0) throw new UsageError('give at least one --data FILE.csv');
-  const select = readStatPairs(orderedOptions(tokens, ['stat', 'field']));
+  const query = {
+    select: readSelect(orderedOptions(tokens, SELECT_FLAGS)),
+    ...(values.where?.length ? { where: values.where.map(readWhere) } : {}),
+    ...(values['group-by'] ? { groupBy: values['group-by'] } : {}),
+  } as unknown as QuerySpec;
   if (values.seed !== undefined && !/^[0-9a-f]{32,128}$/.test(values.seed)) throw new UsageError('--seed must be 32–128 lowercase hex digits');
 
   const schema = await loadStudySchema(values['study-schema']);
@@ -50,7 +50,7 @@ export async function simulateCommand(argv: readonly string[], out: Output): Pro
   if (new Set(ids).size !== ids.length) throw new UsageError('two --data files have the same name; participants are named after their files');
   const report = await simulateShamir({
     schema,
-    query: { select },
+    query,
     participants: files.map((file, i) => ({ id: ids[i]!, records: readRecordsFromFile(file, schema) })),
     committeeSize: intOption(values.committee, 'committee', 1),
     threshold: intOption(values.threshold, 'threshold', 1),
@@ -83,6 +83,6 @@ function renderHuman(r: SimulationReport): string {
   if (r.droppedRound1.length) lines.push(`dropped in round 1: ${r.droppedRound1.join(', ')}`);
   if (r.droppedRound2.length) lines.push(`dropped in round 2: ${r.droppedRound2.join(', ')}`);
   if (r.badMembers.length) lines.push(`bad share sums from: ${r.badMembers.join(', ')}`);
-  for (const res of r.results) lines.push(`${res.stat}(${res.field}) = ${res.value ?? 'n/a'}   (n = ${res.count})`);
+  for (const res of r.results) lines.push(renderRow(res));
   return lines.join('\n');
 }

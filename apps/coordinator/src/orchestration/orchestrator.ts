@@ -5,6 +5,11 @@ import type { Redis } from 'ioredis';
 import { canonicalJson, importPublicKeyBase64Url, type KeyPair } from '@confide/crypto';
 import {
   bundleHash,
+  paillierContext,
+  planPaillier,
+  verifyPostedDecryption,
+  type PaillierDecryption,
+  type PaillierPlan,
   closeRound1,
   compileQuery,
   deliveriesFor,
@@ -22,8 +27,14 @@ import {
   type StudySchema,
 } from '@confide/protocol';
 import {
+  AGGREGATE,
+  AGGREGATION_QUEUE,
+  aggregationJobId,
+  aggregationResultSchema,
   answerSchemas,
   assertRedisReady,
+  openAggregation,
+  signAggregation,
   CONTROL,
   CONTROL_QUEUE,
   controlJobSchema,
@@ -35,11 +46,13 @@ import {
   taskJobId,
   type DirectoryEntry,
   type TaskPayload,
+  type TaskQuery,
 } from '@confide/queue';
 import type { CoordinatorConfig } from '../config';
 import type { Logger } from '../logging';
 import { Repositories } from '../storage';
 import { CONFIG, COORDINATOR_KEY, LOGGER, REDIS } from '../tokens';
+import { ApiError } from '../http/error.filter';
 import { parseTaskJobId } from './ids';
 
 /** The Redis connections the orchestrator uses: one shared for producing, a factory for blocking readers. */
@@ -55,7 +68,27 @@ interface QueryContext {
   readonly studyId: string;
   readonly spec: QuerySpec;
   readonly schema: StudySchema;
-  readonly plan: ShamirPlan;
+  readonly plan: ShamirPlan | PaillierPlan;
+  /** The API key that submitted the query: for paillier, the only one that gets the aggregate ciphertext. */
+  readonly submittedBy: string | null;
+}
+
+/** A shamir query's context (narrowed by its plan). */
+type ShamirContext = QueryContext & { readonly plan: ShamirPlan };
+type PaillierContext = QueryContext & { readonly plan: PaillierPlan };
+
+/** What closing a paillier contribution round stores: the accepted contributors and their aggregate ciphertexts. */
+interface PaillierClosed {
+  readonly contributors: { id: string; bundleHash: string }[];
+  readonly aggregate: string[];
+}
+
+/** Ledger entries hold integers only (canonical JSON): every number of a result goes in as its shortest decimal string. */
+export function ledgerValue(value: unknown): unknown {
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? value : String(value);
+  if (Array.isArray(value)) return value.map(ledgerValue);
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, ledgerValue(v)]));
+  return value;
 }
 
 interface ParticipantRow {
@@ -86,6 +119,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   private readonly listeners = new Map<string, QueueEvents>();
   private control!: Queue;
   private controlWorker!: Worker;
+  private aggregation!: Queue;
+  private aggregationEvents?: QueueEvents;
   /** Serialises advance() per query inside this process; the database CAS covers other processes. */
   private readonly chains = new Map<string, Promise<void>>();
   private closing = false;
@@ -110,6 +145,14 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       { connection: this.redis.blocking(), prefix, concurrency: 4 },
     );
     this.controlWorker.on('failed', (job, err) => this.logger.error({ err, jobId: job?.id }, 'control job failed'));
+    this.aggregation = new Queue(AGGREGATION_QUEUE, { connection: this.redis.producer, prefix });
+    this.aggregationEvents = new QueueEvents(AGGREGATION_QUEUE, { connection: this.redis.blocking(), prefix });
+    const onAggregated = ({ jobId }: { jobId: string }): void => {
+      const queryId = /^(.+)-aggregate$/.exec(jobId)?.[1];
+      if (queryId) void this.nudge(queryId, 1);
+    };
+    this.aggregationEvents.on('completed', onAggregated);
+    this.aggregationEvents.on('failed', onAggregated);
     for (const p of await this.repos.participants.listAll()) {
       // Redis keeps ACL users in memory only: re-create each participant's user (from its password hash) at boot.
       await provisionParticipantUser(this.redis.producer, { username: p.redis_user, passwordHash: p.redis_password_sha256, prefix, queue: participantQueue(p.id) });
@@ -123,8 +166,10 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     this.closing = true;
     await this.controlWorker?.close();
     await Promise.all([...this.listeners.values()].map((l) => l.close()));
+    await this.aggregationEvents?.close();
     await Promise.all([...this.queues.values()].map((q) => q.close()));
     await this.control?.close();
+    await this.aggregation?.close();
     await Promise.allSettled([...this.chains.values()]);
   }
 
@@ -144,12 +189,50 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const events = new QueueEvents(participantQueue(participantId), { connection: this.redis.blocking(), prefix: this.config.queuePrefix });
     const onFinished = ({ jobId }: { jobId: string }): void => {
       const parsed = parseTaskJobId(jobId);
-      if (parsed) void this.nudge(parsed.queryId, parsed.round);
+      if (parsed) void this.nudge(parsed.queryId, parsed.round, false, parsed.participantId);
     };
     events.on('completed', onFinished);
     events.on('failed', onFinished);
     events.on('error', (err) => this.logger.warn({ err, participantId }, 'queue events connection error'));
     this.listeners.set(participantId, events);
+  }
+
+  /**
+   * Plans and starts a paillier query (DESIGN.md "Protocol paillier"): one task per enrolled participant carrying
+   * the researcher's public key, and the contribution deadline. The key and the packing it implies are checked
+   * here first, so a query that cannot fit is refused before anything is dispatched.
+   * @throws ProtocolError for a bad key, too few participants, or slots that do not fit the key
+   */
+  async startPaillier(input: { queryId: string; studyId: string; spec: QuerySpec; schema: StudySchema; publicKey: { n: string }; deadlineSeconds?: number }): Promise<PaillierPlan> {
+    assertRedisReady(this.redis.producer);
+    const participants = await this.repos.participants.listByStudy(input.studyId);
+    const compiled = compileQuery(input.schema, input.spec);
+    const now = Date.now();
+    const plan = planPaillier({
+      jobId: input.queryId,
+      queryHash: queryHash(input.spec),
+      compiled,
+      publicKey: input.publicKey,
+      participants: participants.map((p) => p.id),
+      minParticipants: input.schema.minParticipants,
+      maxRecords: participants.reduce((m, p) => (BigInt(p.max_records) > m ? BigInt(p.max_records) : m), 0n),
+      deadline: now + (input.deadlineSeconds ?? this.config.round1Seconds) * 1000,
+    });
+    await this.repos.queries.setPlan(input.queryId, JSON.stringify(plan));
+    await this.repos.events.append(
+      'paillier.planned',
+      { queryId: input.queryId, participants: plan.participants, publicKey: plan.publicKey, maxRecords: plan.maxRecords, deadline: plan.deadline },
+      `paillier.planned:${input.queryId}`,
+      now,
+    );
+    await this.repos.rounds.open({ query_id: input.queryId, round: 1, status: 'open', opened_at: now, deadline: plan.deadline, expected: plan.participants.length });
+    await Promise.all(
+      plan.participants.map((pid) =>
+        this.dispatch(pid, { kind: TASK.paillierContribute, queryId: input.queryId, studyId: input.studyId, participantId: pid, issuedAt: now, deadline: plan.deadline, plan, query: taskQuery(input.spec) }),
+      ),
+    );
+    await this.scheduleDeadline(input.queryId, 1, plan.deadline);
+    return plan;
   }
 
   /** Plans and starts a shamir query: round-1 tasks to every enrolled participant, and the round-1 deadline. */
@@ -188,7 +271,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
           issuedAt: now,
           deadline: plan.deadlines.round1,
           plan,
-          query: { select: input.spec.select.map((s) => ({ stat: s.stat, field: s.field })) },
+          query: taskQuery(input.spec),
           directory: committee,
         }),
       ),
@@ -198,7 +281,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   }
 
   private async dispatch(participantId: string, task: TaskPayload): Promise<void> {
-    const round = task.kind === TASK.shamirRound1 ? 1 : 2;
+    const round = task.kind === TASK.shamirRound2 ? 2 : 1;
     await this.queueOf(participantId).add(task.kind, signTask(this.key, task), {
       jobId: taskJobId(task.queryId, round, participantId),
       attempts: 3,
@@ -213,10 +296,10 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   }
 
   /** Runs advance() after any advance already running for the same query (never two at once here). */
-  private nudge(queryId: string, round: number, deadlinePassed = false): Promise<void> {
+  private nudge(queryId: string, round: number, deadlinePassed = false, participantId?: string): Promise<void> {
     const previous = this.chains.get(queryId) ?? Promise.resolve();
     const next = previous
-      .then(() => this.advance(queryId, round, deadlinePassed))
+      .then(() => this.advance(queryId, round, deadlinePassed, participantId))
       .catch((err: unknown) => this.logger.error({ err, queryId, round }, 'advancing a round failed'));
     this.chains.set(queryId, next);
     void next.finally(() => {
@@ -235,7 +318,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       studyId: q.study_id,
       spec: JSON.parse(q.spec_json) as QuerySpec,
       schema: parseStudySchema(JSON.parse(study.schema_json), study.name),
-      plan: JSON.parse(q.plan_json) as ShamirPlan,
+      plan: JSON.parse(q.plan_json) as ShamirPlan | PaillierPlan,
+      submittedBy: q.created_by,
     };
   }
 
@@ -244,14 +328,161 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * passed: round 1 then dispatches round 2 to the committee; round 2 reconstructs and releases the result.
    * Safe to call any number of times, from any process.
    */
-  async advance(queryId: string, round: number, deadlinePassed: boolean): Promise<void> {
+  async advance(queryId: string, round: number, deadlinePassed: boolean, participantId?: string): Promise<void> {
     const roundRow = await this.repos.rounds.get(queryId, round);
+    if (roundRow && roundRow.status !== 'open' && participantId) await this.recordLate(queryId, round, participantId, roundRow.closed_json);
     if (!roundRow || roundRow.status !== 'open') return;
     const ctx = await this.context(queryId);
     if (!ctx) return;
     const pastDeadline = deadlinePassed || Date.now() >= roundRow.deadline;
+    if (isPaillier(ctx)) {
+      if (round === 1) await this.advancePaillier(ctx, pastDeadline);
+      else if (pastDeadline) await this.fail(queryId, 2, 'the researcher did not post the decryption of the aggregate before the deadline', new Map());
+      return;
+    }
+    if (!isShamir(ctx)) return;
     if (round === 1) await this.advanceRound1(ctx, pastDeadline);
     else await this.advanceRound2(ctx, pastDeadline);
+  }
+
+  /**
+   * An answer that finished after its round closed (or the query ended) is not counted: logged, and recorded in
+   * the ledger with the participant's own refusal if it refused (e.g. a task that reached it after its deadline).
+   */
+  private async recordLate(queryId: string, round: number, participantId: string, closedJson: string | null): Promise<void> {
+    const closed = closedJson ? (JSON.parse(closedJson) as { contributors?: { id: string }[]; answered?: string[] }) : {};
+    if (closed.contributors?.some((c) => c.id === participantId) || closed.answered?.includes(participantId)) return;
+    const q = await this.repos.queries.get(queryId);
+    const job = await Job.fromId(this.queueOf(participantId), taskJobId(queryId, round, participantId));
+    if (!q || !job) return;
+    const reason = job.failedReason ? `refused by the participant: ${job.failedReason}` : 'answered after the round closed; not counted';
+    this.logger.warn({ queryId, round, participantId, reason }, 'late answer');
+    await this.repos.events.append('contribution.late', { queryId, round, participantId, reason }, `contribution.late:${queryId}:${round}:${participantId}`, Date.now());
+    await job.remove().catch(() => undefined);
+  }
+
+  /**
+   * Paillier's contribution round: once every participant answered or refused, or the deadline passed, the
+   * answered set is handed to an aggregation worker (its own process) as one signed job with a deterministic id,
+   * so the set is fixed once. When the worker is done, the accepted contributors and rejections go to the ledger,
+   * the aggregate ciphertexts are kept for the researcher, and the decryption round opens.
+   */
+  private async advancePaillier(ctx: PaillierContext, pastDeadline: boolean): Promise<void> {
+    const { plan } = ctx;
+    const jobId = aggregationJobId(ctx.queryId);
+    const existing = await Job.fromId(this.aggregation, jobId);
+    if (!existing) {
+      const { answers, refusals } = await this.collect(ctx, 1, plan.participants);
+      if (!pastDeadline && answers.size + refusals.size < plan.participants.length) return;
+      if (answers.size < plan.minParticipants) {
+        await this.fail(ctx.queryId, 1, `round 1: ${answers.size} of ${plan.participants.length} participants answered, at least ${plan.minParticipants} needed`, refusals);
+        return;
+      }
+      const rows = await this.repos.participants.listByStudy(ctx.studyId);
+      const answered = rows.filter((r) => answers.has(r.id)).map((r) => ({ id: r.id, signingKey: r.signing_key }));
+      const study = await this.repos.studies.getById(ctx.studyId);
+      const job = signAggregation(this.key, { queryId: ctx.queryId, plan, query: taskQuery(ctx.spec), schema: JSON.parse(study!.schema_json) as unknown, answered });
+      await this.aggregation.add(AGGREGATE, job, { jobId, attempts: 3, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: false, removeOnFail: false });
+      this.logger.info({ queryId: ctx.queryId, answered: answered.length }, 'contributions handed to aggregation');
+      return;
+    }
+    const state = await existing.getState();
+    if (state === 'failed' && existing.finishedOn) {
+      await this.fail(ctx.queryId, 1, `aggregation failed: ${existing.failedReason}`, new Map());
+      return;
+    }
+    if (state !== 'completed') return;
+    const result = openAggregation(existing.returnvalue, aggregationResultSchema, this.key.publicKey);
+    const { refusals } = await this.collect(ctx, 1, plan.participants);
+    const allRefusals = new Map([...refusals, ...result.rejected.map((r) => [r.participantId, r.reason] as const)]);
+    for (const r of result.rejected) {
+      await this.repos.events.append('contribution.rejected', { queryId: ctx.queryId, round: 1, participantId: r.participantId, reason: r.reason }, `contribution.rejected:${ctx.queryId}:1:${r.participantId}`, Date.now());
+    }
+    if (!result.aggregate) {
+      await this.fail(ctx.queryId, 1, `round 1: ${result.failure ?? 'no aggregate'}`, allRefusals);
+      return;
+    }
+    const now = Date.now();
+    const closed: PaillierClosed = { contributors: result.contributors, aggregate: result.aggregate };
+    if (!(await this.repos.rounds.close(ctx.queryId, 1, JSON.stringify(closed), now))) return;
+    for (const c of result.contributors) await this.repos.contributions.record({ query_id: ctx.queryId, round: 1, participant_id: c.id, bundle_hash: c.bundleHash, received_at: now });
+    await this.repos.events.append(
+      'round.closed',
+      {
+        queryId: ctx.queryId,
+        round: 1,
+        contributors: result.contributors,
+        missing: plan.participants.filter((p) => !result.contributors.some((c) => c.id === p)),
+        refusals: [...allRefusals].map(([participantId, reason]) => ({ participantId, reason })),
+      },
+      `round.closed:${ctx.queryId}:1`,
+      now,
+    );
+    await this.control.remove(deadlineJobId(ctx.queryId, 1)).catch(() => 0);
+    const deadline = now + this.config.decryptionSeconds * 1000;
+    await this.repos.rounds.open({ query_id: ctx.queryId, round: 2, status: 'open', opened_at: now, deadline, expected: 1 });
+    await this.repos.queries.setRound(ctx.queryId, 2);
+    await this.scheduleDeadline(ctx.queryId, 2, deadline);
+    // The individual ciphertexts are no longer needed anywhere: only the product is kept.
+    await this.cleanup(ctx);
+    await existing.remove().catch(() => undefined);
+    this.logger.info({ queryId: ctx.queryId, contributors: result.contributors.length }, 'aggregate ready for the researcher');
+  }
+
+  /**
+   * The aggregate ciphertexts of a paillier query, for the researcher who submitted it and nobody else (DESIGN.md
+   * "Trust model": individual ciphertexts are never released; the aggregate only to the key holder).
+   * @throws ApiError 404 for an unknown query, 403 for another caller, 409 while the aggregate is not ready
+   */
+  async aggregateFor(queryId: string, keyId: string): Promise<{ queryId: string; publicKey: { n: string }; ciphertexts: string[]; contributors: number; deadline: number }> {
+    const ctx = await this.paillierContextFor(queryId, keyId);
+    const round = await this.repos.rounds.get(queryId, 2);
+    const closed = await this.closedPaillier(queryId);
+    if (!round || round.status !== 'open' || !closed) throw new ApiError(409, 'not_ready', `query ${queryId} has no aggregate awaiting decryption`);
+    return { queryId, publicKey: ctx.plan.publicKey, ciphertexts: closed.aggregate, contributors: closed.contributors.length, deadline: round.deadline };
+  }
+
+  /**
+   * Accepts the researcher's decryption of the aggregate (DESIGN.md "Protocol paillier"): every posted plaintext m
+   * and randomness r must re-encrypt to its aggregate ciphertext, c = (1 + n)^m · r^n mod n²; then the exact totals
+   * are unpacked and the statistics derived exactly as for shamir, and the result is released to the ledger.
+   * @throws ApiError 422 invalid_decryption for a posted result that does not verify (recorded in the ledger);
+   *   404/403/409 as {@link aggregateFor}
+   */
+  async acceptDecryption(queryId: string, keyId: string, posted: PaillierDecryption): Promise<void> {
+    const ctx = await this.paillierContextFor(queryId, keyId);
+    const round = await this.repos.rounds.get(queryId, 2);
+    const closed = await this.closedPaillier(queryId);
+    if (!round || round.status !== 'open' || !closed) throw new ApiError(409, 'not_ready', `query ${queryId} has no aggregate awaiting decryption`);
+    const compiled = compileQuery(ctx.schema, ctx.spec);
+    let totals: bigint[];
+    try {
+      totals = verifyPostedDecryption(paillierContext(ctx.plan, compiled), closed.aggregate, posted, closed.contributors.length);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      const digest = createHash('sha256').update(canonicalJson(posted)).digest('hex');
+      await this.repos.events.append('decryption.rejected', { queryId, reason: err.message, postedHash: digest }, `decryption.rejected:${queryId}:${digest}`, Date.now());
+      this.logger.warn({ queryId, reason: err.message }, 'posted decryption rejected');
+      throw new ApiError(422, 'invalid_decryption', `decryption rejected: ${err.message}`);
+    }
+    const now = Date.now();
+    if (!(await this.repos.rounds.close(queryId, 2, JSON.stringify({ decrypted: true }), now))) throw new ApiError(409, 'not_ready', `query ${queryId} is already decided`);
+    await this.release(ctx, deriveResults(compiled, totals), { contributors: closed.contributors.length }, now);
+  }
+
+  private async paillierContextFor(queryId: string, keyId: string): Promise<PaillierContext> {
+    const q = await this.repos.queries.get(queryId);
+    if (!q) throw new ApiError(404, 'not_found', `no query ${queryId}`);
+    if (q.protocol !== 'paillier') throw new ApiError(409, 'not_paillier', `query ${queryId} uses the ${q.protocol} protocol`);
+    if (q.created_by !== keyId) throw new ApiError(403, 'forbidden', 'only the researcher who submitted a paillier query gets its aggregate');
+    const ctx = await this.context(queryId);
+    if (!ctx || !isPaillier(ctx)) throw new ApiError(409, 'not_ready', `query ${queryId} is ${q.status}`);
+    return ctx;
+  }
+
+  private async closedPaillier(queryId: string): Promise<PaillierClosed | undefined> {
+    const r1 = await this.repos.rounds.get(queryId, 1);
+    return r1?.closed_json ? (JSON.parse(r1.closed_json) as PaillierClosed) : undefined;
   }
 
   /** The jobs of one round, by participant: finished answers and failure reasons. */
@@ -269,7 +500,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     return { answers, refusals };
   }
 
-  private async advanceRound1(ctx: QueryContext, pastDeadline: boolean): Promise<void> {
+  private async advanceRound1(ctx: ShamirContext, pastDeadline: boolean): Promise<void> {
     const { plan } = ctx;
     const rows = await this.repos.participants.listByStudy(ctx.studyId);
     const directory = keyDirectory(rows.filter((r) => plan.participants.includes(r.id)));
@@ -349,7 +580,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     await this.scheduleDeadline(ctx.queryId, 2, plan.deadlines.round2);
   }
 
-  private async advanceRound2(ctx: QueryContext, pastDeadline: boolean): Promise<void> {
+  private async advanceRound2(ctx: ShamirContext, pastDeadline: boolean): Promise<void> {
     const { plan } = ctx;
     const roundOne = await this.repos.rounds.get(ctx.queryId, 1);
     if (!roundOne?.closed_json) return;
@@ -375,15 +606,19 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const stats = deriveResults(compiled, outcome.totals);
     const now = Date.now();
     if (!(await this.repos.rounds.close(ctx.queryId, 2, JSON.stringify({ answered: outcome.answered, badMembers: outcome.badMembers }), now))) return;
-    const result = { results: stats, contributors: outcome.contributors, committee: plan.committee, answered: outcome.answered, badMembers: outcome.badMembers, threshold: plan.threshold };
+    await this.release(ctx, stats, { contributors: outcome.contributors, committee: plan.committee, answered: outcome.answered, badMembers: outcome.badMembers, threshold: plan.threshold }, now);
+  }
+
+  /** Releases a query's statistics: to the ledger (`result.released`), then the query row, then cleans up. */
+  private async release(ctx: QueryContext, stats: readonly unknown[], details: { readonly contributors: number } & Record<string, unknown>, now: number): Promise<void> {
+    const result = { results: stats, ...details };
     // Ledger entries are canonical JSON with integers only (libs/crypto canonicalJson), so that any verifier in
     // any language re-encodes them byte for byte: statistic values go in as their shortest decimal strings.
-    const ledgerResults = stats.map((r) => ({ ...r, value: r.value === null ? null : String(r.value) }));
-    const ledgerIndex = await this.repos.events.append('result.released', { queryId: ctx.queryId, ...result, results: ledgerResults }, `result.released:${ctx.queryId}`, now);
-    await this.repos.queries.finish(ctx.queryId, { status: 'succeeded', result_json: JSON.stringify({ ...result, ledgerIndex }), contributors: outcome.contributors }, now);
+    const ledgerIndex = await this.repos.events.append('result.released', { queryId: ctx.queryId, ...(ledgerValue(result) as object) }, `result.released:${ctx.queryId}`, now);
+    await this.repos.queries.finish(ctx.queryId, { status: 'succeeded', result_json: JSON.stringify({ ...result, ledgerIndex }), contributors: details.contributors }, now);
     await this.control.remove(deadlineJobId(ctx.queryId, 2)).catch(() => 0);
     await this.cleanup(ctx);
-    this.logger.info({ queryId: ctx.queryId, contributors: outcome.contributors, ledgerIndex }, 'result released');
+    this.logger.info({ queryId: ctx.queryId, contributors: details.contributors, ledgerIndex }, 'result released');
   }
 
   /** Fails a query with its reason (and the participants' refusals), in the database and the event log. */
@@ -396,7 +631,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     await this.repos.queries.finish(queryId, { status: 'failed', failure_reason: full }, now);
     await this.control.remove(deadlineJobId(queryId, round)).catch(() => 0);
     const ctx = await this.repos.queries.get(queryId);
-    if (ctx?.plan_json) await this.cleanup({ queryId, plan: JSON.parse(ctx.plan_json) as ShamirPlan });
+    if (ctx?.plan_json) await this.cleanup({ queryId, plan: JSON.parse(ctx.plan_json) as ShamirPlan | PaillierPlan });
+    await this.aggregation.remove(aggregationJobId(queryId)).catch(() => 0);
     this.logger.warn({ queryId, round, reason }, 'query failed');
   }
 
@@ -406,23 +642,54 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    */
   private async cleanup(ctx: Pick<QueryContext, 'queryId' | 'plan'>): Promise<void> {
     const removals: Promise<unknown>[] = [];
-    for (const round of [1, 2]) {
+    for (const round of ctx.plan.protocol === 'paillier' ? [1] : [1, 2]) {
       for (const pid of ctx.plan.participants) {
         removals.push(
-          Job.fromId(this.queueOf(pid), taskJobId(ctx.queryId, round, pid)).then((job) =>
-            job?.remove().catch((err: unknown) => {
+          Job.fromId(this.queueOf(pid), taskJobId(ctx.queryId, round, pid)).then(async (job) => {
+            // A task nobody took yet holds only the signed task (public), no answer: it stays, so a participant that
+            // comes online late refuses it as expired and the refusal is recorded (recordLate), then removed.
+            if (!job || !['completed', 'failed'].includes(await job.getState())) return;
+            await job.remove().catch((err: unknown) => {
               // A job a worker still holds (locked) cannot be removed; it expires with its deadline.
               if (!(err instanceof Error && /locked/i.test(err.message))) throw err;
-            }),
-          ),
+            });
+          }),
         );
       }
     }
     await Promise.allSettled(removals);
+    await Promise.allSettled(ctx.plan.participants.map((pid) => this.scrubEvents(pid, ctx.queryId)));
+  }
+
+  /**
+   * Deletes a finished query's `completed` entries from a participant queue's BullMQ events stream: each carries
+   * the job's return value (a round-1 bundle, a share sum, a Paillier ciphertext), which would otherwise stay in
+   * Redis until the stream is trimmed, long after the job itself was removed. Nobody needs them once the query
+   * is decided: answers are read from the jobs, the events only nudge.
+   */
+  private async scrubEvents(participantId: string, queryId: string): Promise<void> {
+    const key = `${this.config.queuePrefix}:${participantQueue(participantId)}:events`;
+    const entries = (await this.redis.producer.xrange(key, '-', '+')) as [string, string[]][];
+    const ids = entries
+      .filter(([, fields]) => {
+        const at = (name: string): string | undefined => fields[fields.indexOf(name) + 1];
+        return at('event') === 'completed' && at('jobId')?.startsWith(`${queryId}-`) === true;
+      })
+      .map(([id]) => id);
+    if (ids.length) await this.redis.producer.xdel(key, ...ids);
   }
 }
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64');
+
+const isPaillier = (ctx: QueryContext): ctx is PaillierContext => ctx.plan.protocol === 'paillier';
+const isShamir = (ctx: QueryContext): ctx is ShamirContext => ctx.plan.protocol === 'shamir';
+
+/** The query as carried to participants: the statistics and, when present, filters and grouping (not privacy settings, which are the coordinator's). */
+function taskQuery(spec: QuerySpec): TaskQuery {
+  const { select, where, groupBy } = spec as QuerySpec & { where?: unknown; groupBy?: unknown };
+  return JSON.parse(JSON.stringify({ select, where, groupBy })) as TaskQuery;
+}
 
 /** SHA-256 of the canonical query spec: bound into the plan, so every signature covers what is computed. */
 function queryHash(spec: QuerySpec): string {

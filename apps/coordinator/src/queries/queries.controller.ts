@@ -3,12 +3,18 @@ import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import type { AuthedRequest } from '../auth/api-key.guard';
 import { Roles } from '../auth/decorators';
+import { paillierDecryptionSchema, STAT_NAMES, type StatName } from '@confide/protocol';
 import { QueriesService } from './queries.service';
 
 const queryBody = z.strictObject({
   study: z.string().min(1).max(100),
-  protocol: z.literal('shamir'),
-  select: z.array(z.strictObject({ stat: z.enum(['count', 'sum', 'mean']), field: z.string().min(1).max(100) })).min(1).max(50),
+  protocol: z.enum(['shamir', 'paillier']).default('shamir'),
+  // The outline only: the statistics compiler checks every item against the study schema and names what is wrong.
+  select: z.array(z.looseObject({ stat: z.enum(STAT_NAMES as [StatName, ...StatName[]]) })).min(1).max(50),
+  where: z.array(z.looseObject({ field: z.string().min(1).max(100), op: z.string().max(8) })).max(50).optional(),
+  groupBy: z.string().min(1).max(100).optional(),
+  privacy: z.strictObject({ minParticipants: z.number().int().min(1).optional(), minGroupSize: z.number().int().min(1).optional() }).optional(),
+  publicKey: z.strictObject({ n: z.string().regex(/^[A-Za-z0-9_-]{1,2000}$/, 'must be base64url') }).optional(),
   threshold: z.number().int().min(1).max(10).optional(),
   deadlineSeconds: z.number().int().min(1).max(86_400).optional(),
 });
@@ -25,6 +31,18 @@ export class QueriesController {
   @Roles('researcher', 'admin')
   submit(@Body({ schema: queryBody }) body: z.infer<typeof queryBody>, @Req() req: AuthedRequest) {
     return this.queries.submit(body, req.principal?.keyId ?? 'unknown');
+  }
+
+  @Get(':id/aggregate')
+  @Roles('researcher', 'admin')
+  aggregate(@Param('id', { schema: QUERY_ID }) id: string, @Req() req: AuthedRequest) {
+    return this.queries.aggregate(id, req.principal?.keyId ?? 'unknown');
+  }
+
+  @Post(':id/decryption')
+  @Roles('researcher', 'admin')
+  decryption(@Param('id', { schema: QUERY_ID }) id: string, @Body({ schema: paillierDecryptionSchema }) body: z.infer<typeof paillierDecryptionSchema>, @Req() req: AuthedRequest) {
+    return this.queries.decryption(id, req.principal?.keyId ?? 'unknown', body);
   }
 
   @Get(':id')

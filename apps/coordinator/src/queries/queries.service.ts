@@ -1,16 +1,21 @@
 import { Injectable } from '@nestjs/common';
-import { assertNoOverflow, compileQuery, MAX_COMMITTEE, type QuerySpec } from '@confide/protocol';
+import { assertNoOverflow, compileQuery, MAX_COMMITTEE, planPaillier, ProtocolError, type PaillierDecryption, type QuerySpec } from '@confide/protocol';
 import { ApiError } from '../http/error.filter';
 import { newQueryId } from '../orchestration/ids';
-import { Orchestrator } from '../orchestration/orchestrator';
+import { ledgerValue, Orchestrator } from '../orchestration/orchestrator';
 import { StudiesService } from '../studies/studies.service';
 import { Repositories } from '../storage';
 
 /** A query as submitted over the API. */
 export interface QueryRequest {
   readonly study: string;
-  readonly protocol: 'shamir';
-  readonly select: QuerySpec['select'];
+  readonly protocol: 'shamir' | 'paillier';
+  readonly select: readonly Record<string, unknown>[];
+  readonly where?: readonly Record<string, unknown>[];
+  readonly groupBy?: string;
+  readonly privacy?: { readonly minParticipants?: number; readonly minGroupSize?: number };
+  /** Paillier only: the researcher's public key `{ n }` (base64url). Never a private key. */
+  readonly publicKey?: { readonly n: string };
   readonly threshold?: number;
   readonly deadlineSeconds?: number;
 }
@@ -22,6 +27,8 @@ export interface QueryView {
   readonly protocol: string;
   readonly status: 'running' | 'succeeded' | 'failed';
   readonly round: number;
+  /** Paillier: the aggregate is ready and waits for the submitting researcher's decryption. */
+  readonly awaitingDecryption: boolean;
   readonly answered: number;
   readonly expected: number;
   readonly participants: number | null;
@@ -48,8 +55,10 @@ export class QueriesService {
    */
   async submit(req: QueryRequest, createdBy: string): Promise<{ id: string; status: string }> {
     const study = await this.studies.get(req.study);
-    const spec: QuerySpec = { select: req.select };
+    const spec = { select: req.select, ...(req.where ? { where: req.where } : {}), ...(req.groupBy ? { groupBy: req.groupBy } : {}), ...(req.privacy ? { privacy: req.privacy } : {}) } as unknown as QuerySpec;
     const compiled = compileQuery(study.schema, spec);
+    if (req.protocol === 'paillier' && !req.publicKey) throw new ApiError(400, 'invalid_query', 'publicKey: the paillier protocol needs the researcher’s public key');
+    if (req.protocol !== 'paillier' && req.publicKey) throw new ApiError(400, 'invalid_query', 'publicKey: only the paillier protocol takes a public key');
     const participants = await this.repos.participants.listByStudy(study.id);
     if (participants.length < study.minParticipants) {
       throw new ApiError(400, 'min_participants', `refused: ${participants.length} participant${participants.length === 1 ? '' : 's'} enrolled in ${study.name}, the study requires at least ${study.minParticipants}`);
@@ -59,6 +68,24 @@ export class QueriesService {
       throw new ApiError(400, 'invalid_query', `threshold: ${req.threshold} exceeds the committee size ${committee}`);
     }
     assertNoOverflow(compiled, participants.reduce((n, p) => n + BigInt(p.max_records), 0n));
+    if (req.protocol === 'paillier' && req.publicKey) {
+      try {
+        // The same checks the orchestrator makes, before anything is recorded: the key, and that every slot fits it.
+        planPaillier({
+          jobId: 'check',
+          queryHash: '0'.repeat(64),
+          compiled,
+          publicKey: req.publicKey,
+          participants: participants.map((p) => p.id),
+          minParticipants: study.minParticipants,
+          maxRecords: participants.reduce((m, p) => (BigInt(p.max_records) > m ? BigInt(p.max_records) : m), 0n),
+          deadline: 0,
+        });
+      } catch (err) {
+        if (err instanceof ProtocolError) throw new ApiError(400, err.code === 'OVERFLOW' ? 'overflow' : 'invalid_public_key', `publicKey: ${err.message}`);
+        throw err;
+      }
+    }
     const id = newQueryId();
     const now = Date.now();
     await this.repos.queries.create({
@@ -76,14 +103,30 @@ export class QueriesService {
       result_json: null,
       contributors: null,
     });
-    await this.repos.events.append('query.submitted', { queryId: id, study: study.name, protocol: req.protocol, select: spec.select, submittedBy: createdBy }, `query.submitted:${id}`, now);
+    // Ledger entries hold integers only: numbers in the query (histogram edges, where values) go in as decimal strings.
+    await this.repos.events.append('query.submitted', { queryId: id, study: study.name, protocol: req.protocol, query: ledgerValue(spec) as object, submittedBy: createdBy }, `query.submitted:${id}`, now);
     try {
-      await this.orchestrator.start({ queryId: id, studyId: study.id, spec, schema: study.schema, threshold: req.threshold, deadlineSeconds: req.deadlineSeconds });
+      if (req.protocol === 'paillier') {
+        await this.orchestrator.startPaillier({ queryId: id, studyId: study.id, spec, schema: study.schema, publicKey: req.publicKey!, deadlineSeconds: req.deadlineSeconds });
+      } else {
+        await this.orchestrator.start({ queryId: id, studyId: study.id, spec, schema: study.schema, threshold: req.threshold, deadlineSeconds: req.deadlineSeconds });
+      }
     } catch (err) {
       await this.repos.queries.finish(id, { status: 'failed', failure_reason: err instanceof Error ? err.message : String(err) }, Date.now());
       throw err;
     }
     return { id, status: 'running' };
+  }
+
+  /** The aggregate ciphertexts of a paillier query, for the researcher who submitted it only. */
+  aggregate(id: string, keyId: string) {
+    return this.orchestrator.aggregateFor(id, keyId);
+  }
+
+  /** Verifies and accepts the submitting researcher's decryption, releasing the result; answers with the query. */
+  async decryption(id: string, keyId: string, posted: PaillierDecryption): Promise<QueryView> {
+    await this.orchestrator.acceptDecryption(id, keyId, posted);
+    return this.view(id);
   }
 
   /** A query's status, progress and, when finished, results or failure reason. @throws ApiError 404 */
@@ -100,6 +143,7 @@ export class QueriesService {
       protocol: q.protocol,
       status: q.status,
       round: q.current_round,
+      awaitingDecryption: q.protocol === 'paillier' && q.status === 'running' && round?.round === 2 && round.status === 'open',
       answered,
       expected: round?.expected ?? 0,
       participants: q.contributors,

@@ -1,0 +1,47 @@
+import { z } from 'zod';
+import { createRedis } from '@confide/queue';
+import { loadCoordinatorKey } from '../coordinator-key';
+import { createLogger } from '../logging';
+import { Aggregator } from './aggregator';
+
+const envSchema = z.object({
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').default('redis://127.0.0.1:6379'),
+  CONFIDE_DATA_DIR: z.string().min(1).default('./data'),
+  CONFIDE_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/, 'letters, digits, - and _ only').default('confide'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+/**
+ * Runs one Paillier aggregation worker process until SIGTERM: the coordinator forks these (CONFIDE_AGGREGATORS),
+ * and `confide coordinator aggregate` runs one anywhere with the coordinator's data directory (for its key) and
+ * Redis. Needs no database and serves no HTTP.
+ * @throws Error naming the variable on a bad environment, or when the coordinator key is missing
+ */
+export async function runAggregator(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) throw new Error(`invalid configuration:\n  ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('\n  ')}`);
+  const e = parsed.data;
+  const logger = createLogger(e.LOG_LEVEL, 'aggregator');
+  const key = loadCoordinatorKey(e.CONFIDE_DATA_DIR);
+  const connection = createRedis(e.REDIS_URL, { role: 'worker' });
+  const reader = createRedis(e.REDIS_URL, { role: 'producer' });
+  const aggregator = new Aggregator({ connection, reader, prefix: e.CONFIDE_QUEUE_PREFIX, key, logger });
+  await aggregator.start();
+  await new Promise<void>((resolve) => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());
+    // A forked aggregator goes when its coordinator does.
+    process.once('disconnect', () => resolve());
+  });
+  await aggregator.stop();
+  await Promise.allSettled([connection.quit(), reader.quit()]);
+}
+
+if (require.main === module) {
+  runAggregator().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(`aggregator: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,2 @@
+export * from './packing';
+export * from './protocol';

@@ -1,0 +1,221 @@
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { privateKeyFromJson } from '@confide/crypto';
+import { decryptAggregate } from '@confide/protocol';
+import { Cluster, type ParticipantProcess, until } from '../support/cluster';
+import { runCli, singleJson } from '../support/cli';
+import { expectedSalaryResults, SALARY_SELECT, type StatResult } from '../support/salary-query';
+import { LeakScanner, type Needle } from '../support/secrets';
+import { generateSalaryCsv, syntheticSalaryStudy } from '../support/synthetic';
+import { queryEvents } from '../support/task-queues';
+
+// DESIGN.md "Protocol paillier", end to end on real processes: the researcher's key is made and kept by the CLI,
+// participants answer once and may leave, aggregation runs in the coordinator's aggregation worker processes,
+// and the result is released only after the researcher's posted decryption re-encrypts to the aggregate.
+
+/** An HTTP proxy in front of the coordinator that keeps every request body the CLI sends. */
+async function recordingProxy(target: string): Promise<{ url: string; bodies: string[]; close(): Promise<void> }> {
+  const bodies: string[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      bodies.push(`${req.method} ${req.url} ${JSON.stringify(req.headers)} ${body.toString('utf8')}`);
+      const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => !['host', 'content-length', 'connection'].includes(k))) as Record<string, string>;
+      void fetch(`${target}${req.url}`, { method: req.method, headers, body: body.length ? body : undefined }).then(async (upstream) => {
+        res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' });
+        res.end(Buffer.from(await upstream.arrayBuffer()));
+      });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, bodies, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+/** Every textual form of a Paillier private key file's secrets (its prime factors). */
+function paillierKeyNeedles(file: string): Needle[] {
+  const json = JSON.parse(readFileSync(file, 'utf8')) as { p: string; q: string };
+  return (['p', 'q'] as const).flatMap((k) => {
+    const bytes = Buffer.from(json[k], 'base64url');
+    const int = BigInt(`0x${bytes.toString('hex')}`);
+    return [
+      { name: `researcher key ${k} (base64url)`, text: json[k] },
+      { name: `researcher key ${k} (base64)`, text: bytes.toString('base64').replace(/=+$/, '') },
+      { name: `researcher key ${k} (hex)`, text: bytes.toString('hex') },
+      { name: `researcher key ${k} (decimal)`, text: int.toString() },
+    ];
+  });
+}
+
+describe('paillier end to end (SQLite)', () => {
+  let cluster: Cluster;
+  let researcher: string;
+  let keyFile: string;
+  const sites: ParticipantProcess[] = [];
+  const texts: string[] = [];
+  /** The fourth participant: enrolled, but its worker is started only after a deadline has passed. */
+  let latecomer: ParticipantProcess;
+
+  const post = async (path: string, token: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> => {
+    const res = await fetch(`${cluster.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+  };
+  const getRaw = async (path: string, token: string): Promise<{ status: number; text: string }> => {
+    const res = await fetch(`${cluster.url}${path}`, { headers: { authorization: `Bearer ${token}` } });
+    return { status: res.status, text: await res.text() };
+  };
+
+  beforeAll(async () => {
+    cluster = await Cluster.start({ database: 'sqlite' });
+    const study = await cluster.createStudy(syntheticSalaryStudy());
+    for (let i = 1; i <= 4; i++) {
+      const csv = join(cluster.dir, `site-${i}.csv`);
+      const text = generateSalaryCsv(5100 + i, 40);
+      writeFileSync(csv, text);
+      const p = await cluster.enroll(study, `site-${i}`, csv);
+      if (i <= 3) {
+        texts.push(text);
+        sites.push(p);
+        await cluster.run(p);
+      } else {
+        latecomer = p;
+      }
+    }
+    researcher = await cluster.apiKey('researcher');
+    keyFile = join(cluster.dir, 'researcher-paillier.json');
+    const made = await cluster.cliJson(['keys', 'paillier', '--out', keyFile, '--bits', '2048'], null);
+    expect(made).toMatchObject({ file: keyFile, bits: 2048, fingerprint: expect.stringMatching(/^[0-9a-f]{16}$/) as string });
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+  }, 120_000);
+  afterAll(() => cluster?.stop(), 60_000);
+
+  let paillierResult: Record<string, unknown>;
+
+  it('computes the same results as shamir and as the plaintext, and the private key never leaves the CLI', async () => {
+    const proxy = await recordingProxy(cluster.url);
+    try {
+      const r = await runCli(['query', '--study', 'salaries', '--protocol', 'paillier', '--key', keyFile, ...SALARY_SELECT, '--deadline', '8', '--wait', '--json'], {
+        env: { CONFIDE_URL: proxy.url, CONFIDE_TOKEN: researcher },
+        timeoutMs: 90_000,
+      });
+      expect(r.code).toBe(0);
+      paillierResult = singleJson(r.stdout);
+      // The latecomer never answered: the result is over the three that did.
+      expect(paillierResult).toMatchObject({ status: 'succeeded', participants: 3, results: expectedSalaryResults(texts), ledgerIndex: expect.any(Number) as number });
+      // Every request the researcher's CLI made: public key, posted decryption; never a prime factor.
+      const scanner = new LeakScanner(paillierKeyNeedles(keyFile));
+      for (const body of proxy.bodies) scanner.scan('a request body from the CLI', body);
+      expect(scanner.leaks).toEqual([]);
+      expect(proxy.bodies.some((b) => b.includes('"publicKey"'))).toBe(true);
+      expect(proxy.bodies.some((b) => b.includes('/decryption'))).toBe(true);
+    } finally {
+      await proxy.close();
+    }
+
+    const shamir = await cluster.cliJson(['query', '--study', 'salaries', ...SALARY_SELECT, '--deadline', '8', '--wait'], researcher);
+    expect(shamir).toMatchObject({ status: 'succeeded', participants: 3 });
+    expect(paillierResult.results as StatResult[]).toEqual(shamir.results as StatResult[]);
+
+    const events = await queryEvents(cluster, String(paillierResult.id));
+    const closed = events.find((e) => e.type === 'round.closed')!;
+    expect((closed.body.contributors as { id: string }[]).map((c) => c.id).sort()).toEqual(sites.map((s) => s.participantId).sort());
+    expect(closed.body.missing).toEqual([latecomer.participantId]);
+  }, 120_000);
+
+  it('refuses a submission that reaches the participant after the deadline, and records it', async () => {
+    // The latecomer comes online after both queries above closed: it refuses its expired tasks, and the
+    // coordinator logs each refusal and records it in the ledger as a late contribution, not counted.
+    await cluster.run(latecomer);
+    const late = await until('the late refusal in the ledger', 30_000, async () => {
+      const events = await queryEvents(cluster, String(paillierResult.id));
+      return events.find((e) => e.type === 'contribution.late' && e.body.participantId === latecomer.participantId);
+    });
+    expect(String(late.body.reason)).toMatch(/refused by the participant: task rejected: task expired/);
+    expect(cluster.logText()).toMatch(/late answer/);
+    // The released result is untouched.
+    const q = await cluster.get<{ participants: number }>(`/v1/queries/${String(paillierResult.id)}`, researcher);
+    expect(q.participants).toBe(3);
+  }, 60_000);
+
+  it('counts a participant that answered and exited before anyone else answered', async () => {
+    await cluster.kill(latecomer);
+    const [first, ...others] = sites as [ParticipantProcess, ParticipantProcess, ParticipantProcess];
+    for (const p of others) await cluster.kill(p, 'SIGTERM');
+    const submitted = await cluster.cliJson(['query', '--study', 'salaries', '--protocol', 'paillier', '--key', keyFile, ...SALARY_SELECT, '--deadline', '15'], researcher);
+    const id = String(submitted.id);
+    await until(`${first.name} to answer`, 30_000, () => Promise.resolve(existsSync(join(first.home, 'state', `${id}.r1.json`)) ? true : undefined));
+    await cluster.kill(first, 'SIGTERM');
+    for (const p of others) await cluster.run(p);
+    const q = await cluster.cliJson(['query', 'decrypt', id, '--key', keyFile], researcher);
+    expect(q).toMatchObject({ status: 'succeeded', participants: 3, results: expectedSalaryResults(texts) });
+    await cluster.run(first);
+  }, 120_000);
+
+  describe('the aggregate and its decryption', () => {
+    let id: string;
+    let aggregate: { ciphertexts: string[]; contributors: number; publicKey: { n: string } };
+
+    beforeAll(async () => {
+      const submitted = await cluster.cliJson(['query', '--study', 'salaries', '--protocol', 'paillier', '--key', keyFile, ...SALARY_SELECT, '--deadline', '8'], researcher);
+      id = String(submitted.id);
+      await until('the aggregate', 60_000, async () => ((await cluster.get<{ awaitingDecryption: boolean }>(`/v1/queries/${id}`, researcher)).awaitingDecryption ? true : undefined));
+      const r = await getRaw(`/v1/queries/${id}/aggregate`, researcher);
+      expect(r.status).toBe(200);
+      aggregate = JSON.parse(r.text) as typeof aggregate;
+    }, 90_000);
+
+    it('is served to the submitting researcher only', async () => {
+      const other = await cluster.apiKey('researcher');
+      for (const token of [other, cluster.adminToken]) expect((await getRaw(`/v1/queries/${id}/aggregate`, token)).status).toBe(403);
+      expect((await getRaw(`/v1/queries/${id}/aggregate`, await cluster.apiKey('auditor'))).status).toBe(403);
+    });
+
+    it('never serves an individual ciphertext from any route, nor keeps one in Redis or the database', async () => {
+      const individual = sites.map((p) => JSON.parse(readFileSync(join(p.home, 'state', `${id}.r1.json`), 'utf8')) as { contribution: { ciphertexts: string[] } });
+      const needles: Needle[] = individual.flatMap((a, i) => a.contribution.ciphertexts.map((c, j) => ({ name: `${sites[i]!.name} ciphertext ${j}`, text: c.slice(0, 64) })));
+      const scanner = new LeakScanner(needles);
+      const auditor = await cluster.apiKey('auditor');
+      for (const [path, token] of [
+        [`/v1/queries/${id}`, researcher],
+        [`/v1/queries/${id}/aggregate`, researcher],
+        ['/v1/events?limit=1000', auditor],
+        ['/v1/ledger/entries?start=0', auditor],
+      ] as const) {
+        scanner.scan(`GET ${path}`, (await getRaw(path, token)).text);
+      }
+      scanner.scan('Redis', await cluster.redisDump());
+      scanner.scan('the database', await cluster.databaseDump());
+      expect(scanner.leaks).toEqual([]);
+      // The aggregate itself is none of them: it is their product.
+      expect(aggregate.ciphertexts.some((c) => needles.some((n) => c.includes(n.text)))).toBe(false);
+    });
+
+    it('rejects a forged decryption, records it, and then accepts the true one', async () => {
+      const keys = privateKeyFromJson(JSON.parse(readFileSync(keyFile, 'utf8')));
+      const honest = decryptAggregate(keys.privateKey, aggregate.ciphertexts);
+      const forged = { ...honest, plaintexts: honest.plaintexts.map((m, i) => (i === 0 ? (BigInt(m) + 1n).toString() : m)) };
+      const refused = await post(`/v1/queries/${id}/decryption`, researcher, forged);
+      expect(refused.status).toBe(422);
+      expect(refused.json).toMatchObject({ error: 'invalid_decryption', message: expect.stringMatching(/does not re-encrypt/) as string });
+      expect((await queryEvents(cluster, id)).some((e) => e.type === 'decryption.rejected')).toBe(true);
+
+      const accepted = await post(`/v1/queries/${id}/decryption`, researcher, honest);
+      expect(accepted.status).toBe(201);
+      expect(accepted.json).toMatchObject({ status: 'succeeded', participants: 3, results: expectedSalaryResults(texts) });
+      expect((await post(`/v1/queries/${id}/decryption`, researcher, honest)).status).toBe(409);
+    });
+  });
+
+  it('refuses an undersized public key and a public key for shamir, before anything is recorded', async () => {
+    const small = join(cluster.dir, 'small-key.json');
+    const r = await cluster.cli(['keys', 'paillier', '--out', small, '--bits', '1024'], null);
+    expect(r.code).toBe(2);
+    const res = await post('/v1/queries', researcher, { study: 'salaries', protocol: 'paillier', select: [{ stat: 'mean', field: 'salary' }], publicKey: { n: 'AQAB' } });
+    expect(res.status).toBe(400);
+    expect(res.json).toMatchObject({ error: 'invalid_public_key', message: expect.stringMatching(/^publicKey: researcher's public key refused/) as string });
+  });
+});
