@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, createReadStream, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createPrng } from '../apps/cli/src/demo-data';
 import {
   aggregateLocal,
   compileQuery,
@@ -68,17 +69,8 @@ const QUERIES: Partial<Record<Pipeline, QuerySpec>> = { mean: MEAN, combined: CO
 // ---------------------------------------------------------------------------------------------------------
 // Data: a seeded generator, and the exact figures the pipelines must reproduce.
 
-/** mulberry32: a small seeded PRNG, so every run reads the same bytes (Math.random is not seedable). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The demo's seeded PRNG (mulberry32), so every run reads the same bytes (Math.random is not seedable). */
+const prng = createPrng;
 
 /** What the generator wrote: the salary count and sum (in cents) overall, and the salary count per dept under the where. */
 interface Expected {

@@ -267,7 +267,7 @@ describe('coordinator HTTP API: routes, authentication, authorisation and input 
     const created = await call('POST', '/v1/studies', { token: cluster.adminToken, body: schema });
     expect(created.status).toBe(201);
     const { id } = created.json as { id: string };
-    expect(((await call('GET', '/v1/studies/clinic', { token: keys.researcher })).json as { schema: unknown }).schema).toEqual({ ...schema, minParticipants: 3, outOfRange: 'reject' });
+    expect(((await call('GET', '/v1/studies/clinic', { token: keys.researcher })).json as { schema: unknown }).schema).toEqual({ ...schema, minParticipants: 3, outOfRange: 'reject', privacy: { minGroupSize: 5 } });
     const { events } = (await call('GET', '/v1/events?limit=1000', { token: keys.auditor })).json as { events: { type: string; body: { studyId?: string; schema?: { fields: unknown[] } } }[] };
     const event = events.find((e) => e.type === 'study.created' && e.body.studyId === id);
     expect(event?.body.schema?.fields).toEqual([{ name: 'bmi', type: 'number', min: '10.5', max: '80.25', decimals: 2 }]);

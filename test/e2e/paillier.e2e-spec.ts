@@ -7,8 +7,8 @@ import { decryptAggregate } from '@confide/protocol';
 import { Cluster, type ParticipantProcess, until } from '../support/cluster';
 import { runCli, singleJson } from '../support/cli';
 import { expectedSalaryResults, SALARY_SELECT, type StatResult } from '../support/salary-query';
-import { LeakScanner, type Needle } from '../support/secrets';
-import { generateSalaryCsv, syntheticSalaryStudy } from '../support/synthetic';
+import { LeakScanner, numberForms, type Needle } from '../support/secrets';
+import { generateSalaryCsv, plainStats, syntheticSalaryStudy } from '../support/synthetic';
 import { queryEvents } from '../support/task-queues';
 
 // DESIGN.md "Protocol paillier", end to end on real processes: the researcher's key is made and kept by the CLI,
@@ -190,6 +190,18 @@ describe('paillier end to end (SQLite)', () => {
       scanner.scan('Redis', await cluster.redisDump());
       scanner.scan('the database', await cluster.databaseDump());
       expect(scanner.leaks).toEqual([]);
+
+      // Nor any participant's plaintext local aggregate (its salary sum), in Redis, the database or any log.
+      const local = new LeakScanner(
+        texts.flatMap((text, i) => {
+          const salary = plainStats([text]).get('salary')!;
+          return numberForms(`${sites[i]!.name} local Σ salary`, salary.sumText, salary.sumScaled);
+        }),
+      );
+      local.scan('Redis', await cluster.redisDump());
+      local.scan('the database', await cluster.databaseDump());
+      local.scan('the logs', cluster.logText());
+      expect(local.leaks).toEqual([]);
       // The aggregate itself is none of them: it is their product.
       expect(aggregate.ciphertexts.some((c) => needles.some((n) => c.includes(n.text)))).toBe(false);
     });

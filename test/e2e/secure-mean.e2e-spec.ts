@@ -35,9 +35,9 @@ describe.each(['sqlite', 'postgres'] as const)('secure mean end to end on %s', (
     expect(out.status).toBe('succeeded');
     expect(out.participants).toBe(4);
     expect(out.results).toEqual([
-      { stat: 'mean', field: 'salary', group: null, value: expect.closeTo(plain.get('salary')!.mean!, 9) as number, count: plain.get('salary')!.count },
-      { stat: 'sum', field: 'salary', group: null, value: Number(plain.get('salary')!.sumText), count: plain.get('salary')!.count },
-      { stat: 'count', field: 'yrs_since_phd', group: null, value: plain.get('yrs_since_phd')!.count, count: plain.get('yrs_since_phd')!.count },
+      { stat: 'mean', field: 'salary', group: null, value: expect.closeTo(plain.get('salary')!.mean!, 9) as number, count: plain.get('salary')!.count, suppressed: false },
+      { stat: 'sum', field: 'salary', group: null, value: Number(plain.get('salary')!.sumText), count: plain.get('salary')!.count, suppressed: false },
+      { stat: 'count', field: 'yrs_since_phd', group: null, value: plain.get('yrs_since_phd')!.count, count: plain.get('yrs_since_phd')!.count, suppressed: false },
     ]);
     expect(typeof out.ledgerIndex).toBe('number');
   }, 90_000);

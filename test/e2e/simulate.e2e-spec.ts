@@ -80,12 +80,15 @@ describe('confide simulate (built CLI, generated salary data)', () => {
     expect(stderr).toMatch(/salary/);
   });
 
-  it('rejects an unknown field and a missing --field with usage errors', async () => {
+  it('rejects an unknown field, a statistic without its field, and a --field before any --stat', async () => {
     const unknown = await runCli(['simulate', '--study-schema', schemaFile, ...dataArgs(), '--stat', 'mean', '--field', 'height']);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/height/);
     const unpaired = await runCli(['simulate', '--study-schema', schemaFile, ...dataArgs(), '--stat', 'mean']);
-    expect(unpaired.code).toBe(2);
-    expect(unpaired.stderr).toMatch(/--stat must be followed by its --field/);
+    expect(unpaired.code).toBe(1);
+    expect(unpaired.stderr).toMatch(/select\[0\]\.field: must name a field of study/);
+    const stray = await runCli(['simulate', '--study-schema', schemaFile, ...dataArgs(), '--field', 'salary']);
+    expect(stray.code).toBe(2);
+    expect(stray.stderr).toMatch(/--field must follow a --stat/);
   });
 });

@@ -12,11 +12,13 @@ import {
   EventLog,
   InvitationRepository,
   ParticipantRepository,
+  PrivacyBudgetRepository,
   QueryRepository,
   RoundRepository,
   StudyRepository,
 } from '../../apps/coordinator/src/db/repositories';
 import type { NewParticipant } from '../../apps/coordinator/src/db/schema';
+import { PrivacyError } from '@confide/protocol';
 
 // The coordinator's storage against real databases: the same suite on an SQLite file in a temporary
 // directory and on PostgreSQL in a schema of its own, dropped afterwards (STYLE.md "Tests").
@@ -125,7 +127,7 @@ describe.each(targets)('coordinator storage on $name', (target) => {
     try {
       expect(await new StudyRepository(again.db).getById(study.id)).toEqual(study);
       const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(again.db);
-      expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_ledger']);
+      expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_ledger', '0003_privacy_budget']);
     } finally {
       await again.close();
     }
@@ -448,6 +450,29 @@ describe.each(targets)('coordinator storage on $name', (target) => {
     });
   });
 
+  describe('privacy budget', () => {
+    it('spends up to the budget exactly, then refuses and records nothing', async () => {
+      const budget = new PrivacyBudgetRepository(database.db);
+      const study = await newStudy();
+      const total = { epsilon: 0.3, delta: 0 };
+      for (const q of ['q1', 'q2', 'q3']) await budget.spend(study.id, `${study.id}-${q}`, { epsilon: 0.1, delta: 0 }, total, T0);
+      await expect(budget.spend(study.id, `${study.id}-q4`, { epsilon: 0.1, delta: 0 }, total, T0)).rejects.toThrow(PrivacyError);
+      expect(await budget.spent(study.id)).toHaveLength(3);
+    });
+
+    it('lets exactly one of two concurrent queries spend what only one of them may', async () => {
+      const budget = new PrivacyBudgetRepository(database.db);
+      const study = await newStudy();
+      const total = { epsilon: 1, delta: 0 };
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 6 }, (_, i) => budget.spend(study.id, `${study.id}-c${i}`, { epsilon: 0.6, delta: 0 }, total, T0)),
+      );
+      expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+      expect(outcomes.filter((o) => o.status === 'rejected').every((o) => o.reason instanceof PrivacyError)).toBe(true);
+      expect(await budget.spent(study.id)).toEqual([{ epsilon: 0.6, delta: 0 }]);
+    });
+  });
+
   describe('event log', () => {
     /** Asserts that the whole log is indexed 0, 1, ..., count - 1. */
     const expectContiguous = async () => {
@@ -565,7 +590,7 @@ describe('PostgreSQL specifics', () => {
       opened.database.db,
     );
     expect(tables.rows.map((r) => r.table_name)).toEqual(
-      ['api_keys', 'checkpoints', 'contributions', 'event_append_lock', 'events', 'ledger_nodes', 'invitations', 'kysely_migration', 'kysely_migration_lock', 'participants', 'queries', 'rounds', 'studies'].sort(),
+      ['api_keys', 'checkpoints', 'contributions', 'event_append_lock', 'events', 'ledger_nodes', 'invitations', 'kysely_migration', 'kysely_migration_lock', 'participants', 'privacy_spend', 'queries', 'rounds', 'studies'].sort(),
     );
   });
 

@@ -38,8 +38,8 @@ describe.each(['sqlite', 'postgres'] as const)('secure mean of glucose over the 
     expect(matchesReference(mean!.value, reference.mean_glu)).toBe(true);
     // Glucose is a whole number per woman, so the sum is exact: R's mean times n, 64388.
     expect(Math.round(reference.mean_glu * reference.n)).toBe(64388);
-    expect(sum).toEqual({ stat: 'sum', field: 'glu', group: null, value: 64388, count: reference.n });
-    expect(count).toEqual({ stat: 'count', field: 'glu', group: null, value: reference.n, count: reference.n });
+    expect(sum).toEqual({ stat: 'sum', field: 'glu', group: null, value: 64388, count: reference.n, suppressed: false });
+    expect(count).toEqual({ stat: 'count', field: 'glu', group: null, value: reference.n, count: reference.n, suppressed: false });
   }, 90_000);
 
   type Row = { stat: string; field?: string; x?: string; y?: string; group: string | null; value: unknown; count: number };

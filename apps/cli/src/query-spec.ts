@@ -17,6 +17,18 @@ import { UsageError } from './args';
 /** The flags that describe one select item, in the order given. */
 export const SELECT_FLAGS = ['stat', 'field', 'x', 'y', 'bins', 'edges'] as const;
 
+/** The parseArgs options of the query language, shared by `confide query` and `confide simulate`. */
+export const QUERY_OPTIONS = {
+  stat: { type: 'string', multiple: true },
+  field: { type: 'string', multiple: true },
+  x: { type: 'string', multiple: true },
+  y: { type: 'string', multiple: true },
+  bins: { type: 'string', multiple: true },
+  edges: { type: 'string', multiple: true },
+  where: { type: 'string', multiple: true },
+  'group-by': { type: 'string' },
+} as const;
+
 function finiteNumber(text: string, what: string): number {
   const n = Number(text);
   if (text.trim() === '' || !Number.isFinite(n)) throw new UsageError(`${what}: ${JSON.stringify(text)} is not a number`);

@@ -11,7 +11,7 @@ export interface ResultRow {
   readonly y?: string;
   readonly group?: string | null;
   readonly value: unknown;
-  readonly count: number;
+  readonly count: number | null;
   readonly suppressed?: boolean;
 }
 
@@ -34,7 +34,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 /** One row as text: `mean(salary) [rank=Prof] = 123   (n = 40)`, with histograms and regressions spelled out. */
 export function renderRow(r: ResultRow): string {
   const head = `${r.stat}(${subject(r)})${r.group !== null && r.group !== undefined ? ` [${r.group}]` : ''}`;
-  const n = `(n = ${r.count})`;
+  const n = `(n = ${r.count ?? 'suppressed'})`;
   const v = r.value;
   if (v === null || v === undefined) return `${head} = ${r.suppressed ? 'suppressed' : 'n/a'}   ${n}`;
   if (isObject(v) && Array.isArray(v.bins)) {

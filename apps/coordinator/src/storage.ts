@@ -9,6 +9,7 @@ import {
   InvitationRepository,
   ParticipantRepository,
   QueryRepository,
+  PrivacyBudgetRepository,
   RoundRepository,
   StudyRepository,
 } from './db/repositories';
@@ -25,6 +26,7 @@ export class Repositories {
   readonly rounds: RoundRepository;
   readonly contributions: ContributionRepository;
   readonly events: EventLog;
+  readonly privacyBudget: PrivacyBudgetRepository;
 
   /** The ledger's origin, which is also the checkpoint signing key's name. */
   readonly origin: string;
@@ -40,6 +42,7 @@ export class Repositories {
     this.contributions = new ContributionRepository(db);
     this.origin = ledgerOrigin(key.publicKey);
     const origin = this.origin;
+    this.privacyBudget = new PrivacyBudgetRepository(db);
     this.events = new EventLog(db, (size, root) => signCheckpoint(key, origin, { origin, size, root }));
   }
 }

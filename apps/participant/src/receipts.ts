@@ -167,7 +167,7 @@ export class ReceiptBook {
       statuses.push({ queryId, index: receipt.index, leafHash: leaf, status: 'stored', reason: null });
     }
     this.write(book);
-    return statuses;
+    return statuses.sort((a, b) => (a.index ?? Infinity) - (b.index ?? Infinity));
   }
 
   /** Why a served entry is not a receipt for this contribution, or undefined when it is one. */
@@ -224,7 +224,8 @@ export class ReceiptBook {
     for (const receipt of book.receipts) {
       byQuery.set(receipt.queryId, await this.verifyOne(receipt, checkpoint));
     }
-    const receipts = [...byQuery.values()];
+    // In ledger order, contributions not yet in the ledger last.
+    const receipts = [...byQuery.values()].sort((a, b) => (a.index ?? Infinity) - (b.index ?? Infinity));
     const ok = receipts.every((r) => r.status !== 'failed');
     if (ok) this.write({ ...book, checkpoint: { size: checkpoint.size, root, note: served.note } });
     return { ok, treeSize: checkpoint.size, root, receipts, reason: ok ? null : 'a receipt failed to verify' };

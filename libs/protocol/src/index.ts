@@ -7,3 +7,4 @@ export * from './shamir';
 export * from './simulation';
 export * from './participant-request';
 export * from './paillier';
+export * from './privacy';

@@ -14,6 +14,7 @@ import {
   type QuerySpec,
 } from './query';
 import { parseStudySchema, type StudySchema } from './schema';
+import { parseStudyPrivacy } from './privacy/settings';
 
 const pima = parseStudySchema({
   name: 'pima',
@@ -333,6 +334,7 @@ function boundedSchema(min: bigint, max: bigint): StudySchema {
     name: 'edge',
     minParticipants: 3,
     outOfRange: 'reject',
+    privacy: parseStudyPrivacy(undefined),
     fields: [{ name: 'x', type: 'number', min: Number(min), max: Number(max), decimals: 0, bounds: { min, max } }],
   };
 }

@@ -154,6 +154,14 @@ describe('parseStudySchema', () => {
       fields: fc
         .uniqueArray(fc.tuple(identifier, fc.oneof(numberField, categoryField)), { minLength: 1, maxLength: 6, selector: ([n]) => n })
         .map((fs) => fs.map(([name, f]) => ({ name, ...f }))),
+      privacy: fc.record({ minGroupSize: fc.integer({ min: 1, max: 20 }), spend: fc.integer({ min: 1, max: 100 }), share: fc.integer({ min: 1, max: 10 }), kind: fc.constantFrom('none', 'laplace', 'gaussian') }).map(({ minGroupSize, spend, share, kind }) => {
+        if (kind === 'none') return { minGroupSize };
+        const budget = spend / 10;
+        const epsilon = budget / share;
+        return kind === 'laplace'
+          ? { minGroupSize, dp: { mechanism: 'laplace' as const, epsilon, budget: { epsilon: budget } } }
+          : { minGroupSize, dp: { mechanism: 'gaussian' as const, epsilon: Math.min(epsilon, 1), delta: 1e-6, budget: { epsilon: budget, delta: 1e-5 } } };
+      }),
     });
     fc.assert(
       fc.property(schemaJson, (json) => {

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseFixed, type FixedBounds } from '@confide/crypto';
 import { z } from 'zod';
+import { parseStudyPrivacy, PrivacyError, type StudyPrivacy } from './privacy/settings';
 
 /**
  * The study schema (DESIGN.md "Who uses it": the admin defines studies with a field schema and bounds).
@@ -42,6 +43,8 @@ const studySchemaJson = z.strictObject({
     .min(1, { error: 'must be an integer >= 1' })
     .default(DEFAULT_MIN_PARTICIPANTS),
   outOfRange: z.enum(['reject', 'clamp'], { error: 'must be "reject" or "clamp"' }).default('reject'),
+  /** Output privacy beyond minParticipants: `{ minGroupSize?, dp? }` (privacy/settings.ts parseStudyPrivacy). */
+  privacy: z.unknown().optional(),
   fields: z
     .array(
       z.discriminatedUnion('type', [numberFieldJson, categoryFieldJson], { error: 'must be "number" or "category"' }),
@@ -81,6 +84,8 @@ export interface StudySchema {
   readonly minParticipants: number;
   readonly outOfRange: OutOfRangePolicy;
   readonly fields: readonly StudyField[];
+  /** Output privacy: minParticipants (the field above), minGroupSize (default 5), optional DP with its budget. */
+  readonly privacy: StudyPrivacy;
 }
 
 /** One problem in a study schema: `path` is the JSON path (`fields[2].decimals`), `(root)` for the whole document. */
@@ -181,12 +186,30 @@ export function parseStudySchema(json: unknown, source?: string): StudySchema {
       bounds: Object.freeze({ min: min ?? 0n, max: max ?? 0n }),
     });
   });
-  if (issues.length > 0) throw new SchemaError(issues, source);
+  let privacy: StudyPrivacy | undefined;
+  const block = parsed.data.privacy;
+  if (block !== undefined && (typeof block !== 'object' || block === null || Array.isArray(block))) {
+    issues.push({ path: 'privacy', message: 'must be an object { minGroupSize?, dp? }' });
+  } else if (block !== undefined && 'minParticipants' in block) {
+    issues.push({ path: 'privacy.minParticipants', message: 'give minParticipants once, at the top level' });
+  } else {
+    try {
+      privacy = parseStudyPrivacy({ ...(block ?? {}), minParticipants: parsed.data.minParticipants });
+    } catch (err) {
+      if (!(err instanceof PrivacyError)) throw err;
+      for (const line of err.message.split('; ')) {
+        const colon = line.indexOf(': ');
+        issues.push({ path: line.slice(0, colon), message: line.slice(colon + 2) });
+      }
+    }
+  }
+  if (issues.length > 0 || privacy === undefined) throw new SchemaError(issues, source);
   return Object.freeze({
     name: parsed.data.name,
     minParticipants: parsed.data.minParticipants,
     outOfRange: parsed.data.outOfRange,
     fields: Object.freeze(fields),
+    privacy,
   });
 }
 
@@ -229,6 +252,19 @@ export function toStudySchemaJson(schema: StudySchema): StudySchemaJson {
         ? { name: f.name, type: 'number', min: f.min, max: f.max, decimals: f.decimals }
         : { name: f.name, type: 'category', values: [...f.values] },
     ),
+    privacy: {
+      minGroupSize: schema.privacy.minGroupSize,
+      ...(schema.privacy.dp
+        ? {
+            dp: {
+              mechanism: schema.privacy.dp.mechanism,
+              epsilon: schema.privacy.dp.epsilon,
+              ...(schema.privacy.dp.delta !== undefined ? { delta: schema.privacy.dp.delta } : {}),
+              budget: { epsilon: schema.privacy.dp.budget.epsilon, ...(schema.privacy.dp.mechanism === 'gaussian' ? { delta: schema.privacy.dp.budget.delta } : {}) },
+            },
+          }
+        : {}),
+    },
   };
 }
 

@@ -6,7 +6,7 @@ import { CoordinatorClient, GLOBAL_OPTIONS } from '../client';
 import type { Output } from '../output';
 import { renderRow, type ResultRow } from '../render';
 import { paillierFingerprint, readPaillierKeyFile } from './keys';
-import { readQueryFile, readSelect, readWhere, SELECT_FLAGS } from '../query-spec';
+import { QUERY_OPTIONS, readQueryFile, readSelect, readWhere, SELECT_FLAGS } from '../query-spec';
 
 export const QUERY_USAGE = `Usage: confide query --study NAME [--protocol shamir|paillier] --stat STAT (--field F | --x X --y Y) [--bins MIN:MAX:WIDTH | --edges E1,E2,…] …
                      [--where COND …] [--group-by FIELD] [--min-group-size N] [--threshold T] [--key FILE]
@@ -34,6 +34,7 @@ interface QueryView {
   expected: number;
   participants: number | null;
   results: ResultRow[] | null;
+  privacy?: { minParticipants: number; minGroupSize: number; suppressed: number; dp: { mechanism: string; epsilon: number; delta: number } | null } | null;
   ledgerIndex: number | null;
   failureReason: string | null;
 }
@@ -44,7 +45,7 @@ function bar(done: number, total: number, width = 20): string {
 }
 
 function toJson(q: QueryView): Record<string, unknown> {
-  const base = { id: q.id, status: q.status, participants: q.participants, results: q.results ?? [], ledgerIndex: q.ledgerIndex };
+  const base = { id: q.id, status: q.status, participants: q.participants, results: q.results ?? [], privacy: q.privacy ?? null, ledgerIndex: q.ledgerIndex };
   return q.failureReason ? { ...base, failureReason: q.failureReason } : base;
 }
 
@@ -53,6 +54,11 @@ function human(q: QueryView): string {
   if (q.status === 'failed') return `query ${q.id} failed: ${q.failureReason ?? 'unknown reason'}`;
   const lines = [`query ${q.id}: ${q.participants ?? 0} participants contributed (event log index ${q.ledgerIndex ?? '-'})`];
   for (const r of q.results ?? []) lines.push(renderRow(r));
+  const p = q.privacy;
+  if (p) {
+    const dp = p.dp ? `; differential privacy: ${p.dp.mechanism}, ε = ${p.dp.epsilon}${p.dp.delta ? `, δ = ${p.dp.delta}` : ''}` : '';
+    lines.push(`privacy: at least ${p.minParticipants} participants, cells under ${p.minGroupSize} records suppressed (${p.suppressed} withheld)${dp}`);
+  }
   return lines.join('\n');
 }
 
@@ -106,14 +112,7 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
     ...GLOBAL_OPTIONS,
     study: { type: 'string' },
     protocol: { type: 'string' },
-    stat: { type: 'string', multiple: true },
-    field: { type: 'string', multiple: true },
-    x: { type: 'string', multiple: true },
-    y: { type: 'string', multiple: true },
-    bins: { type: 'string', multiple: true },
-    edges: { type: 'string', multiple: true },
-    where: { type: 'string', multiple: true },
-    'group-by': { type: 'string' },
+    ...QUERY_OPTIONS,
     'min-group-size': { type: 'string' },
     file: { type: 'string' },
     threshold: { type: 'string' },

@@ -2,7 +2,7 @@ import { basename } from 'node:path';
 import { loadStudySchema, readRecordsFromFile, simulateShamir, type QuerySpec, type SimulationReport } from '@confide/protocol';
 import { intOption, orderedOptions, parseCommandArgs, UsageError } from '../args';
 import type { Output } from '../output';
-import { readSelect, readWhere, SELECT_FLAGS } from '../query-spec';
+import { QUERY_OPTIONS, readSelect, readWhere, SELECT_FLAGS } from '../query-spec';
 import { renderRow } from '../render';
 
 export const SIMULATE_USAGE = `Usage: confide simulate --study-schema FILE --data FILE.csv [--data FILE.csv ...]
@@ -19,14 +19,7 @@ export async function simulateCommand(argv: readonly string[], out: Output): Pro
   const { values, tokens } = parseCommandArgs(argv, {
     'study-schema': { type: 'string' },
     data: { type: 'string', multiple: true },
-    stat: { type: 'string', multiple: true },
-    field: { type: 'string', multiple: true },
-    x: { type: 'string', multiple: true },
-    y: { type: 'string', multiple: true },
-    bins: { type: 'string', multiple: true },
-    edges: { type: 'string', multiple: true },
-    where: { type: 'string', multiple: true },
-    'group-by': { type: 'string' },
+    ...QUERY_OPTIONS,
     committee: { type: 'string' },
     threshold: { type: 'string' },
     'drop-round1': { type: 'string' },

@@ -157,6 +157,25 @@ function initial(dialect: Dialect): Migration {
   };
 }
 
+function privacyBudget(dialect: Dialect): Migration {
+  const int64 = dialect === 'postgres' ? 'bigint' : 'integer';
+  return {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // What each differentially private query spent from its study's budget. ε and δ are kept as the decimal
+      // text they were given in, so the sum is computed from exactly what was recorded in the ledger.
+      await db.schema
+        .createTable('privacy_spend')
+        .addColumn('query_id', 'text', (c) => c.primaryKey())
+        .addColumn('study_id', 'text', (c) => c.notNull().references('studies.id'))
+        .addColumn('epsilon', 'text', (c) => c.notNull())
+        .addColumn('delta', 'text', (c) => c.notNull())
+        .addColumn('spent_at', int64, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('privacy_spend_study_idx').on('privacy_spend').column('study_id').execute();
+    },
+  };
+}
+
 /**
  * The in-code migration provider for Kysely's `Migrator`: migrations are compiled into the app, so
  * there is no directory to find at run time.
@@ -164,6 +183,6 @@ function initial(dialect: Dialect): Migration {
  */
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
-    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect) }),
+    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect), '0003_privacy_budget': privacyBudget(dialect) }),
   };
 }

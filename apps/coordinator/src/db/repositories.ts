@@ -1,4 +1,5 @@
 import { canonicalJson } from '@confide/crypto';
+import { assertBudget, type PrivacyCost } from '@confide/protocol';
 import { appendLeaves, entryBytes, frontierFromHashes, frontierIds, frontierRoot, inclusionProof, leafHash, type LedgerEvent, type NodeId, type NodeStore } from '@confide/ledger';
 import type { Kysely } from 'kysely';
 import type {
@@ -513,5 +514,31 @@ export class EventLog {
       .select((eb) => eb.fn.countAll<number>().as('n'))
       .executeTakeFirstOrThrow();
     return Number(n);
+  }
+}
+
+/** The per-study differential-privacy budget: what each query spent, checked and recorded under one lock. */
+export class PrivacyBudgetRepository {
+  constructor(private readonly db: Kysely<Tables>) {}
+
+  /**
+   * Spends `cost` from a study's `budget` for a query, or refuses: in one transaction that first locks the study's
+   * row (a row lock on PostgreSQL, the write lock on SQLite), so two concurrent queries cannot both fit into
+   * what only one of them may spend.
+   * @throws PrivacyError (from assertBudget) when the query would exceed the budget; nothing is recorded then
+   */
+  async spend(studyId: string, queryId: string, cost: PrivacyCost, budget: PrivacyCost, now: number): Promise<void> {
+    await inTransaction(this.db, async (trx) => {
+      await trx.updateTable('studies').set((eb) => ({ id: eb.ref('id') })).where('id', '=', studyId).execute();
+      const rows = await trx.selectFrom('privacy_spend').select(['epsilon', 'delta']).where('study_id', '=', studyId).execute();
+      assertBudget(rows.map((r) => ({ epsilon: Number(r.epsilon), delta: Number(r.delta) })), cost, budget);
+      await trx.insertInto('privacy_spend').values({ query_id: queryId, study_id: studyId, epsilon: String(cost.epsilon), delta: String(cost.delta), spent_at: now }).execute();
+    });
+  }
+
+  /** What a study's queries have spent so far. */
+  async spent(studyId: string): Promise<PrivacyCost[]> {
+    const rows = await this.db.selectFrom('privacy_spend').select(['epsilon', 'delta']).where('study_id', '=', studyId).execute();
+    return rows.map((r) => ({ epsilon: Number(r.epsilon), delta: Number(r.delta) }));
   }
 }

@@ -129,6 +129,16 @@ export interface Tables {
   event_append_lock: EventAppendLockTable;
   ledger_nodes: LedgerNodesTable;
   checkpoints: CheckpointsTable;
+  privacy_spend: PrivacySpendTable;
+}
+
+/** What one differentially private query spent from its study's budget (decimal text). */
+export interface PrivacySpendTable {
+  query_id: string;
+  study_id: string;
+  epsilon: string;
+  delta: string;
+  spent_at: number;
 }
 
 /** The hash (hex) of one perfect subtree of the ledger: leaves [idx·2^level, (idx+1)·2^level). */

@@ -4,7 +4,15 @@ import { Job, Queue, QueueEvents, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { canonicalJson, importPublicKeyBase64Url, type KeyPair } from '@confide/crypto';
 import {
+  addEncryptedNoise,
   bundleHash,
+  clampNoisyTotals,
+  dpNoise,
+  effectivePrivacy,
+  privacyReport,
+  suppress,
+  type CompiledQuery,
+  type PrivacySettings,
   paillierContext,
   planPaillier,
   verifyPostedDecryption,
@@ -214,9 +222,10 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       compiled,
       publicKey: input.publicKey,
       participants: participants.map((p) => p.id),
-      minParticipants: input.schema.minParticipants,
+      minParticipants: privacyOf(input.spec, input.schema).minParticipants,
       maxRecords: participants.reduce((m, p) => (BigInt(p.max_records) > m ? BigInt(p.max_records) : m), 0n),
       deadline: now + (input.deadlineSeconds ?? this.config.round1Seconds) * 1000,
+      dp: privacyOf(input.spec, input.schema).dp,
     });
     await this.repos.queries.setPlan(input.queryId, JSON.stringify(plan));
     await this.repos.events.append(
@@ -247,7 +256,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       queryHash: queryHash(input.spec),
       vectorLength: compiled.vectorLength,
       participants: participants.map((p) => p.id),
-      minParticipants: input.schema.minParticipants,
+      minParticipants: privacyOf(input.spec, input.schema).minParticipants,
       seed: randomBytes(16).toString('hex'),
       deadlines: { round1: now + round1, round2: now + round1 + this.config.round2Seconds * 1000 },
       threshold: input.threshold,
@@ -403,7 +412,15 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       return;
     }
     const now = Date.now();
-    const closed: PaillierClosed = { contributors: result.contributors, aggregate: result.aggregate };
+    const settings = privacyOf(ctx.spec, ctx.schema);
+    let aggregate = result.aggregate;
+    if (settings.dp) {
+      // The researcher must only ever decrypt noised totals: the noise goes in under the researcher's key, and is
+      // forgotten here at once (DESIGN.md "Trust model": DP is the defence against differencing queries).
+      const compiled = compileQuery(ctx.schema, ctx.spec);
+      aggregate = addEncryptedNoise(paillierContext(plan, compiled), aggregate, dpNoise(compiled, settings.dp));
+    }
+    const closed: PaillierClosed = { contributors: result.contributors, aggregate };
     if (!(await this.repos.rounds.close(ctx.queryId, 1, JSON.stringify(closed), now))) return;
     for (const c of result.contributors) await this.repos.contributions.record({ query_id: ctx.queryId, round: 1, participant_id: c.id, bundle_hash: c.bundleHash, received_at: now });
     await this.repos.events.append(
@@ -467,7 +484,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     }
     const now = Date.now();
     if (!(await this.repos.rounds.close(queryId, 2, JSON.stringify({ decrypted: true }), now))) throw new ApiError(409, 'not_ready', `query ${queryId} is already decided`);
-    await this.release(ctx, deriveResults(compiled, totals), { contributors: closed.contributors.length }, now);
+    await this.release(ctx, compiled, totals, { contributors: closed.contributors.length }, now, { noised: true });
   }
 
   private async paillierContextFor(queryId: string, keyId: string): Promise<PaillierContext> {
@@ -603,15 +620,30 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       return;
     }
     const compiled = compileQuery(ctx.schema, ctx.spec);
-    const stats = deriveResults(compiled, outcome.totals);
     const now = Date.now();
     if (!(await this.repos.rounds.close(ctx.queryId, 2, JSON.stringify({ answered: outcome.answered, badMembers: outcome.badMembers }), now))) return;
-    await this.release(ctx, stats, { contributors: outcome.contributors, committee: plan.committee, answered: outcome.answered, badMembers: outcome.badMembers, threshold: plan.threshold }, now);
+    await this.release(ctx, compiled, outcome.totals, { contributors: outcome.contributors, committee: plan.committee, answered: outcome.answered, badMembers: outcome.badMembers, threshold: plan.threshold }, now, { noised: false });
   }
 
-  /** Releases a query's statistics: to the ledger (`result.released`), then the query row, then cleans up. */
-  private async release(ctx: QueryContext, stats: readonly unknown[], details: { readonly contributors: number } & Record<string, unknown>, now: number): Promise<void> {
-    const result = { results: stats, ...details };
+  /**
+   * Releases a query's statistics (DESIGN.md "Queries", output privacy): differential-privacy noise on the exact
+   * totals unless it is already in them (paillier adds it under encryption), post-processing of the noised totals,
+   * the statistics, small-cell suppression, and a report of which measures applied; then the ledger
+   * (`result.released`), the query row, and cleanup.
+   */
+  private async release(ctx: QueryContext, compiled: CompiledQuery, exactOrNoised: readonly bigint[], details: { readonly contributors: number } & Record<string, unknown>, now: number, opts: { noised: boolean }): Promise<void> {
+    const settings = privacyOf(ctx.spec, ctx.schema);
+    let totals = [...exactOrNoised];
+    if (settings.dp) {
+      if (!opts.noised) {
+        const noise = dpNoise(compiled, settings.dp);
+        totals = totals.map((t, i) => t + noise[i]!);
+      }
+      totals = clampNoisyTotals(compiled, totals);
+    }
+    const released = suppress(compiled, totals, deriveResults(compiled, totals), settings.minGroupSize);
+    totals.fill(0n);
+    const result = { results: released.rows, privacy: privacyReport(settings, released.suppressedCells), ...details };
     // Ledger entries are canonical JSON with integers only (libs/crypto canonicalJson), so that any verifier in
     // any language re-encodes them byte for byte: statistic values go in as their shortest decimal strings.
     const ledgerIndex = await this.repos.events.append('result.released', { queryId: ctx.queryId, ...(ledgerValue(result) as object) }, `result.released:${ctx.queryId}`, now);
@@ -682,6 +714,12 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64');
 
+/** The privacy a query runs with: as stored with it at submission (effectivePrivacy), or the study's defaults. */
+function privacyOf(spec: QuerySpec, schema: StudySchema): PrivacySettings {
+  const stored = (spec as { privacy?: PrivacySettings }).privacy;
+  return stored && typeof stored.minGroupSize === 'number' ? stored : effectivePrivacy(schema.privacy, undefined);
+}
+
 const isPaillier = (ctx: QueryContext): ctx is PaillierContext => ctx.plan.protocol === 'paillier';
 const isShamir = (ctx: QueryContext): ctx is ShamirContext => ctx.plan.protocol === 'shamir';
 
@@ -693,5 +731,6 @@ function taskQuery(spec: QuerySpec): TaskQuery {
 
 /** SHA-256 of the canonical query spec: bound into the plan, so every signature covers what is computed. */
 function queryHash(spec: QuerySpec): string {
-  return createHash('sha256').update(canonicalJson(spec)).digest('hex');
+  // Canonical JSON holds integers only: the query's numbers (bin edges, where values, ε) are hashed as decimal text.
+  return createHash('sha256').update(canonicalJson(ledgerValue(spec))).digest('hex');
 }

@@ -13,7 +13,8 @@ const queryBody = z.strictObject({
   select: z.array(z.looseObject({ stat: z.enum(STAT_NAMES as [StatName, ...StatName[]]) })).min(1).max(50),
   where: z.array(z.looseObject({ field: z.string().min(1).max(100), op: z.string().max(8) })).max(50).optional(),
   groupBy: z.string().min(1).max(100).optional(),
-  privacy: z.strictObject({ minParticipants: z.number().int().min(1).optional(), minGroupSize: z.number().int().min(1).optional() }).optional(),
+  // Checked against the study's settings (tightening only) by effectivePrivacy, which names the field.
+  privacy: z.record(z.string(), z.unknown()).optional(),
   publicKey: z.strictObject({ n: z.string().regex(/^[A-Za-z0-9_-]{1,2000}$/, 'must be base64url') }).optional(),
   threshold: z.number().int().min(1).max(10).optional(),
   deadlineSeconds: z.number().int().min(1).max(86_400).optional(),

@@ -1,5 +1,17 @@
 import { Injectable } from '@nestjs/common';
-import { assertNoOverflow, compileQuery, MAX_COMMITTEE, planPaillier, ProtocolError, type PaillierDecryption, type QuerySpec } from '@confide/protocol';
+import {
+  assertNoOverflow,
+  compileQuery,
+  dpCost,
+  effectivePrivacy,
+  MAX_COMMITTEE,
+  planPaillier,
+  PrivacyError,
+  ProtocolError,
+  type PaillierDecryption,
+  type PrivacySettings,
+  type QuerySpec,
+} from '@confide/protocol';
 import { ApiError } from '../http/error.filter';
 import { newQueryId } from '../orchestration/ids';
 import { ledgerValue, Orchestrator } from '../orchestration/orchestrator';
@@ -13,7 +25,7 @@ export interface QueryRequest {
   readonly select: readonly Record<string, unknown>[];
   readonly where?: readonly Record<string, unknown>[];
   readonly groupBy?: string;
-  readonly privacy?: { readonly minParticipants?: number; readonly minGroupSize?: number };
+  readonly privacy?: Readonly<Record<string, unknown>>;
   /** Paillier only: the researcher's public key `{ n }` (base64url). Never a private key. */
   readonly publicKey?: { readonly n: string };
   readonly threshold?: number;
@@ -33,6 +45,8 @@ export interface QueryView {
   readonly expected: number;
   readonly participants: number | null;
   readonly results: unknown[] | null;
+  /** Which output-privacy measures applied to the released results (thresholds, suppressed cells, DP). */
+  readonly privacy: unknown;
   readonly ledgerIndex: number | null;
   readonly failureReason: string | null;
   readonly createdAt: string;
@@ -55,13 +69,22 @@ export class QueriesService {
    */
   async submit(req: QueryRequest, createdBy: string): Promise<{ id: string; status: string }> {
     const study = await this.studies.get(req.study);
-    const spec = { select: req.select, ...(req.where ? { where: req.where } : {}), ...(req.groupBy ? { groupBy: req.groupBy } : {}), ...(req.privacy ? { privacy: req.privacy } : {}) } as unknown as QuerySpec;
+    let privacy: PrivacySettings;
+    try {
+      // Per-query settings may only tighten the study's (DESIGN.md "Trust model": output privacy).
+      privacy = effectivePrivacy(study.schema.privacy, req.privacy);
+    } catch (err) {
+      if (err instanceof PrivacyError) throw new ApiError(400, 'invalid_privacy', err.message);
+      throw err;
+    }
+    // The query as stored and run: its privacy is the effective settings, which the release applies.
+    const spec = { select: req.select, ...(req.where ? { where: req.where } : {}), ...(req.groupBy ? { groupBy: req.groupBy } : {}), privacy } as unknown as QuerySpec;
     const compiled = compileQuery(study.schema, spec);
     if (req.protocol === 'paillier' && !req.publicKey) throw new ApiError(400, 'invalid_query', 'publicKey: the paillier protocol needs the researcher’s public key');
     if (req.protocol !== 'paillier' && req.publicKey) throw new ApiError(400, 'invalid_query', 'publicKey: only the paillier protocol takes a public key');
     const participants = await this.repos.participants.listByStudy(study.id);
-    if (participants.length < study.minParticipants) {
-      throw new ApiError(400, 'min_participants', `refused: ${participants.length} participant${participants.length === 1 ? '' : 's'} enrolled in ${study.name}, the study requires at least ${study.minParticipants}`);
+    if (participants.length < privacy.minParticipants) {
+      throw new ApiError(400, 'min_participants', `refused: ${participants.length} participant${participants.length === 1 ? '' : 's'} enrolled in ${study.name}, the study requires at least ${privacy.minParticipants}`);
     }
     const committee = Math.min(participants.length, MAX_COMMITTEE);
     if (req.threshold !== undefined && req.threshold > committee) {
@@ -77,9 +100,10 @@ export class QueriesService {
           compiled,
           publicKey: req.publicKey,
           participants: participants.map((p) => p.id),
-          minParticipants: study.minParticipants,
+          minParticipants: privacy.minParticipants,
           maxRecords: participants.reduce((m, p) => (BigInt(p.max_records) > m ? BigInt(p.max_records) : m), 0n),
           deadline: 0,
+          dp: privacy.dp,
         });
       } catch (err) {
         if (err instanceof ProtocolError) throw new ApiError(400, err.code === 'OVERFLOW' ? 'overflow' : 'invalid_public_key', `publicKey: ${err.message}`);
@@ -88,6 +112,15 @@ export class QueriesService {
     }
     const id = newQueryId();
     const now = Date.now();
+    if (privacy.dp) {
+      // Spent before anything is recorded or dispatched: a query over budget is refused with nothing computed.
+      try {
+        await this.repos.privacyBudget.spend(study.id, id, dpCost(privacy.dp), study.schema.privacy.dp?.budget ?? dpCost(privacy.dp), now);
+      } catch (err) {
+        if (err instanceof PrivacyError) throw new ApiError(409, 'privacy_budget_exhausted', err.message);
+        throw err;
+      }
+    }
     await this.repos.queries.create({
       id,
       study_id: study.id,
@@ -105,6 +138,9 @@ export class QueriesService {
     });
     // Ledger entries hold integers only: numbers in the query (histogram edges, where values) go in as decimal strings.
     await this.repos.events.append('query.submitted', { queryId: id, study: study.name, protocol: req.protocol, query: ledgerValue(spec) as object, submittedBy: createdBy }, `query.submitted:${id}`, now);
+    if (privacy.dp) {
+      await this.repos.events.append('privacy.spent', { queryId: id, study: study.name, ...(ledgerValue({ mechanism: privacy.dp.mechanism, ...dpCost(privacy.dp) }) as object) }, `privacy.spent:${id}`, now);
+    }
     try {
       if (req.protocol === 'paillier') {
         await this.orchestrator.startPaillier({ queryId: id, studyId: study.id, spec, schema: study.schema, publicKey: req.publicKey!, deadlineSeconds: req.deadlineSeconds });
@@ -136,7 +172,7 @@ export class QueriesService {
     const study = await this.repos.studies.getById(q.study_id);
     const round = await this.repos.rounds.get(id, q.current_round);
     const answered = (await this.repos.contributions.list(id, q.current_round)).length;
-    const result = q.result_json ? (JSON.parse(q.result_json) as { results: unknown[]; ledgerIndex: number }) : null;
+    const result = q.result_json ? (JSON.parse(q.result_json) as { results: unknown[]; privacy?: unknown; ledgerIndex: number }) : null;
     return {
       id: q.id,
       study: study?.name ?? q.study_id,
@@ -148,6 +184,7 @@ export class QueriesService {
       expected: round?.expected ?? 0,
       participants: q.contributors,
       results: result?.results ?? null,
+      privacy: result?.privacy ?? null,
       ledgerIndex: result?.ledgerIndex ?? null,
       failureReason: q.failure_reason,
       createdAt: new Date(q.created_at).toISOString(),

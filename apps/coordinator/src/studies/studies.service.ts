@@ -1,3 +1,4 @@
+import { ledgerValue } from '../orchestration/orchestrator';
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { formatFixed } from '@confide/crypto';
@@ -16,8 +17,10 @@ export const STUDY_NAME = /^[A-Za-z0-9_.-]{1,100}$/;
  * bounds (0.5, 1e20) are written as their exact fixed-point decimal text, like released statistic values.
  */
 function ledgerSchema(schema: StudySchema): object {
+  const json = toStudySchemaJson(schema);
   return {
-    ...toStudySchemaJson(schema),
+    ...json,
+    privacy: ledgerValue(json.privacy),
     fields: schema.fields.map((f) =>
       f.type === 'number'
         ? { name: f.name, type: f.type, min: formatFixed(f.bounds.min, f.decimals), max: formatFixed(f.bounds.max, f.decimals), decimals: f.decimals }

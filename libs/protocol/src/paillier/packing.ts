@@ -29,6 +29,8 @@ export interface PackingSlot {
   readonly offset: number;
   readonly bits: number;
   readonly bias: bigint;
+  /** Bound B on the differential-privacy noise the coordinator adds to this slot (as noise + B ∈ [0, 2B]); 0 without DP. */
+  readonly noise: bigint;
 }
 
 function bitLength(x: bigint): number {
@@ -45,7 +47,8 @@ function bitLength(x: bigint): number {
  * @throws ProtocolError OVERFLOW when one coordinate's slot alone does not fit in a plaintext; INVALID_MESSAGE on
  *   a negative bias or a participant count below 1
  */
-export function packingLayout(biases: readonly bigint[], participants: number, modulusBits: number, names?: readonly string[]): PackingLayout {
+export function packingLayout(biases: readonly bigint[], participants: number, modulusBits: number, names?: readonly string[], noiseBounds?: readonly bigint[]): PackingLayout {
+  if (noiseBounds !== undefined && noiseBounds.length !== biases.length) throw new ProtocolError('INVALID_MESSAGE', `expected ${biases.length} noise bounds, got ${noiseBounds.length}`);
   if (!Number.isSafeInteger(participants) || participants < 1) throw new ProtocolError('INVALID_MESSAGE', `participants must be a positive integer, got ${participants}`);
   if (!Number.isSafeInteger(modulusBits) || modulusBits < 16) throw new ProtocolError('INVALID_MESSAGE', `modulus of ${modulusBits} bits is too small to pack into`);
   const capacityBits = modulusBits - 1;
@@ -54,8 +57,10 @@ export function packingLayout(biases: readonly bigint[], participants: number, m
   let offset = 0;
   biases.forEach((bias, i) => {
     if (bias < 0n) throw new ProtocolError('INVALID_MESSAGE', `bias of coordinate ${i} is negative`);
-    // The slot holds every sum of N biased values, each in [0, 2β]: at most 2Nβ.
-    const bits = Math.max(1, bitLength(2n * BigInt(participants) * bias));
+    const noise = noiseBounds?.[i] ?? 0n;
+    if (noise < 0n) throw new ProtocolError('INVALID_MESSAGE', `noise bound of coordinate ${i} is negative`);
+    // The slot holds every sum of N biased values, each in [0, 2β], plus biased noise in [0, 2B]: at most 2Nβ + 2B.
+    const bits = Math.max(1, bitLength(2n * BigInt(participants) * bias + 2n * noise));
     if (bits > capacityBits) {
       throw new ProtocolError(
         'OVERFLOW',
@@ -66,7 +71,7 @@ export function packingLayout(biases: readonly bigint[], participants: number, m
       chunk++;
       offset = 0;
     }
-    slots.push({ chunk, offset, bits, bias });
+    slots.push({ chunk, offset, bits, bias, noise });
     offset += bits;
   });
   return { capacityBits, participants, slots, chunks: slots.length === 0 ? 0 : chunk + 1 };
@@ -90,9 +95,26 @@ export function packVector(layout: PackingLayout, vector: readonly bigint[]): bi
 }
 
 /**
+ * Packs a differential-privacy noise vector (each |noise_i| ≤ B_i, the layout's noise bounds) as noise_i + B_i per
+ * slot, for the coordinator to encrypt and add to the aggregate before the researcher decrypts it.
+ * @throws ProtocolError INVALID_MESSAGE on the wrong length or a noise value beyond its slot's bound
+ */
+export function packNoise(layout: PackingLayout, noise: readonly bigint[]): bigint[] {
+  if (noise.length !== layout.slots.length) throw new ProtocolError('INVALID_MESSAGE', `expected ${layout.slots.length} noise values, got ${noise.length}`);
+  const chunks = new Array<bigint>(layout.chunks).fill(0n);
+  layout.slots.forEach((slot, i) => {
+    const value = noise[i]!;
+    if (value < -slot.noise || value > slot.noise) throw new ProtocolError('INVALID_MESSAGE', `noise of coordinate ${i} is outside its bound ±${slot.noise}`);
+    chunks[slot.chunk]! |= (value + slot.noise) << BigInt(slot.offset);
+  });
+  return chunks;
+}
+
+/**
  * Reads the exact signed totals out of summed plaintexts: each slot minus contributors · β_i.
  *
- * @param contributors how many packed vectors were summed (1 to `layout.participants`)
+ * @param contributors how many packed vectors were summed (1 to `layout.participants`); with noise bounds, the
+ *   packed noise ({@link packNoise}) must have been added too
  * @throws ProtocolError INVALID_MESSAGE on the wrong number of plaintexts, a contributor count out of range, or a
  *   plaintext with bits beyond its slots or a slot whose value no honest sum can have
  */
@@ -105,7 +127,7 @@ export function unpackTotals(layout: PackingLayout, plaintexts: readonly bigint[
   const totals = layout.slots.map((slot, i) => {
     used[slot.chunk] = slot.offset + slot.bits;
     const raw = (plaintexts[slot.chunk]! >> BigInt(slot.offset)) & ((1n << BigInt(slot.bits)) - 1n);
-    const bias = BigInt(contributors) * slot.bias;
+    const bias = BigInt(contributors) * slot.bias + slot.noise;
     if (raw > 2n * bias) throw new ProtocolError('INVALID_MESSAGE', `slot ${i} holds ${raw}, more than ${contributors} contributions can sum to`);
     return raw - bias;
   });

@@ -20,7 +20,9 @@ import { z } from 'zod';
 import { sha256Hex } from '../shamir/plan';
 import { ProtocolError } from '../shamir/errors';
 import { coordinateKey, termMagnitudes, type CompiledQuery } from '../query';
-import { packingLayout, packVector, unpackTotals, type PackingLayout } from './packing';
+import { noiseBound } from '../privacy/dp';
+import type { DpSettings } from '../privacy/settings';
+import { packingLayout, packNoise, packVector, unpackTotals, type PackingLayout } from './packing';
 
 /**
  * The `paillier` protocol (DESIGN.md "Protocol paillier"): one asynchronous round. The researcher's public key
@@ -53,6 +55,11 @@ export const paillierPlanSchema = z.strictObject({
   /** The largest record count any participant declared: with the query it fixes every slot's bias (decimal). */
   maxRecords: decimal,
   deadline: z.number().int(),
+  /**
+   * Differential privacy, when the query has it: the coordinator adds encrypted noise to the aggregate before the
+   * researcher decrypts it, so slots carry headroom for it. ε and δ as decimal strings (plans are canonical JSON).
+   */
+  dp: z.strictObject({ mechanism: z.enum(['laplace', 'gaussian']), epsilon: z.string().max(40), delta: z.string().max(40).optional() }).nullable(),
 });
 export type PaillierPlan = z.infer<typeof paillierPlanSchema>;
 
@@ -95,6 +102,7 @@ export interface PaillierPlanInput {
   readonly minParticipants: number;
   readonly maxRecords: bigint;
   readonly deadline: number;
+  readonly dp?: DpSettings | null;
 }
 
 /**
@@ -120,6 +128,7 @@ export function planPaillier(input: PaillierPlanInput): PaillierPlan {
     minParticipants: input.minParticipants,
     maxRecords: input.maxRecords.toString(),
     deadline: input.deadline,
+    dp: input.dp ? { mechanism: input.dp.mechanism, epsilon: String(input.dp.epsilon), ...(input.dp.delta !== undefined ? { delta: String(input.dp.delta) } : {}) } : null,
   };
   paillierContext(plan, input.compiled);
   return plan;
@@ -147,8 +156,32 @@ export function paillierContext(plan: PaillierPlan, compiled: CompiledQuery): Pa
   }
   if (compiled.vectorLength !== plan.vectorLength) throw new ProtocolError('INVALID_MESSAGE', `plan is for ${plan.vectorLength} coordinates, the query has ${compiled.vectorLength}`);
   const biases = termMagnitudes(compiled, BigInt(plan.maxRecords));
-  const layout = packingLayout(biases, plan.participants.length, publicKey.bitLength, Array.from({ length: compiled.vectorLength }, (_, i) => coordinateKey(compiled, i)));
+  const dp = planDp(plan);
+  const layout = packingLayout(biases, plan.participants.length, publicKey.bitLength, Array.from({ length: compiled.vectorLength }, (_, i) => coordinateKey(compiled, i)), dp ? noiseBound(compiled, dp) : undefined);
   return { publicKey, layout };
+}
+
+/** The plan's differential-privacy settings, or null. @throws ProtocolError on a malformed ε or δ */
+export function planDp(plan: PaillierPlan): DpSettings | null {
+  if (!plan.dp) return null;
+  const epsilon = Number(plan.dp.epsilon);
+  const delta = plan.dp.delta === undefined ? undefined : Number(plan.dp.delta);
+  if (!(epsilon > 0) || (delta !== undefined && !(delta > 0 && delta < 1))) throw new ProtocolError('INVALID_MESSAGE', 'plan has malformed differential-privacy settings');
+  return { mechanism: plan.dp.mechanism, epsilon, ...(delta !== undefined ? { delta } : {}) };
+}
+
+/**
+ * Adds differential-privacy noise to the aggregate under the researcher's key (homomorphically), so the researcher
+ * only ever decrypts noised totals: the noise is packed with its bound as bias ({@link packNoise}), encrypted with
+ * fresh randomness, and multiplied in, chunk by chunk. The caller draws the noise and forgets it afterwards.
+ * @throws ProtocolError on a noise vector that does not fit the layout
+ */
+export function addEncryptedNoise(context: PaillierContext, aggregate: readonly string[], noise: readonly bigint[]): string[] {
+  const packed = packNoise(context.layout, noise);
+  return aggregate.map((text, i) => {
+    const c = ciphertextFromString(context.publicKey, text);
+    return ciphertextToString(context.publicKey, addCiphertexts(context.publicKey, [c, encryptFast(context.publicKey, packed[i]!)]));
+  });
 }
 
 /** Inputs to {@link paillierContribute}. */
