@@ -128,7 +128,8 @@ export function unpackTotals(layout: PackingLayout, plaintexts: readonly bigint[
     used[slot.chunk] = slot.offset + slot.bits;
     const raw = (plaintexts[slot.chunk]! >> BigInt(slot.offset)) & ((1n << BigInt(slot.bits)) - 1n);
     const bias = BigInt(contributors) * slot.bias + slot.noise;
-    if (raw > 2n * bias) throw new ProtocolError('INVALID_MESSAGE', `slot ${i} holds ${raw}, more than ${contributors} contributions can sum to`);
+    // The value itself stays out of the message: it is (part of) an aggregate that may be due for suppression.
+    if (raw > 2n * bias) throw new ProtocolError('INVALID_MESSAGE', `slot ${i} holds more than ${contributors} contributions can sum to`);
     return raw - bias;
   });
   plaintexts.forEach((m, c) => {
