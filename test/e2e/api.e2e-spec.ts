@@ -18,6 +18,7 @@ type Access = readonly Role[] | 'invitation' | 'public';
 /** Every route, as `METHOD /path` in OpenAPI form, and who may call it. */
 const ROUTES: Readonly<Record<string, Access>> = {
   'GET /health': 'public',
+  'GET /metrics': ['admin', 'auditor'],
   'POST /v1/studies': ['admin'],
   'GET /v1/studies': ['admin', 'researcher', 'auditor'],
   'GET /v1/studies/{name}': ['admin', 'researcher', 'auditor'],
@@ -151,6 +152,17 @@ describe('coordinator HTTP API: routes, authentication, authorisation and input 
     const reply = await call('GET', '/health');
     expect(reply.status).toBe(200);
     expect(reply.json).toEqual({ status: 'ok', database: 'ok', redis: 'ok' });
+  });
+
+  it('serves Prometheus metrics to an auditor key: counts only, in the text exposition format', async () => {
+    const reply = await call('GET', '/metrics', { token: keys.auditor });
+    expect(reply.status).toBe(200);
+    const { total } = (await call('GET', '/v1/events?limit=1', { token: keys.auditor })).json as { total: number };
+    expect(reply.text).toContain('# TYPE confide_ledger_entries gauge');
+    expect(reply.text).toMatch(new RegExp(`^confide_ledger_entries ${total}$`, 'm'));
+    expect(reply.text).toMatch(/^confide_participants \d+$/m);
+    expect(reply.text).toMatch(/^process_resident_memory_bytes \d+$/m);
+    expect(reply.text).not.toContain(cluster.adminToken);
   });
 
   it('refuses every documented route but /health without a token or with one that is not a key (401), and with a key of a role the route does not allow (403), all without a trace', async () => {

@@ -7,6 +7,7 @@ import type { Database } from './db/database';
 import { EnrollmentController } from './enrollment/enrollment.controller';
 import { EnrollmentService } from './enrollment/enrollment.service';
 import { EventsController } from './events/events.controller';
+import { MetricsController } from './health/metrics.controller';
 import { HealthController } from './health/health.controller';
 import { ErrorFilter } from './http/error.filter';
 import { LedgerController } from './ledger/ledger.controller';
@@ -35,7 +36,7 @@ export class AppModule {
   static register(infra: CoordinatorInfrastructure): DynamicModule {
     return {
       module: AppModule,
-      controllers: [HealthController, StudiesController, EnrollmentController, QueriesController, EventsController, LedgerController],
+      controllers: [HealthController, MetricsController, StudiesController, EnrollmentController, QueriesController, EventsController, LedgerController],
       providers: [
         { provide: CONFIG, useValue: infra.config },
         { provide: LOGGER, useValue: infra.logger },
