@@ -188,3 +188,35 @@ describe('aggregateLocal', () => {
     );
   });
 });
+
+describe('aggregateLocal over a record source read in batches', () => {
+  it('gives the same vector and record count as reading record by record, over many small chunks', async () => {
+    const schema = parseStudySchema({
+      name: 'batched',
+      fields: [
+        { name: 'x', type: 'number', min: -100, max: 100, decimals: 1 },
+        { name: 'g', type: 'category', values: ['a', 'b'] },
+      ],
+    });
+    const compiled = compileQuery(schema, { select: [{ stat: 'variance', field: 'x' }, { stat: 'count', field: 'g' }], groupBy: 'g' });
+    const lines = ['x,g', ...Array.from({ length: 500 }, (_, i) => `${(((i * 37) % 2001) - 1000) / 10},${i % 3 === 0 ? 'a' : 'b'}`)];
+    // Chunks that cut rows in the middle, so batches and rows do not line up.
+    const text = `${lines.join('\n')}\n`;
+    const chunks = Array.from({ length: Math.ceil(text.length / 97) }, (_, i) => text.slice(i * 97, (i + 1) * 97));
+    const source = readRecords(chunks, schema);
+    let batches = 0;
+    const seen: DataRecord[] = [];
+    for await (const batch of readRecords(chunks, schema).batches()) {
+      batches++;
+      seen.push(...batch);
+    }
+    expect(batches).toBeGreaterThan(10);
+    expect(seen).toHaveLength(500);
+    const perRecord = await aggregateLocal(compiled, (async function* () {
+      for await (const record of readRecords(chunks, schema)) yield record;
+    })());
+    expect(await aggregateLocal(compiled, source)).toEqual(perRecord);
+    expect(await aggregateLocal(compiled, seen)).toEqual(perRecord);
+  });
+});
+

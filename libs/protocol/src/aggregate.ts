@@ -1,4 +1,4 @@
-import type { DataRecord } from './csv';
+import type { DataRecord, RecordSource } from './csv';
 import { fieldIndex, type StudySchema } from './schema';
 import type { AggregateTerm, CompiledQuery, RecordFilter } from './query';
 
@@ -236,7 +236,10 @@ export async function aggregateLocal(
     n++;
   };
 
-  if (Symbol.asyncIterator in records) {
+  if (isRecordSource(records)) {
+    // One await per input chunk rather than per record: the await was ~15% of a large query's time.
+    for await (const batch of records.batches()) for (const record of batch) add(record);
+  } else if (Symbol.asyncIterator in records) {
     for await (const record of records) add(record);
   } else {
     for (const record of records) add(record);
@@ -258,4 +261,8 @@ export async function aggregateLocal(
     }
   }
   return { vector, records: n };
+}
+
+function isRecordSource(records: object): records is RecordSource {
+  return typeof (records as Partial<RecordSource>).batches === 'function';
 }

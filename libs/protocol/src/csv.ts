@@ -471,8 +471,9 @@ class RecordValidator {
 }
 
 /**
- * Reads CSV data and validates it against a study schema, yielding one {@link DataRecord} per data row, in
- * schema field order. The input is consumed chunk by chunk (a state machine; the file is never held whole).
+ * Reads CSV data and validates it against a study schema: one {@link DataRecord} per data row, in schema field
+ * order, read with `for await` or chunk by chunk with `batches()` ({@link RecordSource}). The input is consumed
+ * chunk by chunk (a state machine; the file is never held whole).
  *
  * The first row is the header; every schema field needs exactly one column and no other column is
  * allowed (order is free; names are trimmed). Cells: numbers are exact decimals with at most the field's
@@ -489,11 +490,31 @@ class RecordValidator {
  * @param options `source` names the input in messages (default "input"); `maxErrors` (default 20)
  * @throws DataValidationError listing the problems; TypeError for a chunk that is neither string nor bytes
  */
-export async function* readRecords(
-  input: NodeJS.ReadableStream | AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>,
-  schema: StudySchema,
-  options: ReadRecordsOptions = {},
-): AsyncGenerator<DataRecord, void, undefined> {
+export function readRecords(input: RecordInput, schema: StudySchema, options: ReadRecordsOptions = {}): RecordSource {
+  return {
+    batches: () => recordBatches(input, schema, options),
+    async *[Symbol.asyncIterator]() {
+      for await (const batch of recordBatches(input, schema, options)) yield* batch;
+    },
+  };
+}
+
+/** The chunks {@link readRecords} reads: a Node.js stream or any (async) iterable of strings or UTF-8 bytes. */
+export type RecordInput = NodeJS.ReadableStream | AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>;
+
+/**
+ * Validated records, readable one at a time (`for await`) or one input chunk at a time ({@link RecordSource.batches}).
+ * Like the stream under it, it can be read once.
+ */
+export interface RecordSource extends AsyncIterable<DataRecord> {
+  /**
+   * The same records, one array per input chunk (thousands of records), for consumers that need no await per
+   * record: the local aggregation reads these, which spares it one promise per record.
+   */
+  batches(): AsyncIterable<readonly DataRecord[]>;
+}
+
+async function* recordBatches(input: RecordInput, schema: StudySchema, options: ReadRecordsOptions): AsyncGenerator<readonly DataRecord[], void, undefined> {
   const source = options.source ?? 'input';
   const maxErrors = options.maxErrors ?? DEFAULT_MAX_ERRORS;
   if (!Number.isSafeInteger(maxErrors) || maxErrors < 1) throw new RangeError(`maxErrors must be a positive integer, got ${maxErrors}`);
@@ -517,13 +538,12 @@ export async function* readRecords(
     for await (const chunk of chunks) {
       tokenizer.feed(decode(decoder, chunk, tokenizer, validator), rows);
       validate();
-      yield* records;
-      records.length = 0;
+      if (records.length > 0) yield records.splice(0);
     }
     tokenizer.feed(decode(decoder, undefined, tokenizer, validator), rows);
     tokenizer.end(rows);
     validate();
-    yield* records;
+    if (records.length > 0) yield records.splice(0);
     validator.end(sawHeader);
   } catch (err) {
     if (!(err instanceof StopReading)) throw err;
@@ -552,11 +572,11 @@ function decode(decoder: TextDecoder, chunk: unknown, tokenizer: CsvTokenizer, v
  *
  * @throws DataValidationError for invalid data; the file system's error (ENOENT, EACCES) when it cannot be read
  */
-export async function* readRecordsFromFile(
-  path: string,
-  schema: StudySchema,
-  options: ReadRecordsOptions = {},
-): AsyncGenerator<DataRecord, void, undefined> {
-  // Opened on the first read, so a generator that is never consumed holds no file descriptor.
-  yield* readRecords(createReadStream(path), schema, { ...options, source: options.source ?? path });
+export function readRecordsFromFile(path: string, schema: StudySchema, options: ReadRecordsOptions = {}): RecordSource {
+  // Opened on the first read, so a source that is never consumed holds no file descriptor.
+  const opened = (): RecordSource => readRecords(createReadStream(path), schema, { ...options, source: options.source ?? path });
+  return {
+    batches: () => opened().batches(),
+    [Symbol.asyncIterator]: () => opened()[Symbol.asyncIterator](),
+  };
 }
