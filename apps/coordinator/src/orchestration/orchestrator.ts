@@ -61,6 +61,7 @@ import type { Logger } from '../logging';
 import { Repositories } from '../storage';
 import { CONFIG, COORDINATOR_KEY, LOGGER, REDIS } from '../tokens';
 import { ApiError } from '../http/error.filter';
+import { ledgerValue } from '../ledger/ledger-value';
 import { parseTaskJobId } from './ids';
 
 /** The Redis connections the orchestrator uses: one shared for producing, a factory for blocking readers. */
@@ -89,14 +90,6 @@ type PaillierContext = QueryContext & { readonly plan: PaillierPlan };
 interface PaillierClosed {
   readonly contributors: { id: string; bundleHash: string }[];
   readonly aggregate: string[];
-}
-
-/** Ledger entries hold integers only (canonical JSON): every number of a result goes in as its shortest decimal string. */
-export function ledgerValue(value: unknown): unknown {
-  if (typeof value === 'number') return Number.isSafeInteger(value) ? value : String(value);
-  if (Array.isArray(value)) return value.map(ledgerValue);
-  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, ledgerValue(v)]));
-  return value;
 }
 
 interface ParticipantRow {

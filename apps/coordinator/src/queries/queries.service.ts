@@ -14,7 +14,8 @@ import {
 } from '@confide/protocol';
 import { ApiError } from '../http/error.filter';
 import { newQueryId } from '../orchestration/ids';
-import { ledgerValue, Orchestrator } from '../orchestration/orchestrator';
+import { ledgerValue } from '../ledger/ledger-value';
+import { Orchestrator } from '../orchestration/orchestrator';
 import { StudiesService } from '../studies/studies.service';
 import { Repositories } from '../storage';
 

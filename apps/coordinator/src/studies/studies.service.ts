@@ -1,4 +1,4 @@
-import { ledgerValue } from '../orchestration/orchestrator';
+import { ledgerValue } from '../ledger/ledger-value';
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { formatFixed } from '@confide/crypto';

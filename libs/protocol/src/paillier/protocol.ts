@@ -138,6 +138,8 @@ export function planPaillier(input: PaillierPlanInput): PaillierPlan {
 export interface PaillierContext {
   readonly publicKey: PaillierPublicKey;
   readonly layout: PackingLayout;
+  /** {@link paillierPlanHash} of the plan, computed once: the plan lists every participant, so it is not small. */
+  readonly planHash: string;
 }
 
 /**
@@ -158,7 +160,7 @@ export function paillierContext(plan: PaillierPlan, compiled: CompiledQuery): Pa
   const biases = termMagnitudes(compiled, BigInt(plan.maxRecords));
   const dp = planDp(plan);
   const layout = packingLayout(biases, plan.participants.length, publicKey.bitLength, Array.from({ length: compiled.vectorLength }, (_, i) => coordinateKey(compiled, i)), dp ? noiseBound(compiled, dp) : undefined);
-  return { publicKey, layout };
+  return { publicKey, layout, planHash: paillierPlanHash(plan) };
 }
 
 /** The plan's differential-privacy settings, or null. @throws ProtocolError on a malformed ε or δ */
@@ -208,7 +210,7 @@ export function paillierContribute(input: ContributeInput): PaillierContribution
   const plaintexts = packVector(context.layout, input.aggregate);
   const ciphertexts = plaintexts.map((m) => ciphertextToString(context.publicKey, encryptFast(context.publicKey, m, input.randomnessPower())));
   plaintexts.fill(0n);
-  const signed = { jobId: plan.jobId, planHash: paillierPlanHash(plan), sender: input.self, ciphertexts };
+  const signed = { jobId: plan.jobId, planHash: context.planHash, sender: input.self, ciphertexts };
   return { ...signed, signature: signMessage(input.signing.privateKey, SIGNATURE_DOMAIN, signed) };
 }
 
@@ -223,7 +225,7 @@ export function verifyContribution(plan: PaillierPlan, context: PaillierContext,
   const parsed = paillierContributionSchema.safeParse(raw);
   if (!parsed.success) throw new ProtocolError('INVALID_MESSAGE', `malformed contribution: ${parsed.error.issues[0]?.message ?? ''}`);
   const c = parsed.data;
-  if (c.jobId !== plan.jobId || c.planHash !== paillierPlanHash(plan)) throw new ProtocolError('WRONG_JOB', 'contribution is for another query or plan');
+  if (c.jobId !== plan.jobId || c.planHash !== context.planHash) throw new ProtocolError('WRONG_JOB', 'contribution is for another query or plan');
   const key = plan.participants.includes(c.sender) ? signingKeys.get(c.sender) : undefined;
   if (!key) throw new ProtocolError('UNKNOWN_SENDER', `${c.sender} is not a participant of job ${plan.jobId}`);
   const { signature, ...signed } = c;
