@@ -389,12 +389,16 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       return;
     }
     const state = await existing.getState();
-    if (state === 'failed' && existing.finishedOn) {
-      await this.fail(ctx.queryId, 1, `aggregation failed: ${existing.failedReason}`, new Map());
+    if (state !== 'completed' && state !== 'failed') return;
+    // The job was read before its state: if it finished in between, that snapshot has no return value or
+    // failure reason yet. Read it again now that it is known to be finished.
+    const finished = await Job.fromId(this.aggregation, jobId);
+    if (!finished) return;
+    if (state === 'failed') {
+      await this.fail(ctx.queryId, 1, `aggregation failed: ${finished.failedReason}`, new Map());
       return;
     }
-    if (state !== 'completed') return;
-    const result = openAggregation(existing.returnvalue, aggregationResultSchema, this.key.publicKey);
+    const result = openAggregation(finished.returnvalue, aggregationResultSchema, this.key.publicKey);
     const { refusals } = await this.collect(ctx, 1, plan.participants);
     const allRefusals = new Map([...refusals, ...result.rejected.map((r) => [r.participantId, r.reason] as const)]);
     for (const r of result.rejected) {
@@ -435,7 +439,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     await this.scheduleDeadline(ctx.queryId, 2, deadline);
     // The individual ciphertexts are no longer needed anywhere: only the product is kept.
     await this.cleanup(ctx);
-    await existing.remove().catch(() => undefined);
+    await finished.remove().catch(() => undefined);
     this.logger.info({ queryId: ctx.queryId, contributors: result.contributors.length }, 'aggregate ready for the researcher');
   }
 
