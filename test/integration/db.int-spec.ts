@@ -33,6 +33,14 @@ const targets: Target[] = [
   { name: 'postgres', config: (dir) => ({ url: POSTGRES_URL, dataDir: dir, schema: `test_${randomBytes(6).toString('hex')}` }) },
 ];
 
+/**
+ * A foreign-key violation as each driver reports it. Matched by its code rather than with `rejects.toThrow()`:
+ * better-sqlite3 hands its native addon the SqliteError class once per process, so in a jest process where
+ * another test file opened SQLite first, the errors come from that file's realm and are not `instanceof Error`
+ * here, although they are thrown.
+ */
+const foreignKeyViolation = (target: Target) => ({ code: target.name === 'sqlite' ? 'SQLITE_CONSTRAINT_FOREIGNKEY' : '23503' });
+
 const T0 = 1_750_000_000_000; // ms timestamps beyond 2^32, so a 32-bit column or a string int8 would show
 const key = () => randomBytes(32).toString('base64url');
 
@@ -211,7 +219,7 @@ describe.each(targets)('coordinator storage on $name', (target) => {
     });
 
     it('enforces the foreign key to studies', async () => {
-      await expect(participants.create(participantRow('no-such-study', 'x'))).rejects.toThrow();
+      await expect(participants.create(participantRow('no-such-study', 'x'))).rejects.toMatchObject(foreignKeyViolation(target));
     });
   });
 
@@ -418,7 +426,7 @@ describe.each(targets)('coordinator storage on $name', (target) => {
     });
 
     it('enforces the foreign key to queries', async () => {
-      await expect(rounds.open({ query_id: 'no such query', round: 1, opened_at: T0, deadline: T0, expected: 1 })).rejects.toThrow();
+      await expect(rounds.open({ query_id: 'no such query', round: 1, opened_at: T0, deadline: T0, expected: 1 })).rejects.toMatchObject(foreignKeyViolation(target));
     });
   });
 
@@ -446,7 +454,7 @@ describe.each(targets)('coordinator storage on $name', (target) => {
     it('refuses a contribution to a round that was never opened', async () => {
       const { study, query } = await newQuery();
       const a = await participants.create(participantRow(study.id, 'a'));
-      await expect(contributions.record({ query_id: query.id, round: 1, participant_id: a.id, bundle_hash: 'h', received_at: T0 })).rejects.toThrow();
+      await expect(contributions.record({ query_id: query.id, round: 1, participant_id: a.id, bundle_hash: 'h', received_at: T0 })).rejects.toMatchObject(foreignKeyViolation(target));
     });
   });
 
