@@ -1,11 +1,14 @@
 #!/bin/sh
-# A participant container: enroll once with its invitation (keys are generated here and stay in /home/participant),
-# then run the worker.
+# A participant container: enroll once with its invitation (keys are generated here and stay in its home),
+# then run the worker. CONFIDE_PARTICIPANT_HOME, CONFIDE_INVITES_DIR and CONFIDE_EXAMPLES_DIR default to the
+# container's paths; the e2e tests set them.
 set -eu
 : "${PARTICIPANT:?}"
-HOME_DIR=/participant
+HOME_DIR="${CONFIDE_PARTICIPANT_HOME:-/participant}"
+INVITES="${CONFIDE_INVITES_DIR:-/invites}"
+EXAMPLES="${CONFIDE_EXAMPLES_DIR:-/app/examples}"
 if [ ! -f "$HOME_DIR/identity.json" ]; then
-  until [ -s "/invites/$PARTICIPANT.token" ]; do echo "waiting for an invitation…"; sleep 2; done
-  confide participant enroll --invite "$(cat "/invites/$PARTICIPANT.token")" --home "$HOME_DIR" --data "/app/examples/salaries/$PARTICIPANT.csv"
+  until [ -s "$INVITES/$PARTICIPANT.token" ]; do echo "waiting for an invitation…"; sleep 2; done
+  confide participant enroll --invite "$(cat "$INVITES/$PARTICIPANT.token")" --home "$HOME_DIR" --data "$EXAMPLES/salaries/$PARTICIPANT.csv"
 fi
 exec confide participant run --home "$HOME_DIR"

@@ -1,14 +1,30 @@
 #!/bin/sh
 # One-shot: create the study and one invitation per participant, handed over through the shared volume.
 # (In a real consortium the admin sends each invitation to its participant privately.)
+# CONFIDE_INVITES_DIR and CONFIDE_EXAMPLES_DIR default to the container's paths; the e2e tests set them.
 set -eu
-until confide admin study create --file /app/examples/salaries/study.json --json > /invites/study.json 2>/tmp/err || grep -q conflict /tmp/err; do
+INVITES="${CONFIDE_INVITES_DIR:-/invites}"
+EXAMPLES="${CONFIDE_EXAMPLES_DIR:-/app/examples}"
+OUT="$(mktemp)"
+trap 'rm -f "$OUT"' EXIT
+
+# With --json, a refusal is a JSON object on stdout: a conflict means an earlier run of this container created
+# the study (`docker compose up` again), and anything else means the coordinator is not up yet.
+while :; do
+  if confide admin study create --file "$EXAMPLES/salaries/study.json" --json > "$OUT"; then
+    cp "$OUT" "$INVITES/study.json"
+    break
+  fi
+  grep -q '"error":"conflict"' "$OUT" && break
   echo "waiting for the coordinator…"; sleep 2
 done
 for p in hospital-1 hospital-2 hospital-3; do
-  [ -s "/invites/$p.token" ] && continue
-  confide admin invite --study salaries --participant "$p" --json | sed -n 's/.*"token":"\([^"]*\)".*/\1/p' > "/invites/$p.token.tmp"
-  mv "/invites/$p.token.tmp" "/invites/$p.token"
+  [ -s "$INVITES/$p.token" ] && continue
+  confide admin invite --study salaries --participant "$p" --json | sed -n 's/.*"token":"\([^"]*\)".*/\1/p' > "$INVITES/$p.token.tmp"
+  mv "$INVITES/$p.token.tmp" "$INVITES/$p.token"
 done
-confide admin keys create --role researcher --json | sed -n 's/.*"token":"\([^"]*\)".*/\1/p' > /invites/researcher.token
+if [ ! -s "$INVITES/researcher.token" ]; then
+  confide admin keys create --role researcher --json | sed -n 's/.*"token":"\([^"]*\)".*/\1/p' > "$INVITES/researcher.token.tmp"
+  mv "$INVITES/researcher.token.tmp" "$INVITES/researcher.token"
+fi
 echo "study and invitations ready"

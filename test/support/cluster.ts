@@ -183,6 +183,17 @@ export class Cluster {
     return p;
   }
 
+  /**
+   * Takes on a participant enrolled outside this harness (by docker/participant.sh, say) from its home, so that
+   * stop() removes its Redis user like the others'. Its worker process stays the caller's to stop.
+   */
+  adopt(name: string, home: string): ParticipantProcess {
+    const identity = JSON.parse(readFileSync(join(home, 'identity.json'), 'utf8')) as { participantId: string };
+    const p: ParticipantProcess = { name, home, participantId: identity.participantId, process: undefined };
+    this.participants.push(p);
+    return p;
+  }
+
   /** Starts a participant's worker process (`confide participant run`) and waits until it is connected. */
   async run(p: ParticipantProcess): Promise<void> {
     const child = spawn(process.execPath, [CLI, 'participant', 'run', '--home', p.home], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'debug' }, stdio: ['ignore', 'pipe', 'pipe'] });
