@@ -1,8 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Client } from 'pg';
-import { canonicalJson, importPrivateKeyPem } from '@confide/crypto';
+import { canonicalJson, generateKeyPair, importPrivateKeyPem } from '@confide/crypto';
 import { appendLeaves, emptyFrontier, frontierRoot, leafHash, signCheckpoint } from '@confide/ledger';
 import { eventEntryBytes } from '../../apps/coordinator/src/db/repositories';
 import { Cluster } from '../support/cluster';
@@ -85,6 +86,28 @@ describe.each(['sqlite', 'postgres'] as const)('ledger on %s', (database) => {
     expect(code).toBe(0);
   }, 60_000);
 
+  it('agrees with the checkpoints other parties verified: a participant’s receipts and another auditor’s state', async () => {
+    const receipts = join(cluster.participants[0]!.home, 'receipts.json');
+    const r = await cluster.cli(['participant', 'receipts', '--home', cluster.participants[0]!.home, '--verify', '--json'], null);
+    expect(r.code).toBe(0);
+    await cluster.apiKey('auditor'); // the ledger grows past both saved checkpoints
+    const compared = await cluster.cli(['ledger', 'verify', '--compare', receipts, '--compare', stateFile, '--json'], auditor);
+    expect(singleJson(compared.stdout)).toMatchObject({ ok: true, reason: null });
+    expect(compared.code).toBe(0);
+
+    // A note signed by any other key is not this coordinator's word about anything.
+    const { origin } = await cluster.get<{ origin: string }>('/v1/ledger/public-key', auditor);
+    const foreign = join(cluster.dir, 'foreign-checkpoint.txt');
+    writeFileSync(foreign, signCheckpoint(generateKeyPair('ed25519'), origin, { origin, size: 1, root: new Uint8Array(32) }));
+    const refused = await cluster.cli(['ledger', 'verify', '--compare', foreign, '--json'], auditor);
+    expect(refused.code).toBe(1);
+    expect((singleJson(refused.stdout) as { reason: string }).reason).toMatch(/does not verify with this coordinator's key/);
+
+    const missing = await cluster.cli(['ledger', 'verify', '--compare', join(cluster.dir, 'nothing-here.json')], auditor);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/--compare .*nothing-here\.json: no such file/);
+  }, 60_000);
+
   it('detects one changed byte in one stored entry and names its index', async () => {
     await tamper(`UPDATE events SET body = replace(body, '"role":"auditor"', '"role":"admin"') WHERE idx = (SELECT max(idx) FROM events)`);
     const { out: before } = await verify();
@@ -133,6 +156,17 @@ describe.each(['sqlite', 'postgres'] as const)('ledger on %s', (database) => {
     // A fresh auditor, with nothing saved, is satisfied: the forgery is internally consistent and validly signed.
     const fresh = await cluster.cli(['ledger', 'verify', '--json'], auditor);
     expect(singleJson(fresh.stdout)).toMatchObject({ ok: true });
+    // Unless it compares with a checkpoint a participant verified before the rewrite: two signed histories.
+    const receipts = join(cluster.participants[0]!.home, 'receipts.json');
+    const compared = await cluster.cli(['ledger', 'verify', '--compare', receipts, '--json'], auditor);
+    expect(compared.code).toBe(1);
+    expect((singleJson(compared.stdout) as { reason: string }).reason).toMatch(/not a prefix of the ledger served here: the coordinator signed two different histories/);
+    // Or with one signed for more entries than are served now.
+    const ahead = join(cluster.dir, 'ahead-checkpoint.txt');
+    writeFileSync(ahead, signCheckpoint(key, origin, { origin, size: leaves.length + 5, root: new Uint8Array(randomBytes(32)) }));
+    const rolledBack = await cluster.cli(['ledger', 'verify', '--compare', ahead, '--json'], auditor);
+    expect(rolledBack.code).toBe(1);
+    expect((singleJson(rolledBack.stdout) as { reason: string }).reason).toMatch(/signed for \d+ entries but the ledger served here has \d+: the coordinator rolled back or forked/);
     // The auditor who kept the earlier checkpoint is not, and is told which entry changed.
     const { code, out } = await verify();
     expect(code).toBe(1);

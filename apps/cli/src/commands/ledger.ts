@@ -14,13 +14,16 @@ import { intOption, parseCommandArgs, UsageError } from '../args';
 import { CoordinatorClient, GLOBAL_OPTIONS } from '../client';
 import type { Output } from '../output';
 
-export const LEDGER_USAGE = `Usage: confide ledger verify [--state FILE] [--json]
+export const LEDGER_USAGE = `Usage: confide ledger verify [--state FILE] [--compare FILE]... [--json]
        confide ledger show [--query ID] [--json]
        confide ledger proof --index I [--json]
 
 verify downloads the signed checkpoint and every entry, recomputes the RFC 6962 root, checks the
 signature, and checks consistency with the checkpoint saved in --state by the previous run (then saves
 the new one). On a mismatch it exits 1 and names the first index that differs.
+--compare takes a checkpoint another party verified (a participant's receipts.json, another auditor's
+state file, or a signed note) and checks that the ledger served to you extends it: a coordinator that
+shows different histories to different parties signs two trees that cannot both be prefixes of one.
 Global: --coordinator URL (CONFIDE_URL), --token TOKEN (CONFIDE_TOKEN; an auditor or admin key)`;
 
 interface PublicKeyView {
@@ -102,7 +105,56 @@ async function firstBadIndex(client: CoordinatorClient, leaves: readonly Uint8Ar
   return lo - 1;
 }
 
-async function verify(client: CoordinatorClient, stateFile: string | undefined): Promise<VerifyResult> {
+/**
+ * The signed note in a checkpoint file another party shared: a bare note, a `ledger verify` state file
+ * (`note`), or a participant's receipts.json (`checkpoint.note`).
+ * @throws UsageError when the file cannot be read or holds none of these
+ */
+function readSharedNote(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--compare ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  if (!text.trimStart().startsWith('{')) return text;
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new UsageError(`--compare ${file}: not a signed note and not valid JSON`);
+  }
+  const record = json as { note?: unknown; checkpoint?: { note?: unknown } | null };
+  const note = typeof record.note === 'string' ? record.note : record.checkpoint?.note;
+  if (typeof note !== 'string') throw new UsageError(`--compare ${file}: holds no checkpoint (expected a signed note, a ledger verify state file, or a participant's receipts.json)`);
+  return note;
+}
+
+/**
+ * Checks that a checkpoint another party verified is a prefix of the tree just verified here (`leaves`): same
+ * key, and the root of its first `size` leaves equal to ours. Two validly signed checkpoints that fail this are
+ * proof that the coordinator showed different histories, which neither party can see alone.
+ * @returns why it fails, or undefined when the served ledger extends it
+ */
+function comparePrefix(file: string, note: string, key: ReturnType<typeof importPublicKeyBase64Url>, origin: string, leaves: readonly Uint8Array[]): string | undefined {
+  let other: Checkpoint;
+  try {
+    other = verifyCheckpoint(note, key, origin);
+  } catch (err) {
+    return `the checkpoint in ${file} does not verify with this coordinator's key: ${(err as Error).message}`;
+  }
+  if (other.size > leaves.length) {
+    return `the checkpoint in ${file} is signed for ${other.size} entries but the ledger served here has ${leaves.length}: the coordinator rolled back or forked its history`;
+  }
+  if (Buffer.compare(Buffer.from(merkleTreeHash(leaves.slice(0, other.size))), Buffer.from(other.root)) !== 0) {
+    return `the checkpoint in ${file} (${other.size} entries) is not a prefix of the ledger served here: the coordinator signed two different histories`;
+  }
+  return undefined;
+}
+
+async function verify(client: CoordinatorClient, stateFile: string | undefined, compare: readonly string[] = []): Promise<VerifyResult> {
+  // Read before any request, so a bad path is a usage error and not a verification failure.
+  const shared = compare.map((file) => ({ file, note: readSharedNote(file) }));
   const state = stateFile && existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, 'utf8')) as VerifyState) : undefined;
   const served = await client.get<PublicKeyView>('/v1/ledger/public-key');
   // The key is pinned on first use; afterwards a different key is itself a failure.
@@ -156,6 +208,10 @@ async function verify(client: CoordinatorClient, stateFile: string | undefined):
       }
     }
   }
+  for (const { file, note } of shared) {
+    const reason = comparePrefix(file, note, key, origin, leaves);
+    if (reason) return { ok: false, ...base, firstBadIndex: null, reason };
+  }
   if (stateFile) {
     const next: VerifyState = { origin, publicKey: pinned, size: checkpoint.size, root: b64(checkpoint.root), note: cp.note, leaves: Buffer.concat(leaves).toString('base64') };
     writePrivateFile(stateFile, JSON.stringify(next, null, 2));
@@ -167,9 +223,9 @@ async function verify(client: CoordinatorClient, stateFile: string | undefined):
 export async function ledgerCommand(argv: readonly string[], out: Output): Promise<void> {
   const [action, ...args] = argv;
   if (action === 'verify') {
-    const { values } = parseCommandArgs(args, { ...GLOBAL_OPTIONS, state: { type: 'string' } });
+    const { values } = parseCommandArgs(args, { ...GLOBAL_OPTIONS, state: { type: 'string' }, compare: { type: 'string', multiple: true } });
     out.json = values.json === true;
-    const result = await verify(CoordinatorClient.from(values), values.state);
+    const result = await verify(CoordinatorClient.from(values), values.state, values.compare);
     out.result({ ...result }, () =>
       result.ok
         ? `ledger verified: ${result.treeSize} entries, root ${result.root ?? ''}`
