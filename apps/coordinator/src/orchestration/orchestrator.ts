@@ -420,18 +420,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const closed: PaillierClosed = { contributors: result.contributors, aggregate };
     if (!(await this.repos.rounds.close(ctx.queryId, 1, JSON.stringify(closed), now))) return;
     for (const c of result.contributors) await this.repos.contributions.record({ query_id: ctx.queryId, round: 1, participant_id: c.id, bundle_hash: c.bundleHash, received_at: now });
-    await this.repos.events.append(
-      'round.closed',
-      {
-        queryId: ctx.queryId,
-        round: 1,
-        contributors: result.contributors,
-        missing: plan.participants.filter((p) => !result.contributors.some((c) => c.id === p)),
-        refusals: [...allRefusals].map(([participantId, reason]) => ({ participantId, reason })),
-      },
-      `round.closed:${ctx.queryId}:1`,
-      now,
-    );
+    await this.recordRound1Closed(ctx.queryId, plan.participants, result.contributors, allRefusals, now);
     await this.control.remove(deadlineJobId(ctx.queryId, 1)).catch(() => 0);
     const deadline = now + this.config.decryptionSeconds * 1000;
     await this.repos.rounds.open({ query_id: ctx.queryId, round: 2, status: 'open', opened_at: now, deadline, expected: 1 });
@@ -441,6 +430,32 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     await this.cleanup(ctx);
     await finished.remove().catch(() => undefined);
     this.logger.info({ queryId: ctx.queryId, contributors: result.contributors.length }, 'aggregate ready for the researcher');
+  }
+
+  /**
+   * Appends the `round.closed` entry of round 1, the same for both protocols: it is what committee members check
+   * at round 2 and what participants' receipts point at, so its shape is one contract.
+   * @returns the entry's ledger index
+   */
+  private recordRound1Closed(
+    queryId: string,
+    participants: readonly string[],
+    contributors: readonly { id: string; bundleHash: string }[],
+    refusals: ReadonlyMap<string, string>,
+    now: number,
+  ): Promise<number> {
+    return this.repos.events.append(
+      'round.closed',
+      {
+        queryId,
+        round: 1,
+        contributors,
+        missing: participants.filter((p) => !contributors.some((c) => c.id === p)),
+        refusals: [...refusals].map(([participantId, reason]) => ({ participantId, reason })),
+      },
+      `round.closed:${queryId}:1`,
+      now,
+    );
   }
 
   /**
@@ -552,18 +567,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     }
     const now = Date.now();
     if (!(await this.repos.rounds.close(ctx.queryId, 1, JSON.stringify(closed), now))) return;
-    const closedIndex = await this.repos.events.append(
-      'round.closed',
-      {
-        queryId: ctx.queryId,
-        round: 1,
-        contributors: closed.contributors,
-        missing: plan.participants.filter((p) => !closed.contributors.some((c) => c.id === p)),
-        refusals: [...refusals].map(([participantId, reason]) => ({ participantId, reason })),
-      },
-      `round.closed:${ctx.queryId}:1`,
-      now,
-    );
+    const closedIndex = await this.recordRound1Closed(ctx.queryId, plan.participants, closed.contributors, refusals, now);
     await this.control.remove(deadlineJobId(ctx.queryId, 1)).catch(() => 0);
 
     await this.repos.rounds.open({ query_id: ctx.queryId, round: 2, status: 'open', opened_at: now, deadline: plan.deadlines.round2, expected: plan.committee.length });
