@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { ROOT } from '../support/cli';
-import { Cluster, REDIS_URL } from '../support/cluster';
+import { Cluster } from '../support/cluster';
 import { closeConnection } from '../support/redis';
 import { syntheticSalaryStudy } from '../support/synthetic';
 
@@ -122,7 +122,7 @@ describe('coordinator HTTP API: routes, authentication, authorisation and input 
 
   afterAll(async () => {
     // Participants enrolled over HTTP here got Redis ACL users; Cluster.stop() removes only those it enrolled.
-    const admin = new Redis(REDIS_URL);
+    const admin = new Redis(cluster.redisUrl);
     for (const id of enrolled) await admin.call('ACL', 'DELUSER', `confide-${id}`).catch(() => 0);
     await closeConnection(admin);
     await cluster?.stop();

@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { canonicalJson } from '@confide/crypto';
 import { compileQuery, parseStudySchema, planShamir } from '@confide/protocol';
 import { signTask, TASK, taskJobId, type TaskOf } from '@confide/queue';
-import { Cluster, REDIS_URL, type ParticipantProcess } from '../support/cluster';
+import { Cluster, type ParticipantProcess } from '../support/cluster';
 import { singleJson } from '../support/cli';
 import { closeConnection } from '../support/redis';
 import { expectedSalaryResults, SALARY_SELECT } from '../support/salary-query';
@@ -221,8 +221,10 @@ describe('bad input end to end (four participant processes, SQLite)', () => {
       issuedAt: now,
       deadline: plan.deadlines.round1,
       plan,
-      query: spec,
+      query: { ...spec, privacy: { minParticipants: 3, minGroupSize: 5, dp: null } },
       directory: sites.filter((p) => plan.committee.includes(p.participantId)).map(directoryEntry),
+      // Refused before its evidence is looked at: the task names another study.
+      evidence: { checkpoint: '', entries: [] },
     };
     const jobId = taskJobId(queryId, 1, target.participantId);
     await tasks.add(target.participantId, TASK.shamirRound1, jobId, signTask(coordinatorKey(cluster), task));
@@ -277,7 +279,7 @@ describe('an expired invitation (invitations valid for 1 s)', () => {
     expect(r.stderr).toBe('confide: this invitation has expired; ask the study admin for a new one\n');
     expect(existsSync(join(home, 'identity.json'))).toBe(false);
 
-    const admin = new Redis(REDIS_URL);
+    const admin = new Redis(cluster.redisUrl);
     try {
       const users = (await admin.call('ACL', 'LIST')) as string[];
       expect(users.filter((u) => u.includes(`${cluster.prefix}:`))).toEqual([]);

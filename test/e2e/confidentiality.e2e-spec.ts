@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { createRedis, participantQueue, taskJobId } from '@confide/queue';
-import { Cluster, REDIS_URL, type ParticipantProcess, until as pollUntil } from '../support/cluster';
+import { Cluster, type ParticipantProcess, until as pollUntil } from '../support/cluster';
 import { closeConnection, errorOf } from '../support/redis';
 import { homeSecrets, LeakScanner, numberForms, type Needle } from '../support/secrets';
 import { generateSalaryCsv, plainStats, syntheticSalaryStudy } from '../support/synthetic';
@@ -114,7 +114,7 @@ describe.each(['sqlite', 'postgres'] as const)('confidentiality on %s', (databas
       scanner.scan(`Redis (${label})`, text);
       return text;
     };
-    const admin = new Redis(REDIS_URL);
+    const admin = new Redis(cluster.redisUrl);
     let sampling = true;
     let samples = 0;
     // Besides the snapshots at known points below, sample Redis continuously until the query is over.
@@ -196,9 +196,9 @@ describe.each(['sqlite', 'postgres'] as const)('confidentiality on %s', (databas
     const [a, ...others] = participants as [ParticipantProcess, ...ParticipantProcess[]];
     const key = (p: ParticipantProcess, suffix: string) => `${cluster.prefix}:${participantQueue(p.participantId)}:${suffix}`;
     const { username, password } = homeSecrets(a).redis;
-    const asA = createRedis(REDIS_URL, { role: 'worker', username, password });
+    const asA = createRedis(cluster.publicRedisUrl, { role: 'worker', username, password });
     asA.on('error', () => undefined);
-    const admin = new Redis(REDIS_URL);
+    const admin = new Redis(cluster.redisUrl);
     try {
       const own = taskJobId(id, 1, a.participantId);
       expect(await asA.lrange(key(a, 'wait'), 0, -1)).toContain(own);

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { Cluster, REDIS_URL, type ParticipantProcess } from '../support/cluster';
+import { Cluster, type ParticipantProcess } from '../support/cluster';
 import { eventLog } from '../support/task-queues';
 
 // Output privacy end to end (DESIGN.md "Trust model"): small cells are suppressed with their complements, so a
@@ -96,7 +96,7 @@ describe('output privacy end to end (SQLite)', () => {
     expect(mean).toBeGreaterThanOrEqual(0);
     expect(mean).toBeLessThanOrEqual(100);
 
-    const redis = new Redis(REDIS_URL);
+    const redis = new Redis(cluster.redisUrl);
     const jobKeys = async (): Promise<number> => (await redis.keys(`${cluster.prefix}:participant.*:q*`)).length;
     try {
       const before = await jobKeys();

@@ -7,16 +7,18 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import Database from 'better-sqlite3';
-import { removeRunKeys } from '@confide/queue';
+import { startLocalRedis, type LocalRedis } from '../../apps/cli/src/local-redis';
 import { CLI, ROOT, assertBuilt, runCli, singleJson, type RunResult } from './cli';
 
 /**
  * A whole Confide deployment for end-to-end tests, made of real processes as a user runs them: the
  * coordinator (`confide coordinator start`), participant workers (`confide participant run`), and the CLI
- * for every other step. Real Redis (unique key prefix, cleaned after) and a real database: embedded
- * SQLite in a temp dir, or a fresh PostgreSQL database created for the run and dropped after.
+ * for every other step. A real Redis of its own, locked down as in production (a private redis-server whose
+ * `default` user is off; the coordinator logs in as an administrator, each participant as its own user), and a
+ * real database: embedded SQLite in a temp dir, or a fresh PostgreSQL database created for the run and dropped after.
  */
 
+/** The machine's shared Redis, for tests that do not start a coordinator. */
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const PG_ADMIN_URL = process.env.CONFIDE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -71,6 +73,7 @@ export class Cluster {
   private readonly logs: WriteStream[] = [];
   readonly participants: ParticipantProcess[] = [];
   private pgDatabase: string | undefined;
+  private redis!: LocalRedis;
 
   private constructor(readonly options: ClusterOptions) {
     this.dir = mkdtempSync(join(tmpdir(), 'confide-e2e-'));
@@ -81,6 +84,7 @@ export class Cluster {
   static async start(options: ClusterOptions): Promise<Cluster> {
     assertBuilt();
     const c = new Cluster(options);
+    c.redis = await startLocalRedis();
     if (options.database === 'postgres') {
       c.pgDatabase = `confide_e2e_${randomBytes(5).toString('hex')}`;
       const admin = new Client({ connectionString: PG_ADMIN_URL });
@@ -95,12 +99,23 @@ export class Cluster {
     return c;
   }
 
+  /** This cluster's Redis as its administrator (the coordinator's REDIS_URL): for tests that inspect or tamper with it. */
+  get redisUrl(): string {
+    return this.redis.adminUrl;
+  }
+
+  /** This cluster's Redis without credentials, as participants are given it. */
+  get publicRedisUrl(): string {
+    return this.redis.publicUrl;
+  }
+
   /** The environment the coordinator runs with. */
   coordinatorEnv(port: number): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       PORT: String(port),
-      REDIS_URL,
+      REDIS_URL: this.redis.adminUrl,
+      CONFIDE_PUBLIC_REDIS_URL: this.redis.publicUrl,
       CONFIDE_ADMIN_TOKEN: this.adminToken,
       CONFIDE_DATA_DIR: join(this.dir, 'coordinator'),
       CONFIDE_QUEUE_PREFIX: this.prefix,
@@ -143,7 +158,7 @@ export class Cluster {
 
   /** Runs the built CLI against this coordinator with the given token (admin by default). */
   cli(args: readonly string[], token: string | null = this.adminToken, timeoutMs = 90_000): Promise<RunResult> {
-    const env: NodeJS.ProcessEnv = { CONFIDE_URL: this.url, REDIS_URL };
+    const env: NodeJS.ProcessEnv = { CONFIDE_URL: this.url, REDIS_URL: this.redis.adminUrl };
     if (token) env.CONFIDE_TOKEN = token;
     return runCli(args, { env, timeoutMs });
   }
@@ -177,7 +192,7 @@ export class Cluster {
   async enroll(study: string, name: string, csvFile: string): Promise<ParticipantProcess> {
     const home = join(this.dir, 'homes', name);
     const token = await this.invite(study, name);
-    const out = await this.cliJson(['participant', 'enroll', '--invite', token, '--home', home, '--data', csvFile], null);
+    const out = await this.cliJson(['participant', 'enroll', '--invite', token, '--home', home, '--data', csvFile, '--accept-settings'], null);
     const p: ParticipantProcess = { name, home, participantId: String(out.participantId), process: undefined };
     this.participants.push(p);
     return p;
@@ -244,7 +259,7 @@ export class Cluster {
 
   /** Every Redis key under this cluster's prefix with its value(s), as text, for confidentiality scans. */
   async redisDump(): Promise<string> {
-    const r = new Redis(REDIS_URL);
+    const r = new Redis(this.redis.adminUrl);
     const parts: string[] = [];
     try {
       let cursor = '0';
@@ -304,14 +319,8 @@ export class Cluster {
     await Promise.allSettled(this.participants.map((p) => this.kill(p, 'SIGTERM')));
     await this.stopCoordinator('SIGTERM').catch(() => undefined);
     for (const s of this.logs) s.end();
-    const r = new Redis(REDIS_URL);
-    try {
-      // ACL DELUSER of a user that is already gone is no error; each participant is removed on its own.
-      await removeRunKeys(r, this.prefix);
-      for (const p of this.participants) await r.call('ACL', 'DELUSER', `confide-${p.participantId}`).catch(() => 0);
-    } finally {
-      r.disconnect();
-    }
+    // The Redis is this cluster's own: stopping it removes every key and user.
+    await this.redis?.stop();
     if (this.pgDatabase) {
       const admin = new Client({ connectionString: PG_ADMIN_URL });
       await admin.connect();

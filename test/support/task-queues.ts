@@ -5,7 +5,7 @@ import { Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { importPrivateKeyPem, publicKeyBase64Url, type KeyPair } from '@confide/crypto';
 import { participantQueue, type DirectoryEntry } from '@confide/queue';
-import { REDIS_URL, type Cluster, type ParticipantProcess, until as pollUntil } from './cluster';
+import { type Cluster, type ParticipantProcess, until as pollUntil } from './cluster';
 import { closeConnection } from './redis';
 
 /**
@@ -29,10 +29,12 @@ const until = <T>(what: string, timeoutMs: number, probe: () => Promise<T | unde
 
 /** The participants' task queues of one cluster, over an administrator's Redis connection. Close it after. */
 export class TaskQueues {
-  private readonly connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  private readonly connection: Redis;
   private readonly queues = new Map<string, Queue>();
 
-  constructor(private readonly cluster: Cluster) {}
+  constructor(private readonly cluster: Cluster) {
+    this.connection = new Redis(cluster.redisUrl, { maxRetriesPerRequest: null });
+  }
 
   /** One participant's task queue (the same BullMQ queue the coordinator adds to and the worker takes from). */
   queue(participantId: string): Queue {

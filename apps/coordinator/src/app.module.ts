@@ -19,7 +19,7 @@ import { QueriesService } from './queries/queries.service';
 import { Repositories } from './storage';
 import { StudiesController } from './studies/studies.controller';
 import { StudiesService } from './studies/studies.service';
-import { CONFIG, COORDINATOR_KEY, DATABASE, LOGGER, REDIS } from './tokens';
+import { CONFIG, COORDINATOR_ENCRYPTION_KEY, COORDINATOR_KEY, DATABASE, LOGGER, REDIS } from './tokens';
 
 /** Infrastructure created before Nest boots (so boot fails fast with a clear message) and handed in. */
 export interface CoordinatorInfrastructure {
@@ -28,6 +28,7 @@ export interface CoordinatorInfrastructure {
   readonly database: Database;
   readonly redis: RedisConnections;
   readonly key: KeyPair;
+  readonly encryptionKey: KeyPair;
 }
 
 /** The coordinator's one module: thin controllers over plain services. */
@@ -43,6 +44,7 @@ export class AppModule {
         { provide: DATABASE, useValue: infra.database },
         { provide: REDIS, useValue: infra.redis },
         { provide: COORDINATOR_KEY, useValue: infra.key },
+        { provide: COORDINATOR_ENCRYPTION_KEY, useValue: infra.encryptionKey },
         { provide: APP_GUARD, useClass: ApiKeyGuard },
         { provide: APP_FILTER, useClass: ErrorFilter },
         { provide: APP_PIPE, useFactory: validationPipe },

@@ -8,13 +8,17 @@ import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { NextFunction, Request, Response } from 'express';
-import { createRedis } from '@confide/queue';
+import { keyFingerprint, publicKeyBase64Url } from '@confide/crypto';
 import { formatVerifierKey, ledgerOrigin } from '@confide/ledger';
+import { ENTRY, entryKey } from '@confide/protocol';
+import { createRedis, redactRedisUrl, secureDefaultUser } from '@confide/queue';
+import type { Redis } from 'ioredis';
 import { AppModule } from './app.module';
 import type { CoordinatorConfig } from './config';
 import { loadOrCreateCoordinatorKey } from './coordinator-key';
 import { openDatabase } from './db/database';
-import { createLogger } from './logging';
+import { createLogger, type Logger } from './logging';
+import { Repositories } from './storage';
 
 /** A running coordinator: its URL and how to stop it. */
 export interface RunningCoordinator {
@@ -29,11 +33,17 @@ export interface RunningCoordinator {
  */
 export async function startCoordinator(config: CoordinatorConfig): Promise<RunningCoordinator> {
   const logger = createLogger(config.logLevel);
-  const { key, fingerprint, created } = loadOrCreateCoordinatorKey(config.dataDir);
+  const { key, encryption, fingerprint, created } = loadOrCreateCoordinatorKey(config.dataDir);
   logger.info({ fingerprint, created, verifierKey: formatVerifierKey(ledgerOrigin(key.publicKey), key.publicKey) }, 'coordinator signing key (ledger verifier key)');
+  const producer = createRedis(config.redisUrl, { role: 'producer' });
+  try {
+    await lockDownRedis(producer, config.redisUrl, logger);
+  } catch (err) {
+    producer.disconnect();
+    throw err;
+  }
   const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
   logger.info({ dialect: database.dialect }, 'database ready');
-  const producer = createRedis(config.redisUrl, { role: 'producer' });
   const blocking: ReturnType<typeof createRedis>[] = [];
   const redis = {
     producer,
@@ -43,7 +53,10 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
       return c;
     },
   };
-  const app = await NestFactory.create(AppModule.register({ config, logger, database, redis, key }), { logger: ['error', 'warn'] });
+  const app = await NestFactory.create(AppModule.register({ config, logger, database, redis, key, encryptionKey: encryption }), { logger: ['error', 'warn'] });
+  // Both public keys in the ledger: auditors see which keys signed checkpoints and read the committee's share sums.
+  const keysBody = { signingKeyFingerprint: keyFingerprint(key.publicKey), encryptionKeyFingerprint: keyFingerprint(encryption.publicKey), encryptionKey: publicKeyBase64Url(encryption.publicKey) };
+  await app.get(Repositories).events.append(ENTRY.coordinatorKeys, keysBody, entryKey(ENTRY.coordinatorKeys, keysBody.signingKeyFingerprint, keysBody.encryptionKeyFingerprint), Date.now());
   app.use((req: Request & { id?: string }, _res: Response, next: NextFunction) => {
     req.id = randomUUID();
     next();
@@ -71,6 +84,31 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
       await database.close();
     },
   };
+}
+
+/**
+ * Waits for Redis (up to 30 s) and makes sure no client can use it without credentials (libs/queue
+ * secureDefaultUser), then keeps it so: Redis keeps ACLs in memory, so a restarted Redis may come back with its
+ * `default` user open, and every reconnection checks again.
+ * @throws RedisSecurityError when the default user is open and the coordinator itself runs as it; Error when Redis
+ *   does not answer in time
+ */
+async function lockDownRedis(producer: Redis, url: string, logger: Logger): Promise<void> {
+  const check = async (): Promise<void> => {
+    const { switchedOff } = await secureDefaultUser(producer);
+    if (switchedOff) logger.warn("Redis's default user had no password: switched it off (ACL SETUSER default off), so every client must log in as its own user");
+  };
+  if (producer.status !== 'ready') {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`Redis at ${redactRedisUrl(url)} did not answer within 30 s`)), 30_000);
+      producer.once('ready', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+  await check();
+  producer.on('ready', () => void check().catch((err: unknown) => logger.error({ err }, 'Redis came back with an open default user that could not be switched off')));
 }
 
 /**

@@ -10,13 +10,15 @@ import { parseStudySchema, type StudySchema } from '@confide/protocol';
  * anywhere except the public keys, at enrollment.
  */
 const identitySchema = z.strictObject({
-  version: z.literal(1),
+  version: z.literal(2),
   participantId: z.string(),
   studyId: z.string(),
   studyName: z.string(),
   coordinatorUrl: z.string(),
   coordinatorKey: z.string(),
   coordinatorKeyFingerprint: z.string(),
+  /** The coordinator's X25519 key, pinned with its signing key: round-2 share sums are sealed to it. */
+  coordinatorEncryptionKey: z.string(),
   dataFile: z.string(),
   maxRecords: z.number().int().min(1),
   redis: z.strictObject({ url: z.string(), username: z.string(), password: z.string(), prefix: z.string(), queue: z.string() }),
@@ -72,7 +74,11 @@ export class ParticipantHome {
 
   identity(): Identity {
     if (!this.isEnrolled()) throw new HomeError(`${this.dir} is not an enrolled participant's home (no ${FILES.identity}); run 'confide participant enroll' first`);
-    const parsed = identitySchema.safeParse(JSON.parse(readFileSync(this.path(FILES.identity), 'utf8')));
+    const json = JSON.parse(readFileSync(this.path(FILES.identity), 'utf8')) as { version?: unknown };
+    if (json.version === 1) {
+      throw new HomeError(`${this.dir} was enrolled by an earlier Confide that pinned no coordinator encryption key; enroll again with a new invitation and a new --home`);
+    }
+    const parsed = identitySchema.safeParse(json);
     if (!parsed.success) throw new HomeError(`${this.path(FILES.identity)} is damaged: ${parsed.error.issues[0]?.message ?? ''}`);
     return parsed.data;
   }
@@ -90,6 +96,11 @@ export class ParticipantHome {
 
   coordinatorKey(): PublicKey {
     return importPublicKeyBase64Url('ed25519', this.identity().coordinatorKey);
+  }
+
+  /** The coordinator's X25519 key pinned at enrollment: the one reader of this member's round-2 share sums. */
+  coordinatorEncryptionKey(): PublicKey {
+    return importPublicKeyBase64Url('x25519', this.identity().coordinatorEncryptionKey);
   }
 
   /** The stored answer for a query round, if this participant already answered it. */

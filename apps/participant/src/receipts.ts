@@ -2,16 +2,20 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { type KeyPair, type PublicKey } from '@confide/crypto';
-import { ledgerOrigin, leafHash, parseEntry, verifyCheckpoint, verifyConsistency, verifyInclusion, type Checkpoint } from '@confide/ledger';
-import { bundleHash, contributionHash, participantRequestHeaders, type PaillierContribution, type Round1Bundle } from '@confide/protocol';
+import { leafHash, parseEntry, verifyInclusion, type Checkpoint, type LedgerEntry } from '@confide/ledger';
+import { bundleHash, contributionHash, ENTRY, parseEntryBody, type PaillierContribution, type Round1Bundle } from '@confide/protocol';
+import { CoordinatorLink, CoordinatorRequestError } from './coordinator-link';
 import { writePrivateFile, type Identity, type ParticipantHome } from './home';
+import { LedgerView, LedgerViewError } from './ledger-view';
 
 /**
  * Participant receipts (DESIGN.md "Ledger"): for every contribution, the index and leaf hash of the ledger entry
  * that records it among the contributors, checked when it is fetched against the contribution this participant
  * signed (its bundle hash), and later against the coordinator's current signed checkpoint with an RFC 9162
- * inclusion proof. The checkpoint verified last is kept in the home too, and each new one must be consistent
- * with it, so a coordinator that rewrites history to drop a contribution is caught even with a re-signed log.
+ * inclusion proof. The checkpoint verified last is kept in the home too (the participant's ledger view, shared with
+ * its worker), and each new one must be consistent with it, so a coordinator that rewrites history to drop a
+ * contribution is caught even with a re-signed log. A contribution whose query the ledger does not record at all
+ * fails: it answered a task the coordinator forged.
  */
 
 const receiptSchema = z.strictObject({
@@ -35,12 +39,15 @@ type Book = z.infer<typeof bookSchema>;
 
 const FILE = 'receipts.json';
 
-/** One contribution's standing: verified against the current checkpoint, stored, not yet in the ledger, or failed. */
+/**
+ * One contribution's standing: verified against the current checkpoint, stored, not yet in the ledger (its query is
+ * still running), not counted (its query ended without it: it answered late, or the query failed), or failed.
+ */
 export interface ReceiptStatus {
   readonly queryId: string;
   readonly index: number | null;
   readonly leafHash: string | null;
-  readonly status: 'verified' | 'stored' | 'pending' | 'failed';
+  readonly status: 'verified' | 'stored' | 'pending' | 'not-counted' | 'failed';
   readonly reason: string | null;
 }
 
@@ -52,17 +59,6 @@ export interface ReceiptsReport {
   readonly receipts: readonly ReceiptStatus[];
   /** A failure of the checkpoint itself (signature, consistency with the saved one), if any. */
   readonly reason: string | null;
-}
-
-/** Thrown when the coordinator answers a signed request with an error. */
-export class ReceiptRequestError extends Error {
-  override readonly name = 'ReceiptRequestError';
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
@@ -78,14 +74,18 @@ function contributionHashOf(answer: unknown): string | undefined {
 
 export class ReceiptBook {
   private readonly file: string;
+  private readonly link: CoordinatorLink;
+  private readonly view: LedgerView;
 
   constructor(
     private readonly home: ParticipantHome,
     private readonly identity: Identity,
-    private readonly signing: KeyPair,
-    private readonly coordinatorKey: PublicKey,
+    signing: KeyPair,
+    coordinatorKey: PublicKey,
   ) {
     this.file = join(home.dir, FILE);
+    this.link = new CoordinatorLink(identity.coordinatorUrl, identity.participantId, signing);
+    this.view = new LedgerView(home.dir, coordinatorKey, this.link);
   }
 
   private read(): Book {
@@ -97,21 +97,6 @@ export class ReceiptBook {
 
   private write(book: Book): void {
     writePrivateFile(this.file, JSON.stringify(book, null, 2));
-  }
-
-  /** GET with a request signed by this participant's enrolled Ed25519 key. */
-  private async get<T>(path: string): Promise<T> {
-    const headers = participantRequestHeaders(this.signing, { method: 'GET', path, participantId: this.identity.participantId, time: Date.now() });
-    let res: Response;
-    try {
-      res = await fetch(`${this.identity.coordinatorUrl.replace(/\/+$/, '')}${path}`, { headers });
-    } catch (err) {
-      throw new ReceiptRequestError(0, `cannot reach the coordinator at ${this.identity.coordinatorUrl}: ${(err as Error).message}`);
-    }
-    const text = await res.text();
-    const body = (text ? JSON.parse(text) : {}) as { message?: string };
-    if (!res.ok) throw new ReceiptRequestError(res.status, body.message ?? `HTTP ${res.status} from ${path}`);
-    return body as T;
   }
 
   /** Queries this participant answered with a contribution, from its own answer store. */
@@ -146,9 +131,9 @@ export class ReceiptBook {
       }
       let served: { index: number; entry: string; leafHash: string };
       try {
-        served = await this.get(`/v1/ledger/receipt?queryId=${encodeURIComponent(queryId)}`);
+        served = await this.link.get(`/v1/ledger/receipt?queryId=${encodeURIComponent(queryId)}`);
       } catch (err) {
-        if (err instanceof ReceiptRequestError && err.status === 404) {
+        if (err instanceof CoordinatorRequestError && err.status === 404) {
           statuses.push({ queryId, index: null, leafHash: null, status: 'pending', reason: err.message });
           continue;
         }
@@ -189,57 +174,64 @@ export class ReceiptBook {
   }
 
   /**
-   * Collects new receipts, then checks every stored receipt against the coordinator's current signed checkpoint:
-   * the note's signature with the coordinator key pinned at enrollment, consistency with the checkpoint verified
-   * last time (RFC 9162 §2.1.4), and an inclusion proof (§2.1.3) of each receipt's leaf at its index.
-   * The new checkpoint is saved only when it verified.
+   * Collects new receipts, then brings the participant's ledger view up to the coordinator's current signed
+   * checkpoint (signature with the key pinned at enrollment, consistency with the checkpoint verified last time,
+   * RFC 9162 §2.1.4) and checks every stored receipt with an inclusion proof (§2.1.3). Every contribution without a
+   * receipt is judged by the study's ledger: its query must be recorded (else it answered a forged task), and it is
+   * pending only while the query is still running.
    */
   async verify(): Promise<ReceiptsReport> {
     const collected = await this.collect();
     const book = this.read();
-    const origin = ledgerOrigin(this.coordinatorKey);
-    const served = await this.get<{ size: number; note: string }>('/v1/ledger/checkpoint');
     let checkpoint: Checkpoint;
+    let entries: LedgerEntry[];
     try {
-      checkpoint = verifyCheckpoint(served.note, this.coordinatorKey, origin);
+      ({ checkpoint, entries } = await this.view.catchUp());
     } catch (err) {
-      return { ok: false, treeSize: served.size, root: null, receipts: collected, reason: `checkpoint signature: ${(err as Error).message}` };
+      if (!(err instanceof LedgerViewError)) throw err;
+      const saved = this.view.saved();
+      return { ok: false, treeSize: saved?.size ?? null, root: null, receipts: collected, reason: err.message };
     }
     const root = b64(checkpoint.root);
-    const fail = (reason: string): ReceiptsReport => ({ ok: false, treeSize: checkpoint.size, root, receipts: collected, reason });
-    const saved = book.checkpoint;
-    if (saved && saved.size > 0) {
-      if (checkpoint.size < saved.size) return fail(`the ledger shrank from ${saved.size} to ${checkpoint.size} entries since the last verified checkpoint`);
-      if (checkpoint.size === saved.size && root !== saved.root) return fail('the ledger has another root at the size verified last time: history was rewritten');
-      if (checkpoint.size > saved.size) {
-        const { proof } = await this.get<{ proof: string[] }>(`/v1/ledger/proof/consistency?from=${saved.size}&to=${checkpoint.size}`);
-        try {
-          verifyConsistency(saved.size, checkpoint.size, proof.map(fromB64), fromB64(saved.root), checkpoint.root);
-        } catch (err) {
-          return fail(`not consistent with the checkpoint verified last time (size ${saved.size}): ${(err as Error).message}`);
-        }
-      }
-    }
     const byQuery = new Map(collected.map((s) => [s.queryId, s]));
-    for (const receipt of book.receipts) {
-      byQuery.set(receipt.queryId, await this.verifyOne(receipt, checkpoint));
-    }
+    for (const receipt of book.receipts) byQuery.set(receipt.queryId, await this.verifyOne(receipt, checkpoint));
+    for (const [queryId, status] of byQuery) if (status.status === 'pending') byQuery.set(queryId, judgeUnrecorded(status, entries));
     // In ledger order, contributions not yet in the ledger last.
     const receipts = [...byQuery.values()].sort((a, b) => (a.index ?? Infinity) - (b.index ?? Infinity));
-    const ok = receipts.every((r) => r.status !== 'failed');
-    if (ok) this.write({ ...book, checkpoint: { size: checkpoint.size, root, note: served.note } });
-    return { ok, treeSize: checkpoint.size, root, receipts, reason: ok ? null : 'a receipt failed to verify' };
+    const failed = receipts.filter((r) => r.status === 'failed');
+    const ok = failed.length === 0;
+    if (ok) {
+      const saved = this.view.saved();
+      if (saved) this.write({ ...book, checkpoint: { size: saved.size, root: b64(saved.root), note: saved.note } });
+    }
+    const reason = ok ? null : failed.length === 1 ? `query ${failed[0]!.queryId}: ${failed[0]!.reason ?? 'failed'}` : `${failed.length} contributions failed: ${failed.map((f) => f.queryId).join(', ')}`;
+    return { ok, treeSize: checkpoint.size, root, receipts, reason };
   }
 
   private async verifyOne(receipt: Receipt, checkpoint: Checkpoint): Promise<ReceiptStatus> {
     const base = { queryId: receipt.queryId, index: receipt.index, leafHash: receipt.leafHash };
     if (receipt.index >= checkpoint.size) return { ...base, status: 'failed', reason: `index ${receipt.index} is beyond the checkpoint (${checkpoint.size} entries)` };
     try {
-      const { proof } = await this.get<{ proof: string[] }>(`/v1/ledger/proof/inclusion?index=${receipt.index}&treeSize=${checkpoint.size}`);
+      const { proof } = await this.link.get<{ proof: string[] }>(`/v1/ledger/proof/inclusion?index=${receipt.index}&treeSize=${checkpoint.size}`);
       verifyInclusion(fromB64(receipt.leafHash), receipt.index, checkpoint.size, proof.map(fromB64), checkpoint.root);
       return { ...base, status: 'verified', reason: null };
     } catch (err) {
       return { ...base, status: 'failed', reason: `not included in the signed ledger at index ${receipt.index}: ${(err as Error).message}` };
     }
   }
+}
+
+/**
+ * A contribution with no receipt, judged by the study's verified ledger entries: failed when the ledger has no
+ * `query.submitted` for its query (the task was forged: the participant contributed to a query nobody sees),
+ * not counted when the query already ended (`result.released` or `query.failed`) without it, pending otherwise.
+ */
+function judgeUnrecorded(status: ReceiptStatus, entries: readonly LedgerEntry[]): ReceiptStatus {
+  const about = entries.filter((e) => (e.body as { queryId?: unknown }).queryId === status.queryId);
+  if (!about.some((e) => e.type === ENTRY.querySubmitted && parseEntryBody(ENTRY.querySubmitted, e.body) !== undefined)) {
+    return { ...status, status: 'failed', reason: `the ledger records no query ${status.queryId}: this participant contributed to a task the ledger does not know (a forged task)` };
+  }
+  const ended = about.find((e) => e.type === ENTRY.resultReleased || e.type === ENTRY.queryFailed);
+  if (ended) return { ...status, index: null, status: 'not-counted', reason: `the query ended (${ended.type}, entry ${ended.index}) without this contribution` };
+  return status;
 }

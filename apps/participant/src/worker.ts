@@ -1,25 +1,36 @@
 import { resolve } from 'node:path';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import pino, { type Logger } from 'pino';
-import { canonicalJson, importPublicKeyBase64Url, RnPool, type KeyPair, type PaillierPublicKey } from '@confide/crypto';
-import { ledgerOrigin, leafHash, parseEntry, verifyCheckpoint, verifyInclusion } from '@confide/ledger';
+import { importPublicKeyBase64Url, RnPool, type KeyPair, type PaillierPublicKey, type PublicKey } from '@confide/crypto';
 import {
   aggregateLocal,
+  authorizePaillier,
+  authorizeShamirRound1,
+  authorizeShamirRound2,
+  checkRoster,
+  checkSingleClosing,
   committeeRound2,
   compileQuery,
   DataValidationError,
+  openEvidence,
   paillierContext,
   paillierContribute,
   participantRound1,
   ProtocolError,
   QueryError,
   readRecordsFromFile,
+  TaskRefusal,
   type KeyDirectory,
+  type LedgerFacts,
+  type PinnedSettings,
   type QuerySpec,
   type StudySchema,
 } from '@confide/protocol';
-import { createRedis, openTask, TASK, taskJobId, TaskRejected, type Answer, type DirectoryEntry, type ProvenEntry, type TaskOf } from '@confide/queue';
+import { createRedis, openTask, TASK, taskJobId, TaskRejected, type Answer, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
+import { CoordinatorLink, CoordinatorRequestError } from './coordinator-link';
 import { ParticipantHome, type Identity } from './home';
+import { describeQuery, Journal } from './journal';
+import { LedgerView, LedgerViewError } from './ledger-view';
 
 function directoryOf(entries: readonly DirectoryEntry[]): KeyDirectory {
   return new Map(
@@ -41,10 +52,12 @@ export interface WorkerOptions {
 
 /**
  * The participant's worker: takes signed tasks from its own queue only (its Redis ACL allows nothing else),
- * checks each one (coordinator signature, this participant and study, not expired), computes its local
- * aggregate from its CSV, runs the protocol step from libs/protocol and answers with the signed result.
+ * checks each one (coordinator signature, this participant and study, not expired), then authorises it against
+ * the settings pinned at enrollment and the signed ledger (libs/protocol authorize*, and its own ledger view:
+ * consistency with the checkpoint it saved, the study's roster, one closing per round), and only then computes
+ * its local aggregate from its CSV, runs the protocol step from libs/protocol and answers with the signed result.
  * Its data never leaves except as envelopes; its answers are stored locally before they are sent, so a
- * redelivered task gets the same answer.
+ * redelivered task gets the same answer. Every task's outcome, and a refusal's reason, goes to its journal.
  */
 export class ParticipantWorker {
   private worker?: Worker;
@@ -52,6 +65,10 @@ export class ParticipantWorker {
   private readonly identity: Identity;
   private readonly schema: StudySchema;
   private readonly keys: { encryption: KeyPair; signing: KeyPair };
+  private readonly coordinatorKey: PublicKey;
+  private readonly pinned: PinnedSettings;
+  private readonly view: LedgerView;
+  private readonly journal: Journal;
   private readonly logger: Logger;
   /** Precomputed r^n per researcher key (by n), most recent last. In memory only: a pooled value unmasks a plaintext. */
   private readonly pools = new Map<string, RnPool>();
@@ -62,6 +79,10 @@ export class ParticipantWorker {
     this.identity = this.home.identity();
     this.schema = this.home.study();
     this.keys = this.home.keys();
+    this.coordinatorKey = this.home.coordinatorKey();
+    this.pinned = { participantId: this.identity.participantId, studyId: this.identity.studyId, study: this.schema };
+    this.view = new LedgerView(this.home.dir, this.coordinatorKey, new CoordinatorLink(this.identity.coordinatorUrl, this.identity.participantId, this.keys.signing));
+    this.journal = new Journal(this.home.dir);
     this.logger = options.logger ?? pino({ name: 'participant', level: process.env.LOG_LEVEL ?? 'info' }, pino.destination(2));
   }
 
@@ -74,7 +95,7 @@ export class ParticipantWorker {
     const { redis } = this.identity;
     const connection = createRedis(this.options.redisUrl ?? redis.url, { role: 'worker', username: redis.username, password: redis.password });
     this.worker = new Worker(redis.queue, (job) => this.process(job), { connection, prefix: redis.prefix, concurrency: 1, autorun: false });
-    this.worker.on('failed', (job, err) => this.logger.warn({ jobId: job?.id, reason: err.message }, 'task refused or failed'));
+    this.worker.on('failed', (job, err) => this.logger.warn({ jobId: job?.id, reason: err.message }, `task refused or failed: ${err.message}`));
     this.worker.on('completed', (job) => this.logger.info({ jobId: job.id }, 'task answered'));
     this.worker.on('error', (err) => this.logger.error({ err: err.message }, 'worker error'));
     void this.worker.run();
@@ -90,31 +111,89 @@ export class ParticipantWorker {
     await this.worker?.disconnect();
   }
 
-  /** One task: validate, compute, answer. Permanent refusals are UnrecoverableError so BullMQ does not retry. */
+  /**
+   * One task: validate, authorise, compute, answer. Permanent refusals are UnrecoverableError so BullMQ does not
+   * retry; each one names its reason, which the coordinator records and this participant's journal keeps.
+   */
   async process(job: Job): Promise<Answer> {
     let task;
     try {
-      task = openTask(job.data, { coordinatorKey: this.home.coordinatorKey(), participantId: this.identity.participantId, studyId: this.identity.studyId });
+      task = openTask(job.data, { coordinatorKey: this.coordinatorKey, participantId: this.identity.participantId, studyId: this.identity.studyId });
     } catch (err) {
       if (err instanceof TaskRejected) throw new UnrecoverableError(`task rejected: ${err.message}`);
       throw err;
     }
     const round = task.kind === TASK.shamirRound2 ? 2 : 1;
     if (job.id !== taskJobId(task.queryId, round, this.identity.participantId)) throw new UnrecoverableError('task rejected: job id does not match the signed task');
+    let facts: LedgerFacts | null = null;
     try {
       this.refill?.abort();
-      if (task.kind === TASK.paillierContribute) return await this.contributePaillier(task);
-      return task.kind === TASK.shamirRound1 ? await this.round1(task) : this.round2(task);
+      const stored = this.home.readAnswer<Answer | { answer: Answer }>(task.queryId, round);
+      // A redelivered task gets the answer already given (and already authorised), never a fresh sharing.
+      if (stored && round === 1) return stored as Answer;
+      facts = await this.authorize(task);
+      const answer = task.kind === TASK.paillierContribute ? await this.contributePaillier(task) : task.kind === TASK.shamirRound1 ? await this.round1(task) : this.round2(task);
+      this.record(task, 'answered', null, facts);
+      return answer;
     } catch (err) {
-      if (err instanceof ProtocolError) throw new UnrecoverableError(err.message);
-      if (err instanceof QueryError) throw new UnrecoverableError(`query refused locally: ${err.message}`);
-      if (err instanceof DataValidationError) {
-        // The details name rows and cell values: they stay in this machine's log, never in Redis.
-        this.logger.error({ queryId: task.queryId }, err.message);
-        throw new UnrecoverableError(`local data file failed validation (${err.issues.length} problem${err.issues.length === 1 ? '' : 's'}; see the participant's log)`);
-      }
-      throw err;
+      const refusal = this.refusal(err);
+      this.record(task, refusal ? 'refused' : 'failed', refusal?.message ?? (err instanceof Error ? err.message : String(err)), facts);
+      throw refusal ?? err;
     }
+  }
+
+  /**
+   * Authorises a task before anything is computed (DESIGN.md "Trust model"): its plan and query against the
+   * settings pinned at enrollment and its ledger evidence (libs/protocol), then its checkpoint against the one this
+   * participant saved, which also brings the participant's view of its study up to date: the plan must ask every
+   * participant enrolled before the query, and a round-2 closing must be the only one of its round.
+   * @throws TaskRefusal or LedgerViewError (refusals), CoordinatorRequestError (the coordinator could not be asked)
+   */
+  private async authorize(task: TaskPayload): Promise<LedgerFacts> {
+    const evidence = openEvidence(task.evidence, this.coordinatorKey);
+    const pinned = this.pinned;
+    const facts =
+      task.kind === TASK.shamirRound1
+        ? authorizeShamirRound1({ pinned, plan: task.plan, query: task.query, directory: task.directory, evidence })
+        : task.kind === TASK.shamirRound2
+          ? authorizeShamirRound2({ pinned, plan: task.plan, query: task.query, closed: task.closed, directory: task.directory, evidence })
+          : authorizePaillier({ pinned, plan: task.plan, query: task.query, evidence });
+    const { entries } = await this.view.catchUp(evidence.note);
+    if (task.kind === TASK.shamirRound2) checkSingleClosing(task.queryId, facts.closing!.index, entries);
+    else checkRoster(pinned, task.plan.participants, facts.submitted.index, entries);
+    return facts;
+  }
+
+  /** The UnrecoverableError a refusal becomes, or undefined for an error a retry may cure. */
+  private refusal(err: unknown): UnrecoverableError | undefined {
+    if (err instanceof UnrecoverableError) return err;
+    if (err instanceof TaskRefusal || err instanceof LedgerViewError) return new UnrecoverableError(`task rejected: ${err.message}`);
+    // The coordinator could not prove the checkpoint extends the saved one (e.g. a size its ledger never had).
+    if (err instanceof CoordinatorRequestError && err.status >= 400 && err.status < 500) {
+      return new UnrecoverableError(`task rejected: the coordinator cannot prove the task's checkpoint against the one this participant saved: ${err.message}`);
+    }
+    if (err instanceof ProtocolError) return new UnrecoverableError(err.message);
+    if (err instanceof QueryError) return new UnrecoverableError(`query refused locally: ${err.message}`);
+    if (err instanceof DataValidationError) {
+      // The details name rows and cell values: they stay in this machine's log, never in Redis.
+      this.logger.error({ err: err.message }, 'local data file failed validation');
+      return new UnrecoverableError(`local data file failed validation (${err.issues.length} problem${err.issues.length === 1 ? '' : 's'}; see the participant's log)`);
+    }
+    return undefined;
+  }
+
+  private record(task: TaskPayload, outcome: 'answered' | 'refused' | 'failed', reason: string | null, facts: LedgerFacts | null): void {
+    this.journal.append({
+      time: new Date().toISOString(),
+      queryId: task.queryId,
+      round: task.kind === TASK.shamirRound2 ? 2 : 1,
+      task: task.kind,
+      outcome,
+      reason,
+      query: describeQuery(task.query),
+      submittedBy: facts?.submittedBy ?? null,
+      ledger: facts ? { submitted: facts.submitted.index, plan: facts.plan.index, closing: facts.closing?.index ?? null } : null,
+    });
   }
 
   /** The local aggregate of a task's query over this participant's CSV, checked against the declared record count. */
@@ -179,12 +258,6 @@ export class ParticipantWorker {
   }
 
   private async round1(task: TaskOf<typeof TASK.shamirRound1>): Promise<Answer> {
-    const stored = this.home.readAnswer<Answer>(task.queryId, 1);
-    if (stored) return stored;
-    const committee = new Set(task.plan.committee);
-    if (task.directory.length !== committee.size || !task.directory.every((e) => committee.has(e.id))) {
-      throw new UnrecoverableError('task rejected: key directory does not match the committee');
-    }
     const { local } = await this.localAggregate(task.query);
     const bundle = participantRound1({ plan: task.plan, self: this.identity.participantId, signing: this.keys.signing, directory: directoryOf(task.directory), aggregate: local.vector });
     local.vector.fill(0n);
@@ -194,42 +267,11 @@ export class ParticipantWorker {
   }
 
   /**
-   * Checks the round-2 task's closed set against the coordinator's signed ledger (DESIGN.md "Protocol shamir":
-   * U1 must be exactly the set the ledger's "round 1 closed" entry records): the checkpoint is signed by the
-   * coordinator key pinned at enrollment, the entry is included in it at its index, and it is the `round.closed`
-   * entry of this query listing exactly the contributors and bundle hashes of `task.closed`. A coordinator that
-   * shows members different sets must then log each of them, where every participant and auditor sees it.
+   * Round 2 for a committee member (authorised already): sums its shares over exactly the closed set, seals the sum
+   * to the coordinator's X25519 key pinned at enrollment, signs, and answers once per query: a second task with
+   * another set is refused (committeeRound2 ALREADY_ANSWERED).
    */
-  private checkClosingRecord(task: TaskOf<typeof TASK.shamirRound2>): void {
-    const record: ProvenEntry = task.closingRecord;
-    const reject = (why: string): never => {
-      throw new UnrecoverableError(`task rejected: closing record ${why}`);
-    };
-    const coordinatorKey = this.home.coordinatorKey();
-    let checkpoint;
-    try {
-      checkpoint = verifyCheckpoint(record.checkpoint, coordinatorKey, ledgerOrigin(coordinatorKey));
-    } catch (err) {
-      return reject(`checkpoint does not verify with the pinned coordinator key: ${(err as Error).message}`);
-    }
-    const bytes = new Uint8Array(Buffer.from(record.entry, 'base64'));
-    try {
-      verifyInclusion(leafHash(bytes), record.index, checkpoint.size, record.proof.map((p) => new Uint8Array(Buffer.from(p, 'base64'))), checkpoint.root);
-    } catch (err) {
-      return reject(`is not in the signed ledger: ${(err as Error).message}`);
-    }
-    const entry = parseEntry(bytes);
-    const body = entry.body as { queryId?: unknown; round?: unknown; contributors?: unknown };
-    if (entry.index !== record.index || entry.type !== 'round.closed' || body.queryId !== task.queryId || body.round !== 1) {
-      return reject(`entry ${record.index} is not the round-1 closing of query ${task.queryId}`);
-    }
-    if (canonicalJson(body.contributors ?? null) !== canonicalJson(task.closed.contributors)) {
-      return reject(`entry ${record.index} records another contributor set than the task carries`);
-    }
-  }
-
   private round2(task: TaskOf<typeof TASK.shamirRound2>): Answer {
-    this.checkClosingRecord(task);
     const stored = this.home.readAnswer<{ closedHash: string; answer: Answer }>(task.queryId, 2);
     const { result, closedHash } = committeeRound2({
       plan: task.plan,
@@ -240,6 +282,7 @@ export class ParticipantWorker {
       closed: task.closed,
       deliveries: task.deliveries,
       memory: { answeredFor: () => stored?.closedHash },
+      reader: this.home.coordinatorEncryptionKey(),
     });
     if (stored) return stored.answer;
     const answer: Answer = { kind: TASK.shamirRound2, result };

@@ -8,3 +8,7 @@ export * from './simulation';
 export * from './participant-request';
 export * from './paillier';
 export * from './privacy';
+export * from './ledger-value';
+export * from './query-hash';
+export * from './ledger-entries';
+export * from './authorize';

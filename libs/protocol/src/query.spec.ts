@@ -334,6 +334,7 @@ function boundedSchema(min: bigint, max: bigint): StudySchema {
     name: 'edge',
     minParticipants: 3,
     outOfRange: 'reject',
+    minThreshold: null,
     privacy: parseStudyPrivacy(undefined),
     fields: [{ name: 'x', type: 'number', min: Number(min), max: Number(max), decimals: 0, bounds: { min, max } }],
   };

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parseFixed, type FixedBounds } from '@confide/crypto';
 import { z } from 'zod';
 import { parseStudyPrivacy, PrivacyError, type StudyPrivacy } from './privacy/settings';
+import { MAX_COMMITTEE } from './shamir/plan';
 
 /**
  * The study schema (DESIGN.md "Who uses it": the admin defines studies with a field schema and bounds).
@@ -43,6 +44,15 @@ const studySchemaJson = z.strictObject({
     .min(1, { error: 'must be an integer >= 1' })
     .default(DEFAULT_MIN_PARTICIPANTS),
   outOfRange: z.enum(['reject', 'clamp'], { error: 'must be "reject" or "clamp"' }).default('reject'),
+  /**
+   * A shamir threshold floor above the majority every committee already needs (⌊k/2⌋ + 1): more of the committee
+   * must collude to open a share. At most the largest committee, or no query could ever run.
+   */
+  minThreshold: z
+    .int({ error: `must be an integer from 1 to ${MAX_COMMITTEE}` })
+    .min(1, { error: `must be an integer from 1 to ${MAX_COMMITTEE}` })
+    .max(MAX_COMMITTEE, { error: `must be an integer from 1 to ${MAX_COMMITTEE}` })
+    .optional(),
   /** Output privacy beyond minParticipants: `{ minGroupSize?, dp? }` (privacy/settings.ts parseStudyPrivacy). */
   privacy: z.unknown().optional(),
   fields: z
@@ -83,6 +93,8 @@ export interface StudySchema {
   readonly name: string;
   readonly minParticipants: number;
   readonly outOfRange: OutOfRangePolicy;
+  /** The study's shamir threshold floor above a committee majority, or null for the majority alone. */
+  readonly minThreshold: number | null;
   readonly fields: readonly StudyField[];
   /** Output privacy: minParticipants (the field above), minGroupSize (default 5), optional DP with its budget. */
   readonly privacy: StudyPrivacy;
@@ -208,6 +220,7 @@ export function parseStudySchema(json: unknown, source?: string): StudySchema {
     name: parsed.data.name,
     minParticipants: parsed.data.minParticipants,
     outOfRange: parsed.data.outOfRange,
+    minThreshold: parsed.data.minThreshold ?? null,
     fields: Object.freeze(fields),
     privacy,
   });
@@ -247,6 +260,7 @@ export function toStudySchemaJson(schema: StudySchema): StudySchemaJson {
     name: schema.name,
     minParticipants: schema.minParticipants,
     outOfRange: schema.outOfRange,
+    ...(schema.minThreshold !== null ? { minThreshold: schema.minThreshold } : {}),
     fields: schema.fields.map((f) =>
       f.type === 'number'
         ? { name: f.name, type: 'number', min: f.min, max: f.max, decimals: f.decimals }

@@ -1,8 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { canonicalJson, generateKeyPair, type KeyPair, type RandomSource } from '@confide/crypto';
+import { generateKeyPair, type KeyPair, type RandomSource } from '@confide/crypto';
 import { aggregateLocal } from './aggregate';
 import type { DataRecord } from './csv';
 import { assertNoOverflow, compileQuery, deriveResults, type CompiledQuery, type QuerySpec, type StatResult } from './query';
+import { queryHash } from './query-hash';
 import type { StudySchema } from './schema';
 import {
   closeRound1,
@@ -112,7 +113,7 @@ export async function simulateShamir(options: SimulationOptions): Promise<Simula
   const now = Date.now();
   const plan = planShamir({
     jobId: `sim-${seed.slice(0, 12)}`,
-    queryHash: createHash('sha256').update(canonicalJson(options.query)).digest('hex'),
+    queryHash: queryHash(options.query),
     vectorLength: compiled.vectorLength,
     participants: ids,
     minParticipants: options.schema.minParticipants,
@@ -120,7 +121,10 @@ export async function simulateShamir(options: SimulationOptions): Promise<Simula
     deadlines: { round1: now + 60_000, round2: now + 120_000 },
     committeeSize: options.committeeSize,
     threshold: options.threshold,
+    minThreshold: options.schema.minThreshold ?? undefined,
   });
+  // The coordinator's X25519 key: round-2 share sums are sealed to it, as in a networked run.
+  const reader = generateKeyPair('x25519', options.rng);
 
   // Round 1: everyone but the injected dropouts shares, encrypts and signs; the coordinator verifies.
   const droppedRound1 = pick(ids, options.dropRound1 ?? 0, seed, 'drop-round1');
@@ -150,13 +154,15 @@ export async function simulateShamir(options: SimulationOptions): Promise<Simula
       closed,
       deliveries: deliveriesFor(plan, member, bundles),
       memory: { answeredFor: () => undefined },
+      reader: reader.publicKey,
+      rng: options.rng,
     });
     answers.push(JSON.parse(JSON.stringify(result)) as Round2Result);
     options.onProgress?.({ phase: 'round2', done: answers.length, total: plan.committee.length - droppedRound2.length });
   }
   const t3 = performance.now();
 
-  const outcome = finalizeShamir(plan, closed, directory, answers);
+  const outcome = finalizeShamir(plan, closed, directory, answers, reader);
   const results = deriveResults(compiled, outcome.totals);
   const t4 = performance.now();
   options.onProgress?.({ phase: 'finalize', done: 1, total: 1 });

@@ -154,3 +154,44 @@ function errorMessage(err: unknown): string {
 function scrub(text: string, secrets: readonly string[]): string {
   return secrets.reduce((out, secret) => out.split(secret).join('***'), text);
 }
+
+/**
+ * Redis's `default` user is open when it is on, needs no password and may run commands: every connection that
+ * does not AUTH runs as it, so a participant could skip its own ACL user (and its key pattern) simply by not
+ * authenticating. Parses ACL GETUSER's flat reply (`flags`, `passwords`, `commands`, …).
+ */
+export function isOpenDefaultUser(getUserReply: unknown): boolean {
+  if (!Array.isArray(getUserReply)) return false;
+  const fields = new Map<string, unknown>();
+  for (let i = 0; i + 1 < getUserReply.length; i += 2) fields.set(String(getUserReply[i]), getUserReply[i + 1]);
+  const flags = Array.isArray(fields.get('flags')) ? (fields.get('flags') as unknown[]).map(String) : [];
+  const commands = fields.get('commands');
+  return flags.includes('on') && flags.includes('nopass') && !(typeof commands === 'string' && commands.trim() === '-@all');
+}
+
+/** Why the coordinator will not start on this Redis. */
+export class RedisSecurityError extends Error {
+  override readonly name = 'RedisSecurityError';
+}
+
+/**
+ * Makes sure no Redis client can act without credentials (DESIGN.md "Storage and services": each participant is
+ * limited to its own queue). When the `default` user is open ({@link isOpenDefaultUser}), a coordinator connected
+ * as a named administrator switches it off (`ACL SETUSER default off`) and says so; one that is itself connected as
+ * `default` cannot, and refuses to start.
+ * @returns whether it switched the default user off
+ * @throws RedisSecurityError when the default user is open and the coordinator runs as it
+ */
+export async function secureDefaultUser(admin: Pick<Redis, 'call'>): Promise<{ switchedOff: boolean }> {
+  if (!isOpenDefaultUser(await admin.call('ACL', 'GETUSER', 'default'))) return { switchedOff: false };
+  const me = String(await admin.call('ACL', 'WHOAMI'));
+  if (me === 'default') {
+    throw new RedisSecurityError(
+      "Redis's default user has no password, so any participant could skip its own ACL user. Give the coordinator an administrator user " +
+        '(REDIS_URL=redis://USER:PASSWORD@host:port, e.g. ACL SETUSER confide-admin on >PASSWORD ~* &* +@all) and it will switch default off, ' +
+        'or set a password on default (requirepass) and put it in REDIS_URL.',
+    );
+  }
+  await admin.call('ACL', 'SETUSER', 'default', 'off');
+  return { switchedOff: true };
+}

@@ -69,7 +69,11 @@ describe('job ids', () => {
 
   it.each([0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53])('rejects the round %p', (round) => {
     expect(() => taskJobId('q-1', round, 'hospital-1')).toThrow(TypeError);
-    expect(() => deadlineJobId('q-1', round)).toThrow(TypeError);
+    if (round !== 0) expect(() => deadlineJobId('q-1', round)).toThrow(TypeError);
+  });
+
+  it('names the deadline of round 0, the wait for a shamir query’s committee nonce', () => {
+    expect(deadlineJobId('q-1', 0)).toBe('q-1-r0-deadline');
   });
 });
 

@@ -69,10 +69,10 @@ export function taskJobId(queryId: string, round: number, participantId: string)
   return `${queryId}-r${round}-${participantId}`;
 }
 
-/** Deterministic id of a round's deadline job. */
+/** Deterministic id of a round's deadline job (round 0: the wait for a shamir query's committee nonce). */
 export function deadlineJobId(queryId: string, round: number): string {
   assertIdPart(queryId, 'query id');
-  assertRound(round);
+  if (round !== 0) assertRound(round);
   return `${queryId}-r${round}-deadline`;
 }
 

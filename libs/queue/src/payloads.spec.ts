@@ -12,6 +12,9 @@ const NOW = Date.UTC(2030, 0, 15, 12);
 const STUDY = 'salaries-2030';
 const SITES = ['hospital-1', 'hospital-2', 'hospital-3'];
 const members = new Map(SITES.map((id) => [id, { encryption: generateKeyPair('x25519', rng), signing: generateKeyPair('ed25519', rng) }]));
+const PRIVACY = { minParticipants: 3, minGroupSize: 5, dp: null };
+/** Ledger evidence as a task carries it; openTask checks only its shape (participants verify it, libs/protocol authorize). */
+const EVIDENCE = { checkpoint: 'confide/0\n8\nAAAA\n', entries: [{ index: 7, entry: Buffer.from('{}').toString('base64'), proof: [] }] };
 const directory = SITES.map((id) => ({
   id,
   encryptionKey: publicKeyBase64Url(members.get(id)!.encryption.publicKey),
@@ -42,8 +45,9 @@ function round1Task(overrides: Partial<TaskOf<'shamir.round1'>> = {}): TaskOf<'s
     issuedAt: NOW,
     deadline: plan.deadlines.round1,
     plan,
-    query: { select: [{ stat: 'sum', field: 'salary' }, { stat: 'count', field: 'salary' }] },
+    query: { select: [{ stat: 'sum', field: 'salary' }, { stat: 'count', field: 'salary' }], privacy: PRIVACY },
     directory,
+    evidence: EVIDENCE,
     ...overrides,
   };
 }
@@ -58,10 +62,11 @@ function round2Task(): TaskOf<'shamir.round2'> {
     issuedAt: NOW + 61_000,
     deadline: plan.deadlines.round2,
     plan,
+    query: { select: [{ stat: 'sum', field: 'salary' }], privacy: PRIVACY },
     closed: { jobId: 'q-7f3a', planHash: sha256Hex('plan'), contributors: [] },
-    closingRecord: { index: 7, entry: Buffer.from('{}').toString('base64'), checkpoint: 'confide/0\n8\nAAAA\n', proof: [] },
     deliveries: [],
     directory,
+    evidence: EVIDENCE,
   };
 }
 
@@ -104,7 +109,8 @@ describe('signTask / openTask', () => {
   it.each<[string, (t: TaskOf<'shamir.round1'>) => void]>([
     ['the deadline', (t) => (t.deadline += 3_600_000)],
     ['the participant', (t) => (t.participantId = 'hospital-2')],
-    ['the query', (t) => (t.query = { select: [{ stat: 'mean', field: 'salary' }] })],
+    ['the query', (t) => (t.query = { select: [{ stat: 'mean', field: 'salary' }], privacy: PRIVACY })],
+    ['the ledger evidence', (t) => (t.evidence = { ...t.evidence, entries: [] })],
     ['a directory key', (t) => (t.directory[1]!.encryptionKey = directory[0]!.encryptionKey)],
     ['the committee', (t) => (t.plan = { ...t.plan, committee: [...t.plan.committee].reverse() })],
   ])('rejects a signed task whose %s was changed in Redis', (_, tamper) => {

@@ -1,7 +1,17 @@
 import { UnrecoverableError } from 'bullmq';
 import { z } from 'zod';
 import { signMessage, verifyMessage, type KeyPair, type PublicKey } from '@confide/crypto';
-import { paillierContributionSchema, paillierPlanSchema, planSchema, round1BundleSchema, round1ClosedSchema, round1DeliverySchema, round2ResultSchema } from '@confide/protocol';
+import {
+  ledgerEvidenceSchema,
+  paillierContributionSchema,
+  paillierPlanSchema,
+  planSchema,
+  privacySettingsSchema,
+  round1BundleSchema,
+  round1ClosedSchema,
+  round1DeliverySchema,
+  round2ResultSchema,
+} from '@confide/protocol';
 import { TASK } from './names';
 
 /**
@@ -18,14 +28,16 @@ export const directoryEntrySchema = z.strictObject({ id, encryptionKey: b64u, si
 export type DirectoryEntry = z.infer<typeof directoryEntrySchema>;
 
 /**
- * A query as carried to participants: statistics, filters and grouping. Only its outline is checked here; the
- * participant's statistics compiler (libs/protocol compileQuery) validates every part against its own copy of the
- * study schema before it reads a record.
+ * A query as carried to participants: statistics, filters, grouping and the effective privacy settings, exactly
+ * what its hash covers (libs/protocol queryHash). Only its outline is checked here; the participant checks the
+ * hash against the ledger and the privacy against its pinned settings, and its statistics compiler (libs/protocol
+ * compileQuery) validates every part against its own copy of the study schema before it reads a record.
  */
 export const querySpecSchema = z.strictObject({
   select: z.array(z.looseObject({ stat: z.string().min(1).max(40) })).min(1).max(100),
   where: z.array(z.looseObject({ field: z.string().min(1).max(100) })).max(50).optional(),
   groupBy: z.string().min(1).max(100).optional(),
+  privacy: privacySettingsSchema,
 });
 export type TaskQuery = z.infer<typeof querySpecSchema>;
 
@@ -46,33 +58,29 @@ export const shamirRound1TaskSchema = z.strictObject({
   query: querySpecSchema,
   /** Keys of the committee members the shares are encrypted to. */
   directory: z.array(directoryEntrySchema).min(1),
+  /**
+   * Proofs that the query (`query.submitted`), its plan (`committee.drawn`), the study's settings
+   * (`study.created`) and every committee member's enrollment (`participant.enrolled`) are in the signed ledger,
+   * with the root the committee seed is drawn from (libs/protocol authorizeShamirRound1).
+   */
+  evidence: ledgerEvidenceSchema,
 });
 
-const b64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/);
-
-/**
- * A ledger entry with what proves it is in the coordinator's signed log: its index and bytes (base64), a
- * signed checkpoint (C2SP signed note) and the RFC 9162 inclusion proof of the entry at the checkpoint's size.
- */
-export const provenEntrySchema = z.strictObject({
-  index: z.number().int().min(0),
-  entry: b64,
-  checkpoint: z.string().max(4096),
-  proof: z.array(b64).max(64),
-});
-export type ProvenEntry = z.infer<typeof provenEntrySchema>;
-
-/** Round 2: sum the shares addressed to this member over exactly the closed set, sign, answer. */
+/** Round 2: sum the shares addressed to this member over exactly the closed set, seal the sum, sign, answer. */
 export const shamirRound2TaskSchema = z.strictObject({
   kind: z.literal(TASK.shamirRound2),
   ...taskBase,
   plan: planSchema,
+  query: querySpecSchema,
   closed: round1ClosedSchema,
-  /** The ledger's `round.closed` entry for this query, proven: members check it records exactly `closed`. */
-  closingRecord: provenEntrySchema,
   deliveries: z.array(round1DeliverySchema),
   /** Keys of the contributors whose signatures the member checks. */
   directory: z.array(directoryEntrySchema).min(1),
+  /**
+   * As round 1's, plus the round's `round.closed` entry (members check it records exactly `closed`) and every
+   * contributor's enrollment (libs/protocol authorizeShamirRound2).
+   */
+  evidence: ledgerEvidenceSchema,
 });
 
 /** Paillier's one round: compute the local aggregate, pack, encrypt under the researcher's key, sign, answer. */
@@ -81,6 +89,8 @@ export const paillierTaskSchema = z.strictObject({
   ...taskBase,
   plan: paillierPlanSchema,
   query: querySpecSchema,
+  /** Proofs of `query.submitted`, `study.created` and `paillier.planned` in the signed ledger (authorizePaillier). */
+  evidence: ledgerEvidenceSchema,
 });
 
 export const taskPayloadSchema = z.discriminatedUnion('kind', [shamirRound1TaskSchema, shamirRound2TaskSchema, paillierTaskSchema]);
@@ -100,8 +110,11 @@ export const answerSchemas = {
 export type AnswerOf<K extends TaskPayload['kind']> = z.infer<(typeof answerSchemas)[K]>;
 export type Answer = AnswerOf<TaskPayload['kind']>;
 
-/** Control-queue job data: check a round (at its deadline, or when an answer arrived). */
-export const controlJobSchema = z.strictObject({ queryId: id, round: z.number().int().min(1).max(2) });
+/**
+ * Control-queue job data: check a round (at its deadline, or when an answer arrived). Round 0 is a shamir query's
+ * wait for the researcher's committee nonce.
+ */
+export const controlJobSchema = z.strictObject({ queryId: id, round: z.number().int().min(0).max(2) });
 export type ControlJob = z.infer<typeof controlJobSchema>;
 
 const TASK_DOMAIN = 'task';

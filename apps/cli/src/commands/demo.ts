@@ -1,7 +1,5 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -12,7 +10,8 @@ import { loadConfig } from '../../../coordinator/src/config';
 import { enrollParticipant } from '../../../participant/src/enroll';
 import { ParticipantWorker } from '../../../participant/src/worker';
 import { intOption, parseCommandArgs, UsageError } from '../args';
-import { CoordinatorClient } from '../client';
+import { CoordinatorClient, submitQuery } from '../client';
+import { hasRedisServer, startLocalRedis } from '../local-redis';
 import { generateSalaryCsv, plainStats, syntheticSalaryStudy } from '../demo-data';
 import type { Output } from '../output';
 
@@ -20,50 +19,29 @@ export const DEMO_USAGE = `Usage: confide demo [--participants N] [--rows N] [--
 
 A real secure aggregation on this machine: an embedded-SQLite coordinator, N participant workers with
 generated salary data (each with its own keys and Redis credentials), and a secure mean of salary over
-the shamir protocol (or paillier, with a 3072-bit researcher key made here), printed beside the plaintext mean the demo computes from its own data. Uses the Redis
-at REDIS_URL (default redis://127.0.0.1:6379) or, if none answers and redis-server is installed, a
-temporary one it starts and stops.`;
+the shamir protocol (or paillier, with a 3072-bit researcher key made here), printed beside the plaintext mean
+the demo computes from its own data. It starts a private redis-server (default user off, an administrator
+user with a fresh password) and stops it at the end; without redis-server installed it uses REDIS_URL, which
+must name a Redis administrator user.`;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (addr && typeof addr === 'object' ? resolve(addr.port) : reject(new Error('no free port'))));
-    });
-  });
-}
-
-async function redisAnswers(url: string): Promise<boolean> {
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, connectTimeout: 1500 });
-  r.on('error', () => undefined);
-  try {
-    await r.connect();
-    return (await r.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    r.disconnect();
+/**
+ * A Redis for the demo: a private, locked-down redis-server when one is installed (its default user off, as the
+ * coordinator requires), else the one at REDIS_URL, which must then name an administrator user.
+ */
+async function obtainRedis(out: Output): Promise<{ url: string; publicUrl: string; stop: () => Promise<void> }> {
+  if (hasRedisServer()) {
+    const local = await startLocalRedis();
+    out.progress(`started a private redis-server on port ${local.port}`);
+    return { url: local.adminUrl, publicUrl: local.publicUrl, stop: () => local.stop() };
   }
-}
-
-/** Finds a Redis: REDIS_URL if it answers, else a temporary redis-server, else an error saying how to get one. */
-async function obtainRedis(out: Output): Promise<{ url: string; stop: () => void }> {
-  const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-  if (await redisAnswers(url)) return { url, stop: () => undefined };
-  if (spawnSync('redis-server', ['--version']).status !== 0) {
+  const url = process.env.REDIS_URL;
+  if (!url) {
     throw new Error(
-      `no Redis answers at ${url.replace(/\/\/[^@]*@/, '//')} and redis-server is not installed. Install it (Debian/Ubuntu: sudo apt-get install redis-server), ` +
-        'or run one (docker run -p 6379:6379 redis:7), or set REDIS_URL to a Redis you have; then run the demo again.',
+      'redis-server is not installed and REDIS_URL is not set. Install redis-server (Debian/Ubuntu: sudo apt-get install redis-server), ' +
+        'or set REDIS_URL to a Redis administrator user (redis://USER:PASSWORD@host:port); then run the demo again.',
     );
   }
-  const port = await freePort();
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  const tempUrl = `redis://127.0.0.1:${port}`;
-  for (let i = 0; i < 50 && !(await redisAnswers(tempUrl)); i++) await new Promise((r) => setTimeout(r, 100));
-  out.progress(`started a temporary redis-server on port ${port}`);
-  return { url: tempUrl, stop: () => child.kill('SIGTERM') };
+  return { url, publicUrl: url.replace(/\/\/[^@]*@/, '//'), stop: () => Promise.resolve() };
 }
 
 /** `confide demo`: the whole service on one machine, end to end, with nothing to set up. */
@@ -90,6 +68,7 @@ export async function demoCommand(argv: readonly string[], out: Output): Promise
       loadConfig({
         PORT: '0',
         REDIS_URL: redis.url,
+        CONFIDE_PUBLIC_REDIS_URL: redis.publicUrl,
         CONFIDE_ADMIN_TOKEN: adminToken,
         CONFIDE_DATA_DIR: join(dir, 'coordinator'),
         CONFIDE_QUEUE_PREFIX: prefix,
@@ -112,6 +91,7 @@ export async function demoCommand(argv: readonly string[], out: Output): Promise
       writeFileSync(csv, texts[i - 1]!, { mode: 0o600 });
       const { token } = await admin.post<{ token: string }>(`/v1/studies/${study.name}/invitations`, { participant: `hospital-${i}` });
       const home = join(dir, `hospital-${i}`);
+      // The demo accepts the study's settings on the participant's behalf: it made the study itself.
       const identity = await enrollParticipant({ coordinatorUrl: running.url, invitation: token, home, dataFile: csv });
       redisUsers.push(identity.redis.username);
       const worker = new ParticipantWorker({ home, logger: (await import('pino')).default({ level: 'silent' }) });
@@ -126,7 +106,7 @@ export async function demoCommand(argv: readonly string[], out: Output): Promise
     }
     out.progress('secure mean of salary: round 1…');
     const started = Date.now();
-    const { id } = await researcher.post<{ id: string }>('/v1/queries', {
+    const { id } = await submitQuery(researcher, {
       study: study.name,
       protocol,
       select: [{ stat: 'mean', field: 'salary' }, { stat: 'count', field: 'salary' }],
@@ -173,7 +153,7 @@ export async function demoCommand(argv: readonly string[], out: Output): Promise
     await Promise.allSettled(workers.map((w) => w.stop()));
     await coordinator?.close().catch(() => undefined);
     await cleanupRedis(redis.url, prefix, redisUsers).catch(() => undefined);
-    redis.stop();
+    await redis.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }

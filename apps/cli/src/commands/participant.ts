@@ -1,21 +1,74 @@
+import { createInterface } from 'node:readline/promises';
 import { resolve } from 'node:path';
+import type { StudySchema } from '@confide/protocol';
 import { enrollParticipant } from '../../../participant/src/enroll';
 import { ParticipantHome } from '../../../participant/src/home';
+import { participantLog, type ParticipantLog } from '../../../participant/src/log';
 import { ReceiptBook, type ReceiptStatus } from '../../../participant/src/receipts';
 import { ParticipantWorker } from '../../../participant/src/worker';
 import { intOption, parseCommandArgs, UsageError } from '../args';
+import { assertTransport } from '../client';
 import type { Output } from '../output';
 
-export const PARTICIPANT_USAGE = `Usage: confide participant enroll --invite TOKEN --home DIR --data FILE.csv [--max-records N] [--coordinator URL] [--json]
+export const PARTICIPANT_USAGE = `Usage: confide participant enroll --invite TOKEN --home DIR --data FILE.csv [--max-records N]
+           [--coordinator-key FINGERPRINT] [--accept-settings] [--coordinator URL] [--insecure] [--json]
        confide participant run --home DIR [--redis URL]
        confide participant receipts --home DIR [--verify] [--json]
+       confide participant log --home DIR [--json]
 
-enroll generates this participant's keys in DIR (private keys stay there, mode 0600) and registers the
-public keys with the coordinator. run is the long-running worker; SIGTERM finishes the task in hand and exits.
-receipts fetches and stores, for each contribution, the index and leaf hash of the ledger entry that records
-it (checked against the contribution this participant signed); --verify then checks every receipt against the
-coordinator's current signed checkpoint with an inclusion proof, and the checkpoint against the one verified
-last time. Requests are signed with the participant's own key. Exits 1 if anything fails to verify.`;
+enroll shows the study's settings (minimum participants, minimum group size, threshold floor, differential
+privacy) and asks you to accept them, or takes --accept-settings; the worker then refuses any task looser than
+what you accepted. --coordinator-key is the coordinator key fingerprint your admin gave you out of band:
+enrollment stops if the coordinator has another key. enroll generates this participant's keys in DIR (private
+keys stay there, mode 0600) and registers only the public keys. run is the long-running worker; SIGTERM
+finishes the task in hand and exits. receipts fetches and stores, for each contribution, the index and leaf
+hash of the ledger entry that records it (checked against the contribution this participant signed); --verify
+then checks every receipt against the coordinator's current signed checkpoint with an inclusion proof, and the
+checkpoint against the one verified last time, and fails on any contribution to a query the ledger does not
+record. log lists every task this participant received (what was asked, by whom, answered or refused and why)
+beside its study's ledger: queries, committees, closings, results and enrollments. Requests are signed with the
+participant's own key. receipts and log exit 1 if anything fails to verify.`;
+
+/** The study's settings as a participant is asked to accept them. */
+export function describeSettings(study: StudySchema): string {
+  const dp = study.privacy.dp;
+  return [
+    `study ${study.name}:`,
+    `  at least ${study.minParticipants} participants in every result`,
+    `  cells with fewer than ${study.privacy.minGroupSize} records suppressed`,
+    `  shamir threshold at least ${study.minThreshold ?? 'a majority of the committee'}${study.minThreshold ? ' (and always a majority of the committee)' : ''}`,
+    dp ? `  differential privacy: ${dp.mechanism}, ε ≤ ${dp.epsilon}${dp.delta !== undefined ? `, δ ≤ ${dp.delta}` : ''} per query, budget ε ${dp.budget.epsilon}` : '  no differential privacy',
+    `  fields: ${study.fields.map((f) => (f.type === 'number' ? `${f.name} [${f.min}, ${f.max}]` : `${f.name} (${f.values.join('|')})`)).join(', ')}`,
+  ].join('\n');
+}
+
+/** Asks on the terminal whether to accept the study's settings. */
+async function askToAccept(study: StudySchema): Promise<boolean> {
+  if (!process.stdin.isTTY || !process.stderr.isTTY) {
+    throw new UsageError(`enrolling needs your acceptance of the study's settings:\n${describeSettings(study)}\nrun again with --accept-settings to accept them, or from a terminal to be asked`);
+  }
+  process.stderr.write(`${describeSettings(study)}\nYour worker will refuse any query looser than these settings.\n`);
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question('Accept these settings and enroll? [y/N] ')).trim());
+  } finally {
+    rl.close();
+  }
+}
+
+function logLines(log: ParticipantLog): string {
+  const lines: string[] = [`ledger verified up to ${log.treeSize} entries`];
+  lines.push('tasks:');
+  if (!log.tasks.length) lines.push('  none yet');
+  for (const t of log.tasks) {
+    const what = t.query ? `${t.query.select.join(', ')}${t.query.where.length ? ` where ${t.query.where.join(' and ')}` : ''}${t.query.groupBy ? ` by ${t.query.groupBy}` : ''}` : '';
+    const ledger = t.inLedger ? `ledger entry ${t.inLedger}` : 'NOT IN THE LEDGER';
+    lines.push(`  ${t.time} ${t.queryId} round ${t.round} ${t.outcome.toUpperCase()}${t.reason ? ` (${t.reason})` : ''}: ${what}; submitted by ${t.submittedBy ?? 'unknown'}; ${ledger}`);
+  }
+  lines.push('study ledger:');
+  for (const e of log.study) lines.push(`  ${String(e.index).padStart(6)} ${e.time} ${e.type.padEnd(20)} ${e.summary}`);
+  return lines.join('\n');
+}
 
 function receiptLine(r: ReceiptStatus): string {
   const where = r.index === null ? 'not in the ledger yet' : `entry ${r.index}`;
@@ -31,19 +84,27 @@ export async function participantCommand(argv: readonly string[], out: Output): 
       home: { type: 'string' },
       data: { type: 'string' },
       'max-records': { type: 'string' },
+      'coordinator-key': { type: 'string' },
+      'accept-settings': { type: 'boolean' },
       coordinator: { type: 'string' },
+      insecure: { type: 'boolean' },
       json: { type: 'boolean' },
     });
     out.json = values.json === true;
     const coordinatorUrl = values.coordinator ?? process.env.CONFIDE_URL;
     if (!values.invite || !values.home || !values.data) throw new UsageError('--invite, --home and --data are required');
     if (!coordinatorUrl) throw new UsageError('give --coordinator URL or set CONFIDE_URL');
+    assertTransport(coordinatorUrl, values.insecure === true);
+    const pinned = values['coordinator-key'];
+    if (pinned !== undefined && !/^[0-9a-f]{64}$/.test(pinned)) throw new UsageError(`--coordinator-key must be the coordinator key fingerprint (64 hex digits), got ${JSON.stringify(pinned)}`);
     const identity = await enrollParticipant({
       coordinatorUrl,
       invitation: values.invite,
       home: values.home,
       dataFile: values.data,
       maxRecords: intOption(values['max-records'], 'max-records', 1),
+      coordinatorKeyFingerprint: pinned,
+      confirmSettings: values['accept-settings'] ? undefined : askToAccept,
     });
     out.result({ participantId: identity.participantId, study: identity.studyName, coordinatorKeyFingerprint: identity.coordinatorKeyFingerprint }, () =>
       [
@@ -88,6 +149,15 @@ export async function participantCommand(argv: readonly string[], out: Output): 
       ].join('\n'),
     );
     if (!report.ok) process.exitCode = 1;
+    return;
+  }
+  if (action === 'log') {
+    const { values } = parseCommandArgs(args, { home: { type: 'string' }, json: { type: 'boolean' } });
+    out.json = values.json === true;
+    if (!values.home) throw new UsageError('--home is required');
+    const log = await participantLog(new ParticipantHome(resolve(values.home)));
+    out.result({ ...log }, () => logLines(log));
+    if (!log.ok) process.exitCode = 1;
     return;
   }
   throw new UsageError(`unknown participant command ${JSON.stringify(action ?? '')}`);

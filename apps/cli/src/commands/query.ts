@@ -2,7 +2,7 @@ import { decryptAggregate } from '@confide/protocol';
 import type { PaillierKeyPair } from '@confide/crypto';
 import { publicKeyToJson } from '@confide/crypto';
 import { intOption, orderedOptions, parseCommandArgs, UsageError } from '../args';
-import { CoordinatorClient, GLOBAL_OPTIONS } from '../client';
+import { CoordinatorClient, GLOBAL_OPTIONS, submitQuery } from '../client';
 import type { Output } from '../output';
 import { renderRow, type ResultRow } from '../render';
 import { paillierFingerprint, readPaillierKeyFile } from './keys';
@@ -22,13 +22,16 @@ POST /v1/queries takes it. With --wait it follows the query to its result (a pro
 paillier needs --key FILE from 'confide keys paillier': only its public key is sent. With --wait the CLI
 decrypts the aggregate here when it is ready and posts the plaintext with its randomness, which the
 coordinator verifies before it releases the result; without --wait, run 'query decrypt' later.
-Global: --coordinator URL (CONFIDE_URL), --token TOKEN (CONFIDE_TOKEN)`;
+A shamir query's committee is drawn from a seed that mixes the coordinator's signed ledger root with a
+nonce this CLI commits to and reveals once the commitment is in the ledger.
+Global: --coordinator URL (CONFIDE_URL), --token TOKEN (CONFIDE_TOKEN), --insecure (plain http beyond loopback)`;
 
 /** GET /v1/queries/:id as the CLI reads it. */
 interface QueryView {
   id: string;
   status: 'running' | 'succeeded' | 'failed';
   round: number;
+  awaitingNonce?: boolean;
   awaitingDecryption?: boolean;
   answered: number;
   expected: number;
@@ -50,6 +53,7 @@ function toJson(q: QueryView): Record<string, unknown> {
 }
 
 function human(q: QueryView): string {
+  if (q.status === 'running' && q.awaitingNonce) return `query ${q.id}: running, waiting for the researcher's committee nonce`;
   if (q.status === 'running') return `query ${q.id}: running, round ${q.round}, ${q.answered}/${q.expected} answered`;
   if (q.status === 'failed') return `query ${q.id} failed: ${q.failureReason ?? 'unknown reason'}`;
   const lines = [`query ${q.id}: ${q.participants ?? 0} participants contributed (event log index ${q.ledgerIndex ?? '-'})`];
@@ -148,7 +152,7 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
   // Only the public key ever leaves this machine.
   if (keys) body.publicKey = publicKeyToJson(keys.publicKey);
   const client = CoordinatorClient.from(values);
-  const submitted = await client.post<{ id: string; status: string }>('/v1/queries', body);
+  const submitted = await submitQuery(client, body);
   if (!values.wait) {
     const next = keys ? `; decrypt it with 'confide query decrypt ${submitted.id} --key ${values.key}' (key ${paillierFingerprint(keys)})` : '';
     out.result({ id: submitted.id, status: submitted.status }, () => `submitted query ${submitted.id}; follow it with 'confide query status ${submitted.id}'${next}`);

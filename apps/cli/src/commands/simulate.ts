@@ -5,14 +5,36 @@ import type { Output } from '../output';
 import { QUERY_OPTIONS, readSelect, readWhere, SELECT_FLAGS } from '../query-spec';
 import { renderRow } from '../render';
 
-export const SIMULATE_USAGE = `Usage: confide simulate --study-schema FILE --data FILE.csv [--data FILE.csv ...]
+export const SIMULATE_USAGE = `Usage: confide simulate --study-schema FILE --data FILE.csv [FILE.csv ...] [--data FILE.csv ...]
          --stat STAT (--field F | --x X --y Y) [--bins MIN:MAX:WIDTH | --edges E1,…] ...
          [--where COND ...] [--group-by FIELD]
          [--committee K] [--threshold T] [--drop-round1 N] [--drop-round2 N] [--seed HEX] [--json]
 
 Runs the whole shamir protocol in one process, one participant per CSV file: each participant
 aggregates its file locally, secret-shares and encrypts the aggregate to the committee, the committee
-sums and signs its shares, and the result is reconstructed. The query options are those of 'confide query'.`;
+sums and signs its shares, and the result is reconstructed. The query options are those of 'confide query'.
+--data takes one or more files (--data site-{1..4}.csv), and may be repeated. --threshold may raise the
+threshold, never lower it below a majority of the committee.`;
+
+/**
+ * The CSV files of a simulate command line: every --data value, and every bare argument that follows a --data
+ * (so a shell's `--data site-{1..4}.csv` expansion works), in order.
+ * @throws UsageError for a bare argument that follows anything else
+ */
+export function dataFiles(tokens: ReturnType<typeof parseCommandArgs>['tokens']): string[] {
+  const files: string[] = [];
+  let afterData = false;
+  for (const t of tokens ?? []) {
+    if (t.kind === 'option') {
+      afterData = t.name === 'data';
+      if (afterData && typeof t.value === 'string') files.push(t.value);
+    } else if (t.kind === 'positional') {
+      if (!afterData) throw new UsageError(`unexpected argument ${JSON.stringify(t.value)}: CSV files follow --data`);
+      files.push(t.value);
+    }
+  }
+  return files;
+}
 
 /** `confide simulate`: the in-memory protocol run over CSV files. */
 export async function simulateCommand(argv: readonly string[], out: Output): Promise<void> {
@@ -26,10 +48,10 @@ export async function simulateCommand(argv: readonly string[], out: Output): Pro
     'drop-round2': { type: 'string' },
     seed: { type: 'string' },
     json: { type: 'boolean' },
-  });
+  }, true);
   out.json = values.json === true;
   if (!values['study-schema']) throw new UsageError('--study-schema is required');
-  const files = values.data ?? [];
+  const files = dataFiles(tokens);
   if (files.length === 0) throw new UsageError('give at least one --data FILE.csv');
   const query = {
     select: readSelect(orderedOptions(tokens, SELECT_FLAGS)),

@@ -177,12 +177,40 @@ function privacyBudget(dialect: Dialect): Migration {
 }
 
 /**
+ * Which study each ledger event belongs to (participants read their own study's entries), and a query's submission
+ * options until it starts (a shamir query waits for the researcher's committee nonce). Existing events are assigned
+ * from their bodies: a `studyId`, a study name, or a query's study.
+ */
+function eventStudy(): Migration {
+  return {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema.alterTable('events').addColumn('study_id', 'text').execute();
+      await db.schema.createIndex('events_study_idx').on('events').columns(['study_id', 'idx']).execute();
+      await db.schema.alterTable('queries').addColumn('options_json', 'text').execute();
+      const typed = db as unknown as Kysely<{
+        events: { idx: number; body: string; study_id: string | null };
+        queries: { id: string; study_id: string };
+        studies: { id: string; name: string };
+      }>;
+      const queries = new Map((await typed.selectFrom('queries').select(['id', 'study_id']).execute()).map((q) => [q.id, q.study_id]));
+      const studies = new Map((await typed.selectFrom('studies').select(['id', 'name']).execute()).map((s) => [s.name, s.id]));
+      for (const e of await typed.selectFrom('events').select(['idx', 'body']).execute()) {
+        const body = JSON.parse(e.body) as { studyId?: unknown; queryId?: unknown; study?: unknown };
+        const studyId =
+          typeof body.studyId === 'string' ? body.studyId : typeof body.queryId === 'string' ? queries.get(body.queryId) : typeof body.study === 'string' ? studies.get(body.study) : undefined;
+        if (studyId !== undefined) await typed.updateTable('events').set({ study_id: studyId }).where('idx', '=', e.idx).execute();
+      }
+    },
+  };
+}
+
+/**
  * The in-code migration provider for Kysely's `Migrator`: migrations are compiled into the app, so
  * there is no directory to find at run time.
  * @param dialect the database the migrations will run on
  */
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
-    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect), '0003_privacy_budget': privacyBudget(dialect) }),
+    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect), '0003_privacy_budget': privacyBudget(dialect), '0004_event_study': eventStudy() }),
   };
 }

@@ -1,6 +1,19 @@
 import { canonicalJson } from '@confide/crypto';
 import { assertBudget, type PrivacyCost } from '@confide/protocol';
-import { appendLeaves, entryBytes, frontierFromHashes, frontierIds, frontierRoot, inclusionProof, leafHash, type LedgerEvent, type NodeId, type NodeStore } from '@confide/ledger';
+import {
+  appendLeaves,
+  consistencyProof,
+  entryBytes,
+  frontierFromHashes,
+  frontierIds,
+  frontierRoot,
+  inclusionProof,
+  leafHash,
+  type LedgerEvent,
+  type NodeId,
+  type NodeStore,
+} from '@confide/ledger';
+import type { LedgerEvidence } from '@confide/protocol';
 import type { Kysely } from 'kysely';
 import type {
   ApiKey,
@@ -256,6 +269,12 @@ export class QueryRepository {
     return this.db.selectFrom('queries').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
+  /** Records a query's submission options until it starts; true when the query was still running. */
+  async setOptions(id: string, optionsJson: string): Promise<boolean> {
+    const r = await this.db.updateTable('queries').set({ options_json: optionsJson }).where('id', '=', id).where('status', '=', 'running').executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+
   /** Records the query's plan (committee, deadlines); true when the query was still running. */
   async setPlan(id: string, planJson: string): Promise<boolean> {
     const r = await this.db.updateTable('queries').set({ plan_json: planJson }).where('id', '=', id).where('status', '=', 'running').executeTakeFirst();
@@ -415,6 +434,8 @@ export class DbNodeStore implements NodeStore {
   }
 }
 
+const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64');
+
 /** The ledger entry bytes of a stored event (libs/ledger entryBytes: its leaf input). */
 export function eventEntryBytes(event: Pick<StoredEvent, 'idx' | 'type' | 'body' | 'created_at'>): Uint8Array {
   return entryBytes({ index: event.idx, type: event.type, body: JSON.parse(event.body) as LedgerEvent['body'], time: new Date(event.created_at).toISOString() });
@@ -434,11 +455,12 @@ export class EventLog {
    * the write lock on SQLite); the index is then max + 1, inside the same transaction, so a rolled-back
    * append leaves no hole. Joins the surrounding transaction when built over one.
    * @param body stored as canonical JSON (sorted keys, no whitespace)
+   * @param studyId the study the event belongs to, if any: its participants may read it (studyEntries)
    * @returns the event's index
    * @throws TypeError when `type` or `dedupKey` is empty, or `body` is not canonical-JSON encodable
    *   (see `canonicalJson`: plain objects, safe integers)
    */
-  async append(type: string, body: object, dedupKey: string, now: number): Promise<number> {
+  async append(type: string, body: object, dedupKey: string, now: number, studyId: string | null = null): Promise<number> {
     if (type.length === 0) throw new TypeError('an event needs a type');
     if (dedupKey.length === 0) throw new TypeError('an event needs a dedup key');
     const text = canonicalJson(body);
@@ -456,7 +478,7 @@ export class EventLog {
         .select((eb) => eb.fn.max('idx').as('last'))
         .executeTakeFirstOrThrow();
       const idx = last === null ? 0 : Number(last) + 1;
-      await trx.insertInto('events').values({ idx, type, body: text, dedup_key: dedupKey, created_at: now }).execute();
+      await trx.insertInto('events').values({ idx, type, body: text, dedup_key: dedupKey, created_at: now, study_id: studyId }).execute();
       // The Merkle tree grows in the same transaction: the new leaf and every perfect subtree it completes are
       // stored, from the O(log n) frontier of the tree before it (RFC 9162 §2.1.1), and a checkpoint is signed.
       const store = new DbNodeStore(trx);
@@ -500,6 +522,56 @@ export class EventLog {
     if (!checkpoint) throw new Error(`no signed checkpoint covers ledger entry ${idx}`);
     const proof = await inclusionProof(new DbNodeStore(this.db), idx, checkpoint.size);
     return { index: idx, entry: eventEntryBytes(row), checkpoint: checkpoint.note, proof };
+  }
+
+  /**
+   * Up to `limit` events of one study with an index after `after` and below `treeSize`, in order: the part of the
+   * ledger a participant of that study may read.
+   */
+  studyEntries(studyId: string, after: number, treeSize: number, limit: number): Promise<StoredEvent[]> {
+    return this.db.selectFrom('events').selectAll().where('study_id', '=', studyId).where('idx', '>', after).where('idx', '<', treeSize).orderBy('idx').limit(limit).execute();
+  }
+
+  /** The indices of the events stored under these dedup keys (those that exist). */
+  async indicesOf(dedupKeys: readonly string[]): Promise<Map<string, number>> {
+    if (dedupKeys.length === 0) return new Map();
+    const rows = await this.db.selectFrom('events').select(['dedup_key', 'idx']).where('dedup_key', 'in', [...dedupKeys]).execute();
+    return new Map(rows.map((r) => [r.dedup_key, Number(r.idx)]));
+  }
+
+  /** The newest signed checkpoint: size, root (hex) and signed note. */
+  latestCheckpoint(): Promise<{ size: number; root: string; note: string } | undefined> {
+    return this.db.selectFrom('checkpoints').select(['size', 'root', 'note']).orderBy('size', 'desc').limit(1).executeTakeFirst();
+  }
+
+  /** The root of the ledger's first `size` entries, as its checkpoint recorded it. @throws Error when there is none */
+  async rootAt(size: number): Promise<Uint8Array> {
+    const row = await this.db.selectFrom('checkpoints').select('root').where('size', '=', size).executeTakeFirst();
+    if (!row) throw new Error(`no checkpoint at ledger size ${size}`);
+    return new Uint8Array(Buffer.from(row.root, 'hex'));
+  }
+
+  /**
+   * Ledger evidence for a task (libs/protocol LedgerEvidence): the newest signed checkpoint, each of the entries at
+   * `indices` with its inclusion proof in it, and, when `seedSize` is given, the root at that size with its
+   * consistency proof to the checkpoint.
+   * @throws Error when an entry or a checkpoint is missing
+   */
+  async evidence(indices: readonly number[], seedSize?: number): Promise<LedgerEvidence> {
+    const checkpoint = await this.latestCheckpoint();
+    if (!checkpoint) throw new Error('the ledger has no signed checkpoint');
+    const wanted = [...new Set(indices)].sort((a, b) => a - b);
+    const rows = wanted.length ? await this.db.selectFrom('events').selectAll().where('idx', 'in', wanted).orderBy('idx').execute() : [];
+    if (rows.length !== wanted.length) throw new Error(`ledger entries missing among ${wanted.join(', ')}`);
+    const store = new DbNodeStore(this.db);
+    const entries = await Promise.all(
+      rows.map(async (row) => ({ index: Number(row.idx), entry: b64(eventEntryBytes(row)), proof: (await inclusionProof(store, Number(row.idx), checkpoint.size)).map(b64) })),
+    );
+    const seedRoot =
+      seedSize === undefined
+        ? undefined
+        : { size: seedSize, root: b64(await this.rootAt(seedSize)), proof: seedSize === checkpoint.size ? [] : (await consistencyProof(store, seedSize, checkpoint.size)).map(b64) };
+    return { checkpoint: checkpoint.note, entries, ...(seedRoot ? { seedRoot } : {}) };
   }
 
   /** The event stored under a dedup key (e.g. `round.closed:<query>:1`), if there is one. */

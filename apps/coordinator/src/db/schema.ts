@@ -75,6 +75,8 @@ export interface QueriesTable {
   failure_reason: string | null;
   result_json: string | null;
   contributors: number | null;
+  /** Submission options kept until the query starts: shamir's committee-nonce commitment, threshold, deadline. */
+  options_json: string | null;
 }
 
 /** One protocol round of a query. */
@@ -109,6 +111,8 @@ export interface EventsTable {
   body: string;
   dedup_key: string;
   created_at: number;
+  /** The study the event belongs to, when it belongs to one: what a participant may read of the ledger. */
+  study_id: string | null;
 }
 
 /** A one-row table whose row `EventLog.append` updates first, to serialise appends on both databases. */
@@ -175,7 +179,7 @@ export type NewApiKey = Omit<Insertable<ApiKeysTable>, 'revoked_at'> & { revoked
 /** A query row. */
 export type Query = Selectable<QueriesTable>;
 /** A new query: it starts `running`, with no outcome (and usually no plan yet). */
-export type NewQuery = Pick<Insertable<QueriesTable>, 'id' | 'study_id' | 'protocol' | 'spec_json' | 'created_by' | 'created_at' | 'current_round' | 'plan_json'> & {
+export type NewQuery = Pick<Insertable<QueriesTable>, 'id' | 'study_id' | 'protocol' | 'spec_json' | 'created_by' | 'created_at' | 'current_round' | 'plan_json' | 'options_json'> & {
   status?: 'running';
   finished_at?: null;
   failure_reason?: null;

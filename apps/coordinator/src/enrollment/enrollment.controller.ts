@@ -1,4 +1,4 @@
-import { Body, Controller, Post, Req } from '@nestjs/common';
+import { Body, Controller, Get, Post, Req } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import type { AuthedRequest } from '../auth/api-key.guard';
@@ -17,6 +17,13 @@ const enrollBody = z.strictObject({
 @Controller('v1')
 export class EnrollmentController {
   constructor(private readonly enrollment: EnrollmentService) {}
+
+  /** The invitation's study settings and the coordinator's keys, before the invitation is used. */
+  @Get('invitation')
+  @InvitationAuth()
+  preview(@Req() req: AuthedRequest) {
+    return this.enrollment.preview(req.bearer ?? '');
+  }
 
   @Post('enroll')
   @InvitationAuth()

@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { importPublicKeyBase64Url, keyFingerprint, publicKeyBase64Url, type KeyPair } from '@confide/crypto';
-import { toStudySchemaJson } from '@confide/protocol';
+import { ENTRY, entryKey, toStudySchemaJson } from '@confide/protocol';
 import { generateRedisPassword, hashRedisPassword, participantQueue, provisionParticipantUser, revokeParticipantUser } from '@confide/queue';
 import { hashToken } from '../auth/tokens';
 import type { CoordinatorConfig } from '../config';
@@ -9,7 +9,7 @@ import { newParticipantId } from '../orchestration/ids';
 import type { RedisConnections } from '../orchestration/orchestrator';
 import { Orchestrator } from '../orchestration/orchestrator';
 import { Repositories } from '../storage';
-import { CONFIG, COORDINATOR_KEY, REDIS } from '../tokens';
+import { CONFIG, COORDINATOR_ENCRYPTION_KEY, COORDINATOR_KEY, REDIS } from '../tokens';
 
 /** What a participant sends to enroll: its public keys and how many records it may contribute at most. */
 export interface EnrollRequest {
@@ -18,13 +18,26 @@ export interface EnrollRequest {
   readonly maxRecords: number;
 }
 
-/** What it gets back: its id, the study, the coordinator's key to pin, and its own Redis credentials. */
+/** What an invitation shows before it is used: the study's settings to accept, and the coordinator's keys to pin. */
+export interface InvitationPreview {
+  readonly studyId: string;
+  readonly study: unknown;
+  readonly participantName: string;
+  readonly expiresAt: string;
+  readonly coordinatorKey: string;
+  readonly coordinatorKeyFingerprint: string;
+  readonly coordinatorEncryptionKey: string;
+}
+
+/** What it gets back: its id, the study, the coordinator's keys to pin, and its own Redis credentials. */
 export interface EnrollResponse {
   readonly participantId: string;
   readonly studyId: string;
   readonly study: unknown;
   readonly coordinatorKey: string;
   readonly coordinatorKeyFingerprint: string;
+  /** X25519: the committee seals round-2 share sums to it. */
+  readonly coordinatorEncryptionKey: string;
   readonly redis: { readonly url: string; readonly username: string; readonly password: string; readonly prefix: string; readonly queue: string };
 }
 
@@ -37,7 +50,37 @@ export class EnrollmentService {
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
     @Inject(REDIS) private readonly redis: RedisConnections,
     @Inject(COORDINATOR_KEY) private readonly key: KeyPair,
+    @Inject(COORDINATOR_ENCRYPTION_KEY) private readonly encryptionKey: KeyPair,
   ) {}
+
+  /**
+   * What an invitation is for, without using it: the study's settings (which the participant pins and must accept
+   * before it enrolls) and the coordinator's public keys (which it compares with what its admin handed over).
+   * @throws ApiError 401 unknown or expired invitation, 409 already used
+   */
+  async preview(token: string): Promise<InvitationPreview> {
+    const invitation = await this.repos.invitations.get(hashToken(token));
+    if (!invitation) throw new ApiError(401, 'unauthenticated', 'unknown invitation token');
+    if (invitation.used_at !== null) throw new ApiError(409, 'invitation_used', 'this invitation was already used to enroll');
+    if (invitation.expires_at <= Date.now()) throw new ApiError(401, 'invitation_expired', 'this invitation has expired; ask the study admin for a new one');
+    const study = await this.repos.studies.getById(invitation.study_id);
+    if (!study) throw new ApiError(404, 'not_found', 'the study of this invitation no longer exists');
+    return {
+      studyId: study.id,
+      study: toStudySchemaJson(JSON.parse(study.schema_json) as never),
+      participantName: invitation.participant_name,
+      expiresAt: new Date(invitation.expires_at).toISOString(),
+      ...this.coordinatorKeys(),
+    };
+  }
+
+  private coordinatorKeys() {
+    return {
+      coordinatorKey: publicKeyBase64Url(this.key.publicKey),
+      coordinatorKeyFingerprint: keyFingerprint(this.key.publicKey),
+      coordinatorEncryptionKey: publicKeyBase64Url(this.encryptionKey.publicKey),
+    };
+  }
 
   /**
    * Consumes the invitation, registers the participant's public keys (refusing small-order or malformed
@@ -89,7 +132,7 @@ export class EnrollmentService {
     const study = await this.repos.studies.getById(invitation.study_id);
     if (!study) throw new ApiError(404, 'not_found', 'the study of this invitation no longer exists');
     await this.repos.events.append(
-      'participant.enrolled',
+      ENTRY.participantEnrolled,
       {
         participantId,
         studyId: study.id,
@@ -98,16 +141,16 @@ export class EnrollmentService {
         signingKeyFingerprint: keyFingerprint(signing),
         maxRecords: req.maxRecords,
       },
-      `participant.enrolled:${participantId}`,
+      entryKey(ENTRY.participantEnrolled, participantId),
       now,
+      study.id,
     );
     this.orchestrator.watch(participantId);
     return {
       participantId,
       studyId: study.id,
       study: toStudySchemaJson(JSON.parse(study.schema_json) as never),
-      coordinatorKey: publicKeyBase64Url(this.key.publicKey),
-      coordinatorKeyFingerprint: keyFingerprint(this.key.publicKey),
+      ...this.coordinatorKeys(),
       redis: { url: this.config.publicRedisUrl, username, password, prefix: this.config.queuePrefix, queue },
     };
   }

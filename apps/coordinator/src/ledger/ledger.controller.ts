@@ -14,7 +14,14 @@ const entriesQuery = z.strictObject({ start: nonNegative.default(0), end: nonNeg
 const inclusionQuery = z.strictObject({ index: nonNegative, treeSize: z.coerce.number().int().min(1) });
 const receiptQuery = z.strictObject({ queryId: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, { error: 'must be a query id' }) });
 const consistencyQuery = z.strictObject({ from: z.coerce.number().int().min(1), to: z.coerce.number().int().min(1) });
+const studyQuery = z.strictObject({
+  after: z.coerce.number().int().min(-1).default(-1),
+  treeSize: z.coerce.number().int().min(1),
+  from: z.coerce.number().int().min(1).optional(),
+});
 const PAGE = 1000;
+/** Study entries per page for participants, each with its inclusion proof. */
+const STUDY_PAGE = 200;
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64');
 
@@ -73,6 +80,32 @@ export class LedgerController {
     }
     const entry = eventEntryBytes(row);
     return { queryId: q.queryId, index: row.idx, entry: b64(entry), leafHash: b64(leafHash(entry)) };
+  }
+
+  /**
+   * The ledger entries of the calling participant's own study (DESIGN.md "Trust model": every query is in the
+   * ledger for participants to see): studies, enrollments, queries, committees, closings, results, failures. Each
+   * comes with its inclusion proof at `treeSize`, and `from` asks for the consistency proof between the tree size
+   * the participant verified last and `treeSize` (in whichever direction), so one request brings the participant's
+   * view up to date. Participants only, signed with their enrolled key.
+   */
+  @Get('study')
+  @ParticipantAuth()
+  async study(@Query({ schema: studyQuery }) q: z.infer<typeof studyQuery>, @Req() req: AuthedRequest) {
+    const self = req.participant;
+    if (!self) throw new BadRequestException('the study ledger is for participants: sign the request with the participant key');
+    const size = await this.size();
+    if (q.treeSize > size) throw new BadRequestException(`treeSize: the ledger has ${size} entries`);
+    if (q.from !== undefined && q.from > size) throw new BadRequestException(`from: the ledger has ${size} entries`);
+    const store = new DbNodeStore(this.repos.database.db);
+    const rows = await this.repos.events.studyEntries(self.studyId, q.after, q.treeSize, STUDY_PAGE);
+    const entries = await Promise.all(rows.map(async (r) => ({ index: r.idx, entry: b64(eventEntryBytes(r)), proof: (await inclusionProof(store, r.idx, q.treeSize)).map(b64) })));
+    let consistency: { from: number; to: number; proof: string[] } | null = null;
+    if (q.from !== undefined && q.from !== q.treeSize) {
+      const [lo, hi] = q.from < q.treeSize ? [q.from, q.treeSize] : [q.treeSize, q.from];
+      consistency = { from: lo, to: hi, proof: (await consistencyProof(store, lo, hi)).map(b64) };
+    }
+    return { treeSize: q.treeSize, entries, more: rows.length === STUDY_PAGE, consistency };
   }
 
   @Get('entries')

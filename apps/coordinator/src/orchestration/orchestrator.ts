@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { Job, Queue, QueueEvents, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -19,14 +19,21 @@ import {
   type PaillierDecryption,
   type PaillierPlan,
   closeRound1,
+  committeeSeed,
   compileQuery,
   deliveriesFor,
   deriveResults,
+  ENTRY,
+  entryKey,
   finalizeShamir,
+  paillierPlanHash,
   parseStudySchema,
+  planHash,
   planShamir,
   ProtocolError,
+  queryHash,
   verifyRound1Bundle,
+  type LedgerEvidence,
   type KeyDirectory,
   type QuerySpec,
   type Round1Bundle,
@@ -59,9 +66,9 @@ import {
 import type { CoordinatorConfig } from '../config';
 import type { Logger } from '../logging';
 import { Repositories } from '../storage';
-import { CONFIG, COORDINATOR_KEY, LOGGER, REDIS } from '../tokens';
+import { CONFIG, COORDINATOR_ENCRYPTION_KEY, COORDINATOR_KEY, LOGGER, REDIS } from '../tokens';
 import { ApiError } from '../http/error.filter';
-import { ledgerValue } from '../ledger/ledger-value';
+import { ledgerValue } from '@confide/protocol';
 import { parseTaskJobId } from './ids';
 
 /** The Redis connections the orchestrator uses: one shared for producing, a factory for blocking readers. */
@@ -131,6 +138,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
     @Inject(REDIS) private readonly redis: RedisConnections,
     @Inject(COORDINATOR_KEY) private readonly key: KeyPair,
+    @Inject(COORDINATOR_ENCRYPTION_KEY) private readonly encryptionKey: KeyPair,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
@@ -204,7 +212,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * here first, so a query that cannot fit is refused before anything is dispatched.
    * @throws ProtocolError for a bad key, too few participants, or slots that do not fit the key
    */
-  async startPaillier(input: { queryId: string; studyId: string; spec: QuerySpec; schema: StudySchema; publicKey: { n: string }; deadlineSeconds?: number }): Promise<PaillierPlan> {
+  async startPaillier(input: { queryId: string; studyId: string; spec: QuerySpec; schema: StudySchema; publicKey: { n: string }; deadlineSeconds?: number; submittedIndex: number }): Promise<PaillierPlan> {
     assertRedisReady(this.redis.producer);
     const participants = await this.repos.participants.listByStudy(input.studyId);
     const compiled = compileQuery(input.schema, input.spec);
@@ -221,47 +229,106 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       dp: privacyOf(input.spec, input.schema).dp,
     });
     await this.repos.queries.setPlan(input.queryId, JSON.stringify(plan));
-    await this.repos.events.append(
-      'paillier.planned',
-      { queryId: input.queryId, participants: plan.participants, publicKey: plan.publicKey, maxRecords: plan.maxRecords, deadline: plan.deadline },
-      `paillier.planned:${input.queryId}`,
+    const plannedIndex = await this.repos.events.append(
+      ENTRY.paillierPlanned,
+      {
+        queryId: input.queryId,
+        studyId: input.studyId,
+        participants: plan.participants,
+        publicKey: plan.publicKey,
+        maxRecords: plan.maxRecords,
+        deadline: plan.deadline,
+        planHash: paillierPlanHash(plan),
+      },
+      entryKey(ENTRY.paillierPlanned, input.queryId),
       now,
+      input.studyId,
     );
     await this.repos.rounds.open({ query_id: input.queryId, round: 1, status: 'open', opened_at: now, deadline: plan.deadline, expected: plan.participants.length });
+    const study = await this.repos.events.indicesOf([entryKey(ENTRY.studyCreated, input.studyId)]);
+    const evidence = await this.repos.events.evidence([input.submittedIndex, plannedIndex, ...study.values()]);
     await Promise.all(
       plan.participants.map((pid) =>
-        this.dispatch(pid, { kind: TASK.paillierContribute, queryId: input.queryId, studyId: input.studyId, participantId: pid, issuedAt: now, deadline: plan.deadline, plan, query: taskQuery(input.spec) }),
+        this.dispatch(pid, { kind: TASK.paillierContribute, queryId: input.queryId, studyId: input.studyId, participantId: pid, issuedAt: now, deadline: plan.deadline, plan, query: taskQuery(input.spec), evidence }),
       ),
     );
     await this.scheduleDeadline(input.queryId, 1, plan.deadline);
     return plan;
   }
 
-  /** Plans and starts a shamir query: round-1 tasks to every enrolled participant, and the round-1 deadline. */
-  async start(input: { queryId: string; studyId: string; spec: QuerySpec; schema: StudySchema; threshold?: number; deadlineSeconds?: number }): Promise<ShamirPlan> {
+  /**
+   * A submitted shamir query waits for its researcher's committee nonce (round 0), until the round-1 deadline: the
+   * nonce is revealed only once its commitment is in the signed ledger, so the committee seed is a coin toss between
+   * the coordinator (which signed the root) and the researcher (which fixed the nonce).
+   */
+  async awaitNonce(queryId: string): Promise<void> {
+    const now = Date.now();
+    const deadline = now + this.config.round1Seconds * 1000;
+    await this.repos.rounds.open({ query_id: queryId, round: 0, status: 'open', opened_at: now, deadline, expected: 1 });
+    await this.scheduleDeadline(queryId, 0, deadline);
+  }
+
+  /**
+   * Plans and starts a shamir query once its researcher revealed the committee nonce: the seed from the nonce and the
+   * ledger root right after `query.submitted` (libs/protocol committeeSeed), the committee drawn from it over every
+   * enrolled participant, `committee.drawn` with the plan's hash, then one round-1 task per participant carrying the
+   * ledger evidence each participant checks before it computes anything (libs/protocol authorizeShamirRound1).
+   * @throws ProtocolError when the plan cannot be made (too few participants, a threshold below the floor); ApiError
+   *   409 when the query is no longer waiting for its nonce
+   */
+  async start(input: {
+    queryId: string;
+    studyId: string;
+    spec: QuerySpec;
+    schema: StudySchema;
+    threshold?: number;
+    deadlineSeconds?: number;
+    nonce: string;
+    submittedIndex: number;
+  }): Promise<ShamirPlan> {
     assertRedisReady(this.redis.producer);
     const participants = await this.repos.participants.listByStudy(input.studyId);
     const compiled = compileQuery(input.schema, input.spec);
     const now = Date.now();
     const round1 = (input.deadlineSeconds ?? this.config.round1Seconds) * 1000;
+    const seedTreeSize = input.submittedIndex + 1;
     const plan = planShamir({
       jobId: input.queryId,
       queryHash: queryHash(input.spec),
       vectorLength: compiled.vectorLength,
       participants: participants.map((p) => p.id),
       minParticipants: privacyOf(input.spec, input.schema).minParticipants,
-      seed: randomBytes(16).toString('hex'),
+      seed: committeeSeed(await this.repos.events.rootAt(seedTreeSize), input.nonce),
       deadlines: { round1: now + round1, round2: now + round1 + this.config.round2Seconds * 1000 },
       threshold: input.threshold,
+      minThreshold: input.schema.minThreshold ?? undefined,
     });
+    if (!(await this.repos.rounds.close(input.queryId, 0, JSON.stringify({ nonce: input.nonce }), now))) {
+      throw new ApiError(409, 'not_awaiting_nonce', `query ${input.queryId} is not waiting for a committee nonce`);
+    }
+    await this.control.remove(deadlineJobId(input.queryId, 0)).catch(() => 0);
     await this.repos.queries.setPlan(input.queryId, JSON.stringify(plan));
-    await this.repos.events.append(
-      'committee.drawn',
-      { queryId: input.queryId, seed: plan.seed, committee: plan.committee, threshold: plan.threshold, participants: plan.participants },
-      `committee.drawn:${input.queryId}`,
+    const drawnIndex = await this.repos.events.append(
+      ENTRY.committeeDrawn,
+      {
+        queryId: input.queryId,
+        studyId: input.studyId,
+        seed: plan.seed,
+        nonce: input.nonce,
+        seedTreeSize,
+        committee: plan.committee,
+        threshold: plan.threshold,
+        participants: plan.participants,
+        planHash: planHash(plan),
+      },
+      entryKey(ENTRY.committeeDrawn, input.queryId),
       now,
+      input.studyId,
     );
     await this.repos.rounds.open({ query_id: input.queryId, round: 1, status: 'open', opened_at: now, deadline: plan.deadlines.round1, expected: plan.participants.length });
+    await this.repos.queries.setRound(input.queryId, 1);
+    const indices = await this.repos.events.indicesOf([entryKey(ENTRY.studyCreated, input.studyId), ...plan.committee.map((m) => entryKey(ENTRY.participantEnrolled, m))]);
+    const evidence = await this.repos.events.evidence([input.submittedIndex, drawnIndex, ...indices.values()], seedTreeSize);
     const committee = participants.filter((p) => plan.committee.includes(p.id)).map(entryOf);
     await Promise.all(
       plan.participants.map((pid) =>
@@ -275,11 +342,18 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
           plan,
           query: taskQuery(input.spec),
           directory: committee,
+          evidence,
         }),
       ),
     );
     await this.scheduleDeadline(input.queryId, 1, plan.deadlines.round1);
     return plan;
+  }
+
+  /** Fails a query that could not start (its plan was refused, or dispatching failed), at the round it reached. */
+  async failUnstarted(queryId: string, reason: string): Promise<void> {
+    const q = await this.repos.queries.get(queryId);
+    if (q?.status === 'running') await this.fail(queryId, q.current_round, reason, new Map());
   }
 
   private async dispatch(participantId: string, task: TaskPayload): Promise<void> {
@@ -334,6 +408,10 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const roundRow = await this.repos.rounds.get(queryId, round);
     if (roundRow && roundRow.status !== 'open' && participantId) await this.recordLate(queryId, round, participantId, roundRow.closed_json);
     if (!roundRow || roundRow.status !== 'open') return;
+    if (round === 0) {
+      if (deadlinePassed || Date.now() >= roundRow.deadline) await this.fail(queryId, 0, 'the researcher did not reveal the committee nonce before the deadline', new Map());
+      return;
+    }
     const ctx = await this.context(queryId);
     if (!ctx) return;
     const pastDeadline = deadlinePassed || Date.now() >= roundRow.deadline;
@@ -359,7 +437,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     if (!q || !job) return;
     const reason = job.failedReason ? `refused by the participant: ${job.failedReason}` : 'answered after the round closed; not counted';
     this.logger.warn({ queryId, round, participantId, reason }, 'late answer');
-    await this.repos.events.append('contribution.late', { queryId, round, participantId, reason }, `contribution.late:${queryId}:${round}:${participantId}`, Date.now());
+    await this.repos.events.append('contribution.late', { queryId, round, participantId, reason }, `contribution.late:${queryId}:${round}:${participantId}`, Date.now(), q.study_id);
     await job.remove().catch(() => undefined);
   }
 
@@ -402,7 +480,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const { refusals } = await this.collect(ctx, 1, plan.participants);
     const allRefusals = new Map([...refusals, ...result.rejected.map((r) => [r.participantId, r.reason] as const)]);
     for (const r of result.rejected) {
-      await this.repos.events.append('contribution.rejected', { queryId: ctx.queryId, round: 1, participantId: r.participantId, reason: r.reason }, `contribution.rejected:${ctx.queryId}:1:${r.participantId}`, Date.now());
+      await this.repos.events.append('contribution.rejected', { queryId: ctx.queryId, round: 1, participantId: r.participantId, reason: r.reason }, `contribution.rejected:${ctx.queryId}:1:${r.participantId}`, Date.now(), ctx.studyId);
     }
     if (!result.aggregate) {
       await this.fail(ctx.queryId, 1, `round 1: ${result.failure ?? 'no aggregate'}`, allRefusals);
@@ -420,7 +498,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const closed: PaillierClosed = { contributors: result.contributors, aggregate };
     if (!(await this.repos.rounds.close(ctx.queryId, 1, JSON.stringify(closed), now))) return;
     for (const c of result.contributors) await this.repos.contributions.record({ query_id: ctx.queryId, round: 1, participant_id: c.id, bundle_hash: c.bundleHash, received_at: now });
-    await this.recordRound1Closed(ctx.queryId, plan.participants, result.contributors, allRefusals, now);
+    await this.recordRound1Closed(ctx.queryId, ctx.studyId, plan.participants, result.contributors, allRefusals, now);
     await this.control.remove(deadlineJobId(ctx.queryId, 1)).catch(() => 0);
     const deadline = now + this.config.decryptionSeconds * 1000;
     await this.repos.rounds.open({ query_id: ctx.queryId, round: 2, status: 'open', opened_at: now, deadline, expected: 1 });
@@ -439,6 +517,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    */
   private recordRound1Closed(
     queryId: string,
+    studyId: string,
     participants: readonly string[],
     contributors: readonly { id: string; bundleHash: string }[],
     refusals: ReadonlyMap<string, string>,
@@ -453,9 +532,23 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
         missing: participants.filter((p) => !contributors.some((c) => c.id === p)),
         refusals: [...refusals].map(([participantId, reason]) => ({ participantId, reason })),
       },
-      `round.closed:${queryId}:1`,
+      entryKey(ENTRY.roundClosed, queryId, 1),
       now,
+      studyId,
     );
+  }
+
+  /**
+   * Ledger evidence for a shamir task of `ctx` (libs/protocol LedgerEvidence): its `query.submitted` and
+   * `committee.drawn` entries, the study's `study.created`, the root the committee seed was drawn from, and the
+   * entries at `more`, all proven in the newest signed checkpoint.
+   */
+  private async roundEvidence(ctx: ShamirContext, more: readonly number[]): Promise<LedgerEvidence> {
+    const keys = [entryKey(ENTRY.querySubmitted, ctx.queryId), entryKey(ENTRY.committeeDrawn, ctx.queryId), entryKey(ENTRY.studyCreated, ctx.studyId)];
+    const found = await this.repos.events.indicesOf(keys);
+    const submitted = found.get(keys[0]!);
+    if (submitted === undefined) throw new Error(`query ${ctx.queryId} has no query.submitted entry`);
+    return this.repos.events.evidence([...found.values(), ...more], submitted + 1);
   }
 
   /**
@@ -490,7 +583,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       const digest = createHash('sha256').update(canonicalJson(posted)).digest('hex');
-      await this.repos.events.append('decryption.rejected', { queryId, reason: err.message, postedHash: digest }, `decryption.rejected:${queryId}:${digest}`, Date.now());
+      await this.repos.events.append('decryption.rejected', { queryId, reason: err.message, postedHash: digest }, `decryption.rejected:${queryId}:${digest}`, Date.now(), ctx.studyId);
       this.logger.warn({ queryId, reason: err.message }, 'posted decryption rejected');
       throw new ApiError(422, 'invalid_decryption', `decryption rejected: ${err.message}`);
     }
@@ -553,7 +646,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
         await this.repos.contributions.record({ query_id: ctx.queryId, round: 1, participant_id: pid, bundle_hash: checked.hash, received_at: Date.now() });
       } catch (err) {
         refusals.set(pid, err instanceof Error ? err.message : String(err));
-        await this.repos.events.append('contribution.rejected', { queryId: ctx.queryId, round: 1, participantId: pid, reason: refusals.get(pid) }, `contribution.rejected:${ctx.queryId}:1:${pid}`, Date.now());
+        await this.repos.events.append('contribution.rejected', { queryId: ctx.queryId, round: 1, participantId: pid, reason: refusals.get(pid) }, `contribution.rejected:${ctx.queryId}:1:${pid}`, Date.now(), ctx.studyId);
       }
     }
     if (!pastDeadline && answers.size + refusals.size < plan.participants.length) return;
@@ -567,16 +660,16 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     }
     const now = Date.now();
     if (!(await this.repos.rounds.close(ctx.queryId, 1, JSON.stringify(closed), now))) return;
-    const closedIndex = await this.recordRound1Closed(ctx.queryId, plan.participants, closed.contributors, refusals, now);
+    const closedIndex = await this.recordRound1Closed(ctx.queryId, ctx.studyId, plan.participants, closed.contributors, refusals, now);
     await this.control.remove(deadlineJobId(ctx.queryId, 1)).catch(() => 0);
 
     await this.repos.rounds.open({ query_id: ctx.queryId, round: 2, status: 'open', opened_at: now, deadline: plan.deadlines.round2, expected: plan.committee.length });
     await this.repos.queries.setRound(ctx.queryId, 2);
     const contributors = rows.filter((r) => closed.contributors.some((c) => c.id === r.id)).map(entryOf);
     // Members check the closed set against the signed ledger, not just this task: the coordinator commits to
-    // one contributor set in a log that participants and auditors verify, before any member sums a share.
-    const proven = await this.repos.events.proven(closedIndex);
-    const closingRecord = { index: proven.index, entry: b64(proven.entry), checkpoint: proven.checkpoint, proof: proven.proof.map(b64) };
+    // one contributor set in a log that participants and auditors verify, before any member sums a share. The
+    // evidence also proves the query, its plan and every contributor's enrollment (authorizeShamirRound2).
+    const evidence = await this.roundEvidence(ctx, [closedIndex, ...(await this.repos.events.indicesOf(closed.contributors.map((c) => entryKey(ENTRY.participantEnrolled, c.id)))).values()]);
     const bundles = accepted.map((a) => a.bundle);
     await Promise.all(
       plan.committee.map((member) =>
@@ -588,10 +681,11 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
           issuedAt: now,
           deadline: plan.deadlines.round2,
           plan,
+          query: taskQuery(ctx.spec),
           closed,
-          closingRecord,
           deliveries: deliveriesFor(plan, member, bundles),
           directory: contributors,
+          evidence,
         }),
       ),
     );
@@ -615,7 +709,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const rows = await this.repos.participants.listByStudy(ctx.studyId);
     let outcome;
     try {
-      outcome = finalizeShamir(plan, closed, keyDirectory(rows.filter((r) => plan.committee.includes(r.id))), results);
+      outcome = finalizeShamir(plan, closed, keyDirectory(rows.filter((r) => plan.committee.includes(r.id))), results, this.encryptionKey);
     } catch (err) {
       await this.fail(ctx.queryId, 2, err instanceof Error ? err.message : String(err), refusals);
       return;
@@ -647,7 +741,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const result = { results: released.rows, privacy: privacyReport(settings, released.suppressedCells), ...details };
     // Ledger entries are canonical JSON with integers only (libs/crypto canonicalJson), so that any verifier in
     // any language re-encodes them byte for byte: statistic values go in as their shortest decimal strings.
-    const ledgerIndex = await this.repos.events.append('result.released', { queryId: ctx.queryId, ...(ledgerValue(result) as object) }, `result.released:${ctx.queryId}`, now);
+    const ledgerIndex = await this.repos.events.append(ENTRY.resultReleased, { queryId: ctx.queryId, ...(ledgerValue(result) as object) }, entryKey(ENTRY.resultReleased, ctx.queryId), now, ctx.studyId);
     await this.repos.queries.finish(ctx.queryId, { status: 'succeeded', result_json: JSON.stringify({ ...result, ledgerIndex }), contributors: details.contributors }, now);
     await this.control.remove(deadlineJobId(ctx.queryId, 2)).catch(() => 0);
     await this.cleanup(ctx);
@@ -660,10 +754,10 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     if (!(await this.repos.rounds.fail(queryId, round, now))) return;
     const refused = [...refusals].map(([id, why]) => ({ participantId: id, reason: why }));
     const full = refused.length ? `${reason}; refusals: ${refused.map((r) => `${r.participantId}: ${r.reason}`).join('; ')}` : reason;
-    await this.repos.events.append('query.failed', { queryId, round, reason, refusals: refused }, `query.failed:${queryId}`, now);
+    const ctx = await this.repos.queries.get(queryId);
+    await this.repos.events.append(ENTRY.queryFailed, { queryId, round, reason, refusals: refused }, entryKey(ENTRY.queryFailed, queryId), now, ctx?.study_id ?? null);
     await this.repos.queries.finish(queryId, { status: 'failed', failure_reason: full }, now);
     await this.control.remove(deadlineJobId(queryId, round)).catch(() => 0);
-    const ctx = await this.repos.queries.get(queryId);
     if (ctx?.plan_json) await this.cleanup({ queryId, plan: JSON.parse(ctx.plan_json) as ShamirPlan | PaillierPlan });
     await this.aggregation.remove(aggregationJobId(queryId)).catch(() => 0);
     this.logger.warn({ queryId, round, reason }, 'query failed');
@@ -713,8 +807,6 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   }
 }
 
-const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64');
-
 /** The privacy a query runs with: as stored with it at submission (effectivePrivacy), or the study's defaults. */
 function privacyOf(spec: QuerySpec, schema: StudySchema): PrivacySettings {
   const stored = (spec as { privacy?: PrivacySettings }).privacy;
@@ -724,14 +816,12 @@ function privacyOf(spec: QuerySpec, schema: StudySchema): PrivacySettings {
 const isPaillier = (ctx: QueryContext): ctx is PaillierContext => ctx.plan.protocol === 'paillier';
 const isShamir = (ctx: QueryContext): ctx is ShamirContext => ctx.plan.protocol === 'shamir';
 
-/** The query as carried to participants: the statistics and, when present, filters and grouping (not privacy settings, which are the coordinator's). */
+/**
+ * The query as carried to participants: its statistics, filters, grouping and effective privacy settings, exactly
+ * what libs/protocol queryHash covers and the ledger's `query.submitted` records.
+ */
 function taskQuery(spec: QuerySpec): TaskQuery {
-  const { select, where, groupBy } = spec as QuerySpec & { where?: unknown; groupBy?: unknown };
-  return JSON.parse(JSON.stringify({ select, where, groupBy })) as TaskQuery;
+  const { select, where, groupBy, privacy } = spec as QuerySpec & { where?: unknown; groupBy?: unknown };
+  return JSON.parse(JSON.stringify({ select, where, groupBy, privacy })) as TaskQuery;
 }
 
-/** SHA-256 of the canonical query spec: bound into the plan, so every signature covers what is computed. */
-function queryHash(spec: QuerySpec): string {
-  // Canonical JSON holds integers only: the query's numbers (bin edges, where values, ε) are hashed as decimal text.
-  return createHash('sha256').update(canonicalJson(ledgerValue(spec))).digest('hex');
-}

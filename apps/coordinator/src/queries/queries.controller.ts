@@ -18,7 +18,9 @@ const queryBody = z.strictObject({
   publicKey: z.strictObject({ n: z.string().regex(/^[A-Za-z0-9_-]{1,2000}$/, 'must be base64url') }).optional(),
   threshold: z.number().int().min(1).max(10).optional(),
   deadlineSeconds: z.number().int().min(1).max(86_400).optional(),
+  seedCommitment: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits').optional(),
 });
+const nonceBody = z.strictObject({ nonce: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits') });
 export const QUERY_ID = z.string().regex(/^q[0-9a-f]{24}$/, 'not a query id');
 
 /** Researchers submit queries and follow them; auditors and admins may read them. */
@@ -32,6 +34,13 @@ export class QueriesController {
   @Roles('researcher', 'admin')
   submit(@Body({ schema: queryBody }) body: z.infer<typeof queryBody>, @Req() req: AuthedRequest) {
     return this.queries.submit(body, req.principal?.keyId ?? 'unknown');
+  }
+
+  /** Shamir: the researcher reveals its committee nonce, and the query starts. */
+  @Post(':id/nonce')
+  @Roles('researcher', 'admin')
+  nonce(@Param('id', { schema: QUERY_ID }) id: string, @Body({ schema: nonceBody }) body: z.infer<typeof nonceBody>, @Req() req: AuthedRequest) {
+    return this.queries.revealNonce(id, req.principal?.keyId ?? 'unknown', body.nonce);
   }
 
   @Get(':id/aggregate')

@@ -1,20 +1,27 @@
 import { Injectable } from '@nestjs/common';
 import {
   assertNoOverflow,
+  canonicalQuery,
+  committeeSize,
   compileQuery,
   dpCost,
   effectivePrivacy,
-  MAX_COMMITTEE,
+  ENTRY,
+  entryKey,
+  ledgerValue,
+  nonceCommitment,
   planPaillier,
   PrivacyError,
   ProtocolError,
+  queryHash,
+  thresholdBelowFloor,
+  thresholdFloor,
   type PaillierDecryption,
   type PrivacySettings,
   type QuerySpec,
 } from '@confide/protocol';
 import { ApiError } from '../http/error.filter';
 import { newQueryId } from '../orchestration/ids';
-import { ledgerValue } from '../ledger/ledger-value';
 import { Orchestrator } from '../orchestration/orchestrator';
 import { StudiesService } from '../studies/studies.service';
 import { Repositories } from '../storage';
@@ -31,6 +38,30 @@ export interface QueryRequest {
   readonly publicKey?: { readonly n: string };
   readonly threshold?: number;
   readonly deadlineSeconds?: number;
+  /**
+   * Shamir: SHA-256 commitment to the researcher's committee nonce (libs/protocol nonceCommitment). The nonce is
+   * revealed with POST /v1/queries/:id/nonce once the commitment is in the ledger; with the ledger's root it
+   * seeds the committee draw, so the coordinator cannot choose the committee alone.
+   */
+  readonly seedCommitment?: string;
+}
+
+/** What POST /v1/queries answers. */
+export interface SubmittedQuery {
+  readonly id: string;
+  readonly status: 'running';
+  /** Shamir: the query waits for the researcher's committee nonce (POST /v1/queries/:id/nonce). */
+  readonly awaitingNonce: boolean;
+  /** The ledger index of its `query.submitted` entry. */
+  readonly ledgerIndex: number;
+}
+
+/** Submission options a shamir query keeps until the researcher reveals its nonce. */
+interface QueryOptions {
+  readonly threshold?: number;
+  readonly deadlineSeconds?: number;
+  readonly seedCommitment?: string;
+  readonly submittedIndex: number;
 }
 
 /** What GET /v1/queries/:id answers. */
@@ -40,6 +71,8 @@ export interface QueryView {
   readonly protocol: string;
   readonly status: 'running' | 'succeeded' | 'failed';
   readonly round: number;
+  /** Shamir: the query waits for the submitting researcher's committee nonce before anything is dispatched. */
+  readonly awaitingNonce: boolean;
   /** Paillier: the aggregate is ready and waits for the submitting researcher's decryption. */
   readonly awaitingDecryption: boolean;
   readonly answered: number;
@@ -64,11 +97,12 @@ export class QueriesService {
   ) {}
 
   /**
-   * Validates a query against the study (fields, statistics, overflow from declared record counts) and
-   * the study's minimum participant count, records it, and starts round 1.
+   * Validates a query against the study (fields, statistics, overflow from declared record counts, the threshold
+   * floor) and the study's minimum participant count, and records it in the ledger. A paillier query starts at
+   * once; a shamir query waits for the researcher's committee nonce ({@link revealNonce}).
    * @throws ApiError 400 with the problem named; nothing is dispatched for a refused query
    */
-  async submit(req: QueryRequest, createdBy: string): Promise<{ id: string; status: string }> {
+  async submit(req: QueryRequest, createdBy: string): Promise<SubmittedQuery> {
     const study = await this.studies.get(req.study);
     let privacy: PrivacySettings;
     try {
@@ -87,9 +121,20 @@ export class QueriesService {
     if (participants.length < privacy.minParticipants) {
       throw new ApiError(400, 'min_participants', `refused: ${participants.length} participant${participants.length === 1 ? '' : 's'} enrolled in ${study.name}, the study requires at least ${privacy.minParticipants}`);
     }
-    const committee = Math.min(participants.length, MAX_COMMITTEE);
-    if (req.threshold !== undefined && req.threshold > committee) {
-      throw new ApiError(400, 'invalid_query', `threshold: ${req.threshold} exceeds the committee size ${committee}`);
+    if (req.protocol === 'shamir') {
+      const committee = committeeSize(participants.length);
+      const floor = thresholdFloor(committee, study.schema.minThreshold ?? 1);
+      if (floor > committee) throw new ApiError(400, 'invalid_query', `threshold: the study requires at least ${floor}, more than the committee of ${committee}`);
+      if (req.threshold !== undefined && req.threshold > committee) {
+        throw new ApiError(400, 'invalid_query', `threshold: ${req.threshold} exceeds the committee size ${committee}`);
+      }
+      if (req.threshold !== undefined && req.threshold < floor) throw new ApiError(400, 'invalid_query', `threshold: ${thresholdBelowFloor(req.threshold, floor, committee)}`);
+      if (req.seedCommitment === undefined) {
+        throw new ApiError(400, 'invalid_query', "seedCommitment: a shamir query needs the researcher's commitment to its committee nonce (the confide CLI sends it)");
+      }
+    } else {
+      if (req.threshold !== undefined) throw new ApiError(400, 'invalid_query', 'threshold: only the shamir protocol takes a threshold');
+      if (req.seedCommitment !== undefined) throw new ApiError(400, 'invalid_query', 'seedCommitment: only the shamir protocol draws a committee');
     }
     assertNoOverflow(compiled, participants.reduce((n, p) => n + BigInt(p.max_records), 0n));
     if (req.protocol === 'paillier' && req.publicKey) {
@@ -132,27 +177,87 @@ export class QueriesService {
       created_at: now,
       finished_at: null,
       plan_json: null,
-      current_round: 1,
+      current_round: req.protocol === 'shamir' ? 0 : 1,
       failure_reason: null,
       result_json: null,
       contributors: null,
+      options_json: null,
     });
     // Ledger entries hold integers only: numbers in the query (histogram edges, where values) go in as decimal strings.
-    await this.repos.events.append('query.submitted', { queryId: id, study: study.name, protocol: req.protocol, query: ledgerValue(spec) as object, submittedBy: createdBy }, `query.submitted:${id}`, now);
+    // The query hash is the one every participant recomputes from the query its task carries (libs/protocol queryHash).
+    const submittedIndex = await this.repos.events.append(
+      ENTRY.querySubmitted,
+      {
+        queryId: id,
+        studyId: study.id,
+        study: study.name,
+        protocol: req.protocol,
+        query: canonicalQuery(spec) as object,
+        queryHash: queryHash(spec),
+        submittedBy: createdBy,
+        ...(req.seedCommitment !== undefined ? { seedCommitment: req.seedCommitment } : {}),
+        ...(req.threshold !== undefined ? { threshold: req.threshold } : {}),
+      },
+      entryKey(ENTRY.querySubmitted, id),
+      now,
+      study.id,
+    );
     if (privacy.dp) {
-      await this.repos.events.append('privacy.spent', { queryId: id, study: study.name, ...(ledgerValue({ mechanism: privacy.dp.mechanism, ...dpCost(privacy.dp) }) as object) }, `privacy.spent:${id}`, now);
+      await this.repos.events.append('privacy.spent', { queryId: id, study: study.name, ...(ledgerValue({ mechanism: privacy.dp.mechanism, ...dpCost(privacy.dp) }) as object) }, `privacy.spent:${id}`, now, study.id);
     }
     try {
       if (req.protocol === 'paillier') {
-        await this.orchestrator.startPaillier({ queryId: id, studyId: study.id, spec, schema: study.schema, publicKey: req.publicKey!, deadlineSeconds: req.deadlineSeconds });
-      } else {
-        await this.orchestrator.start({ queryId: id, studyId: study.id, spec, schema: study.schema, threshold: req.threshold, deadlineSeconds: req.deadlineSeconds });
+        await this.orchestrator.startPaillier({ queryId: id, studyId: study.id, spec, schema: study.schema, publicKey: req.publicKey!, deadlineSeconds: req.deadlineSeconds, submittedIndex });
+        return { id, status: 'running', awaitingNonce: false, ledgerIndex: submittedIndex };
       }
+      const options: QueryOptions = { threshold: req.threshold, deadlineSeconds: req.deadlineSeconds, seedCommitment: req.seedCommitment, submittedIndex };
+      await this.repos.queries.setOptions(id, JSON.stringify(options));
+      await this.orchestrator.awaitNonce(id);
     } catch (err) {
       await this.repos.queries.finish(id, { status: 'failed', failure_reason: err instanceof Error ? err.message : String(err) }, Date.now());
       throw err;
     }
-    return { id, status: 'running' };
+    return { id, status: 'running', awaitingNonce: true, ledgerIndex: submittedIndex };
+  }
+
+  /**
+   * Starts a shamir query with the researcher's committee nonce (DESIGN.md "Protocol shamir": a committee seed the
+   * coordinator cannot choose alone): the nonce must match the commitment recorded in `query.submitted`; the seed
+   * is then derived from it and the ledger's root right after that entry, and round 1 is dispatched.
+   * @throws ApiError 404 unknown query, 403 another caller than the submitter, 409 not waiting for a nonce,
+   *   422 a nonce that does not match the commitment
+   */
+  async revealNonce(id: string, keyId: string, nonce: string): Promise<QueryView> {
+    const q = await this.repos.queries.get(id);
+    if (!q) throw new ApiError(404, 'not_found', `no query ${id}`);
+    if (q.created_by !== keyId) throw new ApiError(403, 'forbidden', 'only the researcher who submitted the query reveals its committee nonce');
+    if (q.protocol !== 'shamir' || q.status !== 'running' || q.current_round !== 0 || !q.options_json) {
+      throw new ApiError(409, 'not_awaiting_nonce', `query ${id} is not waiting for a committee nonce`);
+    }
+    const options = JSON.parse(q.options_json) as QueryOptions;
+    if (nonceCommitment(nonce) !== options.seedCommitment) {
+      throw new ApiError(422, 'nonce_mismatch', "nonce: it does not match the commitment recorded when the query was submitted");
+    }
+    const study = await this.repos.studies.getById(q.study_id);
+    if (!study) throw new ApiError(404, 'not_found', `the study of query ${id} no longer exists`);
+    const { schema } = await this.studies.get(study.name);
+    try {
+      await this.orchestrator.start({
+        queryId: id,
+        studyId: q.study_id,
+        spec: JSON.parse(q.spec_json) as QuerySpec,
+        schema,
+        threshold: options.threshold,
+        deadlineSeconds: options.deadlineSeconds,
+        nonce,
+        submittedIndex: options.submittedIndex,
+      });
+    } catch (err) {
+      if (err instanceof ApiError) throw err;
+      await this.orchestrator.failUnstarted(id, err instanceof Error ? err.message : String(err));
+      throw err;
+    }
+    return this.view(id);
   }
 
   /** The aggregate ciphertexts of a paillier query, for the researcher who submitted it only. */
@@ -180,6 +285,7 @@ export class QueriesService {
       protocol: q.protocol,
       status: q.status,
       round: q.current_round,
+      awaitingNonce: q.protocol === 'shamir' && q.status === 'running' && q.current_round === 0,
       awaitingDecryption: q.protocol === 'paillier' && q.status === 'running' && round?.round === 2 && round.status === 'open',
       answered,
       expected: round?.expected ?? 0,

@@ -1,8 +1,6 @@
-import { ledgerValue } from '../ledger/ledger-value';
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
-import { formatFixed } from '@confide/crypto';
-import { parseStudySchema, toStudySchemaJson, type StudySchema } from '@confide/protocol';
+import { ENTRY, entryKey, ledgerSchema, parseStudySchema, toStudySchemaJson, type StudySchema } from '@confide/protocol';
 import { hashToken, newToken, type Role } from '../auth/tokens';
 import type { CoordinatorConfig } from '../config';
 import { ApiError } from '../http/error.filter';
@@ -11,23 +9,6 @@ import { CONFIG } from '../tokens';
 
 /** Study names the routes that address a study (`/v1/studies/:name`) accept; a study must be creatable only with one. */
 export const STUDY_NAME = /^[A-Za-z0-9_.-]{1,100}$/;
-
-/**
- * The schema as the "study created" event records it. Canonical JSON holds safe integers only, so numeric
- * bounds (0.5, 1e20) are written as their exact fixed-point decimal text, like released statistic values.
- */
-function ledgerSchema(schema: StudySchema): object {
-  const json = toStudySchemaJson(schema);
-  return {
-    ...json,
-    privacy: ledgerValue(json.privacy),
-    fields: schema.fields.map((f) =>
-      f.type === 'number'
-        ? { name: f.name, type: f.type, min: formatFixed(f.bounds.min, f.decimals), max: formatFixed(f.bounds.max, f.decimals), decimals: f.decimals }
-        : { name: f.name, type: f.type, values: [...f.values] },
-    ),
-  };
-}
 
 /** A study as the API shows it. */
 export interface StudyView {
@@ -62,7 +43,7 @@ export class StudiesService {
       min_participants: schema.minParticipants,
       created_at: now,
     });
-    await this.repos.events.append('study.created', { studyId: id, name: schema.name, schema: ledgerSchema(schema) }, `study.created:${id}`, now);
+    await this.repos.events.append(ENTRY.studyCreated, { studyId: id, name: schema.name, schema: ledgerSchema(schema) }, entryKey(ENTRY.studyCreated, id), now, id);
     return { id, name: schema.name };
   }
 

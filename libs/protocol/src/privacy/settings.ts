@@ -272,3 +272,48 @@ export function privacyReport(settings: PrivacySettings, suppressedCells: number
     dp: settings.dp === null ? null : { mechanism: settings.dp.mechanism, ...dpCost(settings.dp) },
   };
 }
+
+/**
+ * The effective privacy settings as a query carries them to participants and as its hash covers them
+ * ({@link PrivacySettings}): every field present, `dp` null when there is no noise.
+ */
+export const privacySettingsSchema = z.strictObject({
+  minParticipants: count(1),
+  minGroupSize: count(1),
+  dp: z
+    .strictObject({
+      mechanism,
+      epsilon: z.number().gt(0),
+      delta: z.number().gt(0).lt(1).optional(),
+    })
+    .nullable(),
+});
+
+/**
+ * Refuses settings looser than the study's (DESIGN.md "Trust model": a plan may be stricter than the settings a
+ * participant pinned at enrollment, never looser). A participant calls it with the study it pinned and the
+ * settings a task's query carries: at least the pinned minimum participants and group size, and when the study
+ * has differential privacy, the same mechanism with ε (and δ) no larger than the study's per-query values.
+ * @throws PrivacyError naming the setting and both values
+ */
+export function assertNotLooser(study: StudyPrivacy, settings: PrivacySettings): void {
+  if (settings.minParticipants < study.minParticipants) {
+    throw new PrivacyError(`minParticipants ${settings.minParticipants} is below the ${study.minParticipants} pinned at enrollment`);
+  }
+  if (settings.minGroupSize < study.minGroupSize) {
+    throw new PrivacyError(`minGroupSize ${settings.minGroupSize} is below the ${study.minGroupSize} pinned at enrollment`);
+  }
+  const pinned = study.dp;
+  if (pinned === null) {
+    if (settings.dp !== null) checkDelta(settings.dp.mechanism, settings.dp.delta, 'dp.delta');
+    return;
+  }
+  const dp = settings.dp;
+  if (dp === null) throw new PrivacyError(`differential privacy is off, the study pinned at enrollment has ${pinned.mechanism} with ε ${pinned.epsilon}`);
+  if (dp.mechanism !== pinned.mechanism) throw new PrivacyError(`dp.mechanism ${dp.mechanism} is not the ${pinned.mechanism} pinned at enrollment`);
+  if (dp.epsilon > pinned.epsilon) throw new PrivacyError(`dp.epsilon ${dp.epsilon} is above the ${pinned.epsilon} pinned at enrollment`);
+  if (pinned.mechanism === 'gaussian' && (dp.delta === undefined || dp.delta > pinned.delta!)) {
+    throw new PrivacyError(`dp.delta ${String(dp.delta)} is above the ${pinned.delta} pinned at enrollment`);
+  }
+  if (pinned.mechanism === 'laplace' && dp.delta !== undefined) throw new PrivacyError('dp.delta: the laplace mechanism pinned at enrollment takes no delta');
+}

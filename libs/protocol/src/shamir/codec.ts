@@ -32,13 +32,3 @@ export function decodeShareVector(bytes: Uint8Array, length: number): FieldEleme
   }
   return out;
 }
-
-/** Field element as 32 lowercase hex digits (the round-2 wire form). */
-export const elementToHex = (v: FieldElement): string => v.toString(16).padStart(32, '0');
-
-/** Parses {@link elementToHex} output, checking the element is below p. */
-export function elementFromHex(text: string): FieldElement {
-  const v = BigInt(`0x${text}`);
-  assertFieldElement(v);
-  return v;
-}

@@ -1,9 +1,9 @@
-import { add, openEnvelope, signMessage, verifyMessage, type KeyPair } from '@confide/crypto';
-import { decodeShareVector, elementToHex } from './codec';
+import { add, openEnvelope, sealEnvelope, signMessage, verifyMessage, type KeyPair, type PublicKey, type RandomSource } from '@confide/crypto';
+import { decodeShareVector, encodeShareVector } from './codec';
 import { bundleHash, closedHash } from './coordinator';
 import type { KeyDirectory } from './directory';
 import { ProtocolError } from './errors';
-import { DOMAIN, round1ClosedSchema, round1DeliverySchema, type Round1Closed, type Round2Result } from './messages';
+import { DOMAIN, ROUND2_READER, round1ClosedSchema, round1DeliverySchema, type Round1Closed, type Round2Result } from './messages';
 import { envelopeDigest } from './participant';
 import { planHash, type ShamirPlan } from './plan';
 
@@ -28,12 +28,16 @@ export interface Round2Input {
   /** The envelopes addressed to this member, one per contributor. */
   readonly deliveries: readonly unknown[];
   readonly memory: MemberMemory;
+  /** The coordinator's X25519 key, pinned at enrollment: the share sum is sealed to it. */
+  readonly reader: PublicKey;
+  readonly rng?: RandomSource;
 }
 
 /**
  * Round 2 of DESIGN.md "Protocol shamir", run by each committee member: check the contributor set
  * against the closing record and the study minimum, verify every sender's signature with its registered
- * key, decrypt the shares addressed to this member, sum them, and sign the sum.
+ * key, decrypt the shares addressed to this member, sum them, seal the sum to the coordinator's X25519 key
+ * (associated data: job, round 2, this member, "coordinator"), and sign the sealed sum.
  * @returns the signed share sum, and the closed-set hash to remember (the caller persists it before sending)
  * @throws ProtocolError refusing: NOT_IN_COMMITTEE, WRONG_JOB, MIN_PARTICIPANTS, SET_MISMATCH (deliveries
  *   differ from the closed set), ALREADY_ANSWERED (another set for the same job), BAD_SIGNATURE, DECRYPTION_FAILED
@@ -96,6 +100,10 @@ export function committeeRound2(input: Round2Input): { result: Round2Result; clo
   if (seen.size !== expected.size) {
     throw new ProtocolError('SET_MISMATCH', `received shares from ${seen.size} contributors, the closing record lists ${expected.size}`);
   }
-  const signed = { jobId: plan.jobId, planHash: ph, closedHash: ch, sender: self, x: index + 1, shareSum: sum.map(elementToHex) };
+  const plaintext = encodeShareVector(sum);
+  sum.fill(0n);
+  const sealed = sealEnvelope(input.reader, plaintext, { jobId: plan.jobId, round: 2, sender: self, recipient: ROUND2_READER }, input.rng);
+  plaintext.fill(0);
+  const signed = { jobId: plan.jobId, planHash: ph, closedHash: ch, sender: self, x: index + 1, sealed };
   return { result: { ...signed, signature: signMessage(input.signing.privateKey, DOMAIN.round2, signed) }, closedHash: ch };
 }

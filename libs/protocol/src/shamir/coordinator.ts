@@ -1,15 +1,15 @@
-import { canonicalJson, checkConsistency, decodeSigned, verifyMessage } from '@confide/crypto';
-import { elementFromHex } from './codec';
+import { canonicalJson, checkConsistency, decodeSigned, openEnvelope, verifyMessage, type KeyPair } from '@confide/crypto';
+import { decodeShareVector } from './codec';
 import type { KeyDirectory } from './directory';
 import { ProtocolError } from './errors';
 import {
   DOMAIN,
+  ROUND2_READER,
   round1BundleSchema,
   round2ResultSchema,
   type Round1Bundle,
   type Round1Closed,
   type Round1Delivery,
-  type Round2Result,
 } from './messages';
 import { envelopeDigest } from './participant';
 import { planHash, sha256Hex, type ShamirPlan } from './plan';
@@ -96,16 +96,17 @@ export interface ShamirOutcome {
 }
 
 /**
- * Finalize of DESIGN.md "Protocol shamir": verify each member's signed share sum, reconstruct Σ a_i by
+ * Finalize of DESIGN.md "Protocol shamir": verify each member's signed share sum, open it with the coordinator's
+ * X25519 key (`reader`, the one recipient members seal to), reconstruct Σ a_i by
  * Lagrange interpolation at 0 from any t of them and, with more than t, check they lie on one polynomial,
  * naming the member whose share does not.
  * @throws ProtocolError QUORUM when fewer than t valid answers arrived (message names answered and
  *   needed counts); INCONSISTENT_SHARES when the answers disagree and the culprit cannot be named
  */
-export function finalizeShamir(plan: ShamirPlan, closed: Round1Closed, directory: KeyDirectory, answers: readonly unknown[]): ShamirOutcome {
+export function finalizeShamir(plan: ShamirPlan, closed: Round1Closed, directory: KeyDirectory, answers: readonly unknown[], reader: KeyPair): ShamirOutcome {
   const expectedClosed = closedHash(closed);
   const ph = planHash(plan);
-  const valid = new Map<string, Round2Result>();
+  const valid = new Map<string, { x: number; y: bigint[] }>();
   for (const raw of answers) {
     const parsed = round2ResultSchema.safeParse(raw);
     if (!parsed.success) continue;
@@ -113,10 +114,18 @@ export function finalizeShamir(plan: ShamirPlan, closed: Round1Closed, directory
     const index = plan.committee.indexOf(r.sender);
     const keys = directory.get(r.sender);
     if (index < 0 || !keys || r.x !== index + 1 || r.jobId !== plan.jobId || r.planHash !== ph || r.closedHash !== expectedClosed) continue;
-    if (r.shareSum.length !== plan.vectorLength) continue;
     const { signature, ...signed } = r;
     if (!verifyMessage(keys.signing, DOMAIN.round2, signed, signature)) continue;
-    valid.set(r.sender, r);
+    let y: bigint[];
+    try {
+      const plaintext = openEnvelope(reader, r.sealed, { jobId: plan.jobId, round: 2, sender: r.sender, recipient: ROUND2_READER });
+      y = decodeShareVector(plaintext, plan.vectorLength);
+      plaintext.fill(0);
+    } catch {
+      // Sealed to another key, or not a share vector of this plan: as good as no answer.
+      continue;
+    }
+    valid.set(r.sender, { x: r.x, y });
   }
   const k = plan.committee.length;
   if (valid.size < plan.threshold) {
@@ -125,7 +134,7 @@ export function finalizeShamir(plan: ShamirPlan, closed: Round1Closed, directory
       `round 2: ${valid.size} of ${k} committee members answered, ${plan.threshold} needed (at most ${k - plan.threshold} may be missing)`,
     );
   }
-  const shares = [...valid.values()].map((r) => ({ x: r.x, y: r.shareSum.map(elementFromHex) }));
+  const shares = [...valid.values()];
   const check = checkConsistency(shares, plan.threshold);
   const memberAt = (x: number): string => plan.committee[x - 1]!;
   if (!check.consistent && !check.secret) {

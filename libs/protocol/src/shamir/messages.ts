@@ -8,7 +8,6 @@ import { z } from 'zod';
 const id = z.string().min(1).max(200);
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 hex digits');
 const b64u = z.string().regex(/^[A-Za-z0-9_-]+$/, 'expected base64url');
-const fieldHex = z.string().regex(/^[0-9a-f]{32}$/, 'expected a 128-bit hex field element');
 
 export const envelopeSchema = z.strictObject({ v: z.literal(1), epk: b64u, iv: b64u, ct: b64u });
 
@@ -57,20 +56,27 @@ export const round1ClosedSchema = z.strictObject({
 });
 export type Round1Closed = z.infer<typeof round1ClosedSchema>;
 
-/** What a committee member signs in round 2: the sum of its shares over exactly the closed set. */
+/**
+ * What a committee member signs in round 2: its share sum over exactly the closed set, sealed to the coordinator's
+ * X25519 key (the one reader that reconstructs), never in clear: any t share sums open the exact totals, and
+ * Redis is not trusted with them.
+ */
 export const round2SignedSchema = z.strictObject({
   jobId: id,
   planHash: hex64,
   closedHash: hex64,
   sender: id,
   x: z.number().int().min(1),
-  shareSum: z.array(fieldHex).min(1),
+  sealed: envelopeSchema,
 });
 export const round2ResultSchema = round2SignedSchema.extend({ signature: b64u });
 export type Round2Result = z.infer<typeof round2ResultSchema>;
 
+/** The recipient name bound into a sealed round-2 share sum (the envelope's associated data). */
+export const ROUND2_READER = 'coordinator';
+
 /** Signature domains (libs/crypto signMessage): one per message type, never reused. */
 export const DOMAIN = {
   round1: 'shamir/round1',
-  round2: 'shamir/round2',
+  round2: 'shamir/round2-sealed',
 } as const;

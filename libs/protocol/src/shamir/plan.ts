@@ -5,6 +5,56 @@ import { ProtocolError } from './errors';
 /** DESIGN.md "Protocol shamir": committees larger than this are drawn from the participants. */
 export const MAX_COMMITTEE = 10;
 
+/**
+ * The committee size for n participants: all of them up to {@link MAX_COMMITTEE}, else MAX_COMMITTEE drawn. Every
+ * participant checks that a plan's committee has exactly this size: a coordinator that chose a committee of one
+ * (whose threshold floor is one) would hand one member every share.
+ */
+export function committeeSize(participants: number): number {
+  if (!Number.isSafeInteger(participants) || participants < 1) throw new RangeError(`participants must be a positive integer, got ${participants}`);
+  return Math.min(participants, MAX_COMMITTEE);
+}
+
+/**
+ * The lowest reconstruction threshold a committee of k may use: a strict majority, ⌊k/2⌋ + 1, or the study's own
+ * higher floor. Below a majority two disjoint quorums could each reconstruct a sum, over two different contributor
+ * sets, and subtract one from the other (DESIGN.md "Trust model"); at t = 1 every share is the secret itself.
+ * @throws RangeError for k or minThreshold that are not positive integers
+ */
+export function thresholdFloor(k: number, minThreshold = 1): number {
+  if (!Number.isSafeInteger(k) || k < 1) throw new RangeError(`committee size must be a positive integer, got ${k}`);
+  if (!Number.isSafeInteger(minThreshold) || minThreshold < 1) throw new RangeError(`minThreshold must be a positive integer, got ${minThreshold}`);
+  return Math.max(Math.floor(k / 2) + 1, minThreshold);
+}
+
+/** A committee nonce: 32 random bytes as 64 lowercase hex digits, chosen by the researcher. */
+export const COMMITTEE_NONCE = /^[0-9a-f]{64}$/;
+
+/**
+ * The researcher's commitment to its committee nonce, sent with the query and recorded in `query.submitted`:
+ * SHA-256("confide/committee-nonce/v1\n" ‖ nonce), hex.
+ * @throws TypeError for a nonce that is not 64 lowercase hex digits
+ */
+export function nonceCommitment(nonce: string): string {
+  if (!COMMITTEE_NONCE.test(nonce)) throw new TypeError('a committee nonce is 64 lowercase hex digits');
+  return sha256Hex(`confide/committee-nonce/v1\n${nonce}`);
+}
+
+/**
+ * The committee seed of a query: SHA-256("confide/committee-seed/v1\n" ‖ hex(root) ‖ "\n" ‖ nonce), hex, where
+ * `root` is the ledger's root right after the query's `query.submitted` entry (which holds the researcher's
+ * {@link nonceCommitment}) and `nonce` is what the researcher reveals afterwards. A coin toss between two parties:
+ * the coordinator signs the root before it learns the nonce, and the researcher fixes the nonce before the root
+ * exists, so neither chooses the committee alone. A coordinator and a researcher acting together can (the
+ * README's security model says what that leaves).
+ * @throws TypeError for a root that is not 32 bytes or a malformed nonce
+ */
+export function committeeSeed(root: Uint8Array, nonce: string): string {
+  if (!(root instanceof Uint8Array) || root.length !== 32) throw new TypeError('the ledger root is 32 bytes');
+  if (!COMMITTEE_NONCE.test(nonce)) throw new TypeError('a committee nonce is 64 lowercase hex digits');
+  return sha256Hex(`confide/committee-seed/v1\n${Buffer.from(root).toString('hex')}\n${nonce}`);
+}
+
 /** The coordinator's plan for one shamir job: who takes part, who holds shares, how many are needed, by when. */
 export interface ShamirPlan {
   readonly protocol: 'shamir';
@@ -37,8 +87,10 @@ export interface PlanInput {
   readonly deadlines: { readonly round1: number; readonly round2: number };
   /** Committee size k; defaults to all participants up to MAX_COMMITTEE. */
   readonly committeeSize?: number;
-  /** Reconstruction threshold t; defaults to ⌊k/2⌋ + 1. */
+  /** Reconstruction threshold t; defaults to the floor. */
   readonly threshold?: number;
+  /** The study's threshold floor, when it sets one above a majority (study schema `minThreshold`). */
+  readonly minThreshold?: number;
 }
 
 /**
@@ -54,9 +106,10 @@ export function drawCommittee(participants: readonly string[], size: number, see
 
 /**
  * Plans a shamir job (DESIGN.md "Protocol shamir"): committee of k = min(n, 10) unless set, threshold
- * t = ⌊k/2⌋ + 1 unless set, deadlines carried as data.
- * @throws ProtocolError INVALID_MESSAGE on duplicate participants, k or t out of range, or a bad seed;
- *   MIN_PARTICIPANTS when fewer participants are enrolled than the study requires
+ * t = {@link thresholdFloor} unless set, deadlines carried as data. A threshold below the floor is refused: no
+ * caller (coordinator, simulation) can plan one.
+ * @throws ProtocolError INVALID_MESSAGE on duplicate participants, k or t out of range (t below the floor
+ *   included), or a bad seed; MIN_PARTICIPANTS when fewer participants are enrolled than the study requires
  */
 export function planShamir(input: PlanInput): ShamirPlan {
   const participants = [...input.participants].sort();
@@ -75,8 +128,11 @@ export function planShamir(input: PlanInput): ShamirPlan {
   if (!Number.isInteger(k) || k < 1 || k > participants.length) {
     throw new ProtocolError('INVALID_MESSAGE', `committee size must be from 1 to ${participants.length}, got ${k}`);
   }
-  const t = input.threshold ?? Math.floor(k / 2) + 1;
-  if (!Number.isInteger(t) || t < 1 || t > k) throw new ProtocolError('INVALID_MESSAGE', `threshold must be from 1 to ${k}, got ${t}`);
+  const floor = thresholdFloor(k, input.minThreshold ?? 1);
+  if (floor > k) throw new ProtocolError('INVALID_MESSAGE', `threshold: the study requires at least ${floor}, more than the committee of ${k}`);
+  const t = input.threshold ?? floor;
+  if (!Number.isInteger(t) || t < 1 || t > k) throw new ProtocolError('INVALID_MESSAGE', `threshold must be from ${floor} to ${k}, got ${t}`);
+  if (t < floor) throw new ProtocolError('INVALID_MESSAGE', thresholdBelowFloor(t, floor, k));
   if (!(input.deadlines.round1 < input.deadlines.round2)) throw new ProtocolError('INVALID_MESSAGE', 'round 1 must end before round 2');
   if (!Number.isInteger(input.vectorLength) || input.vectorLength < 1) throw new ProtocolError('INVALID_MESSAGE', 'empty aggregate vector');
   return {
@@ -92,6 +148,13 @@ export function planShamir(input: PlanInput): ShamirPlan {
     seed: input.seed,
     deadlines: { round1: input.deadlines.round1, round2: input.deadlines.round2 },
   };
+}
+
+/** Why threshold t is refused for a committee of k: one sentence, the same from every party. */
+export function thresholdBelowFloor(t: number, floor: number, k: number): string {
+  const majority = Math.floor(k / 2) + 1;
+  const why = floor > majority ? `the study's floor is ${floor}` : `a majority of the committee of ${k} (⌊k/2⌋ + 1) is ${floor}`;
+  return `threshold ${t} is below the floor: ${why}`;
 }
 
 /** SHA-256 (hex) of the plan's canonical JSON: what every round message signs. */

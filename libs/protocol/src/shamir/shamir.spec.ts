@@ -3,10 +3,17 @@ import { generateKeyPair, openEnvelope, sealEnvelope, signMessage, type KeyPair 
 import {
   closeRound1,
   committeeRound2,
+  committeeSeed,
+  committeeSize,
+  drawCommittee,
+  MAX_COMMITTEE,
+  nonceCommitment,
+  thresholdFloor,
   decodeShareVector,
   deliveriesFor,
   DOMAIN,
   encodeShareVector,
+  ROUND2_READER,
   finalizeShamir,
   participantRound1,
   planHash,
@@ -27,6 +34,8 @@ interface Party {
 }
 
 const noMemory: MemberMemory = { answeredFor: () => undefined };
+/** The coordinator's X25519 key: members seal their round-2 share sums to it. */
+const COORDINATOR = generateKeyPair('x25519');
 const SEED = 'a'.repeat(32);
 
 function setup(n: number, opts: { committeeSize?: number; threshold?: number; minParticipants?: number; jobId?: string } = {}) {
@@ -48,7 +57,7 @@ function setup(n: number, opts: { committeeSize?: number; threshold?: number; mi
     threshold: opts.threshold,
   });
   const party = (id: string): Party => parties.find((p) => p.id === id)!;
-  return { parties, directory, plan, party };
+  return { parties, directory, plan, party, reader: COORDINATOR };
 }
 
 const aggregateOf = (i: number): bigint[] => [BigInt(i + 1), BigInt(100 * (i + 1)), -BigInt(7 * i)];
@@ -83,6 +92,7 @@ function runRound2(ctx: ReturnType<typeof setup>, accepted: { bundle: Round1Bund
         accepted.map((a) => a.bundle),
       ),
       memory: noMemory,
+      reader: COORDINATOR.publicKey,
     }).result;
   });
   return { closed, answers };
@@ -109,7 +119,7 @@ describe('shamir protocol rounds', () => {
     const ctx = setup(6);
     const accepted = runRound1(ctx);
     const { closed, answers } = runRound2(ctx, accepted);
-    const outcome = finalizeShamir(ctx.plan, closed, ctx.directory, answers);
+    const outcome = finalizeShamir(ctx.plan, closed, ctx.directory, answers, COORDINATOR);
     expect(outcome.totals).toEqual(expectedTotals([0, 1, 2, 3, 4, 5]));
     expect(outcome.contributors).toBe(6);
     expect(outcome.badMembers).toEqual([]);
@@ -127,7 +137,7 @@ describe('shamir protocol rounds', () => {
     const ctx = setup(5);
     const accepted = runRound1(ctx, ctx.parties.slice(0, 4));
     const { closed, answers } = runRound2(ctx, accepted);
-    const outcome = finalizeShamir(ctx.plan, closed, ctx.directory, answers);
+    const outcome = finalizeShamir(ctx.plan, closed, ctx.directory, answers, COORDINATOR);
     expect(outcome.totals).toEqual(expectedTotals([0, 1, 2, 3]));
     expect(outcome.contributors).toBe(4);
   });
@@ -136,9 +146,9 @@ describe('shamir protocol rounds', () => {
     const ctx = setup(5); // k = 5, t = 3
     const accepted = runRound1(ctx);
     const { closed, answers } = runRound2(ctx, accepted, ctx.plan.committee.slice(0, 3));
-    expect(finalizeShamir(ctx.plan, closed, ctx.directory, answers).totals).toEqual(expectedTotals([0, 1, 2, 3, 4]));
+    expect(finalizeShamir(ctx.plan, closed, ctx.directory, answers, COORDINATOR).totals).toEqual(expectedTotals([0, 1, 2, 3, 4]));
     expectProtocolError(
-      () => finalizeShamir(ctx.plan, closed, ctx.directory, answers.slice(0, 2)),
+      () => finalizeShamir(ctx.plan, closed, ctx.directory, answers.slice(0, 2), COORDINATOR),
       'QUORUM',
       /round 2: 2 of 5 committee members answered, 3 needed/,
     );
@@ -170,6 +180,7 @@ describe('shamir protocol rounds', () => {
             accepted.map((a) => a.bundle),
           ),
           memory: noMemory,
+          reader: COORDINATOR.publicKey,
         }),
       'MIN_PARTICIPANTS',
     );
@@ -228,10 +239,14 @@ describe('shamir protocol rounds', () => {
           subset.map((a) => a.bundle),
         ),
         memory,
+        reader: COORDINATOR.publicKey,
       });
     const first = ask(accepted);
     answered.set(ctx.plan.jobId, first.closedHash);
-    expect(ask(accepted).result).toEqual(first.result); // a redelivered task gets the same answer
+    // A redelivered task gets the same share sum (sealed afresh; the worker replays the answer it stored).
+    const again = ask(accepted).result;
+    const open = (r: Round2Result) => decodeShareVector(openEnvelope(COORDINATOR, r.sealed, { jobId: r.jobId, round: 2, sender: r.sender, recipient: ROUND2_READER }), 3);
+    expect({ ...again, sealed: open(again), signature: '' }).toEqual({ ...first.result, sealed: open(first.result), signature: '' });
     expectProtocolError(() => ask(accepted.slice(0, 4)), 'ALREADY_ANSWERED');
   });
 
@@ -248,6 +263,7 @@ describe('shamir protocol rounds', () => {
       directory: ctx.directory,
       closed,
       memory: noMemory,
+      reader: COORDINATOR.publicKey,
     };
     const all = deliveriesFor(
       ctx.plan,
@@ -286,6 +302,7 @@ describe('shamir protocol rounds', () => {
           closed,
           deliveries: tampered,
           memory: noMemory,
+          reader: COORDINATOR.publicKey,
         }),
       'INVALID_MESSAGE',
     );
@@ -297,10 +314,11 @@ describe('shamir protocol rounds', () => {
     const { closed, answers } = runRound2(ctx, accepted);
     const cheater = ctx.party(answers[2]!.sender);
     const { signature: _sig, ...signed } = answers[2]!;
-    const shareSum = decodeShareVector(Buffer.from(signed.shareSum.join(''), 'hex'), 3);
-    const bumped = { ...signed, shareSum: shareSum.map((v, i) => (i === 1 ? (v + 1n).toString(16).padStart(32, '0') : v.toString(16).padStart(32, '0'))) };
+    const context = { jobId: ctx.plan.jobId, round: 2, sender: cheater.id, recipient: ROUND2_READER };
+    const shareSum = decodeShareVector(openEnvelope(COORDINATOR, signed.sealed, context), 3);
+    const bumped = { ...signed, sealed: sealEnvelope(COORDINATOR.publicKey, encodeShareVector(shareSum.map((v, i) => (i === 1 ? v + 1n : v))), context) };
     const bad: Round2Result = { ...bumped, signature: signMessage(cheater.signing.privateKey, DOMAIN.round2, bumped) };
-    const outcome = finalizeShamir(ctx.plan, closed, ctx.directory, [...answers.slice(0, 2), bad, ...answers.slice(3)]);
+    const outcome = finalizeShamir(ctx.plan, closed, ctx.directory, [...answers.slice(0, 2), bad, ...answers.slice(3)], COORDINATOR);
     expect(outcome.badMembers).toEqual([cheater.id]);
     expect(outcome.totals).toEqual(expectedTotals([0, 1, 2, 3, 4, 5, 6]));
   });
@@ -313,7 +331,7 @@ describe('shamir protocol rounds', () => {
     const impostor = ctx.party(answers[1]!.sender);
     const forged = { ...signed, signature: signMessage(impostor.signing.privateKey, DOMAIN.round2, signed) };
     const swappedSignature = { ...answers[2]!, signature: answers[3]!.signature };
-    expectProtocolError(() => finalizeShamir(ctx.plan, closed, ctx.directory, [forged, answers[1]!, swappedSignature]), 'QUORUM', /1 of 5/);
+    expectProtocolError(() => finalizeShamir(ctx.plan, closed, ctx.directory, [forged, answers[1]!, swappedSignature], COORDINATOR), 'QUORUM', /1 of 5/);
   });
 
   it('validates plans: threshold and committee bounds, enrolled minimum', () => {
@@ -326,9 +344,51 @@ describe('shamir protocol rounds', () => {
       seed: SEED,
       deadlines: { round1: 1, round2: 2 },
     };
-    expect(() => planShamir({ ...base, threshold: 4 })).toThrow(/threshold must be from 1 to 3/);
+    expect(() => planShamir({ ...base, threshold: 4 })).toThrow(/threshold must be from 2 to 3/);
     expect(() => planShamir({ ...base, committeeSize: 4 })).toThrow(/committee size/);
     expect(() => planShamir({ ...base, minParticipants: 4 })).toThrow(/3 participants enrolled, the study requires at least 4/);
     expect(() => planShamir({ ...base, participants: ['a', 'a', 'b'] })).toThrow(/duplicate/);
+  });
+
+  it('refuses a threshold below a majority of the committee, and below the study floor', () => {
+    const base = {
+      jobId: 'j',
+      queryHash: '0'.repeat(64),
+      vectorLength: 1,
+      participants: ['a', 'b', 'c', 'd', 'e'],
+      minParticipants: 3,
+      seed: SEED,
+      deadlines: { round1: 1, round2: 2 },
+    };
+    expect(() => planShamir({ ...base, threshold: 1 })).toThrow('threshold 1 is below the floor: a majority of the committee of 5 (⌊k/2⌋ + 1) is 3');
+    expect(() => planShamir({ ...base, threshold: 2 })).toThrow(/below the floor/);
+    expect(planShamir(base).threshold).toBe(3);
+    expect(planShamir({ ...base, minThreshold: 4 }).threshold).toBe(4);
+    expect(() => planShamir({ ...base, minThreshold: 4, threshold: 3 })).toThrow("threshold 3 is below the floor: the study's floor is 4");
+    expect(() => planShamir({ ...base, minThreshold: 6 })).toThrow('threshold: the study requires at least 6, more than the committee of 5');
+    for (let k = 1; k <= 10; k++) expect(thresholdFloor(k)).toBe(Math.floor(k / 2) + 1);
+    // Two disjoint sets of members of size ≥ the floor cannot exist in one committee.
+    for (let k = 1; k <= 10; k++) expect(2 * thresholdFloor(k)).toBeGreaterThan(k);
+  });
+
+  it('derives the committee seed from the ledger root and the nonce the researcher committed to', () => {
+    const nonce = 'ab'.repeat(32);
+    const root = new Uint8Array(32).fill(7);
+    const seed = committeeSeed(root, nonce);
+    expect(seed).toMatch(/^[0-9a-f]{64}$/);
+    expect(committeeSeed(root, nonce)).toBe(seed);
+    // Either party's input alone changes the seed.
+    expect(committeeSeed(new Uint8Array(32).fill(8), nonce)).not.toBe(seed);
+    expect(committeeSeed(root, 'ac'.repeat(32))).not.toBe(seed);
+    expect(nonceCommitment(nonce)).toMatch(/^[0-9a-f]{64}$/);
+    expect(nonceCommitment(nonce)).not.toBe(nonceCommitment('ac'.repeat(32)));
+    expect(() => nonceCommitment('AB'.repeat(32))).toThrow(/64 lowercase hex/);
+    expect(() => committeeSeed(new Uint8Array(31), nonce)).toThrow(/32 bytes/);
+    // The draw from a seed is fixed: the same participants, in any order, give the same committee.
+    const ids = Array.from({ length: 14 }, (_, i) => `p${i}`);
+    expect(drawCommittee([...ids].reverse(), 10, seed)).toEqual(drawCommittee(ids, 10, seed));
+    expect(drawCommittee(ids, 10, seed)).not.toEqual(drawCommittee(ids, 10, committeeSeed(root, 'cd'.repeat(32))));
+    expect(committeeSize(3)).toBe(3);
+    expect(committeeSize(25)).toBe(MAX_COMMITTEE);
   });
 });

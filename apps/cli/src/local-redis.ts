@@ -1,0 +1,82 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+
+/** A private redis-server on loopback, locked down as Confide expects a production Redis to be. */
+export interface LocalRedis {
+  /** The administrator's URL, with its credentials: the coordinator's REDIS_URL. */
+  readonly adminUrl: string;
+  /** The same server without credentials: what participants are given (they log in as their own users). */
+  readonly publicUrl: string;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+/** True when a `redis-server` binary is on the PATH. */
+export function hasRedisServer(): boolean {
+  return spawnSync('redis-server', ['--version']).status === 0;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (addr && typeof addr === 'object' ? resolve(addr.port) : reject(new Error('no free port'))));
+    });
+  });
+}
+
+/**
+ * Starts a temporary redis-server on a free loopback port, in memory only (no RDB, no AOF), whose `default` user is
+ * off: every client must log in, as Confide's coordinator requires (libs/queue secureDefaultUser). One administrator
+ * user, `confide-admin`, gets a fresh random password, written only to a 0600 config file in a private temp dir.
+ * For the demo, the tests and the benchmarks: nothing is shared with another Redis on the machine.
+ * @throws Error when redis-server is missing or does not answer within 10 s
+ */
+export async function startLocalRedis(): Promise<LocalRedis> {
+  if (!hasRedisServer()) throw new Error('redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)');
+  const port = await freePort();
+  const password = randomBytes(24).toString('base64url');
+  const dir = mkdtempSync(join(tmpdir(), 'confide-redis-'));
+  const config = join(dir, 'redis.conf');
+  writeFileSync(
+    config,
+    [`port ${port}`, 'bind 127.0.0.1', 'save ""', 'appendonly no', `dir ${dir}`, 'user default off', `user confide-admin on >${password} ~* &* +@all`, ''].join('\n'),
+    { mode: 0o600 },
+  );
+  const child: ChildProcess = spawn('redis-server', [config], { stdio: 'ignore' });
+  const adminUrl = `redis://confide-admin:${password}@127.0.0.1:${port}`;
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const r = new Redis(adminUrl, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, connectTimeout: 1000 });
+    r.on('error', () => undefined);
+    try {
+      await r.connect();
+      if ((await r.ping()) === 'PONG') break;
+    } catch {
+      // not up yet
+    } finally {
+      r.disconnect();
+    }
+    if (child.exitCode !== null || Date.now() > deadline) {
+      await stop();
+      throw new Error(`the temporary redis-server on port ${port} did not start`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { adminUrl, publicUrl: `redis://127.0.0.1:${port}`, port, stop };
+}

@@ -1,0 +1,65 @@
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * The participant's own record of every task it received: what was asked, by whom, and whether it answered or
+ * refused, and why, with the ledger entries the task rested on. It stays in the home (`state/journal.jsonl`, 0600)
+ * and is what `confide participant log` shows beside the study's ledger. It holds no data value: the query's
+ * shape, never an aggregate or a share.
+ */
+export interface JournalRecord {
+  readonly time: string;
+  readonly queryId: string;
+  readonly round: number;
+  /** The task kind (`shamir.round1`, `shamir.round2`, `paillier.contribute`). */
+  readonly task: string;
+  readonly outcome: 'answered' | 'refused' | 'failed';
+  readonly reason: string | null;
+  /** The query's statistics and filters, as text (`mean(salary)`, `age>=40`), when the task carried a query. */
+  readonly query: { readonly select: string[]; readonly where: string[]; readonly groupBy: string | null } | null;
+  /** The API key id that submitted the query, as its ledger entry records it. */
+  readonly submittedBy: string | null;
+  /** Ledger indices of the entries the task was authorised by (`query.submitted`, the plan, the round's closing). */
+  readonly ledger: { readonly submitted: number; readonly plan: number; readonly closing: number | null } | null;
+}
+
+/** A query's shape as journal text: statistics with their fields, conditions, grouping. */
+export function describeQuery(query: unknown): JournalRecord['query'] {
+  if (!query || typeof query !== 'object') return null;
+  const q = query as { select?: unknown; where?: unknown; groupBy?: unknown };
+  const text = (v: unknown): string => (typeof v === 'string' || typeof v === 'number' ? String(v) : JSON.stringify(v) ?? '');
+  const select = Array.isArray(q.select)
+    ? q.select.map((s: { stat?: unknown; field?: unknown; x?: unknown; y?: unknown }) => `${text(s.stat)}(${s.field !== undefined ? text(s.field) : `${text(s.x)}, ${text(s.y)}`})`)
+    : [];
+  const where = Array.isArray(q.where) ? q.where.map((w: { field?: unknown; op?: unknown; value?: unknown }) => `${text(w.field)}${text(w.op)}${JSON.stringify(w.value)}`) : [];
+  return { select, where, groupBy: typeof q.groupBy === 'string' ? q.groupBy : null };
+}
+
+export class Journal {
+  private readonly file: string;
+
+  constructor(homeDir: string) {
+    this.file = join(homeDir, 'state', 'journal.jsonl');
+  }
+
+  /** Appends one record (one line, so a crash leaves at most a half line, which {@link read} skips). */
+  append(record: JournalRecord): void {
+    mkdirSync(join(this.file, '..'), { recursive: true, mode: 0o700 });
+    appendFileSync(this.file, `${JSON.stringify(record)}\n`, { mode: 0o600 });
+  }
+
+  /** Every record, oldest first. */
+  read(): JournalRecord[] {
+    if (!existsSync(this.file)) return [];
+    const out: JournalRecord[] = [];
+    for (const line of readFileSync(this.file, 'utf8').split('\n')) {
+      if (!line.trim()) continue;
+      try {
+        out.push(JSON.parse(line) as JournalRecord);
+      } catch {
+        continue;
+      }
+    }
+    return out;
+  }
+}
