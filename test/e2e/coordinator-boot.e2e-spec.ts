@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
-import { removeRunKeys } from '@confide/queue';
+import { startLocalRedis, type LocalRedis } from '../../apps/cli/src/local-redis';
 import { assertBuilt, COORDINATOR, ROOT } from '../support/cli';
+import { closeConnection } from '../support/redis';
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -29,27 +30,80 @@ async function waitForHealth(url: string, deadlineMs: number): Promise<Response>
   }
 }
 
-describe('coordinator (built app)', () => {
-  beforeAll(assertBuilt);
+/** Starts the built coordinator against `redisUrl` on embedded SQLite; its stderr is collected. */
+async function startCoordinator(redisUrl: string) {
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'confide-boot-'));
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), REDIS_URL: redisUrl, CONFIDE_ADMIN_TOKEN: 'boot-test-admin-token-0123456789', CONFIDE_DATA_DIR: dataDir, CONFIDE_QUEUE_PREFIX: `confide-boot-${port}` };
+  delete env.DATABASE_URL;
+  delete env.CONFIDE_PUBLIC_REDIS_URL;
+  const child = spawn(process.execPath, [COORDINATOR], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { url: `http://127.0.0.1:${port}`, child, exited, stderr: () => stderr, cleanup: () => rmSync(dataDir, { recursive: true, force: true }) };
+}
 
-  it('boots on embedded SQLite, answers /health with database and Redis up, and exits cleanly on SIGTERM', async () => {
-    const port = await freePort();
-    const dataDir = mkdtempSync(join(tmpdir(), 'confide-boot-'));
-    const env = { ...process.env, PORT: String(port), CONFIDE_ADMIN_TOKEN: 'boot-test-admin-token-0123456789', CONFIDE_DATA_DIR: dataDir, CONFIDE_QUEUE_PREFIX: `confide-boot-${port}`, DATABASE_URL: '' };
-    delete (env as Record<string, string | undefined>).DATABASE_URL;
-    const child = spawn(process.execPath, [COORDINATOR], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+const defaultUserFlags = async (adminUrl: string): Promise<string[]> => {
+  const r = new Redis(adminUrl);
+  try {
+    const reply = (await r.call('ACL', 'GETUSER', 'default')) as unknown[];
+    return (reply[reply.indexOf('flags') + 1] as string[]).map(String);
+  } finally {
+    await closeConnection(r);
+  }
+};
+
+describe('coordinator (built app)', () => {
+  let redis: LocalRedis | undefined;
+  beforeAll(assertBuilt);
+  afterEach(async () => {
+    await redis?.stop();
+    redis = undefined;
+  });
+
+  it('boots on embedded SQLite against a locked-down Redis, answers /health with database and Redis up, and exits cleanly on SIGTERM', async () => {
+    redis = await startLocalRedis();
+    const c = await startCoordinator(redis.adminUrl);
     try {
-      const res = await waitForHealth(`http://127.0.0.1:${port}/health`, 15_000);
+      const res = await waitForHealth(`${c.url}/health`, 15_000);
       expect(res.status).toBe(200);
       expect(await res.json()).toEqual({ status: 'ok', database: 'ok', redis: 'ok' });
     } finally {
-      child.kill('SIGTERM');
+      c.child.kill('SIGTERM');
     }
-    expect(await exited).toBe(0);
-    rmSync(dataDir, { recursive: true, force: true });
-    const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
-    await removeRunKeys(redis, env.CONFIDE_QUEUE_PREFIX);
-    redis.disconnect();
+    expect(await c.exited).toBe(0);
+    c.cleanup();
+  }, 30_000);
+
+  it("refuses to start on a Redis whose default user has no password when it would itself run as that user: participants could skip their ACL users", async () => {
+    redis = await startLocalRedis({ openDefaultUser: true });
+    const c = await startCoordinator(redis.publicUrl);
+    expect(await c.exited).toBe(1);
+    expect(c.stderr()).toMatch(/Redis's default user has no password, so any participant could skip its own ACL user/);
+    // Nothing was served, and Redis is as it was.
+    expect(await defaultUserFlags(redis.adminUrl)).toEqual(expect.arrayContaining(['on', 'nopass']));
+    c.cleanup();
+  }, 30_000);
+
+  it("switches an open default user off itself when it runs as an administrator, and says so", async () => {
+    redis = await startLocalRedis({ openDefaultUser: true });
+    expect(await defaultUserFlags(redis.adminUrl)).toContain('on');
+    const c = await startCoordinator(redis.adminUrl);
+    try {
+      expect((await waitForHealth(`${c.url}/health`, 15_000)).status).toBe(200);
+      expect(await defaultUserFlags(redis.adminUrl)).toContain('off');
+      expect(c.stderr()).toMatch(/Redis's default user had no password: switched it off/);
+      // A client that does not log in can no longer do anything.
+      const anonymous = new Redis(redis.publicUrl, { lazyConnect: true, enableReadyCheck: false, maxRetriesPerRequest: 0 });
+      anonymous.on('error', () => undefined);
+      await anonymous.connect();
+      await expect(anonymous.ping()).rejects.toThrow(/NOAUTH/);
+      anonymous.disconnect();
+    } finally {
+      c.child.kill('SIGTERM');
+    }
+    expect(await c.exited).toBe(0);
+    c.cleanup();
   }, 30_000);
 });

@@ -36,10 +36,11 @@ function freePort(): Promise<number> {
  * Starts a temporary redis-server on a free loopback port, in memory only (no RDB, no AOF), whose `default` user is
  * off: every client must log in, as Confide's coordinator requires (libs/queue secureDefaultUser). One administrator
  * user, `confide-admin`, gets a fresh random password, written only to a 0600 config file in a private temp dir.
- * For the demo, the tests and the benchmarks: nothing is shared with another Redis on the machine.
+ * For the demo, the tests and the benchmarks: nothing is shared with another Redis on the machine. `openDefaultUser`
+ * leaves `default` as a fresh Redis has it (on, no password), for the tests of what the coordinator does then.
  * @throws Error when redis-server is missing or does not answer within 10 s
  */
-export async function startLocalRedis(): Promise<LocalRedis> {
+export async function startLocalRedis(options: { openDefaultUser?: boolean } = {}): Promise<LocalRedis> {
   if (!hasRedisServer()) throw new Error('redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)');
   const port = await freePort();
   const password = randomBytes(24).toString('base64url');
@@ -47,7 +48,17 @@ export async function startLocalRedis(): Promise<LocalRedis> {
   const config = join(dir, 'redis.conf');
   writeFileSync(
     config,
-    [`port ${port}`, 'bind 127.0.0.1', 'save ""', 'appendonly no', `dir ${dir}`, 'user default off', `user confide-admin on >${password} ~* &* +@all`, ''].join('\n'),
+    [
+      `port ${port}`,
+      'bind 127.0.0.1',
+      'save ""',
+      'appendonly no',
+      `dir ${dir}`,
+      // Open only for tests of the coordinator's refusal: a Redis as it comes out of the box.
+      options.openDefaultUser ? 'user default on nopass ~* &* +@all' : 'user default off',
+      `user confide-admin on >${password} ~* &* +@all`,
+      '',
+    ].join('\n'),
     { mode: 0o600 },
   );
   const child: ChildProcess = spawn('redis-server', [config], { stdio: 'ignore' });

@@ -7,8 +7,7 @@ import {
   authorizePaillier,
   authorizeShamirRound1,
   authorizeShamirRound2,
-  checkRoster,
-  checkSingleClosing,
+  checkStudyView,
   committeeRound2,
   compileQuery,
   DataValidationError,
@@ -145,8 +144,8 @@ export class ParticipantWorker {
   /**
    * Authorises a task before anything is computed (DESIGN.md "Trust model"): its plan and query against the
    * settings pinned at enrollment and its ledger evidence (libs/protocol), then its checkpoint against the one this
-   * participant saved, which also brings the participant's view of its study up to date: the plan must ask every
-   * participant enrolled before the query, and a round-2 closing must be the only one of its round.
+   * participant saved, which also brings the participant's view of its study up to date: the plan must ask exactly
+   * the study's participants, and the query, its plan and its closing must each be the only one (checkStudyView).
    * @throws TaskRefusal or LedgerViewError (refusals), CoordinatorRequestError (the coordinator could not be asked)
    */
   private async authorize(task: TaskPayload): Promise<LedgerFacts> {
@@ -159,8 +158,7 @@ export class ParticipantWorker {
           ? authorizeShamirRound2({ pinned, plan: task.plan, query: task.query, closed: task.closed, directory: task.directory, evidence })
           : authorizePaillier({ pinned, plan: task.plan, query: task.query, evidence });
     const { entries } = await this.view.catchUp(evidence.note);
-    if (task.kind === TASK.shamirRound2) checkSingleClosing(task.queryId, facts.closing!.index, entries);
-    else checkRoster(pinned, task.plan.participants, facts.submitted.index, entries);
+    checkStudyView(pinned, task.queryId, task.plan.participants, facts, entries);
     return facts;
   }
 

@@ -246,6 +246,9 @@ function checkShamirLedger(pinned: PinnedSettings, plan: ShamirPlan, evidence: V
   if (studyId !== pinned.studyId || !same(committee, plan.committee) || !same(participants, plan.participants) || threshold !== plan.threshold || seed !== plan.seed) {
     refuse('PLAN', `entry ${drawn.entry.index} lists another committee, threshold, seed or study than the plan it hashes`);
   }
+  if (submitted.body.threshold !== undefined && plan.threshold < submitted.body.threshold) {
+    refuse('THRESHOLD', `threshold ${plan.threshold} is below the ${submitted.body.threshold} the researcher asked for (entry ${submitted.entry.index})`);
+  }
   const commitment = submitted.body.seedCommitment;
   if (commitment === undefined) refuse('SEED', `query ${plan.jobId} has no committee nonce commitment in the ledger`);
   const root = evidence.seedRoot;
@@ -379,7 +382,11 @@ export interface PaillierAuthorization {
 export function authorizePaillier(input: PaillierAuthorization): LedgerFacts {
   const { pinned, plan, evidence } = input;
   if (!plan.participants.includes(pinned.participantId)) refuse('WRONG_JOB', `${pinned.participantId} is not a participant of ${plan.jobId}`);
-  checkQuery(pinned, plan, input.query);
+  const privacy = checkQuery(pinned, plan, input.query);
+  // The plan sizes its slots for the noise the query's privacy asks for; a plan without it would let the aggregate
+  // go out unnoised while the query says it is noised.
+  const dp = privacy.dp ? { mechanism: privacy.dp.mechanism, epsilon: String(privacy.dp.epsilon), ...(privacy.dp.delta !== undefined ? { delta: String(privacy.dp.delta) } : {}) } : null;
+  if (!same(plan.dp, dp)) refuse('PLAN', "the plan's differential privacy is not the query's");
   const submitted = checkSubmitted(pinned, plan.jobId, 'paillier', plan.queryHash, evidence);
   const planned = only(evidence, ENTRY.paillierPlanned, (b) => b.queryId === plan.jobId, `query ${plan.jobId}`);
   if (planned.entry.index <= submitted.entry.index) refuse('PLAN', `query ${plan.jobId} was planned (entry ${planned.entry.index}) before it was submitted`);
@@ -388,34 +395,40 @@ export function authorizePaillier(input: PaillierAuthorization): LedgerFacts {
 }
 
 /**
- * A check against the participant's own view of its study's ledger (every entry of the study it has verified):
- * the plan asks every participant enrolled in the study before the query was submitted. A coordinator that leaves
- * honest participants out makes it easier for participants it enrolled itself to fill the committee.
- * @throws TaskRefusal ROSTER naming who was left out
+ * Checks against the participant's own view of its study's ledger (every entry of the study it has verified and
+ * saved, apps/participant ledger-view): what a task's evidence cannot show, because the coordinator chose which
+ * entries to carry.
+ *
+ * - The plan asks every participant enrolled in the study before the query was submitted, and nobody the study
+ *   does not have: a coordinator that leaves honest participants out, or pads the plan with participants the ledger
+ *   does not know, makes it easier for ones it controls to fill the committee or the contributor set.
+ * - The query has one `query.submitted` and one plan (`committee.drawn` or `paillier.planned`), and round 1 one
+ *   `round.closed`, the ones the task rests on: two versions of a query shown to different participants, or two
+ *   contributor sets shown to different committee members, are refused by whoever sees both. (Members also answer
+ *   once per query, and a majority threshold means two sets cannot both be opened; this makes the attempt a
+ *   refusal that names the entries.)
+ * @throws TaskRefusal ROSTER or DUPLICATE naming the participants or entries
  */
-export function checkRoster(pinned: PinnedSettings, participants: readonly string[], submittedIndex: number, studyEntries: readonly LedgerEntry[]): void {
-  const left: string[] = [];
+export function checkStudyView(pinned: PinnedSettings, queryId: string, participants: readonly string[], facts: LedgerFacts, studyEntries: readonly LedgerEntry[]): void {
+  const enrolled = new Map<string, number>();
   for (const e of studyEntries) {
-    if (e.type !== ENTRY.participantEnrolled || e.index >= submittedIndex) continue;
+    if (e.type !== ENTRY.participantEnrolled) continue;
     const body = parseEntryBody(ENTRY.participantEnrolled, e.body);
-    if (body && body.studyId === pinned.studyId && !participants.includes(body.participantId)) left.push(body.participantId);
+    if (body && body.studyId === pinned.studyId && !enrolled.has(body.participantId)) enrolled.set(body.participantId, e.index);
   }
+  const left = [...enrolled].filter(([id, index]) => index < facts.submitted.index && !participants.includes(id)).map(([id]) => id);
   if (left.length) refuse('ROSTER', `the plan leaves out ${left.length} participant${left.length === 1 ? '' : 's'} enrolled in the study before the query: ${left.join(', ')}`);
-}
-
-/**
- * A check against the participant's own view of its study's ledger: the `round.closed` entry a round-2 task rests on
- * is the only one for that query and round. (Members also answer once per query, and a majority threshold means two
- * sets cannot both be opened; this makes the attempt a refusal the member can name.)
- * @throws TaskRefusal DUPLICATE naming the other entries
- */
-export function checkSingleClosing(queryId: string, index: number, studyEntries: readonly LedgerEntry[]): void {
-  const others = studyEntries.filter((e) => {
-    if (e.type !== ENTRY.roundClosed || e.index === index) return false;
-    const body = parseEntryBody(ENTRY.roundClosed, e.body);
-    return body !== undefined && body.queryId === queryId && body.round === 1;
-  });
-  if (others.length) {
-    refuse('DUPLICATE', `the ledger holds ${others.length + 1} round.closed entries for round 1 of query ${queryId} (entries ${[index, ...others.map((e) => e.index)].sort((a, b) => a - b).join(', ')}): refusing to sum either set`);
-  }
+  const unknown = participants.filter((id) => !(enrolled.get(id)! < facts.plan.index));
+  if (unknown.length) refuse('ROSTER', `the plan lists ${unknown.length} participant${unknown.length === 1 ? '' : 's'} not enrolled in the study before it: ${unknown.join(', ')}`);
+  const versions = (types: readonly string[], round?: number): number[] =>
+    studyEntries
+      .filter((e) => types.includes(e.type) && (e.body as { queryId?: unknown }).queryId === queryId && (round === undefined || (e.body as { round?: unknown }).round === round))
+      .map((e) => e.index);
+  const single = (what: string, indices: number[], expected: number): void => {
+    const all = [...new Set([...indices, expected])].sort((a, b) => a - b);
+    if (all.length > 1) refuse('DUPLICATE', `the ledger holds ${all.length} ${what} entries for query ${queryId} (entries ${all.join(', ')}): refusing to act on either`);
+  };
+  single(ENTRY.querySubmitted, versions([ENTRY.querySubmitted]), facts.submitted.index);
+  single('plan', versions([ENTRY.committeeDrawn, ENTRY.paillierPlanned]), facts.plan.index);
+  if (facts.closing) single(`${ENTRY.roundClosed} (round 1)`, versions([ENTRY.roundClosed], 1), facts.closing.index);
 }

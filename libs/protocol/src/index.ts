@@ -12,3 +12,4 @@ export * from './ledger-value';
 export * from './query-hash';
 export * from './ledger-entries';
 export * from './authorize';
+export * from './ledger-rules';

@@ -8,7 +8,9 @@ import {
   verifyConsistency,
   verifyInclusion,
   type Checkpoint,
+  type LedgerEntry,
 } from '@confide/ledger';
+import { checkLedgerRules, prefixRoots, seedRootSizes } from '@confide/protocol';
 import { writePrivateFile } from '../../../participant/src/home';
 import { intOption, parseCommandArgs, UsageError } from '../args';
 import { CoordinatorClient, GLOBAL_OPTIONS } from '../client';
@@ -20,7 +22,11 @@ export const LEDGER_USAGE = `Usage: confide ledger verify [--state FILE] [--comp
 
 verify downloads the signed checkpoint and every entry, recomputes the RFC 6962 root, checks the
 signature, and checks consistency with the checkpoint saved in --state by the previous run (then saves
-the new one). On a mismatch it exits 1 and names the first index that differs.
+the new one). It then checks the ledger's meaning: one query.submitted, one plan and one round.closed per
+query (and round), each query in a study created before it, thresholds at or above the floor, each
+committee the draw from its seed (the ledger root after query.submitted and the researcher's nonce),
+nobody left out, and plans and contributors enrolled in the query's study. On a mismatch or a broken rule
+it exits 1 and names the first index that differs or breaks it.
 --compare takes a checkpoint another party verified (a participant's receipts.json, another auditor's
 state file, or a signed note) and checks that the ledger served to you extends it: a coordinator that
 shows different histories to different parties signs two trees that cannot both be prefixes of one.
@@ -174,9 +180,12 @@ async function verify(client: CoordinatorClient, stateFile: string | undefined, 
     return { ok: false, treeSize: checkpoint.size, root: b64(checkpoint.root), firstBadIndex: entries.length, reason: `the signed checkpoint covers ${checkpoint.size} entries but only ${entries.length} are served` };
   }
   const leaves: Uint8Array[] = [];
+  const parsed: LedgerEntry[] = [];
   for (const [i, bytes] of entries.entries()) {
     try {
-      if (parseEntry(bytes).index !== i) return { ok: false, treeSize: checkpoint.size, root: b64(checkpoint.root), firstBadIndex: i, reason: `entry ${i} claims another index` };
+      const entry = parseEntry(bytes);
+      if (entry.index !== i) return { ok: false, treeSize: checkpoint.size, root: b64(checkpoint.root), firstBadIndex: i, reason: `entry ${i} claims another index` };
+      parsed.push(entry);
     } catch (err) {
       return { ok: false, treeSize: checkpoint.size, root: b64(checkpoint.root), firstBadIndex: i, reason: `entry ${i} is malformed: ${(err as Error).message}` };
     }
@@ -212,6 +221,9 @@ async function verify(client: CoordinatorClient, stateFile: string | undefined, 
     const reason = comparePrefix(file, note, key, origin, leaves);
     if (reason) return { ok: false, ...base, firstBadIndex: null, reason };
   }
+  // The hashes hold; now what the entries say (libs/protocol ledger-rules), with every seed root from one pass.
+  const [violation] = checkLedgerRules(parsed, prefixRoots(leaves, seedRootSizes(parsed)));
+  if (violation) return { ok: false, ...base, firstBadIndex: violation.index, reason: violation.message };
   if (stateFile) {
     const next: VerifyState = { origin, publicKey: pinned, size: checkpoint.size, root: b64(checkpoint.root), note: cp.note, leaves: Buffer.concat(leaves).toString('base64') };
     writePrivateFile(stateFile, JSON.stringify(next, null, 2));

@@ -214,7 +214,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    */
   async startPaillier(input: { queryId: string; studyId: string; spec: QuerySpec; schema: StudySchema; publicKey: { n: string }; deadlineSeconds?: number; submittedIndex: number }): Promise<PaillierPlan> {
     assertRedisReady(this.redis.producer);
-    const participants = await this.repos.participants.listByStudy(input.studyId);
+    const participants = await this.enrolledInLedger(input.studyId);
     const compiled = compileQuery(input.schema, input.spec);
     const now = Date.now();
     const plan = planPaillier({
@@ -287,7 +287,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     submittedIndex: number;
   }): Promise<ShamirPlan> {
     assertRedisReady(this.redis.producer);
-    const participants = await this.repos.participants.listByStudy(input.studyId);
+    const participants = await this.enrolledInLedger(input.studyId);
     const compiled = compileQuery(input.schema, input.spec);
     const now = Date.now();
     const round1 = (input.deadlineSeconds ?? this.config.round1Seconds) * 1000;
@@ -348,6 +348,17 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     );
     await this.scheduleDeadline(input.queryId, 1, plan.deadlines.round1);
     return plan;
+  }
+
+  /**
+   * The study's participants whose enrollment is in the ledger. A participant's row is written just before its
+   * `participant.enrolled` entry; a plan made in between would list someone participants cannot find in their view
+   * of the study, and they would refuse it (libs/protocol checkStudyView). Such a participant joins the next query.
+   */
+  private async enrolledInLedger(studyId: string) {
+    const rows = await this.repos.participants.listByStudy(studyId);
+    const logged = await this.repos.events.indicesOf(rows.map((r) => entryKey(ENTRY.participantEnrolled, r.id)));
+    return rows.filter((r) => logged.has(entryKey(ENTRY.participantEnrolled, r.id)));
   }
 
   /** Fails a query that could not start (its plan was refused, or dispatching failed), at the round it reached. */
