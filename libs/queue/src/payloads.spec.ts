@@ -119,6 +119,20 @@ describe('signTask / openTask', () => {
     expect(rejection(signed, expectFor(signed.task.participantId)).message).toMatch(/signature/);
   });
 
+  it('signs and opens a task whose query holds numbers that are not integers (an ε of 0.5, a bin edge of 2.5)', () => {
+    const query = {
+      select: [{ stat: 'histogram', field: 'salary', edges: [0, 2.5, 1e21] }],
+      where: [{ field: 'salary', op: '>=', value: 50000.5 }],
+      privacy: { minParticipants: 3, minGroupSize: 5, dp: { mechanism: 'laplace' as const, epsilon: 0.5 } },
+    };
+    const task = round1Task({ query });
+    const signed = viaRedis(signTask(coordinator, task)) as { task: TaskOf<'shamir.round1'>; signature: string };
+    expect(openTask(signed, expectFor())).toEqual(task);
+    // Changed in Redis, the same fractional ε no longer verifies.
+    signed.task.query.privacy.dp = { mechanism: 'laplace', epsilon: 0.25 };
+    expect(rejection(signed).message).toMatch(/signature/);
+  });
+
   it('rejects a task for another participant', () => {
     const signed = signTask(coordinator, round1Task({ participantId: 'hospital-2' }));
     expect(rejection(viaRedis(signed), expectFor('hospital-1')).message).toMatch(/addressed to participant hospital-2/);

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { signMessage, verifyMessage, type KeyPair, type PublicKey } from '@confide/crypto';
 import {
   ledgerEvidenceSchema,
+  ledgerValue,
   paillierContributionSchema,
   paillierPlanSchema,
   planSchema,
@@ -121,6 +122,15 @@ const TASK_DOMAIN = 'task';
 const AGGREGATION_DOMAIN = 'aggregation';
 
 /**
+ * What the coordinator's signature covers: the message with every number that is not a safe integer written as its
+ * decimal text (libs/protocol ledgerValue), as in ledger entries. Canonical JSON holds safe integers only (so that a
+ * verifier in any language re-encodes it byte for byte), and a task's query may hold an ε of 0.5 or a bin edge of
+ * 2.5. A number and the string of its text sign alike; each field's schema fixes which one it is, and the query is
+ * compiled and hashed by the participant, so the two can never mean different work.
+ */
+const signed = (payload: unknown): unknown => ledgerValue(payload);
+
+/**
  * An aggregation job as the orchestrator enqueues it: the query's plan and query (from which the aggregator
  * derives the packing layout itself), the study schema, and the participants whose answers to check and multiply
  * with their registered signing keys. Public data only; signed with the coordinator key like every message.
@@ -146,7 +156,7 @@ export type AggregationResult = z.infer<typeof aggregationResultSchema>;
 
 /** Signs an aggregation job or result with the coordinator's key (domain "aggregation"). */
 export function signAggregation<T extends AggregationJob | AggregationResult>(coordinatorKey: KeyPair, payload: T): { payload: T; signature: string } {
-  return { payload, signature: signMessage(coordinatorKey.privateKey, AGGREGATION_DOMAIN, payload) };
+  return { payload, signature: signMessage(coordinatorKey.privateKey, AGGREGATION_DOMAIN, signed(payload)) };
 }
 
 /**
@@ -156,7 +166,7 @@ export function signAggregation<T extends AggregationJob | AggregationResult>(co
 export function openAggregation<T>(data: unknown, schema: z.ZodType<T>, coordinatorKey: PublicKey): T {
   const outer = z.strictObject({ payload: z.unknown(), signature: b64u }).safeParse(data);
   if (!outer.success) throw new TaskRejected('malformed aggregation message');
-  if (!verifyMessage(coordinatorKey, AGGREGATION_DOMAIN, outer.data.payload, outer.data.signature)) throw new TaskRejected('aggregation message signature does not verify with the coordinator key');
+  if (!verifyMessage(coordinatorKey, AGGREGATION_DOMAIN, signed(outer.data.payload), outer.data.signature)) throw new TaskRejected('aggregation message signature does not verify with the coordinator key');
   const parsed = schema.safeParse(outer.data.payload);
   if (!parsed.success) throw new TaskRejected(`malformed aggregation message: ${parsed.error.issues[0]?.path.join('.') ?? ''} ${parsed.error.issues[0]?.message ?? ''}`.trim());
   return parsed.data;
@@ -164,7 +174,7 @@ export function openAggregation<T>(data: unknown, schema: z.ZodType<T>, coordina
 
 /** Signs a task with the coordinator's Ed25519 key (libs/crypto signMessage, domain "task"). */
 export function signTask(coordinatorKey: KeyPair, task: TaskPayload): SignedTask {
-  return { task, signature: signMessage(coordinatorKey.privateKey, TASK_DOMAIN, task) };
+  return { task, signature: signMessage(coordinatorKey.privateKey, TASK_DOMAIN, signed(task)) };
 }
 
 /**
@@ -187,7 +197,7 @@ export function openTask(
   const parsed = signedTaskSchema.safeParse(data);
   if (!parsed.success) throw new TaskRejected(`malformed task: ${parsed.error.issues[0]?.path.join('.') ?? ''} ${parsed.error.issues[0]?.message ?? ''}`.trim());
   const { task, signature } = parsed.data;
-  if (!verifyMessage(expect.coordinatorKey, TASK_DOMAIN, task, signature)) throw new TaskRejected('task signature does not verify with the coordinator key');
+  if (!verifyMessage(expect.coordinatorKey, TASK_DOMAIN, signed(task), signature)) throw new TaskRejected('task signature does not verify with the coordinator key');
   if (task.participantId !== expect.participantId) throw new TaskRejected(`task is addressed to participant ${task.participantId}`);
   if (task.studyId !== expect.studyId) throw new TaskRejected(`task is for study ${task.studyId}, this worker serves ${expect.studyId}`);
   if (task.plan.jobId !== task.queryId) throw new TaskRejected('task plan is for another query');
