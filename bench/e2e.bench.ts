@@ -9,6 +9,7 @@ import type * as Crypto from '@confide/crypto';
 import type * as Protocol from '@confide/protocol';
 import type * as QueueLib from '@confide/queue';
 import type * as CliClient from '../apps/cli/src/client';
+import type * as LocalRedisModule from '../apps/cli/src/local-redis';
 import type * as DemoData from '../apps/cli/src/demo-data';
 import type * as Bootstrap from '../apps/coordinator/src/bootstrap';
 import type * as CoordinatorConfig from '../apps/coordinator/src/config';
@@ -27,7 +28,6 @@ import { fmt, type BenchSection } from './harness';
 const REPO = join(__dirname, '..');
 /** dist/apps/cli holds the coordinator, participant, CLI and libs compiled together, as `npm run demo` runs them. */
 const BUILT = join(REPO, 'dist', 'apps', 'cli');
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ROWS = 200;
 /** How often a single query is polled while timing latency. */
 const POLL_MS = 20;
@@ -41,6 +41,8 @@ interface Built {
   readonly enrollParticipant: typeof Enroll.enrollParticipant;
   readonly ParticipantWorker: typeof ParticipantWorkerModule.ParticipantWorker;
   readonly CoordinatorClient: typeof CliClient.CoordinatorClient;
+  readonly submitQuery: typeof CliClient.submitQuery;
+  readonly startLocalRedis: typeof LocalRedisModule.startLocalRedis;
   readonly demo: typeof DemoData;
   readonly protocol: typeof Protocol;
   readonly queue: typeof QueueLib;
@@ -68,6 +70,8 @@ function loadBuilt(): Built {
     enrollParticipant: from<typeof Enroll>('apps/participant/src/enroll.js').enrollParticipant,
     ParticipantWorker: from<typeof ParticipantWorkerModule>('apps/participant/src/worker.js').ParticipantWorker,
     CoordinatorClient: from<typeof CliClient>('apps/cli/src/client.js').CoordinatorClient,
+    submitQuery: from<typeof CliClient>('apps/cli/src/client.js').submitQuery,
+    startLocalRedis: from<typeof LocalRedisModule>('apps/cli/src/local-redis.js').startLocalRedis,
     demo: from<typeof DemoData>('apps/cli/src/demo-data.js'),
     protocol: from<typeof Protocol>('libs/protocol/src/index.js'),
     queue: from<typeof QueueLib>('libs/queue/src/index.js'),
@@ -128,7 +132,7 @@ interface SecureCluster {
   close(): Promise<void>;
 }
 
-async function startSecure(b: Built, dir: string, prefix: string, files: readonly string[]): Promise<SecureCluster> {
+async function startSecure(b: Built, dir: string, prefix: string, files: readonly string[], redis: LocalRedisModule.LocalRedis): Promise<SecureCluster> {
   const adminToken = randomBytes(24).toString('base64url');
   const workers: ParticipantWorkerModule.ParticipantWorker[] = [];
   const users: string[] = [];
@@ -136,13 +140,14 @@ async function startSecure(b: Built, dir: string, prefix: string, files: readonl
   const close = async (): Promise<void> => {
     await Promise.allSettled(workers.map((w) => w.stop()));
     await coordinator?.close().catch(() => undefined);
-    await cleanupRedis(prefix, users);
+    await cleanupRedis(redis.adminUrl, prefix, users);
   };
   try {
     coordinator = await b.startCoordinator(
       b.loadConfig({
         PORT: '0',
-        REDIS_URL,
+        REDIS_URL: redis.adminUrl,
+        CONFIDE_PUBLIC_REDIS_URL: redis.publicUrl,
         CONFIDE_ADMIN_TOKEN: adminToken,
         CONFIDE_DATA_DIR: join(dir, 'coordinator'),
         CONFIDE_QUEUE_PREFIX: prefix,
@@ -166,8 +171,9 @@ async function startSecure(b: Built, dir: string, prefix: string, files: readonl
       await worker.start();
     }
     return {
-      submit: async () => (await researcher.post<{ id: string }>('/v1/queries', { study: study.name, protocol: 'shamir', ...SPEC })).id,
-      submitPaillier: async (publicKey) => (await researcher.post<{ id: string }>('/v1/queries', { study: study.name, protocol: 'paillier', publicKey, ...SPEC })).id,
+      // As `confide query` does: for shamir, a committed nonce revealed once the commitment is in the ledger.
+      submit: async () => (await b.submitQuery(researcher, { study: study.name, protocol: 'shamir', ...SPEC })).id,
+      submitPaillier: async (publicKey) => (await b.submitQuery(researcher, { study: study.name, protocol: 'paillier', publicKey, ...SPEC })).id,
       researcher,
       view: (id) => researcher.get<QueryView>(`/v1/queries/${id}`),
       close,
@@ -179,8 +185,8 @@ async function startSecure(b: Built, dir: string, prefix: string, files: readonl
 }
 
 /** Removes one run's keys and ACL users (and nothing else) from Redis. */
-async function cleanupRedis(prefix: string, users: readonly string[]): Promise<void> {
-  const r = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+async function cleanupRedis(url: string, prefix: string, users: readonly string[]): Promise<void> {
+  const r = new Redis(url, { maxRetriesPerRequest: 1 });
   try {
     await removeRunKeys(r, prefix, users);
   } finally {
@@ -233,16 +239,16 @@ interface Pair {
   close(): Promise<void>;
 }
 
-async function startPair(b: Built, root: string, n: number): Promise<Pair> {
+async function startPair(b: Built, root: string, n: number, redis: LocalRedisModule.LocalRedis): Promise<Pair> {
   const dir = join(root, `n${n}`);
   const prefix = `confide-bench-${randomBytes(4).toString('hex')}`;
   const { files, texts } = writeData(b, join(dir, 'data'), n);
   const stats = b.demo.plainStats(texts).get('salary')!;
-  const secure = await startSecure(b, dir, prefix, files);
+  const secure = await startSecure(b, dir, prefix, files, redis);
   let plain: PlaintextBaseline;
   try {
     plain = await startPlaintextBaseline({
-      redisUrl: REDIS_URL,
+      redisUrl: redis.adminUrl,
       prefix: `${prefix}-plain`,
       schema: b.protocol.parseStudySchema(b.demo.syntheticSalaryStudy()),
       participants: files.map((dataFile, i) => ({ id: `p${i + 1}`, dataFile })),
@@ -268,18 +274,23 @@ async function warmUp(pair: Pair): Promise<void> {
   checkResult('the plaintext baseline', await pair.plain.run(SPEC), pair.expected);
 }
 
-/** Runs `fn` with a temp dir that is removed afterwards, whatever happens. */
-async function inTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` with a temp dir and a private, locked-down redis-server (its `default` user off, as the coordinator
+ * requires), both removed afterwards, whatever happens.
+ */
+async function inTempDir<T>(b: Built, fn: (dir: string, redis: LocalRedisModule.LocalRedis) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'confide-bench-e2e-'));
+  const redis = await b.startLocalRedis();
   try {
-    return await fn(dir);
+    return await fn(dir, redis);
   } finally {
+    await redis.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
 const IN_ONE_PROCESS =
-  'The participant workers share one Node process with the coordinator (Nest HTTP API, embedded SQLite in a temp dir, BullMQ), each with its own Redis connection and ACL user (BullMQ concurrency 1), against a local Redis under a fresh key prefix that is removed afterwards.';
+  'The participant workers share one Node process with the coordinator (Nest HTTP API, embedded SQLite in a temp dir, BullMQ), each with its own Redis connection and ACL user (BullMQ concurrency 1), against a private redis-server on loopback (default user off, as the coordinator requires) that is removed afterwards.';
 
 const BASELINE =
   'Baseline (bench/baseline-pipeline.ts, a bench-only pipeline, never a product mode): the same per-participant BullMQ queues, job ids, connections and ACL users, and the same local aggregate computed by libs/protocol from the same CSV, but the job carries the query in the clear and returns the plaintext vector; one round, completed as the orchestrator completes a round (QueueEvents `completed` → `Job.fromId` over every job of the query), then summed and `deriveResults`. No signatures, shares, envelopes, committee round, HTTP, database or event log, so the ratio prices everything the product adds on top of moving plaintext aggregates through the same queues.';
@@ -292,10 +303,10 @@ export async function e2eLatencyBench(plan: readonly { n: number; queries: numbe
   const b = loadBuilt();
   const load = loadNote();
   const rows: (string | number)[][] = [];
-  await inTempDir(async (root) => {
+  await inTempDir(b, async (root, redis) => {
     for (const { n, queries } of plan) {
       process.stderr.write(`  N=${n}: enrolling ${n} participants…\n`);
-      const pair = await startPair(b, root, n);
+      const pair = await startPair(b, root, n, redis);
       try {
         await warmUp(pair);
         const secure: number[] = [];
@@ -339,9 +350,9 @@ export async function e2eThroughputBench(n = 10, inFlight = 10, bursts = 5): Pro
   const load = loadNote();
   const secure: number[] = [];
   const plain: number[] = [];
-  await inTempDir(async (root) => {
+  await inTempDir(b, async (root, redis) => {
     process.stderr.write(`  N=${n}: enrolling ${n} participants…\n`);
-    const pair = await startPair(b, root, n);
+    const pair = await startPair(b, root, n, redis);
     try {
       await warmUp(pair);
       for (let burst = 0; burst < bursts; burst++) {
@@ -406,10 +417,10 @@ export async function e2ePaillierBench(plan: readonly { n: number; queries: numb
   let t = performance.now();
   const keys = await b.crypto.generatePaillierKeyPair(bits);
   const keygenMs = performance.now() - t;
-  await inTempDir(async (root) => {
+  await inTempDir(b, async (root, redis) => {
     for (const { n, queries } of plan) {
       process.stderr.write(`  N=${n}: enrolling ${n} participants…\n`);
-      const pair = await startPair(b, root, n);
+      const pair = await startPair(b, root, n, redis);
       try {
         await warmUp(pair);
         checkResult('paillier', await runPaillier(b, pair.secure, keys), pair.expected);

@@ -25,7 +25,11 @@ const ROUTES: Readonly<Record<string, Access>> = {
   'POST /v1/studies/{name}/invitations': ['admin'],
   'POST /v1/api-keys': ['admin'],
   'POST /v1/enroll': 'invitation',
+  // What an invitation is for, before it is used (test/e2e/enrollment): its token is the bearer.
+  'GET /v1/invitation': 'invitation',
   'POST /v1/queries': ['admin', 'researcher'],
+  // Shamir: the submitting researcher reveals its committee nonce (test/e2e/hostile-coordinator); others get 403.
+  'POST /v1/queries/{id}/nonce': ['admin', 'researcher'],
   'GET /v1/queries/{id}': ['admin', 'researcher', 'auditor'],
   // Paillier: and then only for the key that submitted the query (test/e2e/paillier).
   'GET /v1/queries/{id}/aggregate': ['admin', 'researcher'],
@@ -39,6 +43,7 @@ const ROUTES: Readonly<Record<string, Access>> = {
   'GET /v1/ledger/proof/consistency': ['admin', 'researcher', 'auditor'],
   // Participants only, by a request signed with their enrolled key (test/e2e/receipts): no API key may call it.
   'GET /v1/ledger/receipt': [],
+  'GET /v1/ledger/study': [],
 };
 
 const STUDY = syntheticSalaryStudy().name;
@@ -50,7 +55,7 @@ const enrollBody = () => ({
   signingKey: String(generateKeyPairSync('ed25519').publicKey.export({ format: 'jwk' }).x),
   maxRecords: 100,
 });
-const queryBody = { study: STUDY, protocol: 'shamir', select: [{ stat: 'mean', field: 'salary' }] };
+const queryBody = { study: STUDY, protocol: 'shamir', select: [{ stat: 'mean', field: 'salary' }], seedCommitment: 'c0'.repeat(32) };
 
 /** A request body each route accepts, so that a refusal in the access checks can only be the guard's. */
 const VALID_BODIES: Readonly<Record<string, () => unknown>> = {
@@ -59,6 +64,7 @@ const VALID_BODIES: Readonly<Record<string, () => unknown>> = {
   'POST /v1/api-keys': () => ({ role: 'admin' }),
   'POST /v1/enroll': enrollBody,
   'POST /v1/queries': () => queryBody,
+  'POST /v1/queries/{id}/nonce': () => ({ nonce: 'ab'.repeat(32) }),
 };
 
 interface Reply {

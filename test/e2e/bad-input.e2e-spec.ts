@@ -239,9 +239,18 @@ describe('bad input end to end (four participant processes, SQLite)', () => {
     const text = generateSalaryCsv(505, 50);
     writeFileSync(join(cluster.dir, 'site-5.csv'), text);
     const home = join(cluster.dir, 'homes', 'site-5');
-    const first = await cluster.cliJson(['participant', 'enroll', '--invite', token, '--home', home, '--data', join(cluster.dir, 'site-5.csv')], null);
+    // Without accepting the study's settings, or against another coordinator key than the admin's, nothing is
+    // registered and the invitation stays unused.
+    const csv = join(cluster.dir, 'site-5.csv');
+    const unaccepted = await cluster.cli(['participant', 'enroll', '--invite', token, '--home', home, '--data', csv], null);
+    expect([unaccepted.code, unaccepted.stderr]).toEqual([2, expect.stringMatching(/^confide: enrolling needs your acceptance of the study's settings:\nstudy salaries:\n  at least 3 participants in every result\n  cells with fewer than 5 records suppressed\n/) as string]);
+    const { fingerprint } = await cluster.get<{ fingerprint: string }>('/v1/coordinator');
+    const impostor = await cluster.cli(['participant', 'enroll', '--invite', token, '--home', home, '--data', csv, '--accept-settings', '--coordinator-key', 'ab'.repeat(32)], null);
+    expect([impostor.code, impostor.stderr]).toEqual([1, `confide: the coordinator's key is ${fingerprint}, not the ${'ab'.repeat(32)} your admin gave you: not enrolling (is this the right coordinator?)\n`]);
+    expect(existsSync(join(home, 'identity.json'))).toBe(false);
+    const first = await cluster.cliJson(['participant', 'enroll', '--invite', token, '--home', home, '--data', csv, '--accept-settings', '--coordinator-key', fingerprint], null);
     const again = join(cluster.dir, 'homes', 'site-5-again');
-    const second = await cluster.cli(['participant', 'enroll', '--invite', token, '--home', again, '--data', join(cluster.dir, 'site-5.csv')], null);
+    const second = await cluster.cli(['participant', 'enroll', '--invite', token, '--home', again, '--data', csv, '--accept-settings'], null);
     expect(second.code).toBe(1);
     expect(second.stderr).toBe('confide: this invitation was already used to enroll\n');
     expect(existsSync(join(again, 'identity.json'))).toBe(false);
@@ -274,7 +283,7 @@ describe('an expired invitation (invitations valid for 1 s)', () => {
     const csv = join(cluster.dir, 'late.csv');
     writeFileSync(csv, generateSalaryCsv(77, 10));
     const home = join(cluster.dir, 'homes', 'late');
-    const r = await cluster.cli(['participant', 'enroll', '--invite', String(invitation.token), '--home', home, '--data', csv], null);
+    const r = await cluster.cli(['participant', 'enroll', '--invite', String(invitation.token), '--home', home, '--data', csv, '--accept-settings'], null);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe('confide: this invitation has expired; ask the study admin for a new one\n');
     expect(existsSync(join(home, 'identity.json'))).toBe(false);

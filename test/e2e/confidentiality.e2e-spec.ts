@@ -3,15 +3,18 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { importPrivateKeyPem, openEnvelope } from '@confide/crypto';
+import { decodeShareVector, ROUND2_READER } from '@confide/protocol';
 import { createRedis, participantQueue, taskJobId } from '@confide/queue';
+import { CoordinatorClient, submitQuery } from '../../apps/cli/src/client';
 import { Cluster, type ParticipantProcess, until as pollUntil } from '../support/cluster';
 import { closeConnection, errorOf } from '../support/redis';
-import { homeSecrets, LeakScanner, numberForms, type Needle } from '../support/secrets';
+import { homeSecrets, LeakScanner, numberForms, privateKeyForms, type Needle } from '../support/secrets';
 import { generateSalaryCsv, plainStats, syntheticSalaryStudy } from '../support/synthetic';
 
 // DESIGN.md "Trust model": Redis and the coordinator are untrusted for confidentiality. No plaintext input, local
-// aggregate or private key ever reaches Redis, the database or a log, and each participant's Redis user reaches
-// its own queue only. Checked on the real processes, during both rounds of a query and after it.
+// aggregate, round-2 share sum or private key ever reaches Redis, the database or a log, and each participant's
+// Redis user reaches its own queue only. Checked on the real processes, during both rounds of a query and after it.
 
 /**
  * Salaries planted in each participant's file: 8 significant digits, so neither the decimal text nor the
@@ -76,9 +79,13 @@ describe.each(['sqlite', 'postgres'] as const)('confidentiality on %s', (databas
       'unused invitation token': await cluster.invite(study, 'site-5'),
     };
 
+    const coordinatorDir = join(cluster.dir, 'coordinator');
     needles = [
       ...Object.entries(tokens).map(([name, text]) => ({ name, text })),
       ...participants.flatMap((p) => homeSecrets(p).needles),
+      ...privateKeyForms('coordinator Ed25519 private key', readFileSync(join(coordinatorDir, 'coordinator-ed25519.pem'), 'utf8')),
+      ...privateKeyForms('coordinator X25519 private key', readFileSync(join(coordinatorDir, 'coordinator-x25519.pem'), 'utf8')),
+      { name: 'Redis administrator password', text: decodeURIComponent(new URL(cluster.redisUrl).password) },
     ];
     participants.forEach((p, i) => {
       // The local aggregate vector of this query is [count(salary), Σ salary]. Counts are two-digit numbers that
@@ -107,11 +114,12 @@ describe.each(['sqlite', 'postgres'] as const)('confidentiality on %s', (databas
       ),
     );
 
-    const scanner = new LeakScanner(needles);
     const [p1, p2, p3, p4] = participants as [ParticipantProcess, ParticipantProcess, ParticipantProcess, ParticipantProcess];
+    // Every Redis dump is kept and scanned at the end, when the round-2 share sums are known too.
+    const dumps: [string, string][] = [];
     const snapshot = async (label: string): Promise<string> => {
       const text = await cluster.redisDump();
-      scanner.scan(`Redis (${label})`, text);
+      dumps.push([`Redis (${label})`, text]);
       return text;
     };
     const admin = new Redis(cluster.redisUrl);
@@ -125,7 +133,7 @@ describe.each(['sqlite', 'postgres'] as const)('confidentiality on %s', (databas
       }
     })();
     try {
-      const { id } = await post<{ id: string }>(cluster, '/v1/queries', researcher, {
+      const { id } = await submitQuery(new CoordinatorClient(cluster.url, researcher), {
         study,
         protocol: 'shamir',
         select: [
@@ -150,6 +158,17 @@ describe.each(['sqlite', 'postgres'] as const)('confidentiality on %s', (databas
       await until('three round-2 answers', 30_000, async () => ((await Promise.all([p2, p3, p4].map((p) => admin.hget(jobKey(p, 2), 'finishedOn')))).every(Boolean) ? true : undefined));
       const round2 = await snapshot('round 2, three share sums in');
       expect(round2.includes(taskJobId(id, 2, p1.participantId)) && round2.includes(taskJobId(id, 2, p4.participantId))).toBe(true);
+      // Each share sum is in Redis only sealed to the coordinator's X25519 key. Opened here (the test holds that key),
+      // its field elements become needles: any t of them give the exact totals.
+      const reader = importPrivateKeyPem('x25519', readFileSync(join(cluster.dir, 'coordinator', 'coordinator-x25519.pem'), 'utf8'));
+      const shareSums: bigint[] = [];
+      for (const p of [p2, p3, p4]) {
+        const answer = JSON.parse((await admin.hget(jobKey(p, 2), 'returnvalue'))!) as { result: Record<string, unknown> & { sealed: never; jobId: string } };
+        expect(Object.keys(answer.result).sort()).toEqual(['closedHash', 'jobId', 'planHash', 'sealed', 'sender', 'signature', 'x']);
+        const opened = openEnvelope(reader, answer.result.sealed, { jobId: id, round: 2, sender: p.participantId, recipient: ROUND2_READER });
+        shareSums.push(...decodeShareVector(opened, opened.length / 16));
+      }
+      shareSums.forEach((v, i) => needles.push({ name: `round-2 share sum element ${i}`, text: v.toString() }, { name: `round-2 share sum element ${i} (hex)`, text: v.toString(16).padStart(32, '0') }));
 
       await cluster.run(p1);
       const done = (await cluster.waitForQuery(id, researcher)) as { status: string; participants: number; results: { stat: string; value: number; count: number }[] };
@@ -167,6 +186,12 @@ describe.each(['sqlite', 'postgres'] as const)('confidentiality on %s', (databas
       ]);
       expect(done.results[1]!.value).toBe(Number(total.sumText));
 
+      const scanner = new LeakScanner(needles);
+      for (const [place, text] of dumps) scanner.scan(place, text);
+      // The scan finds share sums where they are: in their decimal and hex forms.
+      const control2 = new LeakScanner(needles.filter((n) => n.name.startsWith('round-2')));
+      control2.scan('the opened share sums', shareSums.map((v) => `${v} ${v.toString(16).padStart(32, '0')}`).join('\n'));
+      expect(control2.leaks).toHaveLength(2 * shareSums.length);
       const db = await cluster.databaseDump();
       scanner.scan('the database', db);
       // The scan can find what is there: the released total is in the database (result and event log), and so is
@@ -181,6 +206,7 @@ describe.each(['sqlite', 'postgres'] as const)('confidentiality on %s', (databas
       expect(readFileSync(join(cluster.dir, 'coordinator.log'), 'utf8').includes(id)).toBe(true);
 
       expect(samples).toBeGreaterThan(0);
+      expect(shareSums.length).toBeGreaterThan(0);
       expect(scanner.leaks).toEqual([]);
     } finally {
       sampling = false;
@@ -192,7 +218,7 @@ describe.each(['sqlite', 'postgres'] as const)('confidentiality on %s', (databas
   it("gives each participant's Redis user its own queue only: NOPERM on another participant's job, wait list and Queue.add", async () => {
     // Workers stopped, so a fresh query's signed round-1 tasks wait in every participant's queue.
     await Promise.all(participants.map((p) => cluster.kill(p, 'SIGTERM')));
-    const { id } = await post<{ id: string }>(cluster, '/v1/queries', researcher, { study, protocol: 'shamir', select: [{ stat: 'count', field: 'salary' }] });
+    const { id } = await submitQuery(new CoordinatorClient(cluster.url, researcher), { study, protocol: 'shamir', select: [{ stat: 'count', field: 'salary' }] });
     const [a, ...others] = participants as [ParticipantProcess, ...ParticipantProcess[]];
     const key = (p: ParticipantProcess, suffix: string) => `${cluster.prefix}:${participantQueue(p.participantId)}:${suffix}`;
     const { username, password } = homeSecrets(a).redis;
@@ -200,6 +226,13 @@ describe.each(['sqlite', 'postgres'] as const)('confidentiality on %s', (databas
     asA.on('error', () => undefined);
     const admin = new Redis(cluster.redisUrl);
     try {
+      // No one skips its own user: Redis's default user is off, so a client that does not log in can do nothing.
+      const anonymous = new Redis(cluster.publicRedisUrl, { lazyConnect: true, enableReadyCheck: false, maxRetriesPerRequest: 0 });
+      anonymous.on('error', () => undefined);
+      await anonymous.connect();
+      expect(await errorOf(anonymous.lrange(key(a, 'wait'), 0, -1))).toMatch(/^NOAUTH/);
+      anonymous.disconnect();
+
       const own = taskJobId(id, 1, a.participantId);
       expect(await asA.lrange(key(a, 'wait'), 0, -1)).toContain(own);
       expect((await asA.hgetall(key(a, own))).name).toBe('shamir.round1');

@@ -91,4 +91,21 @@ describe('confide simulate (built CLI, generated salary data)', () => {
     expect(stray.code).toBe(2);
     expect(stray.stderr).toMatch(/--field must follow a --stat/);
   });
+
+  it('takes several files after one --data, as a shell expands --data hospital-{1..5}.csv, and refuses a stray argument', async () => {
+    const { code, stdout } = await runCli(['simulate', '--study-schema', schemaFile, '--data', ...files, '--stat', 'count', '--field', 'salary', '--json']);
+    expect(code).toBe(0);
+    const out = singleJson(stdout) as { contributors: number; results: { value: number }[] };
+    expect(out.contributors).toBe(5);
+    expect(out.results[0]!.value).toBe(plainStats(texts).get('salary')!.count);
+    const stray = await runCli(['simulate', files[0]!, '--study-schema', schemaFile, '--data', files[1]!, '--stat', 'count', '--field', 'salary']);
+    expect(stray.code).toBe(2);
+    expect(stray.stderr).toMatch(/unexpected argument .*CSV files follow --data/);
+  });
+
+  it('refuses a threshold below a majority of the committee', async () => {
+    const { code, stderr } = await runCli(['simulate', '--study-schema', schemaFile, ...dataArgs(), '--stat', 'count', '--field', 'salary', '--threshold', '2']);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/threshold 2 is below the floor: a majority of the committee of 5 \(⌊k\/2⌋ \+ 1\) is 3/);
+  });
 });

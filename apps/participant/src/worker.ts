@@ -135,7 +135,7 @@ export class ParticipantWorker {
       this.record(task, 'answered', null, facts);
       return answer;
     } catch (err) {
-      const refusal = this.refusal(err);
+      const refusal = this.refusal(err, task.queryId);
       this.record(task, refusal ? 'refused' : 'failed', refusal?.message ?? (err instanceof Error ? err.message : String(err)), facts);
       throw refusal ?? err;
     }
@@ -163,7 +163,7 @@ export class ParticipantWorker {
   }
 
   /** The UnrecoverableError a refusal becomes, or undefined for an error a retry may cure. */
-  private refusal(err: unknown): UnrecoverableError | undefined {
+  private refusal(err: unknown, queryId: string): UnrecoverableError | undefined {
     if (err instanceof UnrecoverableError) return err;
     if (err instanceof TaskRefusal || err instanceof LedgerViewError) return new UnrecoverableError(`task rejected: ${err.message}`);
     // The coordinator could not prove the checkpoint extends the saved one (e.g. a size its ledger never had).
@@ -174,7 +174,7 @@ export class ParticipantWorker {
     if (err instanceof QueryError) return new UnrecoverableError(`query refused locally: ${err.message}`);
     if (err instanceof DataValidationError) {
       // The details name rows and cell values: they stay in this machine's log, never in Redis.
-      this.logger.error({ err: err.message }, 'local data file failed validation');
+      this.logger.error({ queryId }, err.message);
       return new UnrecoverableError(`local data file failed validation (${err.issues.length} problem${err.issues.length === 1 ? '' : 's'}; see the participant's log)`);
     }
     return undefined;
