@@ -18,7 +18,9 @@ Commands:
   coordinator start          run the coordinator service
   admin study create|invite|keys create
                              define studies, invite participants, issue API keys
-  participant enroll|run     enroll this machine as a participant, run its worker
+  participant enroll|run|log|receipts
+                             enroll this machine as a participant, run its worker, see what it
+                             computed and for whom, check its contributions in the ledger
   query                      submit a query (--wait for the result), or 'query status|decrypt ID'
   keys paillier              generate a researcher's Paillier key pair (the private key stays here)
   ledger verify|show|proof   check the audit ledger: signatures, RFC 6962 root, consistency, proofs

@@ -65,6 +65,8 @@ export class ParticipantWorker {
   private readonly schema: StudySchema;
   private readonly keys: { encryption: KeyPair; signing: KeyPair };
   private readonly coordinatorKey: PublicKey;
+  /** The coordinator's X25519 key pinned at enrollment: the one reader of this member's round-2 share sums. */
+  private readonly reader: PublicKey;
   private readonly pinned: PinnedSettings;
   private readonly view: LedgerView;
   private readonly journal: Journal;
@@ -79,6 +81,7 @@ export class ParticipantWorker {
     this.schema = this.home.study();
     this.keys = this.home.keys();
     this.coordinatorKey = this.home.coordinatorKey();
+    this.reader = this.home.coordinatorEncryptionKey();
     this.pinned = { participantId: this.identity.participantId, studyId: this.identity.studyId, study: this.schema };
     this.view = new LedgerView(this.home.dir, this.coordinatorKey, new CoordinatorLink(this.identity.coordinatorUrl, this.identity.participantId, this.keys.signing));
     this.journal = new Journal(this.home.dir);
@@ -212,8 +215,6 @@ export class ParticipantWorker {
    * asked of it for this query.
    */
   private async contributePaillier(task: TaskOf<typeof TASK.paillierContribute>): Promise<Answer> {
-    const stored = this.home.readAnswer<Answer>(task.queryId, 1);
-    if (stored) return stored;
     if (BigInt(this.identity.maxRecords) > BigInt(task.plan.maxRecords)) {
       throw new UnrecoverableError(`task rejected: the plan sizes slots for ${task.plan.maxRecords} records, this participant declared ${this.identity.maxRecords}`);
     }
@@ -280,7 +281,7 @@ export class ParticipantWorker {
       closed: task.closed,
       deliveries: task.deliveries,
       memory: { answeredFor: () => stored?.closedHash },
-      reader: this.home.coordinatorEncryptionKey(),
+      reader: this.reader,
     });
     if (stored) return stored.answer;
     const answer: Answer = { kind: TASK.shamirRound2, result };
