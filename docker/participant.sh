@@ -9,6 +9,10 @@ INVITES="${CONFIDE_INVITES_DIR:-/invites}"
 EXAMPLES="${CONFIDE_EXAMPLES_DIR:-/app/examples}"
 if [ ! -f "$HOME_DIR/identity.json" ]; then
   until [ -s "$INVITES/$PARTICIPANT.token" ]; do echo "waiting for an invitation…"; sleep 2; done
-  confide participant enroll --invite "$(cat "$INVITES/$PARTICIPANT.token")" --home "$HOME_DIR" --data "$EXAMPLES/salaries/$PARTICIPANT.csv"
+  # --insecure: plain http to http://coordinator:8080 on the compose network, which only this deployment's
+  # containers join. --accept-settings: this demo's participants accept the example study's settings (minimum
+  # participants, group size, privacy); a real participant reads them at enrollment and answers the prompt.
+  confide participant enroll --insecure --accept-settings --invite "$(cat "$INVITES/$PARTICIPANT.token")" \
+    --home "$HOME_DIR" --data "$EXAMPLES/salaries/$PARTICIPANT.csv"
 fi
 exec confide participant run --home "$HOME_DIR"

@@ -6,6 +6,7 @@ INVITES="${CONFIDE_INVITES_DIR:-/invites}"
 until [ -s "$INVITES/researcher.token" ]; do sleep 2; done
 CONFIDE_TOKEN="$(cat "$INVITES/researcher.token")"
 export CONFIDE_TOKEN
-until confide query --study salaries --protocol shamir --stat mean --field salary --stat count --field salary --wait; do
+# --insecure: plain http to http://coordinator:8080 on the compose network, which only this deployment's containers join.
+until confide query --insecure --study salaries --protocol shamir --stat mean --field salary --stat count --field salary --wait; do
   echo "retrying in 5 s…"; sleep 5
 done
