@@ -15,7 +15,11 @@ COPY --from=build /app/dist ./dist
 COPY --from=build /app/package.json ./package.json
 COPY examples ./examples
 COPY docker ./docker
+# The mount points of docker-compose.yml's volumes: a new volume takes its owner from the image's directory, so the
+# ones this image writes as node are node's. /secrets is written by the root one-shot `secrets` (docker/secrets.sh).
 RUN ln -s /app/dist/apps/cli/apps/cli/src/main.js /usr/local/bin/confide && chmod +x /app/dist/apps/cli/apps/cli/src/main.js \
- && mkdir -p /participant /data /invites && chown node:node /participant /data /invites
+ && mkdir -p /participant /data /invitation /invitations/hospital-1 /invitations/hospital-2 /invitations/hospital-3 /researcher \
+ && chown -R node:node /participant /data /invitation /invitations /researcher \
+ && mkdir -m 0711 /secrets
 USER node
 ENTRYPOINT ["confide"]

@@ -37,7 +37,8 @@ export interface ParticipantProcess {
   process: ChildProcess | undefined;
 }
 
-function freePort(): Promise<number> {
+/** A TCP port free on loopback right now. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
