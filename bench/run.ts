@@ -1,4 +1,5 @@
 import { aggregateBench } from './aggregate.bench';
+import { round1ChecksBench } from './authorize.bench';
 import { e2eLatencyBench, e2ePaillierBench, e2eThroughputBench } from './e2e.bench';
 import { fieldBench } from './field.bench';
 import { publish, type BenchSection } from './harness';
@@ -10,6 +11,7 @@ import { decryptSumBench, simulationBench, splitEncryptBench } from './shamir.be
 const BENCHES: Record<string, () => Promise<BenchSection>> = {
   field: fieldBench,
   'shamir-round1': splitEncryptBench,
+  'shamir-round1-checks': () => round1ChecksBench(),
   'shamir-round2': decryptSumBench,
   'shamir-simulation': () => simulationBench(),
   'e2e-latency': () => e2eLatencyBench(),

@@ -163,12 +163,20 @@ interface Found<T extends CheckedEntryType> {
   readonly body: EntryBody<T>;
 }
 
+/** Entry bodies parsed once per entry: a task's checks look its entries up many times (each member's enrollment). */
+const parsedBodies = new WeakMap<LedgerEntry, unknown>();
+
+function bodyOf<T extends CheckedEntryType>(type: T, entry: LedgerEntry): EntryBody<T> | undefined {
+  if (!parsedBodies.has(entry)) parsedBodies.set(entry, parseEntryBody(type, entry.body));
+  return parsedBodies.get(entry) as EntryBody<T> | undefined;
+}
+
 /** The one entry of `type` whose body matches; refuses when there is none, or more than one. */
 function only<T extends CheckedEntryType>(evidence: VerifiedEvidence, type: T, match: (body: EntryBody<T>) => boolean, what: string): Found<T> {
   const found: Found<T>[] = [];
   for (const entry of evidence.entries) {
     if (entry.type !== type) continue;
-    const body = parseEntryBody(type, entry.body);
+    const body = bodyOf(type, entry);
     if (body !== undefined && match(body)) found.push({ entry, body });
   }
   if (found.length === 0) refuse('NOT_IN_LEDGER', `the signed ledger has no ${type} entry for ${what}`);
