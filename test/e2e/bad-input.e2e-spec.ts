@@ -243,7 +243,7 @@ describe('bad input end to end (four participant processes, SQLite)', () => {
     // registered and the invitation stays unused.
     const csv = join(cluster.dir, 'site-5.csv');
     const unaccepted = await cluster.cli(['participant', 'enroll', '--invite', token, '--home', home, '--data', csv], null);
-    expect([unaccepted.code, unaccepted.stderr]).toEqual([2, expect.stringMatching(/^confide: enrolling needs your acceptance of the study's settings:\nstudy salaries:\n  at least 3 participants in every result\n  cells with fewer than 5 records suppressed\n/) as string]);
+    expect([unaccepted.code, unaccepted.stderr]).toEqual([2, expect.stringMatching(/^confide: enrolling needs your acceptance of the study's settings:\nstudy salaries:\n {2}at least 3 participants in every result\n {2}cells with fewer than 5 records suppressed\n/) as string]);
     const { fingerprint } = await cluster.get<{ fingerprint: string }>('/v1/coordinator');
     const impostor = await cluster.cli(['participant', 'enroll', '--invite', token, '--home', home, '--data', csv, '--accept-settings', '--coordinator-key', 'ab'.repeat(32)], null);
     expect([impostor.code, impostor.stderr]).toEqual([1, `confide: the coordinator's key is ${fingerprint}, not the ${'ab'.repeat(32)} your admin gave you: not enrolling (is this the right coordinator?)\n`]);

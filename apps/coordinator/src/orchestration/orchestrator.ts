@@ -26,6 +26,7 @@ import {
   ENTRY,
   entryKey,
   finalizeShamir,
+  ledgerValue,
   paillierPlanHash,
   parseStudySchema,
   planHash,
@@ -68,7 +69,6 @@ import type { Logger } from '../logging';
 import { Repositories } from '../storage';
 import { CONFIG, COORDINATOR_ENCRYPTION_KEY, COORDINATOR_KEY, LOGGER, REDIS } from '../tokens';
 import { ApiError } from '../http/error.filter';
-import { ledgerValue } from '@confide/protocol';
 import { parseTaskJobId } from './ids';
 
 /** The Redis connections the orchestrator uses: one shared for producing, a factory for blocking readers. */

@@ -10,6 +10,7 @@ import {
   entryKey,
   ledgerValue,
   nonceCommitment,
+  parseStudySchema,
   planPaillier,
   PrivacyError,
   ProtocolError,
@@ -240,7 +241,7 @@ export class QueriesService {
     }
     const study = await this.repos.studies.getById(q.study_id);
     if (!study) throw new ApiError(404, 'not_found', `the study of query ${id} no longer exists`);
-    const { schema } = await this.studies.get(study.name);
+    const schema = parseStudySchema(JSON.parse(study.schema_json), study.name);
     try {
       await this.orchestrator.start({
         queryId: id,
