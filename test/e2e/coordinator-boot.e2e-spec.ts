@@ -2,21 +2,11 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
-import { startLocalRedis, type LocalRedis } from '../../apps/cli/src/local-redis';
+import { freePort, startLocalRedis, type LocalRedis } from '../../apps/cli/src/local-redis';
 import { assertBuilt, COORDINATOR, ROOT } from '../support/cli';
 import { closeConnection } from '../support/redis';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      srv.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 async function waitForHealth(url: string, deadlineMs: number): Promise<Response> {
   const until = Date.now() + deadlineMs;

@@ -1,13 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import Database from 'better-sqlite3';
-import { startLocalRedis, type LocalRedis } from '../../apps/cli/src/local-redis';
+import { freePort, startLocalRedis, type LocalRedis } from '../../apps/cli/src/local-redis';
+
+export { freePort };
 import { CLI, ROOT, assertBuilt, runCli, singleJson, type RunResult } from './cli';
 
 /**
@@ -38,16 +39,6 @@ export interface ParticipantProcess {
 }
 
 /** A TCP port free on loopback right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      srv.close(() => (address && typeof address === 'object' ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /**
  * Polls `probe` until it returns a value, or fails after `timeoutMs` naming what it waited for (STYLE.md: poll
