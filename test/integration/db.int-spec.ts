@@ -2,7 +2,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sql } from 'kysely';
+import BetterSqlite3 from 'better-sqlite3';
+import { Kysely, Migrator, SqliteDialect, sql } from 'kysely';
 import { types as pgTypes } from 'pg';
 import { openDatabase, SQLITE_FILE, type Database, type DatabaseConfig } from '../../apps/coordinator/src/db/database';
 import {
@@ -18,7 +19,10 @@ import {
   StudyRepository,
 } from '../../apps/coordinator/src/db/repositories';
 import type { NewParticipant } from '../../apps/coordinator/src/db/schema';
-import { PrivacyError } from '@confide/protocol';
+import { generateKeyPair } from '@confide/crypto';
+import { ledgerOrigin, signCheckpoint } from '@confide/ledger';
+import { openEvidence, PrivacyError } from '@confide/protocol';
+import { migrationProvider } from '../../apps/coordinator/src/db/migrations';
 
 // The coordinator's storage against real databases: the same suite on an SQLite file in a temporary
 // directory and on PostgreSQL in a schema of its own, dropped afterwards (STYLE.md "Tests").
@@ -135,7 +139,7 @@ describe.each(targets)('coordinator storage on $name', (target) => {
     try {
       expect(await new StudyRepository(again.db).getById(study.id)).toEqual(study);
       const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(again.db);
-      expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_ledger', '0003_privacy_budget']);
+      expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_ledger', '0003_privacy_budget', '0004_event_study']);
     } finally {
       await again.close();
     }
@@ -496,7 +500,7 @@ describe.each(targets)('coordinator storage on $name', (target) => {
       expect(idx).toBe(count - 1);
       expect(await events.append('study.created', { name: 'changed on redelivery' }, dedupKey, T0 + 1)).toBe(idx);
       expect(await events.count()).toBe(count);
-      expect(await events.list(idx, 1)).toEqual([{ idx, type: 'study.created', body: '{"a":{"y":null,"z":true},"b":[2,1],"name":"x"}', dedup_key: dedupKey, created_at: T0 }]);
+      expect(await events.list(idx, 1)).toEqual([{ idx, type: 'study.created', body: '{"a":{"y":null,"z":true},"b":[2,1],"name":"x"}', dedup_key: dedupKey, created_at: T0, study_id: null }]);
       const next = await events.append('study.created', {}, `other:${randomUUID()}`, T0);
       expect(next).toBe(idx + 1);
       await expectContiguous();
@@ -537,6 +541,43 @@ describe.each(targets)('coordinator storage on $name', (target) => {
       expect(await events.count()).toBe(before);
     });
 
+    it("serves one study's entries only, in order, after an index and below a tree size", async () => {
+      const [a, b] = [await newStudy(), await newStudy()];
+      const mine: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        mine.push(await events.append('test.study', { i }, `a:${randomUUID()}`, T0, a.id));
+        await events.append('test.study', { i }, `b:${randomUUID()}`, T0, b.id);
+        await events.append('test.global', { i }, `g:${randomUUID()}`, T0);
+      }
+      const size = await events.count();
+      expect((await events.studyEntries(a.id, -1, size, 100)).map((e) => e.idx)).toEqual(mine);
+      expect((await events.studyEntries(a.id, mine[0]!, size, 100)).map((e) => e.idx)).toEqual(mine.slice(1));
+      expect((await events.studyEntries(a.id, -1, mine[2]!, 100)).map((e) => e.idx)).toEqual(mine.slice(0, 2));
+      expect((await events.studyEntries(a.id, -1, size, 1)).map((e) => e.idx)).toEqual(mine.slice(0, 1));
+      expect((await events.studyEntries(a.id, -1, size, 100)).every((e) => e.study_id === a.id)).toBe(true);
+    });
+
+    it("builds a task's ledger evidence that a participant verifies: entries in the newest signed checkpoint, the seed root consistent with it", async () => {
+      const key = generateKeyPair('ed25519');
+      const origin = ledgerOrigin(key.publicKey);
+      const signed = new EventLog(database.db, (size, root) => signCheckpoint(key, origin, { origin, size, root }));
+      const first = await signed.append('test.evidence', { n: 1 }, `e:${randomUUID()}`, T0);
+      const second = await signed.append('test.evidence', { n: 2 }, `e:${randomUUID()}`, T0);
+      await signed.append('test.evidence', { n: 3 }, `e:${randomUUID()}`, T0);
+      const found = await signed.indicesOf([`nothing:${randomUUID()}`]);
+      expect(found.size).toBe(0);
+      const evidence = await signed.evidence([second, first], first + 1);
+      const opened = openEvidence(evidence, key.publicKey);
+      expect(opened.checkpoint.size).toBe(await signed.count());
+      expect(opened.entries.map((e) => [e.index, e.body])).toEqual([
+        [first, { n: 1 }],
+        [second, { n: 2 }],
+      ]);
+      expect(Buffer.from(opened.seedRoot!.root)).toEqual(Buffer.from(await signed.rootAt(first + 1)));
+      expect(() => openEvidence(evidence, generateKeyPair('ed25519').publicKey)).toThrow(/does not verify with the coordinator key pinned at enrollment/);
+      await expect(signed.rootAt(10_000_000)).rejects.toThrow('no checkpoint at ledger size 10000000');
+    });
+
     it('pages through the log in index order', async () => {
       for (let i = 0; i < 5; i++) await events.append('test.page', { i }, `page:${randomUUID()}`, T0);
       const count = await events.count();
@@ -573,6 +614,32 @@ describe('SQLite specifics', () => {
     expect(await pragma('busy_timeout')).toEqual({ timeout: 5000 });
     await database.close();
     await database.close(); // closing twice is harmless
+  });
+
+  it('assigns the events of a database made before 0004 to their studies: by studyId, by study name, by query', async () => {
+    // A database migrated up to 0003 only, given events as the older coordinator wrote them.
+    const file = join(dir, 'pre-0004.sqlite');
+    const raw = new Kysely<never>({ dialect: new SqliteDialect({ database: new BetterSqlite3(file) }) });
+    const migrator = new Migrator({ db: raw, provider: migrationProvider('sqlite') });
+    expect((await migrator.migrateTo('0003_privacy_budget')).error).toBeUndefined();
+    await sql`insert into studies (id, name, schema_json, min_participants, created_at) values ('s-1', 'salaries', '{}', 3, 1)`.execute(raw);
+    await sql`insert into queries (id, study_id, protocol, spec_json, status, created_by, created_at, current_round) values ('q-1', 's-1', 'shamir', '{}', 'running', 'k', 1, 1)`.execute(raw);
+    const rows: [number, string, string][] = [
+      [0, 'study.created', '{"studyId":"s-1"}'],
+      [1, 'privacy.spent', '{"queryId":"q-9","study":"salaries"}'],
+      [2, 'round.closed', '{"queryId":"q-1","round":1}'],
+      [3, 'apikey.created', '{"keyId":"k"}'],
+    ];
+    for (const [idx, type, body] of rows) await sql`insert into events (idx, type, body, dedup_key, created_at) values (${idx}, ${type}, ${body}, ${`k${idx}`}, 1)`.execute(raw);
+    expect((await migrator.migrateToLatest()).error).toBeUndefined();
+    const assigned = await sql<{ idx: number; study_id: string | null }>`select idx, study_id from events order by idx`.execute(raw);
+    expect(assigned.rows).toEqual([
+      { idx: 0, study_id: 's-1' },
+      { idx: 1, study_id: 's-1' },
+      { idx: 2, study_id: 's-1' },
+      { idx: 3, study_id: null },
+    ]);
+    await raw.destroy();
   });
 
   it('refuses a PostgreSQL schema option', async () => {

@@ -36,7 +36,7 @@ describe('shamir simulation over generated CSV files', () => {
       seed: opts.seed,
     });
 
-  it('gives the plaintext totals for any committee, threshold and tolerable dropouts, and fails beyond them', async () => {
+  it('gives the plaintext totals for any committee, threshold from a majority up, and tolerable dropouts, and fails beyond them', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 3, max: 12 }).chain((n) =>
@@ -44,7 +44,7 @@ describe('shamir simulation over generated CSV files', () => {
             fc.record({
               n: fc.constant(n),
               k: fc.constant(k),
-              t: fc.integer({ min: 1, max: k }),
+              t: fc.integer({ min: Math.floor(k / 2) + 1, max: k }),
               drop1: fc.integer({ min: 0, max: n - 3 }),
               drop2: fc.integer({ min: 0, max: k }),
               seed: fc.stringMatching(/^[0-9a-f]{32}$/),
@@ -71,6 +71,15 @@ describe('shamir simulation over generated CSV files', () => {
       { numRuns: 25 },
     );
   }, 120_000);
+
+  it('refuses a threshold below a majority of the committee, whatever the committee', async () => {
+    for (let k = 1; k <= 5; k++) {
+      const t = Math.floor(k / 2);
+      if (t < 1) continue;
+      const err = await run(5, { committee: k, threshold: t, seed: 'c'.repeat(32) }).catch((e: unknown) => e);
+      expect([k, (err as ProtocolError).message]).toEqual([k, `threshold ${t} is below the floor: a majority of the committee of ${k} (⌊k/2⌋ + 1) is ${t + 1}`]);
+    }
+  });
 
   it('refuses to run below the study minimum after round-1 dropouts', async () => {
     const err = await run(4, { drop1: 2, seed: 'b'.repeat(32) }).catch((e: unknown) => e);

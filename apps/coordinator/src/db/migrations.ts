@@ -197,7 +197,9 @@ function eventStudy(): Migration {
       for (const e of await typed.selectFrom('events').select(['idx', 'body']).execute()) {
         const body = JSON.parse(e.body) as { studyId?: unknown; queryId?: unknown; study?: unknown };
         const studyId =
-          typeof body.studyId === 'string' ? body.studyId : typeof body.queryId === 'string' ? queries.get(body.queryId) : typeof body.study === 'string' ? studies.get(body.study) : undefined;
+          (typeof body.studyId === 'string' ? body.studyId : undefined) ??
+          (typeof body.queryId === 'string' ? queries.get(body.queryId) : undefined) ??
+          (typeof body.study === 'string' ? studies.get(body.study) : undefined);
         if (studyId !== undefined) await typed.updateTable('events').set({ study_id: studyId }).where('idx', '=', e.idx).execute();
       }
     },
