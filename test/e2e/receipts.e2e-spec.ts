@@ -1,4 +1,4 @@
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { participantRequestHeaders } from '@confide/protocol';
 import { ParticipantHome } from '../../apps/participant/src/home';
@@ -123,6 +123,30 @@ describe('participant receipts', () => {
     expect(code).toBe(1);
     expect(out.receipts.find((r) => r.queryId === queries[0])).toMatchObject({ status: 'failed', reason: expect.stringMatching(/different contribution/) as string });
     expect(out.receipts.filter((r) => r.queryId !== queries[0]).every((r) => r.status === 'stored')).toBe(true);
+  }, 60_000);
+
+  it('fails, naming the query, on a contribution to a query the ledger does not record (a task the coordinator forged)', async () => {
+    // As if this participant had answered a forged task (an earlier worker that did not check the ledger): its own
+    // answer store holds a contribution to a query no query.submitted entry records.
+    const p = sites[0]!;
+    const state = join(p.home, 'state');
+    const genuine = readdirSync(state).find((f) => f.startsWith(`${queries[0]}.r1`))!;
+    const forged = `q${'f0'.repeat(12)}`;
+    const answer = JSON.parse(readFileSync(join(state, genuine), 'utf8')) as { bundle: { jobId: string } };
+    answer.bundle.jobId = forged;
+    const planted = join(state, `${forged}.r1.json`);
+    writeFileSync(planted, JSON.stringify(answer));
+    try {
+      const { code, out } = await receipts(p, true);
+      expect(code).toBe(1);
+      expect(out.ok).toBe(false);
+      expect(out.reason).toBe(`query ${forged}: the ledger records no query ${forged}: this participant contributed to a task the ledger does not know (a forged task)`);
+      expect(out.receipts.find((r) => r.queryId === forged)).toMatchObject({ status: 'failed', index: null });
+      expect(out.receipts.filter((r) => r.queryId !== forged).every((r) => r.status === 'verified')).toBe(true);
+    } finally {
+      rmSync(planted);
+    }
+    expect((await receipts(p, true)).code).toBe(0);
   }, 60_000);
 
   describe('the receipt route', () => {
