@@ -223,6 +223,16 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
     expectRefused(victim(), queryId, job, new RegExp(`the checkpoint \\(size ${forked.size}\\) is not consistent with the one this participant saved \\(size \\d+\\)`));
   }, 90_000);
 
+  it('refuses a view update that does not prove the checkpoint extends the one the participant saved', async () => {
+    const saved = JSON.parse(readFileSync(join(victim().home, 'ledger', 'checkpoint.json'), 'utf8')) as { size: number };
+    const q = await forgeWithRunningCommittee();
+    const task = await hostile.round1Task(q, victim().participantId, directory);
+    // The update starts where the participant stands, so it is used instead of a request; its proof is another's.
+    const bogus = await hostile.events.viewUpdate(study.id, saved.size - 1, await hostile.events.count());
+    const job = await hostile.send({ ...task, view: { ...bogus, from: saved.size } });
+    expectRefused(victim(), q.queryId, job, /is not consistent with the one this participant saved/);
+  }, 60_000);
+
   it('refuses minParticipants below the value pinned at enrollment, even when the ledger records it', async () => {
     const q = await forgeWithRunningCommittee({ privacy: { minParticipants: 2, minGroupSize: 5, dp: null } });
     const job = await hostile.send(await hostile.round1Task(q, victim().participantId, directory));

@@ -109,9 +109,12 @@ export class ParticipantHome {
     return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as T) : undefined;
   }
 
+  private stateMade = false;
+
   /** Persists an answer before it is sent, so a redelivered task gets the same answer and never a new one. */
   storeAnswer(queryId: string, round: number, answer: unknown): void {
-    mkdirSync(this.path(FILES.state), { recursive: true, mode: 0o700 });
+    if (!this.stateMade) mkdirSync(this.path(FILES.state), { recursive: true, mode: 0o700 });
+    this.stateMade = true;
     writePrivateFile(join(this.path(FILES.state), `${queryId}.r${round}.json`), JSON.stringify(answer));
   }
 }

@@ -37,6 +37,7 @@ export function describeQuery(query: unknown): JournalRecord['query'] {
 
 export class Journal {
   private readonly file: string;
+  private made = false;
 
   constructor(homeDir: string) {
     this.file = join(homeDir, 'state', 'journal.jsonl');
@@ -44,7 +45,8 @@ export class Journal {
 
   /** Appends one record (one line, so a crash leaves at most a half line, which {@link read} skips). */
   append(record: JournalRecord): void {
-    mkdirSync(join(this.file, '..'), { recursive: true, mode: 0o700 });
+    if (!this.made) mkdirSync(join(this.file, '..'), { recursive: true, mode: 0o700 });
+    this.made = true;
     appendFileSync(this.file, `${JSON.stringify(record)}\n`, { mode: 0o600 });
   }
 

@@ -2,6 +2,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { PublicKey } from '@confide/crypto';
+import type { ViewUpdate } from '@confide/protocol';
 import { ledgerOrigin, leafHash, parseEntry, verifyCheckpoint, verifyConsistency, verifyInclusion, type Checkpoint, type LedgerEntry } from '@confide/ledger';
 import type { CoordinatorLink } from './coordinator-link';
 import { writePrivateFile } from './home';
@@ -36,6 +37,7 @@ const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
 export class LedgerView {
   private readonly dir: string;
   private entries?: Map<number, LedgerEntry>;
+  private made = false;
 
   constructor(
     homeDir: string,
@@ -83,11 +85,12 @@ export class LedgerView {
    * Brings the view up to a checkpoint: `note` (a task's signed checkpoint) or, without one, the coordinator's
    * newest. Verifies its signature with the pinned coordinator key, its consistency with the saved checkpoint (in
    * whichever direction, with one proof the coordinator serves), and every new study entry's inclusion, then saves
-   * it when it is newer than the saved one.
+   * it when it is newer than the saved one. A task's `update`, when it starts at the saved size, supplies the proof
+   * and the entries, and no request is made.
    * @returns the verified checkpoint and every study entry known now
    * @throws LedgerViewError naming what failed; CoordinatorRequestError when the coordinator cannot be asked
    */
-  async catchUp(note?: string): Promise<{ checkpoint: Checkpoint; entries: LedgerEntry[] }> {
+  async catchUp(note?: string, update?: ViewUpdate): Promise<{ checkpoint: Checkpoint; entries: LedgerEntry[] }> {
     const origin = ledgerOrigin(this.coordinatorKey);
     const text = note ?? (await this.link.get<{ note: string }>('/v1/ledger/checkpoint')).note;
     let target: Checkpoint;
@@ -105,6 +108,12 @@ export class LedgerView {
     }
     const known = this.loadEntries();
     const newer = !saved || target.size > saved.size;
+    if (saved && newer && update && update.from === saved.size) {
+      const fresh = update.entries.map((e) => this.included(e, target));
+      this.checkConsistent(saved, target, saved, update.consistency);
+      this.remember(known, fresh, target, text);
+      return { checkpoint: target, entries: this.studyEntries() };
+    }
     let after = target.size;
     if (newer) {
       after = -1;
@@ -117,37 +126,56 @@ export class LedgerView {
       const page = await this.link.get<StudyPage>(`/v1/ledger/study?after=${after}&treeSize=${target.size}${from}`);
       consistency ??= page.consistency;
       for (const e of page.entries) {
-        const bytes = fromB64(e.entry);
-        try {
-          verifyInclusion(leafHash(bytes), e.index, target.size, e.proof.map(fromB64), target.root);
-        } catch (err) {
-          throw new LedgerViewError(`study entry ${e.index} is not in the signed ledger of ${target.size} entries: ${(err as Error).message}`);
-        }
-        const entry = parseEntry(bytes);
-        if (entry.index !== e.index || e.index <= after) throw new LedgerViewError(`the coordinator served entry ${entry.index} out of order`);
-        fresh.push({ entry, raw: e.entry });
+        const verified = this.included(e, target);
+        if (e.index <= after) throw new LedgerViewError(`the coordinator served entry ${e.index} out of order`);
+        fresh.push(verified);
         after = e.index;
       }
       if (!page.more || !newer) break;
     }
     if (saved) {
       const [small, large] = newer ? [saved, target] : [target, saved];
-      try {
-        if (!consistency || consistency.from !== small.size || consistency.to !== large.size) throw new Error('the coordinator sent no consistency proof');
-        verifyConsistency(small.size, large.size, consistency.proof.map(fromB64), small.root, large.root);
-      } catch (err) {
-        throw new LedgerViewError(
-          `the checkpoint (size ${target.size}) is not consistent with the one this participant saved (size ${saved.size}): ${(err as Error).message}; the coordinator forked or rewrote its ledger`,
-        );
+      if (!consistency || consistency.from !== small.size || consistency.to !== large.size) {
+        throw new LedgerViewError(`the coordinator sent no consistency proof between the checkpoint (size ${target.size}) and the one this participant saved (size ${saved.size})`);
       }
+      this.checkConsistent(small, large, saved, consistency.proof);
     }
-    if (newer) {
-      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-      if (fresh.length) appendFileSync(join(this.dir, 'study.jsonl'), fresh.map((f) => `${JSON.stringify({ index: f.entry.index, entry: f.raw })}\n`).join(''), { mode: 0o600 });
-      for (const f of fresh) known.set(f.entry.index, f.entry);
-      this.save({ version: 1, size: target.size, root: b64(target.root), note: text });
-    }
+    if (newer) this.remember(known, fresh, target, text);
     return { checkpoint: target, entries: this.studyEntries() };
+  }
+
+  /** One served study entry, checked: included at its index in the target checkpoint. */
+  private included(e: { index: number; entry: string; proof: string[] }, target: Checkpoint): { entry: LedgerEntry; raw: string } {
+    const bytes = fromB64(e.entry);
+    try {
+      verifyInclusion(leafHash(bytes), e.index, target.size, e.proof.map(fromB64), target.root);
+    } catch (err) {
+      throw new LedgerViewError(`study entry ${e.index} is not in the signed ledger of ${target.size} entries: ${(err as Error).message}`);
+    }
+    const entry = parseEntry(bytes);
+    if (entry.index !== e.index) throw new LedgerViewError(`study entry ${e.index} says it is entry ${entry.index}`);
+    return { entry, raw: e.entry };
+  }
+
+  /** RFC 9162 §2.1.4 between two checkpoints, one of them the saved one. @throws LedgerViewError naming the fork */
+  private checkConsistent(small: Checkpoint, large: Checkpoint, saved: Checkpoint, proof: readonly string[]): void {
+    try {
+      verifyConsistency(small.size, large.size, proof.map(fromB64), small.root, large.root);
+    } catch (err) {
+      const target = small === saved ? large : small;
+      throw new LedgerViewError(
+        `the checkpoint (size ${target.size}) is not consistent with the one this participant saved (size ${saved.size}): ${(err as Error).message}; the coordinator forked or rewrote its ledger`,
+      );
+    }
+  }
+
+  /** Appends newly verified study entries, then saves the checkpoint they were verified in. */
+  private remember(known: Map<number, LedgerEntry>, fresh: readonly { entry: LedgerEntry; raw: string }[], target: Checkpoint, note: string): void {
+    if (!this.made) mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.made = true;
+    if (fresh.length) appendFileSync(join(this.dir, 'study.jsonl'), fresh.map((f) => `${JSON.stringify({ index: f.entry.index, entry: f.raw })}\n`).join(''), { mode: 0o600 });
+    for (const f of fresh) known.set(f.entry.index, f.entry);
+    this.save({ version: 1, size: target.size, root: b64(target.root), note });
   }
 
   /** Saves a checkpoint unless another process saved a newer one meanwhile: the saved checkpoint only moves forward. */

@@ -160,7 +160,7 @@ export class ParticipantWorker {
         : task.kind === TASK.shamirRound2
           ? authorizeShamirRound2({ pinned, plan: task.plan, query: task.query, closed: task.closed, directory: task.directory, evidence })
           : authorizePaillier({ pinned, plan: task.plan, query: task.query, evidence });
-    const { entries } = await this.view.catchUp(evidence.note);
+    const { entries } = await this.view.catchUp(evidence.note, task.view);
     checkStudyView(pinned, task.queryId, task.plan.participants, facts, entries);
     return facts;
   }

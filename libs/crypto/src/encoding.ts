@@ -46,16 +46,27 @@ export function canonicalJson(value: unknown): string {
       if (!Number.isSafeInteger(value)) throw new TypeError(`canonical JSON allows only safe integers, got ${value}`);
       return Object.is(value, -0) ? '0' : String(value);
     case 'object': {
-      // Array.from visits holes as undefined (which throws); map would skip them and emit "[,1]", which is not JSON.
-      if (Array.isArray(value)) return `[${Array.from(value as unknown[], canonicalJson).join(',')}]`;
+      // Indexing visits holes as undefined (which throws); Array#map would skip them and emit "[,1]", not JSON.
+      // Plain loops and string concatenation: this runs over every task, entry and signed message.
+      if (Array.isArray(value)) {
+        const items = value as unknown[];
+        let out = '[';
+        for (let i = 0; i < items.length; i++) out += (i === 0 ? '' : ',') + canonicalJson(items[i]);
+        return `${out}]`;
+      }
       // A plain object's prototype is Object.prototype of whichever realm made it (JSON.parse in another vm
       // context, a fetch body), or null; anything with a longer chain (class instances, Map, Date) is refused.
       const proto = Object.getPrototypeOf(value) as object | null;
       if (proto !== null && Object.getPrototypeOf(proto) !== null) throw new TypeError('canonical JSON allows only plain objects');
-      const entries = Object.entries(value as Record<string, unknown>)
-        .filter(([, v]) => v !== undefined)
-        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-      return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+      const record = value as Record<string, unknown>;
+      // Array#sort without a comparator orders strings by UTF-16 code units, as RFC 8785 §3.2.3 asks.
+      let out = '{';
+      for (const key of Object.keys(record).sort()) {
+        const item = record[key];
+        if (item === undefined) continue;
+        out += `${out.length === 1 ? '' : ','}${JSON.stringify(key)}:${canonicalJson(item)}`;
+      }
+      return `${out}}`;
     }
     default:
       throw new TypeError(`canonical JSON cannot encode a ${typeof value}`);

@@ -77,9 +77,27 @@ export function importPublicKey(algorithm: KeyAlgorithm, raw: Uint8Array): Publi
   }
 }
 
-/** Imports a public key given as base64url of its raw bytes. */
+/** Public keys imported from text, most recent last: the same committee's and contributors' keys come with every task. */
+const imported = new Map<string, PublicKey>();
+const IMPORT_CACHE_SIZE = 4096;
+
+/**
+ * Imports a public key given as base64url of its raw bytes. The same text always gives the same key, so keys that
+ * passed {@link importPublicKey}'s checks are kept (up to 4,096, least recently used out) and handed out again:
+ * creating an OpenSSL key object is the costly part of checking a task's directory.
+ */
 export function importPublicKeyBase64Url(algorithm: KeyAlgorithm, text: string): PublicKey {
-  return importPublicKey(algorithm, fromBase64Url(text, 32, `${algorithm} public key`));
+  const id = `${algorithm}:${text}`;
+  const known = imported.get(id);
+  if (known) {
+    imported.delete(id);
+    imported.set(id, known);
+    return known;
+  }
+  const key = importPublicKey(algorithm, fromBase64Url(text, 32, `${algorithm} public key`));
+  imported.set(id, Object.freeze(key));
+  if (imported.size > IMPORT_CACHE_SIZE) imported.delete(imported.keys().next().value!);
+  return key;
 }
 
 const P25519 = (1n << 255n) - 19n;

@@ -81,6 +81,19 @@ export const ledgerEvidenceSchema = z.strictObject({
 });
 export type LedgerEvidence = z.infer<typeof ledgerEvidenceSchema>;
 
+/**
+ * What brings one participant's view of its study's ledger up to a task's checkpoint without asking the coordinator:
+ * the consistency proof from the tree size the coordinator believes this participant saved last (`from`, the
+ * checkpoint of the last task it sent it) to the task's checkpoint, and the study's entries in between, each with its
+ * inclusion proof in that checkpoint. A participant whose saved size is another asks over HTTP instead.
+ */
+export const viewUpdateSchema = z.strictObject({
+  from: z.number().int().min(1),
+  consistency: z.array(b64.max(64)).max(128),
+  entries: z.array(provenEntrySchema).max(10_000),
+});
+export type ViewUpdate = z.infer<typeof viewUpdateSchema>;
+
 /** Evidence whose signature and proofs were checked: the checkpoint, the entries it includes, the seed root. */
 export interface VerifiedEvidence {
   readonly checkpoint: Checkpoint;

@@ -12,6 +12,7 @@ import {
   round1ClosedSchema,
   round1DeliverySchema,
   round2ResultSchema,
+  viewUpdateSchema,
 } from '@confide/protocol';
 import { TASK } from './names';
 
@@ -49,6 +50,11 @@ const taskBase = {
   /** ms since the epoch; a worker refuses a task past its deadline or issued in the future. */
   issuedAt: z.number().int(),
   deadline: z.number().int(),
+  /**
+   * Brings this participant's view of its study's ledger up to the task's checkpoint, from where the coordinator
+   * believes it stands (libs/protocol ViewUpdate); without it, or when it starts elsewhere, the worker asks over HTTP.
+   */
+  view: viewUpdateSchema.optional(),
 };
 
 /** Round 1: compute the local aggregate for `query`, share it to the committee, sign, answer. */

@@ -177,8 +177,9 @@ function privacyBudget(dialect: Dialect): Migration {
 }
 
 /**
- * Which study each ledger event belongs to (participants read their own study's entries), and a query's submission
- * options until it starts (a shamir query waits for the researcher's committee nonce). Existing events are assigned
+ * Which study each ledger event belongs to (participants read their own study's entries), a query's submission
+ * options until it starts (a shamir query waits for the researcher's committee nonce), and the ledger size of the
+ * last task sent to each participant (its task then brings the participant's view up to date). Existing events are assigned
  * from their bodies: a `studyId`, a study name, or a query's study.
  */
 function eventStudy(): Migration {
@@ -187,6 +188,7 @@ function eventStudy(): Migration {
       await db.schema.alterTable('events').addColumn('study_id', 'text').execute();
       await db.schema.createIndex('events_study_idx').on('events').columns(['study_id', 'idx']).execute();
       await db.schema.alterTable('queries').addColumn('options_json', 'text').execute();
+      await db.schema.alterTable('participants').addColumn('ledger_size', 'integer').execute();
       const typed = db as unknown as Kysely<{
         events: { idx: number; body: string; study_id: string | null };
         queries: { id: string; study_id: string };

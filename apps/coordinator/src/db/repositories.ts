@@ -13,7 +13,7 @@ import {
   type NodeId,
   type NodeStore,
 } from '@confide/ledger';
-import type { LedgerEvidence } from '@confide/protocol';
+import type { LedgerEvidence, ViewUpdate } from '@confide/protocol';
 import type { Kysely } from 'kysely';
 import type {
   ApiKey,
@@ -199,6 +199,11 @@ export class ParticipantRepository {
   }
 
   /** How many participants a study has. */
+  /** Records the tree size of the checkpoint the tasks just sent to these participants carry. */
+  async setLedgerSize(ids: readonly string[], size: number): Promise<void> {
+    if (ids.length) await this.db.updateTable('participants').set({ ledger_size: size }).where('id', 'in', [...ids]).execute();
+  }
+
   async countByStudy(studyId: string): Promise<number> {
     const { n } = await this.db
       .selectFrom('participants')
@@ -572,6 +577,17 @@ export class EventLog {
         ? undefined
         : { size: seedSize, root: b64(await this.rootAt(seedSize)), proof: seedSize === checkpoint.size ? [] : (await consistencyProof(store, seedSize, checkpoint.size)).map(b64) };
     return { checkpoint: checkpoint.note, entries, ...(seedRoot ? { seedRoot } : {}) };
+  }
+
+  /**
+   * A participant's view update (libs/protocol ViewUpdate) from tree size `from` to `size`: the consistency proof and
+   * the study's entries in [from, size), each with its inclusion proof at `size`.
+   */
+  async viewUpdate(studyId: string, from: number, size: number): Promise<ViewUpdate> {
+    const store = new DbNodeStore(this.db);
+    const rows = await this.studyEntries(studyId, from - 1, size, 10_000);
+    const entries = await Promise.all(rows.map(async (row) => ({ index: Number(row.idx), entry: b64(eventEntryBytes(row)), proof: (await inclusionProof(store, Number(row.idx), size)).map(b64) })));
+    return { from, consistency: (await consistencyProof(store, from, size)).map(b64), entries };
   }
 
   /** The event stored under a dedup key (e.g. `round.closed:<query>:1`), if there is one. */

@@ -37,6 +37,8 @@ export interface ParticipantsTable {
   redis_password_sha256: string;
   max_records: number;
   enrolled_at: number;
+  /** The tree size of the checkpoint of the last task sent to this participant: where its ledger view most likely stands. */
+  ledger_size: number | null;
 }
 
 /** A single-use enrolment invitation, stored by the hash of its token (the token itself is never stored). */

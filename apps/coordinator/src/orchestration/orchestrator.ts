@@ -3,6 +3,7 @@ import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@ne
 import { Job, Queue, QueueEvents, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { canonicalJson, importPublicKeyBase64Url, type KeyPair } from '@confide/crypto';
+import { verifyCheckpoint } from '@confide/ledger';
 import {
   addEncryptedNoise,
   bundleHash,
@@ -35,6 +36,7 @@ import {
   queryHash,
   verifyRound1Bundle,
   type LedgerEvidence,
+  type ViewUpdate,
   type KeyDirectory,
   type QuerySpec,
   type Round1Bundle,
@@ -247,11 +249,17 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     await this.repos.rounds.open({ query_id: input.queryId, round: 1, status: 'open', opened_at: now, deadline: plan.deadline, expected: plan.participants.length });
     const study = await this.repos.events.indicesOf([entryKey(ENTRY.studyCreated, input.studyId)]);
     const evidence = await this.repos.events.evidence([input.submittedIndex, plannedIndex, ...study.values()]);
-    await Promise.all(
-      plan.participants.map((pid) =>
-        this.dispatch(pid, { kind: TASK.paillierContribute, queryId: input.queryId, studyId: input.studyId, participantId: pid, issuedAt: now, deadline: plan.deadline, plan, query: taskQuery(input.spec), evidence }),
-      ),
-    );
+    await this.dispatchAll(input.studyId, evidence, participants, (pid) => ({
+      kind: TASK.paillierContribute,
+      queryId: input.queryId,
+      studyId: input.studyId,
+      participantId: pid,
+      issuedAt: now,
+      deadline: plan.deadline,
+      plan,
+      query: taskQuery(input.spec),
+      evidence,
+    }));
     await this.scheduleDeadline(input.queryId, 1, plan.deadline);
     return plan;
   }
@@ -330,22 +338,18 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const indices = await this.repos.events.indicesOf([entryKey(ENTRY.studyCreated, input.studyId), ...plan.committee.map((m) => entryKey(ENTRY.participantEnrolled, m))]);
     const evidence = await this.repos.events.evidence([input.submittedIndex, drawnIndex, ...indices.values()], seedTreeSize);
     const committee = participants.filter((p) => plan.committee.includes(p.id)).map(entryOf);
-    await Promise.all(
-      plan.participants.map((pid) =>
-        this.dispatch(pid, {
-          kind: TASK.shamirRound1,
-          queryId: input.queryId,
-          studyId: input.studyId,
-          participantId: pid,
-          issuedAt: now,
-          deadline: plan.deadlines.round1,
-          plan,
-          query: taskQuery(input.spec),
-          directory: committee,
-          evidence,
-        }),
-      ),
-    );
+    await this.dispatchAll(input.studyId, evidence, participants, (pid) => ({
+      kind: TASK.shamirRound1,
+      queryId: input.queryId,
+      studyId: input.studyId,
+      participantId: pid,
+      issuedAt: now,
+      deadline: plan.deadlines.round1,
+      plan,
+      query: taskQuery(input.spec),
+      directory: committee,
+      evidence,
+    }));
     await this.scheduleDeadline(input.queryId, 1, plan.deadlines.round1);
     return plan;
   }
@@ -365,6 +369,34 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   async failUnstarted(queryId: string, reason: string): Promise<void> {
     const q = await this.repos.queries.get(queryId);
     if (q?.status === 'running') await this.fail(queryId, q.current_round, reason, new Map());
+  }
+
+  /**
+   * Sends one task to each of `to`, all resting on the same ledger evidence. Each task also brings its participant's
+   * view of the ledger up to the evidence's checkpoint from where the coordinator believes it stands (the checkpoint
+   * of the last task it sent it: libs/protocol ViewUpdate), so a participant that answered that task checks
+   * consistency without a request of its own; one that did not asks over HTTP. Views starting at the same size share
+   * one update.
+   */
+  private async dispatchAll(studyId: string, evidence: LedgerEvidence, to: readonly { id: string; ledger_size: number | null }[], task: (participantId: string) => TaskPayload): Promise<void> {
+    const { size } = verifyCheckpoint(evidence.checkpoint, this.key.publicKey, this.repos.origin);
+    const updates = new Map<number, Promise<ViewUpdate>>();
+    const viewFrom = (from: number | null): Promise<ViewUpdate> | undefined => {
+      if (from === null || from < 1 || from >= size) return undefined;
+      let update = updates.get(from);
+      if (!update) updates.set(from, (update = this.repos.events.viewUpdate(studyId, from, size)));
+      return update;
+    };
+    await Promise.all(
+      to.map(async (p) => {
+        const view = await viewFrom(p.ledger_size);
+        await this.dispatch(p.id, view ? { ...task(p.id), view } : task(p.id));
+      }),
+    );
+    await this.repos.participants.setLedgerSize(
+      to.map((p) => p.id),
+      size,
+    );
   }
 
   private async dispatch(participantId: string, task: TaskPayload): Promise<void> {
@@ -682,23 +714,24 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     // evidence also proves the query, its plan and every contributor's enrollment (authorizeShamirRound2).
     const evidence = await this.roundEvidence(ctx, [closedIndex, ...(await this.repos.events.indicesOf(closed.contributors.map((c) => entryKey(ENTRY.participantEnrolled, c.id)))).values()]);
     const bundles = accepted.map((a) => a.bundle);
-    await Promise.all(
-      plan.committee.map((member) =>
-        this.dispatch(member, {
-          kind: TASK.shamirRound2,
-          queryId: ctx.queryId,
-          studyId: ctx.studyId,
-          participantId: member,
-          issuedAt: now,
-          deadline: plan.deadlines.round2,
-          plan,
-          query: taskQuery(ctx.spec),
-          closed,
-          deliveries: deliveriesFor(plan, member, bundles),
-          directory: contributors,
-          evidence,
-        }),
-      ),
+    await this.dispatchAll(
+      ctx.studyId,
+      evidence,
+      rows.filter((r) => plan.committee.includes(r.id)),
+      (member) => ({
+        kind: TASK.shamirRound2,
+        queryId: ctx.queryId,
+        studyId: ctx.studyId,
+        participantId: member,
+        issuedAt: now,
+        deadline: plan.deadlines.round2,
+        plan,
+        query: taskQuery(ctx.spec),
+        closed,
+        deliveries: deliveriesFor(plan, member, bundles),
+        directory: contributors,
+        evidence,
+      }),
     );
     await this.scheduleDeadline(ctx.queryId, 2, plan.deadlines.round2);
   }
