@@ -505,7 +505,7 @@ describe('authorizeShamirRound1', () => {
 
     it('refuses a plan that enforces fewer participants than the study pins, under a query that keeps them', async () => {
       const task = await round1Task({ plan: (p) => ({ ...p, minParticipants: 2 }) });
-      expectRefusal(() => round1(task), 'PRIVACY', /minParticipants 2 is below the 3 pinned at enrollment/);
+      expectRefusal(() => round1(task), 'PLAN', /the plan's minParticipants 2 is not the query's 3/);
     });
 
     it('refuses a plan that enforces fewer participants than its query asks (5 asked, 3 enforced)', async () => {

@@ -210,9 +210,7 @@ function checkQuery(pinned: PinnedSettings, plan: { readonly queryHash: string; 
     if (err instanceof PrivacyError) refuse('PRIVACY', err.message);
     throw err;
   }
-  if (plan.minParticipants < pinned.study.minParticipants) {
-    refuse('PRIVACY', `minParticipants ${plan.minParticipants} is below the ${pinned.study.minParticipants} pinned at enrollment`);
-  }
+  // With the query's own minimum no lower than the pinned one, the plan's must equal it.
   if (plan.minParticipants !== privacy.minParticipants) refuse('PLAN', `the plan's minParticipants ${plan.minParticipants} is not the query's ${privacy.minParticipants}`);
   let hash: string;
   try {
