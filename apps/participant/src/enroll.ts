@@ -15,8 +15,9 @@ export interface EnrollOptions {
   /** Largest number of records this participant will ever contribute; default: twice the file's rows. */
   readonly maxRecords?: number;
   /**
-   * The coordinator key fingerprint an admin handed over out of band (`sha256:…`): enrollment stops, before anything
-   * is registered, when the coordinator answers with another key.
+   * The coordinator key fingerprint an admin handed over out of band (64 hex characters, as the coordinator logs it
+   * and `GET /v1/coordinator` shows it): enrollment stops, before anything is registered, when the coordinator
+   * answers with another key.
    */
   readonly coordinatorKeyFingerprint?: string;
   /**
