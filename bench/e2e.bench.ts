@@ -9,6 +9,7 @@ import type * as Crypto from '@confide/crypto';
 import type * as Protocol from '@confide/protocol';
 import type * as QueueLib from '@confide/queue';
 import type * as CliClient from '../apps/cli/src/client';
+import type * as CliPaillier from '../apps/cli/src/paillier';
 import type * as LocalRedisModule from '../apps/cli/src/local-redis';
 import type * as DemoData from '../apps/cli/src/demo-data';
 import type * as Bootstrap from '../apps/coordinator/src/bootstrap';
@@ -42,6 +43,7 @@ interface Built {
   readonly ParticipantWorker: typeof ParticipantWorkerModule.ParticipantWorker;
   readonly CoordinatorClient: typeof CliClient.CoordinatorClient;
   readonly submitQuery: typeof CliClient.submitQuery;
+  readonly paillier: typeof CliPaillier;
   readonly startLocalRedis: typeof LocalRedisModule.startLocalRedis;
   readonly demo: typeof DemoData;
   readonly protocol: typeof Protocol;
@@ -71,6 +73,7 @@ function loadBuilt(): Built {
     ParticipantWorker: from<typeof ParticipantWorkerModule>('apps/participant/src/worker.js').ParticipantWorker,
     CoordinatorClient: from<typeof CliClient>('apps/cli/src/client.js').CoordinatorClient,
     submitQuery: from<typeof CliClient>('apps/cli/src/client.js').submitQuery,
+    paillier: from<typeof CliPaillier>('apps/cli/src/paillier.js'),
     startLocalRedis: from<typeof LocalRedisModule>('apps/cli/src/local-redis.js').startLocalRedis,
     demo: from<typeof DemoData>('apps/cli/src/demo-data.js'),
     protocol: from<typeof Protocol>('libs/protocol/src/index.js'),
@@ -124,10 +127,12 @@ function writeData(b: Built, dir: string, n: number): { files: string[]; texts: 
 /** The secure service at N participants: a coordinator and N workers in this process, enrolled as a user does. */
 interface SecureCluster {
   submit(): Promise<string>;
-  /** Submits a paillier query with the researcher's public key `{ n }`. */
-  submitPaillier(publicKey: { n: string }): Promise<string>;
+  /** Submits a paillier query as the CLI does: the public key, with the researcher's signed binding. */
+  submitPaillier(publicKey: Crypto.PaillierPublicKey): Promise<string>;
   /** The researcher's API client. */
   readonly researcher: CliClient.CoordinatorClient;
+  /** The key that signs the ledger, which the key holder checks the aggregate's evidence with. */
+  readonly coordinatorKey: Crypto.PublicKey;
   view(id: string): Promise<QueryView>;
   close(): Promise<void>;
 }
@@ -159,7 +164,8 @@ async function startSecure(b: Built, dir: string, prefix: string, files: readonl
     const admin = new b.CoordinatorClient(coordinator.url, adminToken);
     const study = b.demo.syntheticSalaryStudy();
     await admin.post('/v1/studies', study);
-    const researcher = new b.CoordinatorClient(coordinator.url, (await admin.post<{ token: string }>('/v1/api-keys', { role: 'researcher' })).token);
+    const identity = b.crypto.generateKeyPair('ed25519');
+    const researcher = new b.CoordinatorClient(coordinator.url, (await admin.post<{ token: string }>('/v1/api-keys', { role: 'researcher', identityKey: b.crypto.publicKeyBase64Url(identity.publicKey) })).token);
     const logger = pino({ level: 'silent' });
     for (const [i, dataFile] of files.entries()) {
       const { token } = await admin.post<{ token: string }>(`/v1/studies/${study.name}/invitations`, { participant: `hospital-${i + 1}` });
@@ -173,8 +179,9 @@ async function startSecure(b: Built, dir: string, prefix: string, files: readonl
     return {
       // As `confide query` does: for shamir, a committed nonce revealed once the commitment is in the ledger.
       submit: async () => (await b.submitQuery(researcher, { study: study.name, protocol: 'shamir', ...SPEC })).id,
-      submitPaillier: async (publicKey) => (await b.submitQuery(researcher, { study: study.name, protocol: 'paillier', publicKey, ...SPEC })).id,
+      submitPaillier: async (publicKey) => (await b.paillier.submitPaillierQuery(researcher, { study: study.name, ...SPEC }, publicKey, identity)).id,
       researcher,
+      coordinatorKey: coordinator.coordinatorKey,
       view: (id) => researcher.get<QueryView>(`/v1/queries/${id}`),
       close,
     };
@@ -386,12 +393,13 @@ export async function e2eThroughputBench(n = 10, inFlight = 10, bursts = 5): Pro
 }
 
 /**
- * One paillier query as the researcher's CLI runs it with --wait: submit with the public key, poll until the
- * aggregate is ready, fetch it, decrypt it locally (CRT) with its randomness, and post; the coordinator verifies
- * c = (1+n)^m · r^n before it releases. Returns the released statistics.
+ * One paillier query as the researcher's CLI runs it with --wait: submit with the public key and the signed binding,
+ * poll until the aggregate is ready, fetch it, check it (ledger evidence, every contribution's signature, the product
+ * recomputed), decrypt it locally (CRT) with its randomness, and post; the coordinator verifies c = (1+n)^m · r^n
+ * before it releases. Returns the released statistics.
  */
 async function runPaillier(b: Built, c: SecureCluster, keys: Crypto.PaillierKeyPair): Promise<Protocol.StatResult[]> {
-  const id = await c.submitPaillier(b.crypto.publicKeyToJson(keys.publicKey));
+  const id = await c.submitPaillier(keys.publicKey);
   const deadline = Date.now() + 120_000;
   for (;;) {
     const q = await c.view(id);
@@ -400,8 +408,7 @@ async function runPaillier(b: Built, c: SecureCluster, keys: Crypto.PaillierKeyP
     if (Date.now() > deadline) throw new Error(`paillier query ${id} did not reach its aggregate in 2 minutes`);
     await sleep(POLL_MS);
   }
-  const aggregate = await c.researcher.get<{ ciphertexts: string[] }>(`/v1/queries/${id}/aggregate`);
-  const released = await c.researcher.post<QueryView>(`/v1/queries/${id}/decryption`, b.protocol.decryptAggregate(keys.privateKey, aggregate.ciphertexts));
+  const released = await b.paillier.checkDecryptAndPost<QueryView>(c.researcher, id, keys, c.coordinatorKey, { progress: () => undefined });
   if (released.status !== 'succeeded') throw new Error(`paillier query ${id} ended ${released.status}`);
   return released.results as Protocol.StatResult[];
 }

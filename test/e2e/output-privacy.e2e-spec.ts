@@ -33,10 +33,11 @@ type Result = { status: string; results: Row[]; privacy: { minGroupSize: number;
 describe('output privacy end to end (SQLite)', () => {
   let cluster: Cluster;
   let researcher: string;
+  let identityFile: string;
   const sites: ParticipantProcess[] = [];
 
   const query = async (study: string, args: string[], protocol: 'shamir' | 'paillier' = 'shamir', key?: string) => {
-    const r = await cluster.cli(['query', '--study', study, ...args, ...(protocol === 'paillier' ? ['--protocol', 'paillier', '--key', key!] : []), '--wait', '--json'], researcher);
+    const r = await cluster.cli(['query', '--study', study, ...args, ...(protocol === 'paillier' ? ['--protocol', 'paillier', '--key', key!, '--identity', identityFile] : []), '--wait', '--json'], researcher);
     return { code: r.code, out: JSON.parse(r.stdout.trim().split('\n').pop()!) as Result & { error?: string; message?: string } };
   };
 
@@ -57,7 +58,7 @@ describe('output privacy end to end (SQLite)', () => {
         sites.push(p);
       }
     }
-    researcher = await cluster.apiKey('researcher');
+    ({ token: researcher, identityFile } = await cluster.researcher());
   }, 120_000);
   afterAll(() => cluster?.stop(), 60_000);
 
@@ -123,7 +124,7 @@ describe('output privacy end to end (SQLite)', () => {
     // A DP query in a study without DP names its own mechanism and ε (tightening): file form.
     const file = join(cluster.dir, 'dp-query.json');
     writeFileSync(file, JSON.stringify({ study: 'depts', select: [{ stat: 'count', field: 'score' }], privacy: { dp: { mechanism: 'laplace', epsilon: 1 } } }));
-    const noised = await cluster.cli(['query', '--file', file, '--protocol', 'paillier', '--key', keyFile, '--wait', '--json'], researcher);
+    const noised = await cluster.cli(['query', '--file', file, '--protocol', 'paillier', '--key', keyFile, '--identity', identityFile, '--wait', '--json'], researcher);
     expect(noised.code).toBe(0);
     const out = JSON.parse(noised.stdout.trim()) as Result;
     expect(out.privacy.dp).toEqual({ mechanism: 'laplace', epsilon: 1, delta: 0 });

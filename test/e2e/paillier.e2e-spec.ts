@@ -1,11 +1,10 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { privateKeyFromJson } from '@confide/crypto';
 import { decryptAggregate } from '@confide/protocol';
 import { Cluster, type ParticipantProcess, until } from '../support/cluster';
 import { runCli, singleJson } from '../support/cli';
+import { coordinatorProxy } from '../support/proxy';
 import { expectedSalaryResults, SALARY_SELECT, type StatResult } from '../support/salary-query';
 import { LeakScanner, numberForms, type Needle } from '../support/secrets';
 import { generateSalaryCsv, plainStats, syntheticSalaryStudy } from '../support/synthetic';
@@ -14,27 +13,6 @@ import { queryEvents } from '../support/task-queues';
 // DESIGN.md "Protocol paillier", end to end on real processes: the researcher's key is made and kept by the CLI,
 // participants answer once and may leave, aggregation runs in the coordinator's aggregation worker processes,
 // and the result is released only after the researcher's posted decryption re-encrypts to the aggregate.
-
-/** An HTTP proxy in front of the coordinator that keeps every request body the CLI sends. */
-async function recordingProxy(target: string): Promise<{ url: string; bodies: string[]; close(): Promise<void> }> {
-  const bodies: string[] = [];
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks);
-      bodies.push(`${req.method} ${req.url} ${JSON.stringify(req.headers)} ${body.toString('utf8')}`);
-      const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => !['host', 'content-length', 'connection'].includes(k))) as Record<string, string>;
-      void fetch(`${target}${req.url}`, { method: req.method, headers, body: body.length ? body : undefined }).then(async (upstream) => {
-        res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' });
-        res.end(Buffer.from(await upstream.arrayBuffer()));
-      });
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, bodies, close: () => new Promise((resolve) => server.close(() => resolve())) };
-}
 
 /** Every textual form of a Paillier private key file's secrets (its prime factors). */
 function paillierKeyNeedles(file: string): Needle[] {
@@ -55,6 +33,7 @@ describe('paillier end to end (SQLite)', () => {
   let cluster: Cluster;
   let researcher: string;
   let keyFile: string;
+  let identityFile: string;
   const sites: ParticipantProcess[] = [];
   const texts: string[] = [];
   /** The fourth participant: enrolled, but its worker is started only after a deadline has passed. */
@@ -85,7 +64,7 @@ describe('paillier end to end (SQLite)', () => {
         latecomer = p;
       }
     }
-    researcher = await cluster.apiKey('researcher');
+    ({ token: researcher, identityFile } = await cluster.researcher());
     keyFile = join(cluster.dir, 'researcher-paillier.json');
     const made = await cluster.cliJson(['keys', 'paillier', '--out', keyFile, '--bits', '2048'], null);
     expect(made).toMatchObject({ file: keyFile, bits: 2048, fingerprint: expect.stringMatching(/^[0-9a-f]{16}$/) as string });
@@ -96,9 +75,9 @@ describe('paillier end to end (SQLite)', () => {
   let paillierResult: Record<string, unknown>;
 
   it('computes the same results as shamir and as the plaintext, and the private key never leaves the CLI', async () => {
-    const proxy = await recordingProxy(cluster.url);
+    const proxy = await coordinatorProxy(cluster.url);
     try {
-      const r = await runCli(['query', '--study', 'salaries', '--protocol', 'paillier', '--key', keyFile, ...SALARY_SELECT, '--deadline', '8', '--wait', '--json'], {
+      const r = await runCli(['query', '--study', 'salaries', '--protocol', 'paillier', '--key', keyFile, '--identity', identityFile, ...SALARY_SELECT, '--deadline', '8', '--wait', '--json'], {
         env: { CONFIDE_URL: proxy.url, CONFIDE_TOKEN: researcher },
         timeoutMs: 90_000,
       });
@@ -145,7 +124,7 @@ describe('paillier end to end (SQLite)', () => {
     await cluster.kill(latecomer);
     const [first, ...others] = sites as [ParticipantProcess, ParticipantProcess, ParticipantProcess];
     for (const p of others) await cluster.kill(p, 'SIGTERM');
-    const submitted = await cluster.cliJson(['query', '--study', 'salaries', '--protocol', 'paillier', '--key', keyFile, ...SALARY_SELECT, '--deadline', '15'], researcher);
+    const submitted = await cluster.cliJson(['query', '--study', 'salaries', '--protocol', 'paillier', '--key', keyFile, '--identity', identityFile, ...SALARY_SELECT, '--deadline', '15'], researcher);
     const id = String(submitted.id);
     await until(`${first.name} to answer`, 30_000, () => Promise.resolve(existsSync(join(first.home, 'state', `${id}.r1.json`)) ? true : undefined));
     await cluster.kill(first, 'SIGTERM');
@@ -157,15 +136,19 @@ describe('paillier end to end (SQLite)', () => {
 
   describe('the aggregate and its decryption', () => {
     let id: string;
-    let aggregate: { ciphertexts: string[]; contributors: number; publicKey: { n: string } };
+    let aggregate: { ciphertexts: string[]; contributors: number; publicKey: { n: string }; contributions: { contribution: { sender: string; ciphertexts: string[] } }[] };
+    /** Each participant's own ciphertexts, as it saved them: they may reach the key holder and nobody else. */
+    let individual: Needle[];
 
     beforeAll(async () => {
-      const submitted = await cluster.cliJson(['query', '--study', 'salaries', '--protocol', 'paillier', '--key', keyFile, ...SALARY_SELECT, '--deadline', '8'], researcher);
+      const submitted = await cluster.cliJson(['query', '--study', 'salaries', '--protocol', 'paillier', '--key', keyFile, '--identity', identityFile, ...SALARY_SELECT, '--deadline', '8'], researcher);
       id = String(submitted.id);
       await until('the aggregate', 60_000, async () => ((await cluster.get<{ awaitingDecryption: boolean }>(`/v1/queries/${id}`, researcher)).awaitingDecryption ? true : undefined));
       const r = await getRaw(`/v1/queries/${id}/aggregate`, researcher);
       expect(r.status).toBe(200);
       aggregate = JSON.parse(r.text) as typeof aggregate;
+      const saved = sites.map((p) => JSON.parse(readFileSync(join(p.home, 'state', `${id}.r1.json`), 'utf8')) as { contribution: { ciphertexts: string[] } });
+      individual = saved.flatMap((a, i) => a.contribution.ciphertexts.map((c, j) => ({ name: `${sites[i]!.name} ciphertext ${j}`, text: c.slice(0, 64) })));
     }, 90_000);
 
     it('is served to the submitting researcher only', async () => {
@@ -174,21 +157,21 @@ describe('paillier end to end (SQLite)', () => {
       expect((await getRaw(`/v1/queries/${id}/aggregate`, await cluster.apiKey('auditor'))).status).toBe(403);
     });
 
-    it('never serves an individual ciphertext from any route, nor keeps one in Redis or the database', async () => {
-      const individual = sites.map((p) => JSON.parse(readFileSync(join(p.home, 'state', `${id}.r1.json`), 'utf8')) as { contribution: { ciphertexts: string[] } });
-      const needles: Needle[] = individual.flatMap((a, i) => a.contribution.ciphertexts.map((c, j) => ({ name: `${sites[i]!.name} ciphertext ${j}`, text: c.slice(0, 64) })));
-      const scanner = new LeakScanner(needles);
+    it('serves the individual ciphertexts, signed, to the key holder only, with the aggregate; never from another route, nor in Redis', async () => {
+      // The key holder multiplies them again before it decrypts (libs/protocol key-holder.ts): each is there.
+      expect(aggregate.contributions.map((c) => c.contribution.sender).sort()).toEqual(sites.map((s) => s.participantId).sort());
+      const served = aggregate.contributions.flatMap((c) => c.contribution.ciphertexts.map((text) => text.slice(0, 64)));
+      for (const needle of individual) expect(served).toContain(needle.text);
+      const scanner = new LeakScanner(individual);
       const auditor = await cluster.apiKey('auditor');
       for (const [path, token] of [
         [`/v1/queries/${id}`, researcher],
-        [`/v1/queries/${id}/aggregate`, researcher],
         ['/v1/events?limit=1000', auditor],
         ['/v1/ledger/entries?start=0', auditor],
       ] as const) {
         scanner.scan(`GET ${path}`, (await getRaw(path, token)).text);
       }
       scanner.scan('Redis', await cluster.redisDump());
-      scanner.scan('the database', await cluster.databaseDump());
       expect(scanner.leaks).toEqual([]);
 
       // Nor any participant's plaintext local aggregate (its salary sum), in Redis, the database or any log.
@@ -203,7 +186,7 @@ describe('paillier end to end (SQLite)', () => {
       local.scan('the logs', cluster.logText());
       expect(local.leaks).toEqual([]);
       // The aggregate itself is none of them: it is their product.
-      expect(aggregate.ciphertexts.some((c) => needles.some((n) => c.includes(n.text)))).toBe(false);
+      expect(aggregate.ciphertexts.some((c) => individual.some((n) => c.includes(n.text)))).toBe(false);
     });
 
     it('rejects a forged decryption, records it, and then accepts the true one', async () => {
@@ -219,6 +202,10 @@ describe('paillier end to end (SQLite)', () => {
       expect(accepted.status).toBe(201);
       expect(accepted.json).toMatchObject({ status: 'succeeded', participants: 3, results: expectedSalaryResults(texts) });
       expect((await post(`/v1/queries/${id}/decryption`, researcher, honest)).status).toBe(409);
+      // Decided: the contributions are dropped from the database too; only their hashes stay, in the ledger.
+      const scanner = new LeakScanner(individual);
+      scanner.scan('the database', await cluster.databaseDump());
+      expect(scanner.leaks).toEqual([]);
     });
   });
 

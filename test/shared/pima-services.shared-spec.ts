@@ -11,13 +11,14 @@ describe.each(['sqlite', 'postgres'] as const)('secure mean of glucose over the 
   let cluster: Cluster;
   let researcher: string;
   let keyFile: string;
+  let identityFile: string;
 
   beforeAll(async () => {
     cluster = await Cluster.start({ database });
     const study = await cluster.createStudy(JSON.parse(readFileSync(join(ROOT, 'examples/pima/study.json'), 'utf8')) as { name: string });
     const sites = await Promise.all(files.map((file, i) => cluster.enroll(study, `clinic-${i + 1}`, file)));
     await Promise.all(sites.map((p) => cluster.run(p)));
-    researcher = await cluster.apiKey('researcher');
+    ({ token: researcher, identityFile } = await cluster.researcher());
     keyFile = join(cluster.dir, 'researcher-paillier.json');
     await cluster.cliJson(['keys', 'paillier', '--out', keyFile, '--bits', '2048'], null);
   }, 120_000);
@@ -44,7 +45,7 @@ describe.each(['sqlite', 'postgres'] as const)('secure mean of glucose over the 
 
   type Row = { stat: string; field?: string; x?: string; y?: string; group: string | null; value: unknown; count: number };
   const run = async (protocol: 'shamir' | 'paillier', args: string[]): Promise<Row[]> => {
-    const r = await cluster.cli(['query', ...args, ...(protocol === 'paillier' ? ['--protocol', 'paillier', '--key', keyFile] : []), '--wait', '--json'], researcher);
+    const r = await cluster.cli(['query', ...args, ...(protocol === 'paillier' ? ['--protocol', 'paillier', '--key', keyFile, '--identity', identityFile] : []), '--wait', '--json'], researcher);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const out = singleJson(r.stdout) as { status: string; participants: number; results: Row[] };

@@ -180,6 +180,17 @@ export class Cluster {
     return String((await this.cliJson(['admin', 'keys', 'create', '--role', role])).token);
   }
 
+  /**
+   * A researcher as a paillier user is set up: an identity key made by `confide keys researcher` in its own file,
+   * bound by the admin to a new researcher API key (`admin keys create --identity`).
+   */
+  async researcher(name = 'researcher'): Promise<{ token: string; keyId: string; identityFile: string; fingerprint: string }> {
+    const identityFile = join(this.dir, `${name}-identity.pem`);
+    const made = await this.cliJson(['keys', 'researcher', '--out', identityFile], null);
+    const key = await this.cliJson(['admin', 'keys', 'create', '--role', 'researcher', '--identity', String(made.publicKey)]);
+    return { token: String(key.token), keyId: String(key.id), identityFile, fingerprint: String(made.fingerprint) };
+  }
+
   /** Invites and enrolls a participant with its CSV (keys generated in its own home), without starting it. */
   async enroll(study: string, name: string, csvFile: string): Promise<ParticipantProcess> {
     const home = join(this.dir, 'homes', name);

@@ -8,7 +8,7 @@ import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { NextFunction, Request, Response } from 'express';
-import { keyFingerprint, publicKeyBase64Url } from '@confide/crypto';
+import { keyFingerprint, publicKeyBase64Url, type PublicKey } from '@confide/crypto';
 import { formatVerifierKey, ledgerOrigin } from '@confide/ledger';
 import { ENTRY, entryKey } from '@confide/protocol';
 import { createRedis, redactRedisUrl, secureDefaultUser } from '@confide/queue';
@@ -24,6 +24,8 @@ import { Repositories } from './storage';
 export interface RunningCoordinator {
   readonly url: string;
   readonly app: INestApplication;
+  /** The public key that signs the ledger's checkpoints. */
+  readonly coordinatorKey: PublicKey;
   close(): Promise<void>;
 }
 
@@ -75,6 +77,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   return {
     url,
     app,
+    coordinatorKey: key.publicKey,
     async close() {
       if (closed) return;
       closed = true;

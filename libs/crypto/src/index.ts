@@ -12,3 +12,4 @@ export * from './envelope';
 export * from './signature';
 export { modPow, prepareModPow, NATIVE_MODULUS_BITS, type PreparedModPow } from './modpow';
 export * from './paillier';
+export * from './threshold-paillier';

@@ -488,11 +488,18 @@ export function verifyDecryption(publicKey: PublicKey, c: bigint, m: bigint, r: 
 // Serialization: integers as base64url (RFC 4648 §5) of their minimal big-endian bytes, the byte encoding Confide
 // uses at every boundary; one encoding per value, so keys hash and sign consistently.
 
-function encodeInteger(x: bigint): string {
+/** A non-negative integer as base64url of its minimal big-endian bytes, the form of every integer in Paillier JSON. */
+export function encodeInteger(x: bigint): string {
   return toBase64Url(bigIntToBuffer(x));
 }
 
-function decodeInteger(text: unknown, what: string): bigint {
+/**
+ * Parses an integer written by {@link encodeInteger}: canonical base64url of non-empty minimal big-endian bytes, so
+ * each integer has one text. 0 (written "AA") is refused: no value encoded this way may be 0.
+ * @param what names the value in the error message
+ * @throws PaillierError on a non-string, non-canonical base64url, or a leading zero byte
+ */
+export function decodeInteger(text: unknown, what: string): bigint {
   if (typeof text !== 'string') throw new PaillierError(`${what} must be a base64url string`);
   let bytes: Uint8Array;
   try {

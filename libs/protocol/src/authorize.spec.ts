@@ -9,22 +9,8 @@ import {
   type KeyPair,
   type PaillierPublicKeyJson,
 } from '@confide/crypto';
-import {
-  appendLeaves,
-  consistencyProof,
-  emptyFrontier,
-  entryBytes,
-  frontierRoot,
-  inclusionProof,
-  leafHash,
-  ledgerOrigin,
-  MemoryNodeStore,
-  parseEntry,
-  signCheckpoint,
-  treeRoot,
-  type Frontier,
-  type LedgerEntry,
-} from '@confide/ledger';
+import { ledgerOrigin } from '@confide/ledger';
+import { MemoryLedger } from '../../../test/support/memory-ledger';
 import { seededRandom } from '../../../test/support/randomness';
 import {
   authorizePaillier,
@@ -41,6 +27,7 @@ import {
 } from './authorize';
 import { ENTRY, ledgerSchema } from './ledger-entries';
 import { paillierPlanHash, planPaillier, type PaillierPlan } from './paillier/protocol';
+import { researcherStatement, signResearcherStatement } from './paillier/researcher';
 import { effectivePrivacy, type PrivacySettings } from './privacy/settings';
 import { compileQuery, type QuerySpec } from './query';
 import { canonicalQuery, queryHash } from './query-hash';
@@ -143,63 +130,10 @@ const closedBody = (contributors: Round1Closed['contributors'], participants: re
   refusals: [],
 });
 
-/** A coordinator's ledger in memory: entry bytes as RFC 6962 leaves, perfect subtrees in a node store. */
-class Ledger {
-  /** The entries appended with {@link append}, as a participant's view of the ledger holds them. */
-  readonly entries: LedgerEntry[] = [];
-  private readonly bytes: Uint8Array[] = [];
-  private readonly store = new MemoryNodeStore();
-  private frontier: Frontier = emptyFrontier();
-
-  get size(): number {
-    return this.bytes.length;
-  }
-
-  append(type: string, body: Body): LedgerEntry {
-    const bytes = entryBytes({ index: this.size, type, body: body as LedgerEntry['body'], time: TIME });
-    this.appendLeaf(bytes);
-    const entry = parseEntry(bytes);
-    this.entries.push(entry);
-    return entry;
-  }
-
-  /** Appends any bytes as the next leaf: another position's entry, or no entry at all. */
-  appendLeaf(bytes: Uint8Array): void {
-    const { frontier, nodes } = appendLeaves(this.frontier, [leafHash(bytes)]);
-    this.store.put(nodes);
-    this.frontier = frontier;
-    this.bytes.push(bytes);
-  }
-
-  bytesAt(index: number): Uint8Array {
-    return this.bytes[index]!;
-  }
-
-  last(): LedgerEntry {
-    return this.entries[this.entries.length - 1]!;
-  }
-
-  enrollmentsOf(id: string): number[] {
-    return this.entries.filter((e) => e.type === ENTRY.participantEnrolled && e.body.participantId === id).map((e) => e.index);
-  }
-
-  rootAt(size: number): Promise<Uint8Array> {
-    return treeRoot(this.store, size);
-  }
-
-  /** The current checkpoint as a C2SP signed note, signed by `signer` under the coordinator's log origin. */
-  checkpoint(signer: KeyPair = coordinator): string {
-    return signCheckpoint(signer, ORIGIN, { origin: ORIGIN, size: this.size, root: frontierRoot(this.frontier) });
-  }
-
-  /** Evidence as the coordinator's repository builds it: the entries at `indices` and the root at `seedSize`, proven in the current checkpoint. */
-  async evidence(indices: readonly number[], seedSize?: number): Promise<LedgerEvidence> {
-    const size = this.size;
-    const wanted = [...new Set(indices)].sort((a, b) => a - b);
-    const entries = await Promise.all(wanted.map(async (index) => ({ index, entry: b64(this.bytesAt(index)), proof: (await inclusionProof(this.store, index, size)).map(b64) })));
-    if (seedSize === undefined) return { checkpoint: this.checkpoint(), entries };
-    const proof = seedSize === size ? [] : (await consistencyProof(this.store, seedSize, size)).map(b64);
-    return { checkpoint: this.checkpoint(), entries, seedRoot: { size: seedSize, root: b64(await this.rootAt(seedSize)), proof } };
+/** The coordinator's ledger in memory (test/support/memory-ledger.ts), signed with its key, every entry stamped TIME. */
+class Ledger extends MemoryLedger {
+  constructor() {
+    super(coordinator, TIME);
   }
 }
 
@@ -694,6 +628,9 @@ describe('authorizeShamirRound2', () => {
 describe('authorizePaillier', () => {
   let researcherKey: PaillierPublicKeyJson;
   let coordinatorsPaillierKey: PaillierPublicKeyJson;
+  /** The researcher's identity key, bound to its API key (apikey.created), and one the coordinator made itself. */
+  const identity = generateKeyPair('ed25519');
+  const coordinatorsIdentity = generateKeyPair('ed25519');
   beforeAll(async () => {
     researcherKey = publicKeyToJson((await generatePaillierKeyPair(2048)).publicKey);
     coordinatorsPaillierKey = publicKeyToJson((await generatePaillierKeyPair(2048)).publicKey);
@@ -706,8 +643,22 @@ describe('authorizePaillier', () => {
     readonly evidence: LedgerEvidence;
   }
 
+  interface PaillierOptions extends Pick<ShamirOptions, 'submitted' | 'sent'> {
+    readonly plannedFirst?: boolean;
+    readonly plannedWithoutDp?: boolean;
+    /** The key the plan (and paillier.planned) carries; default the researcher's. */
+    readonly planKey?: () => PaillierPublicKeyJson;
+    /** The key query.submitted records, and the key and identity that sign the binding. */
+    readonly submittedKey?: () => PaillierPublicKeyJson;
+    readonly signedKey?: () => PaillierPublicKeyJson;
+    readonly signer?: KeyPair;
+    /** The apikey.created entry; default a researcher key bound to `identity`, appended before the query. */
+    readonly apiKey?: (b: Body) => Body;
+    readonly apiKeyAfter?: boolean;
+  }
+
   /** A paillier contribution task with its evidence, as the orchestrator's startPaillier sends it. */
-  async function paillierTask(options: Pick<ShamirOptions, 'submitted' | 'sent'> & { readonly plannedFirst?: boolean; readonly plannedWithoutDp?: boolean } = {}): Promise<PaillierTask> {
+  async function paillierTask(options: PaillierOptions = {}): Promise<PaillierTask> {
     const schema = parseStudySchema(STUDY);
     const sites = [site(1), site(2), site(3)];
     const submittedQuery: Query = { ...SPEC, privacy: effectivePrivacy(schema.privacy, undefined) };
@@ -716,14 +667,26 @@ describe('authorizePaillier', () => {
       jobId: QUERY_ID,
       queryHash: queryHash(query),
       compiled: compileQuery(schema, query),
-      publicKey: researcherKey,
+      publicKey: options.planKey?.() ?? researcherKey,
       participants: sites,
       minParticipants: query.privacy.minParticipants,
       maxRecords: 1000n,
       deadline: NOW + 60_000,
       dp: options.plannedWithoutDp ? null : query.privacy.dp,
     });
-    const body: Body = { queryId: QUERY_ID, studyId: STUDY_ID, study: schema.name, protocol: 'paillier', query: canonicalQuery(submittedQuery), queryHash: queryHash(submittedQuery), submittedBy: RESEARCHER };
+    const submittedKey = options.submittedKey?.() ?? researcherKey;
+    const binding = signResearcherStatement(options.signer ?? identity, researcherStatement(schema.name, submittedQuery, options.signedKey?.() ?? submittedKey, null, 'ab'.repeat(32)));
+    const body: Body = {
+      queryId: QUERY_ID,
+      studyId: STUDY_ID,
+      study: schema.name,
+      protocol: 'paillier',
+      query: canonicalQuery(submittedQuery),
+      queryHash: queryHash(submittedQuery),
+      submittedBy: RESEARCHER,
+      publicKey: submittedKey,
+      researcher: binding,
+    };
     const plannedBody: Body = {
       queryId: QUERY_ID,
       studyId: STUDY_ID,
@@ -733,27 +696,69 @@ describe('authorizePaillier', () => {
       deadline: plan.deadline,
       planHash: paillierPlanHash(plan),
     };
+    const apiKeyBody: Body = { keyId: RESEARCHER, role: 'researcher', createdBy: 'bootstrap-admin', identityKey: publicKeyBase64Url(identity.publicKey), identityKeyFingerprint: keyFingerprint(identity.publicKey) };
     const ledger = new Ledger();
     const study = genesis(ledger, schema, sites);
+    const bind = () => ledger.append(ENTRY.apiKeyCreated, options.apiKey?.(apiKeyBody) ?? apiKeyBody).index;
+    const bound = options.apiKeyAfter ? undefined : bind();
     const submit = () => ledger.append(ENTRY.querySubmitted, options.submitted?.(body) ?? body).index;
     const record = () => ledger.append(ENTRY.paillierPlanned, plannedBody).index;
     const indices = options.plannedFirst ? [record(), submit()] : [submit(), record()];
-    return { pinned: { participantId: site(1), studyId: STUDY_ID, study: schema }, plan, query, evidence: await ledger.evidence([study, ...indices]) };
+    const evidence = await ledger.evidence([study, bound ?? bind(), ...indices]);
+    return { pinned: { participantId: site(1), studyId: STUDY_ID, study: schema }, plan, query, evidence };
   }
   const contribute = (t: PaillierTask): LedgerFacts => authorizePaillier({ pinned: t.pinned, plan: t.plan, query: t.query, evidence: open(t.evidence) });
 
   it('authorises an honest task and returns the ledger entries it rests on', async () => {
-    expect(contribute(await paillierTask())).toMatchObject({ submittedBy: RESEARCHER, submitted: { index: 5, type: 'query.submitted' }, plan: { index: 6, type: 'paillier.planned' } });
+    expect(contribute(await paillierTask())).toMatchObject({ submittedBy: RESEARCHER, submitted: { index: 6, type: 'query.submitted' }, plan: { index: 7, type: 'paillier.planned' } });
   });
 
   it("refuses a plan other than the one paillier.planned hashes (the coordinator's own key in place of the researcher's)", async () => {
     const task = await paillierTask();
-    expectRefusal(() => contribute({ ...task, plan: { ...task.plan, publicKey: coordinatorsPaillierKey } }), 'PLAN', /the task's plan is not the plan the ledger records for q-7f3a at entry 6/);
+    expectRefusal(() => contribute({ ...task, plan: { ...task.plan, publicKey: coordinatorsPaillierKey } }), 'PLAN', /the task's plan is not the plan the ledger records for q-7f3a at entry 7/);
+  });
+
+  describe("whose key it is: the researcher's binding", () => {
+    it("refuses the coordinator's key planned and logged in paillier.planned while query.submitted records the researcher's", async () => {
+      const task = await paillierTask({ planKey: () => coordinatorsPaillierKey });
+      expectRefusal(() => contribute(task), 'RESEARCHER', /the plan's public key is not the one the ledger records for query q-7f3a \(entry 6\): the coordinator swapped it/);
+    });
+
+    it("refuses the coordinator's key in query.submitted with the researcher's signature over the researcher's key", async () => {
+      const task = await paillierTask({ planKey: () => coordinatorsPaillierKey, submittedKey: () => coordinatorsPaillierKey, signedKey: () => researcherKey });
+      expectRefusal(() => contribute(task), 'RESEARCHER', /signature does not cover this study, query, public key and custodians/);
+    });
+
+    it("refuses the coordinator's key signed with an identity key of the coordinator's own", async () => {
+      const task = await paillierTask({ planKey: () => coordinatorsPaillierKey, submittedKey: () => coordinatorsPaillierKey, signer: coordinatorsIdentity });
+      expectRefusal(() => contribute(task), 'RESEARCHER', /identity key \([0-9a-f]{16}…\) is not the one bound to the submitting API key/);
+    });
+
+    it('refuses a query whose submitted entry carries no binding', async () => {
+      const task = await paillierTask({ submitted: (b) => Object.fromEntries(Object.entries(b).filter(([k]) => k !== 'researcher')) });
+      expectRefusal(() => contribute(task), 'RESEARCHER', /carries no researcher signature over its public key \(entry 6\)/);
+    });
+
+    it('refuses an API key bound after the query it submitted (a binding made up afterwards)', async () => {
+      const task = await paillierTask({ apiKeyAfter: true });
+      expectRefusal(() => contribute(task), 'RESEARCHER', /API key researcher-1 was created \(entry 7\) after the query it submitted/);
+    });
+
+    it('refuses an API key that is not a researcher key bound to an identity', async () => {
+      const task = await paillierTask({ apiKey: (b) => ({ keyId: b.keyId, role: 'admin', createdBy: 'bootstrap-admin' }) });
+      expectRefusal(() => contribute(task), 'RESEARCHER', /API key researcher-1 is not a researcher key bound to an identity key \(entry 5\)/);
+    });
+
+    it("refuses a task whose evidence leaves out the API key's binding", async () => {
+      const task = await paillierTask();
+      const evidence = { ...task.evidence, entries: task.evidence.entries.filter((e) => e.index !== 5) };
+      expectRefusal(() => contribute({ ...task, evidence }), 'NOT_IN_LEDGER', /the signed ledger has no apikey.created entry for API key researcher-1/);
+    });
   });
 
   it('refuses a query narrowed for this participant (an extra where) that the ledger does not record', async () => {
     const task = await paillierTask({ sent: (q) => ({ ...q, where: [HIGH_EARNERS] }) });
-    expectRefusal(() => contribute(task), 'QUERY_HASH', /the task's query is not the query the ledger records for q-7f3a at entry 5/);
+    expectRefusal(() => contribute(task), 'QUERY_HASH', /the task's query is not the query the ledger records for q-7f3a at entry 6/);
   });
 
   it('refuses a paillier task for a query submitted for the shamir protocol', async () => {
@@ -763,7 +768,7 @@ describe('authorizePaillier', () => {
 
   it('refuses a plan recorded before the query it runs was submitted', async () => {
     const task = await paillierTask({ plannedFirst: true });
-    expectRefusal(() => contribute(task), 'PLAN', /query q-7f3a was planned \(entry 5\) before it was submitted/);
+    expectRefusal(() => contribute(task), 'PLAN', /query q-7f3a was planned \(entry 6\) before it was submitted/);
   });
 
   it("refuses a plan that drops the differential privacy the query asks for (the aggregate would go out unnoised)", async () => {

@@ -3,6 +3,7 @@ import { canonicalJson, importPublicKeyBase64Url, keyFingerprint, type PublicKey
 import { ledgerOrigin, leafHash, parseEntry, verifyCheckpoint, verifyConsistency, verifyInclusion, type Checkpoint, type LedgerEntry } from '@confide/ledger';
 import { ENTRY, ledgerSchema, parseEntryBody, type CheckedEntryType, type EntryBody, type ParticipantEnrolledBody } from './ledger-entries';
 import { paillierPlanHash, type PaillierPlan } from './paillier/protocol';
+import { checkResearcherBinding, researcherStatementOf } from './paillier/researcher';
 import { assertNotLooser, PrivacyError, privacySettingsSchema, type PrivacySettings } from './privacy/settings';
 import { queryHash } from './query-hash';
 import type { StudySchema } from './schema';
@@ -46,7 +47,8 @@ export type RefusalCode =
   | 'DIRECTORY'
   | 'SET_MISMATCH'
   | 'ROSTER'
-  | 'WRONG_JOB';
+  | 'WRONG_JOB'
+  | 'RESEARCHER';
 
 /** A task an honest participant will not act on, and why. Nothing was computed or sent when this is thrown. */
 export class TaskRefusal extends Error {
@@ -171,7 +173,7 @@ export interface LedgerFacts {
   readonly closing?: LedgerEntry;
 }
 
-interface Found<T extends CheckedEntryType> {
+export interface Found<T extends CheckedEntryType> {
   readonly entry: LedgerEntry;
   readonly body: EntryBody<T>;
 }
@@ -185,7 +187,7 @@ function bodyOf<T extends CheckedEntryType>(type: T, entry: LedgerEntry): EntryB
 }
 
 /** The one entry of `type` whose body matches; refuses when there is none, or more than one. */
-function only<T extends CheckedEntryType>(evidence: VerifiedEvidence, type: T, match: (body: EntryBody<T>) => boolean, what: string): Found<T> {
+export function onlyEntry<T extends CheckedEntryType>(evidence: VerifiedEvidence, type: T, match: (body: EntryBody<T>) => boolean, what: string): Found<T> {
   const found: Found<T>[] = [];
   for (const entry of evidence.entries) {
     if (entry.type !== type) continue;
@@ -237,7 +239,7 @@ function checkShamirPlan(pinned: PinnedSettings, plan: ShamirPlan): void {
 
 /** The study's `study.created` entry records exactly the settings this participant pinned. */
 function checkStudy(pinned: PinnedSettings, evidence: VerifiedEvidence): void {
-  const study = only(evidence, ENTRY.studyCreated, (b) => b.studyId === pinned.studyId, `study ${pinned.study.name}`);
+  const study = onlyEntry(evidence, ENTRY.studyCreated, (b) => b.studyId === pinned.studyId, `study ${pinned.study.name}`);
   if (!same(study.body.schema, ledgerSchema(pinned.study))) {
     refuse('STUDY_SETTINGS', `the study the ledger records (entry ${study.entry.index}) has other settings than the ones pinned at enrollment`);
   }
@@ -245,7 +247,7 @@ function checkStudy(pinned: PinnedSettings, evidence: VerifiedEvidence): void {
 
 /** The query's `query.submitted` entry: in this study, this protocol, and the hash of exactly this query. */
 function checkSubmitted(pinned: PinnedSettings, queryId: string, protocol: 'shamir' | 'paillier', hash: string, evidence: VerifiedEvidence): Found<typeof ENTRY.querySubmitted> {
-  const submitted = only(evidence, ENTRY.querySubmitted, (b) => b.queryId === queryId, `query ${queryId}`);
+  const submitted = onlyEntry(evidence, ENTRY.querySubmitted, (b) => b.queryId === queryId, `query ${queryId}`);
   if (submitted.body.studyId !== pinned.studyId) refuse('WRONG_STUDY', `query ${queryId} was submitted to another study (entry ${submitted.entry.index})`);
   if (submitted.body.protocol !== protocol) refuse('PLAN', `query ${queryId} was submitted for the ${submitted.body.protocol} protocol, the task is ${protocol}`);
   if (submitted.body.queryHash !== hash) {
@@ -258,7 +260,7 @@ function checkSubmitted(pinned: PinnedSettings, queryId: string, protocol: 'sham
 /** `query.submitted` and `committee.drawn` of a shamir plan, the seed's coin toss, and the draw itself. */
 function checkShamirLedger(pinned: PinnedSettings, plan: ShamirPlan, evidence: VerifiedEvidence) {
   const submitted = checkSubmitted(pinned, plan.jobId, 'shamir', plan.queryHash, evidence);
-  const drawn = only(evidence, ENTRY.committeeDrawn, (b) => b.queryId === plan.jobId, `query ${plan.jobId}`);
+  const drawn = onlyEntry(evidence, ENTRY.committeeDrawn, (b) => b.queryId === plan.jobId, `query ${plan.jobId}`);
   if (drawn.entry.index <= submitted.entry.index) refuse('PLAN', `the committee of ${plan.jobId} (entry ${drawn.entry.index}) was drawn before the query was submitted`);
   if (drawn.body.planHash !== planHash(plan)) refuse('PLAN', `the task's plan is not the plan the ledger records for ${plan.jobId} at entry ${drawn.entry.index}`);
   const { committee, participants, threshold, seed, studyId } = drawn.body;
@@ -290,7 +292,7 @@ function checkShamirLedger(pinned: PinnedSettings, plan: ShamirPlan, evidence: V
 
 /** The enrollment of `participantId` in the pinned study, before entry `before`. */
 function enrollmentOf(pinned: PinnedSettings, evidence: VerifiedEvidence, participantId: string, role: string, before: number): Found<typeof ENTRY.participantEnrolled> {
-  const found = only(evidence, ENTRY.participantEnrolled, (b) => b.participantId === participantId, `${role} ${participantId}`);
+  const found = onlyEntry(evidence, ENTRY.participantEnrolled, (b) => b.participantId === participantId, `${role} ${participantId}`);
   if (found.body.studyId !== pinned.studyId) refuse('NOT_IN_STUDY', `${role} ${participantId} is enrolled in another study (entry ${found.entry.index}), not in ${pinned.study.name}`);
   if (found.entry.index >= before) refuse('NOT_IN_STUDY', `${role} ${participantId} enrolled at entry ${found.entry.index}, after entry ${before} that relies on it`);
   return found;
@@ -373,7 +375,7 @@ export function authorizeShamirRound2(input: Round2Authorization): LedgerFacts {
   checkQuery(pinned, plan, input.query);
   const { submitted, drawn } = checkShamirLedger(pinned, plan, evidence);
   if (closed.jobId !== plan.jobId) refuse('WRONG_JOB', `the closed set is for ${closed.jobId}, not ${plan.jobId}`);
-  const closing = only(evidence, ENTRY.roundClosed, (b) => b.queryId === plan.jobId && b.round === 1, `round 1 of query ${plan.jobId}`);
+  const closing = onlyEntry(evidence, ENTRY.roundClosed, (b) => b.queryId === plan.jobId && b.round === 1, `round 1 of query ${plan.jobId}`);
   if (closing.entry.index <= drawn.entry.index) refuse('PLAN', `round 1 of ${plan.jobId} closed (entry ${closing.entry.index}) before its committee was drawn`);
   if (!same(closing.body.contributors, closed.contributors)) refuse('SET_MISMATCH', `entry ${closing.entry.index} records another contributor set than the task carries`);
   const ids = closed.contributors.map((c) => c.id);
@@ -407,10 +409,30 @@ export function authorizePaillier(input: PaillierAuthorization): LedgerFacts {
   const dp = privacy.dp ? { mechanism: privacy.dp.mechanism, epsilon: String(privacy.dp.epsilon), ...(privacy.dp.delta !== undefined ? { delta: String(privacy.dp.delta) } : {}) } : null;
   if (!same(plan.dp, dp)) refuse('PLAN', "the plan's differential privacy is not the query's");
   const submitted = checkSubmitted(pinned, plan.jobId, 'paillier', plan.queryHash, evidence);
-  const planned = only(evidence, ENTRY.paillierPlanned, (b) => b.queryId === plan.jobId, `query ${plan.jobId}`);
+  const planned = onlyEntry(evidence, ENTRY.paillierPlanned, (b) => b.queryId === plan.jobId, `query ${plan.jobId}`);
   if (planned.entry.index <= submitted.entry.index) refuse('PLAN', `query ${plan.jobId} was planned (entry ${planned.entry.index}) before it was submitted`);
   if (planned.body.planHash !== paillierPlanHash(plan)) refuse('PLAN', `the task's plan is not the plan the ledger records for ${plan.jobId} at entry ${planned.entry.index}`);
+  checkResearcher(plan, submitted, evidence);
   return { submitted: submitted.entry, submittedBy: submitted.body.submittedBy, plan: planned.entry };
+}
+
+/**
+ * Whose key the plan carries (paillier/researcher.ts): the `query.submitted` entry records the key, the
+ * researcher's identity key and its signature over the study, the query's hash, the key and the custodians; the
+ * identity key is the one an admin bound to the submitting API key (`apikey.created`, before the query). A
+ * coordinator that swaps in its own key, or submits under a researcher key it invented after the fact, is refused.
+ */
+function checkResearcher(plan: PaillierPlan, submitted: Found<typeof ENTRY.querySubmitted>, evidence: VerifiedEvidence): void {
+  const { body, entry } = submitted;
+  if (body.publicKey?.n !== plan.publicKey.n) refuse('RESEARCHER', `the plan's public key is not the one the ledger records for query ${plan.jobId} (entry ${entry.index}): the coordinator swapped it`);
+  if (!body.researcher || !body.submittedBy) refuse('RESEARCHER', `query ${plan.jobId} carries no researcher signature over its public key (entry ${entry.index})`);
+  const keyId = body.submittedBy!;
+  const bound = onlyEntry(evidence, ENTRY.apiKeyCreated, (b) => b.keyId === keyId, `API key ${keyId}`);
+  if (bound.entry.index >= entry.index) refuse('RESEARCHER', `API key ${keyId} was created (entry ${bound.entry.index}) after the query it submitted`);
+  if (bound.body.role !== 'researcher' || !bound.body.identityKeyFingerprint) refuse('RESEARCHER', `API key ${keyId} is not a researcher key bound to an identity key (entry ${bound.entry.index})`);
+  const statement = researcherStatementOf(body, body.researcher!.nonce);
+  const problem = checkResearcherBinding(body.researcher!, statement, bound.body.identityKeyFingerprint!);
+  if (problem) refuse('RESEARCHER', `query ${plan.jobId} (entry ${entry.index}): ${problem}`);
 }
 
 /**

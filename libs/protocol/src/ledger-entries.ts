@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { formatFixed } from '@confide/crypto';
 import { ledgerValue } from './ledger-value';
+import { researcherBindingSchema } from './paillier/researcher';
 import { toStudySchemaJson, type StudySchema } from './schema';
 
 /**
@@ -11,6 +12,7 @@ import { toStudySchemaJson, type StudySchema } from './schema';
  */
 export const ENTRY = {
   coordinatorKeys: 'coordinator.keys',
+  apiKeyCreated: 'apikey.created',
   studyCreated: 'study.created',
   participantEnrolled: 'participant.enrolled',
   querySubmitted: 'query.submitted',
@@ -55,6 +57,19 @@ export function ledgerSchema(schema: StudySchema): Record<string, unknown> {
 export const coordinatorKeysBody = z.looseObject({ signingKeyFingerprint: fingerprint, encryptionKeyFingerprint: fingerprint, encryptionKey: z.string() });
 export type CoordinatorKeysBody = z.infer<typeof coordinatorKeysBody>;
 
+/**
+ * An API key's creation. A researcher key may carry the researcher's Ed25519 identity key: its fingerprint is what
+ * participants check a paillier query's signature against (paillier/researcher.ts).
+ */
+export const apiKeyCreatedBody = z.looseObject({
+  keyId: z.string().min(1).max(200),
+  role: z.enum(['admin', 'researcher', 'auditor']),
+  createdBy: z.string(),
+  identityKey: z.string().max(64).optional(),
+  identityKeyFingerprint: hex64.optional(),
+});
+export type ApiKeyCreatedBody = z.infer<typeof apiKeyCreatedBody>;
+
 export const studyCreatedBody = z.looseObject({ studyId: id, name: z.string(), schema: z.record(z.string(), z.unknown()) });
 export type StudyCreatedBody = z.infer<typeof studyCreatedBody>;
 
@@ -81,6 +96,11 @@ export const querySubmittedBody = z.looseObject({
   seedCommitment: hex64.optional(),
   /** Shamir: the threshold the researcher asked for, if any. */
   threshold: z.number().int().min(1).optional(),
+  /** Paillier: the key participants encrypt to, and the researcher's signature binding it to this query. */
+  publicKey: z.strictObject({ n: z.string() }).optional(),
+  researcher: researcherBindingSchema.optional(),
+  /** Paillier with custodians: their verification keys (libs/crypto threshold-paillier JSON form). */
+  custodians: z.record(z.string(), z.unknown()).optional(),
 });
 export type QuerySubmittedBody = z.infer<typeof querySubmittedBody>;
 
@@ -123,6 +143,7 @@ export type RoundClosedBody = z.infer<typeof roundClosedBody>;
 /** The body schema of each entry type above that parties parse, by type. */
 export const ENTRY_BODIES = {
   [ENTRY.coordinatorKeys]: coordinatorKeysBody,
+  [ENTRY.apiKeyCreated]: apiKeyCreatedBody,
   [ENTRY.studyCreated]: studyCreatedBody,
   [ENTRY.participantEnrolled]: participantEnrolledBody,
   [ENTRY.querySubmitted]: querySubmittedBody,

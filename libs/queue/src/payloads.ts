@@ -155,6 +155,8 @@ export const aggregationResultSchema = z.strictObject({
   queryId: id,
   aggregate: z.array(z.string()).nullable(),
   contributors: z.array(z.strictObject({ id, bundleHash: z.string().regex(/^[0-9a-f]{64}$/) })),
+  /** The accepted contributions, signed by their participants: the key holder recomputes the product from them. */
+  contributions: z.array(paillierContributionSchema).max(100_000),
   rejected: z.array(z.strictObject({ participantId: id, reason: z.string().max(2000) })),
   failure: z.string().max(2000).nullable(),
 });

@@ -5,7 +5,9 @@ import type { Output } from '../output';
 
 export const ADMIN_USAGE = `Usage: confide admin study create --file study.json
        confide admin invite --study NAME --participant NAME
-       confide admin keys create --role researcher|auditor|admin [--label TEXT]
+       confide admin keys create --role researcher|auditor|admin [--label TEXT] [--identity KEY]
+--identity binds a researcher's identity public key (from 'confide keys researcher') to the new key, in the
+ledger; a researcher needs one to submit paillier queries.
 Global: --coordinator URL (CONFIDE_URL), --token TOKEN (CONFIDE_TOKEN), --json`;
 
 /** `confide admin …`: studies, invitations and API keys. */
@@ -37,11 +39,17 @@ export async function adminCommand(argv: readonly string[], out: Output): Promis
       return;
     }
     case 'keys create': {
-      const { values } = parseCommandArgs(args, { ...GLOBAL_OPTIONS, role: { type: 'string' }, label: { type: 'string' } });
+      const { values } = parseCommandArgs(args, { ...GLOBAL_OPTIONS, role: { type: 'string' }, label: { type: 'string' }, identity: { type: 'string' } });
       out.json = values.json === true;
       if (!values.role || !['researcher', 'auditor', 'admin'].includes(values.role)) throw new UsageError('--role must be researcher, auditor or admin');
-      const res = await CoordinatorClient.from(values).post<{ id: string; role: string; token: string }>('/v1/api-keys', { role: values.role, label: values.label });
-      out.result({ token: res.token, id: res.id, role: res.role }, () => `${res.role} API key ${res.id} (shown once):\n${res.token}`);
+      if (values.identity !== undefined && values.role !== 'researcher') throw new UsageError('--identity binds a researcher identity key: only with --role researcher');
+      const res = await CoordinatorClient.from(values).post<{ id: string; role: string; token: string; identityKeyFingerprint?: string }>('/v1/api-keys', {
+        role: values.role,
+        label: values.label,
+        ...(values.identity !== undefined ? { identityKey: values.identity } : {}),
+      });
+      const bound = res.identityKeyFingerprint ? `\nbound to identity key ${res.identityKeyFingerprint}` : '';
+      out.result({ token: res.token, id: res.id, role: res.role, ...(res.identityKeyFingerprint ? { identityKeyFingerprint: res.identityKeyFingerprint } : {}) }, () => `${res.role} API key ${res.id} (shown once):\n${res.token}${bound}`);
       return;
     }
     default:

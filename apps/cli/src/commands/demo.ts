@@ -3,14 +3,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { generatePaillierKeyPair, publicKeyToJson, type PaillierKeyPair } from '@confide/crypto';
-import { decryptAggregate } from '@confide/protocol';
+import { generateKeyPair, generatePaillierKeyPair, publicKeyBase64Url, type PaillierKeyPair } from '@confide/crypto';
 import { removeRunKeys } from '@confide/queue';
 import { loadConfig } from '../../../coordinator/src/config';
 import { enrollParticipant } from '../../../participant/src/enroll';
 import { ParticipantWorker } from '../../../participant/src/worker';
 import { intOption, parseCommandArgs, UsageError } from '../args';
 import { CoordinatorClient, submitQuery } from '../client';
+import { checkDecryptAndPost, submitPaillierQuery } from '../paillier';
 import { hasRedisServer, startLocalRedis } from '../local-redis';
 import { generateSalaryCsv, plainStats, syntheticSalaryStudy } from '../demo-data';
 import type { Output } from '../output';
@@ -81,7 +81,9 @@ export async function demoCommand(argv: readonly string[], out: Output): Promise
     const admin = new CoordinatorClient(running.url, adminToken);
     const study = syntheticSalaryStudy();
     await admin.post('/v1/studies', study);
-    const researcher = new CoordinatorClient(running.url, (await admin.post<{ token: string }>('/v1/api-keys', { role: 'researcher' })).token);
+    // The researcher's identity key, bound to its API key by the admin: paillier queries are signed with it.
+    const identity = generateKeyPair('ed25519');
+    const researcher = new CoordinatorClient(running.url, (await admin.post<{ token: string }>('/v1/api-keys', { role: 'researcher', identityKey: publicKeyBase64Url(identity.publicKey) })).token);
 
     const texts: string[] = [];
     for (let i = 1; i <= n; i++) {
@@ -92,8 +94,8 @@ export async function demoCommand(argv: readonly string[], out: Output): Promise
       const { token } = await admin.post<{ token: string }>(`/v1/studies/${study.name}/invitations`, { participant: `hospital-${i}` });
       const home = join(dir, `hospital-${i}`);
       // The demo accepts the study's settings on the participant's behalf: it made the study itself.
-      const identity = await enrollParticipant({ coordinatorUrl: running.url, invitation: token, home, dataFile: csv });
-      redisUsers.push(identity.redis.username);
+      const enrolled = await enrollParticipant({ coordinatorUrl: running.url, invitation: token, home, dataFile: csv });
+      redisUsers.push(enrolled.redis.username);
       const worker = new ParticipantWorker({ home, logger: (await import('pino')).default({ level: 'silent' }) });
       await worker.start();
       workers.push(worker);
@@ -106,22 +108,16 @@ export async function demoCommand(argv: readonly string[], out: Output): Promise
     }
     out.progress('secure mean of salary: round 1…');
     const started = Date.now();
-    const { id } = await submitQuery(researcher, {
-      study: study.name,
-      protocol,
-      select: [{ stat: 'mean', field: 'salary' }, { stat: 'count', field: 'salary' }],
-      ...(keys ? { publicKey: publicKeyToJson(keys.publicKey) } : {}),
-    });
+    const body = { study: study.name, protocol, select: [{ stat: 'mean', field: 'salary' }, { stat: 'count', field: 'salary' }] };
+    const { id } = keys ? await submitPaillierQuery(researcher, body, keys.publicKey, identity) : await submitQuery(researcher, body);
     type View = { status: string; round: number; answered: number; expected: number; awaitingDecryption?: boolean; results: { stat: string; value: number | null; count: number }[] | null; participants: number | null; failureReason: string | null; ledgerIndex: number | null };
     let q: View;
     for (;;) {
       q = await researcher.get(`/v1/queries/${id}`);
       if (q.status !== 'running') break;
       if (q.awaitingDecryption && keys) {
-        // As `confide query --wait` does: decrypt here with the private key, post plaintext and randomness.
-        out.progress('decrypting the aggregate with the researcher’s key…');
-        const aggregate = await researcher.get<{ ciphertexts: string[] }>(`/v1/queries/${id}/aggregate`);
-        q = await researcher.post<View>(`/v1/queries/${id}/decryption`, decryptAggregate(keys.privateKey, aggregate.ciphertexts));
+        // As `confide query --wait` does: check the aggregate, decrypt it here, post plaintext and randomness.
+        q = await checkDecryptAndPost<View>(researcher, id, keys, running.coordinatorKey, out);
         break;
       }
       out.progress(`secure mean of salary: round ${q.round}/2, ${q.answered}/${q.expected} answered`);

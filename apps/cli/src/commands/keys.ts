@@ -1,15 +1,32 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { generatePaillierKeyPair, PAILLIER_DEFAULT_BITS, privateKeyFromJson, privateKeyToJson, publicKeyToJson, type PaillierKeyPair } from '@confide/crypto';
+import {
+  exportPrivateKeyPem,
+  generateKeyPair,
+  generatePaillierKeyPair,
+  keyFingerprint,
+  PAILLIER_DEFAULT_BITS,
+  privateKeyFromJson,
+  privateKeyToJson,
+  publicKeyBase64Url,
+  publicKeyToJson,
+  type PaillierKeyPair,
+} from '@confide/crypto';
 import { PAILLIER_MIN_BITS } from '@confide/protocol';
 import { writePrivateFile } from '../../../participant/src/home';
 import { intOption, parseCommandArgs, UsageError } from '../args';
 import type { Output } from '../output';
 
-export const KEYS_USAGE = `Usage: confide keys paillier --out FILE [--bits 3072] [--json]
-Generates a Paillier key pair on this machine for the paillier protocol. FILE (mode 0600) holds the private
-key and never leaves this machine: 'confide query --protocol paillier --key FILE' sends only the public key,
-and decrypts the aggregate here. --bits is 2048 to 4096 (default ${PAILLIER_DEFAULT_BITS}).`;
+export const KEYS_USAGE = `Usage: confide keys researcher --out FILE [--json]
+       confide keys paillier --out FILE [--bits 3072] [--json]
+'keys researcher' generates the researcher's Ed25519 identity key. FILE (mode 0600) never leaves this
+machine; give the printed public key to your admin, who binds it to your API key with
+'confide admin keys create --role researcher --identity KEY'. Paillier queries are signed with it
+('confide query --protocol paillier --identity FILE'), and every participant checks that signature
+before it encrypts anything to your Paillier key.
+'keys paillier' generates a Paillier key pair for the paillier protocol. FILE (mode 0600) holds the
+private key and never leaves this machine: the query sends only the public key, and the aggregate is
+checked and decrypted here. --bits is 2048 to 4096 (default ${PAILLIER_DEFAULT_BITS}).`;
 
 /** A short fingerprint of a Paillier public key: the first 16 hex digits of SHA-256 over its JSON form's n. */
 export function paillierFingerprint(keys: Pick<PaillierKeyPair, 'publicKey'>): string {
@@ -26,10 +43,31 @@ export function readPaillierKeyFile(file: string): PaillierKeyPair {
   }
 }
 
-/** `confide keys paillier`: a researcher's key pair, generated and kept locally. */
+/** `confide keys researcher`: the researcher's identity key, generated and kept locally; the public half is printed. */
+function researcherKey(args: readonly string[], out: Output): void {
+  const { values } = parseCommandArgs(args, { out: { type: 'string' }, json: { type: 'boolean' } });
+  out.json = values.json === true;
+  if (!values.out) throw new UsageError('--out FILE is required');
+  if (existsSync(values.out)) throw new UsageError(`--out ${values.out} exists; refusing to overwrite a key`);
+  const identity = generateKeyPair('ed25519');
+  writePrivateFile(values.out, exportPrivateKeyPem(identity.privateKey));
+  const publicKey = publicKeyBase64Url(identity.publicKey);
+  const fingerprint = keyFingerprint(identity.publicKey);
+  out.result({ file: values.out, publicKey, fingerprint }, () =>
+    [
+      `wrote the identity key to ${values.out} (mode 0600; it never leaves this machine)`,
+      `public key ${publicKey}`,
+      `fingerprint ${fingerprint}`,
+      `give the public key to your admin: confide admin keys create --role researcher --identity ${publicKey}`,
+    ].join('\n'),
+  );
+}
+
+/** `confide keys paillier|researcher`: a researcher's keys, generated and kept locally. */
 export async function keysCommand(argv: readonly string[], out: Output): Promise<void> {
   const [kind, ...args] = argv;
-  if (kind !== 'paillier') throw new UsageError(`unknown key type ${JSON.stringify(kind ?? '')} (paillier)`);
+  if (kind === 'researcher') return researcherKey(args, out);
+  if (kind !== 'paillier') throw new UsageError(`unknown key type ${JSON.stringify(kind ?? '')} (researcher, paillier)`);
   const { values } = parseCommandArgs(args, { out: { type: 'string' }, bits: { type: 'string' }, json: { type: 'boolean' } });
   out.json = values.json === true;
   if (!values.out) throw new UsageError('--out FILE is required');

@@ -1,27 +1,30 @@
-import { decryptAggregate } from '@confide/protocol';
 import type { PaillierKeyPair } from '@confide/crypto';
-import { publicKeyToJson } from '@confide/crypto';
 import { intOption, orderedOptions, parseCommandArgs, UsageError } from '../args';
 import { CoordinatorClient, GLOBAL_OPTIONS, submitQuery } from '../client';
 import type { Output } from '../output';
 import { renderRow, type ResultRow } from '../render';
 import { paillierFingerprint, readPaillierKeyFile } from './keys';
+import { checkDecryptAndPost, ledgerKey, readIdentityFile, submitPaillierQuery } from '../paillier';
 import { QUERY_OPTIONS, readQueryFile, readSelect, readWhere, SELECT_FLAGS } from '../query-spec';
 
 export const QUERY_USAGE = `Usage: confide query --study NAME [--protocol shamir|paillier] --stat STAT (--field F | --x X --y Y) [--bins MIN:MAX:WIDTH | --edges E1,E2,…] …
-                     [--where COND …] [--group-by FIELD] [--min-group-size N] [--threshold T] [--key FILE]
-                     [--deadline SECONDS] [--wait] [--json]
-       confide query --file QUERY.json [--key FILE] [--wait] [--json]
+                     [--where COND …] [--group-by FIELD] [--min-group-size N] [--threshold T]
+                     [--key FILE --identity FILE] [--coordinator-key FINGERPRINT] [--deadline SECONDS] [--wait] [--json]
+       confide query --file QUERY.json [--key FILE --identity FILE] [--wait] [--json]
        confide query status ID [--json]
-       confide query decrypt ID --key FILE [--json]
+       confide query decrypt ID --key FILE [--coordinator-key FINGERPRINT] [--json]
 STAT is count, sum, mean, variance, stddev (sample, n − 1), histogram (--bins or --edges; bins are [a, b)),
 correlation or regression (--x X --y Y: y on x). COND is FIELD OP VALUE with OP = != < <= > >= or in
 (e.g. --where 'age>=40' --where 'type=Yes' --where 'rank in Prof,AssocProf'); conditions are ANDed.
 --group-by computes every statistic per value of a category field. --file sends a JSON query as
 POST /v1/queries takes it. With --wait it follows the query to its result (a progress bar on a terminal).
-paillier needs --key FILE from 'confide keys paillier': only its public key is sent. With --wait the CLI
-decrypts the aggregate here when it is ready and posts the plaintext with its randomness, which the
-coordinator verifies before it releases the result; without --wait, run 'query decrypt' later.
+paillier needs --key FILE from 'confide keys paillier' (only its public key is sent) and --identity FILE
+from 'confide keys researcher', which signs the key's binding to this query; participants refuse a key
+without it. With --wait the CLI checks the aggregate when it is ready (every contribution's signature
+against the ledger, the contributor set, the study's minimum, the product recomputed here) and only then
+decrypts it here and posts the plaintext with its randomness, which the coordinator verifies before it
+releases the result; without --wait, run 'query decrypt' later. A refused aggregate exits 1, naming why.
+--coordinator-key pins the ledger key's fingerprint (given out of band) that the evidence must verify with.
 A shamir query's committee is drawn from a seed that mixes the coordinator's signed ledger root with a
 nonce this CLI commits to and reveals once the commitment is in the ledger.
 Global: --coordinator URL (CONFIDE_URL), --token TOKEN (CONFIDE_TOKEN), --insecure (plain http beyond loopback)`;
@@ -66,29 +69,29 @@ function human(q: QueryView): string {
   return lines.join('\n');
 }
 
-/**
- * Decrypts a paillier query's aggregate with the local private key and posts the plaintexts with their recovered
- * randomness; the coordinator checks them against the aggregate before releasing the result.
- */
-async function decryptAndPost(client: CoordinatorClient, id: string, keys: PaillierKeyPair, out: Output): Promise<QueryView> {
-  const aggregate = await client.get<{ publicKey: { n: string }; ciphertexts: string[]; contributors: number }>(`/v1/queries/${encodeURIComponent(id)}/aggregate`);
-  if (aggregate.publicKey.n !== publicKeyToJson(keys.publicKey).n) throw new UsageError(`--key: query ${id} was submitted with another public key`);
-  out.progress(`decrypting the aggregate of ${aggregate.contributors} contributions locally…`);
-  const posted = decryptAggregate(keys.privateKey, aggregate.ciphertexts);
-  return client.post<QueryView>(`/v1/queries/${encodeURIComponent(id)}/decryption`, posted);
+/** The key holder's side of a paillier query: its key pair, and the ledger key pinned by fingerprint, if any. */
+interface KeyHolder {
+  readonly keys: PaillierKeyPair;
+  readonly pinned?: string;
 }
 
-/** Polls a query until it finishes (with a deadline), drawing progress on a terminal; decrypts a paillier aggregate when given the key. */
-async function follow(client: CoordinatorClient, id: string, out: Output, timeoutMs: number, keys?: PaillierKeyPair): Promise<QueryView> {
+/** Polls a query until it finishes (with a deadline), drawing progress on a terminal; checks and decrypts a paillier aggregate when given the key. */
+async function follow(client: CoordinatorClient, id: string, out: Output, timeoutMs: number, holder?: KeyHolder): Promise<QueryView> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const q = await client.get<QueryView>(`/v1/queries/${id}`);
     if (q.status !== 'running') return q;
-    if (q.awaitingDecryption && keys) return decryptAndPost(client, id, keys, out);
+    if (q.awaitingDecryption && holder) return checkDecryptAndPost<QueryView>(client, id, holder.keys, await ledgerKey(client, holder.pinned), out);
     out.progress(q.awaitingDecryption ? 'aggregate ready; waiting for the key holder to decrypt' : `round ${q.round}/2 ${bar(q.answered, q.expected)} ${q.answered}/${q.expected} answered`);
     if (Date.now() > until) throw new Error(`query ${id} still running after ${Math.round(timeoutMs / 1000)} s; check it later with 'confide query status ${id}'`);
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/** `--coordinator-key`: a ledger key fingerprint, 64 hex digits, or nothing. @throws UsageError on another form */
+function pinnedFingerprint(value: string | undefined): string | undefined {
+  if (value !== undefined && !/^[0-9a-f]{64}$/.test(value)) throw new UsageError(`--coordinator-key must be the coordinator key fingerprint (64 hex digits), got ${JSON.stringify(value)}`);
+  return value;
 }
 
 /** `confide query …`: submit a query (optionally wait for it), or show one. */
@@ -103,11 +106,12 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
     return;
   }
   if (argv[0] === 'decrypt') {
-    const { values, positionals } = parseCommandArgs(argv.slice(1), { ...GLOBAL_OPTIONS, key: { type: 'string' } }, true);
+    const { values, positionals } = parseCommandArgs(argv.slice(1), { ...GLOBAL_OPTIONS, key: { type: 'string' }, 'coordinator-key': { type: 'string' } }, true);
     out.json = values.json === true;
     const id = positionals[0];
     if (!id || !values.key) throw new UsageError('usage: confide query decrypt ID --key FILE');
-    const q = await follow(CoordinatorClient.from(values), encodeURIComponent(id), out, 60 * 60 * 1000, readPaillierKeyFile(values.key));
+    const holder = { keys: readPaillierKeyFile(values.key), pinned: pinnedFingerprint(values['coordinator-key']) };
+    const q = await follow(CoordinatorClient.from(values), encodeURIComponent(id), out, 60 * 60 * 1000, holder);
     out.result(toJson(q), () => human(q));
     if (q.status === 'failed') process.exitCode = 1;
     return;
@@ -122,6 +126,8 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
     threshold: { type: 'string' },
     deadline: { type: 'string' },
     key: { type: 'string' },
+    identity: { type: 'string' },
+    'coordinator-key': { type: 'string' },
     wait: { type: 'boolean' },
   });
   out.json = values.json === true;
@@ -133,8 +139,11 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
   const protocol = (fromFile?.protocol as string | undefined) ?? values.protocol ?? 'shamir';
   if (protocol !== 'shamir' && protocol !== 'paillier') throw new UsageError(`--protocol must be shamir or paillier, got ${JSON.stringify(protocol)}`);
   if (protocol === 'paillier' && !values.key) throw new UsageError('--protocol paillier needs --key FILE (create one with confide keys paillier)');
-  if (protocol === 'shamir' && values.key) throw new UsageError('--key is for --protocol paillier');
+  if (protocol === 'paillier' && !values.identity) throw new UsageError("--protocol paillier needs --identity FILE, the identity key your API key is bound to (create one with 'confide keys researcher')");
+  if (protocol === 'shamir' && (values.key || values.identity)) throw new UsageError(`--${values.key ? 'key' : 'identity'} is for --protocol paillier`);
   const keys = values.key ? readPaillierKeyFile(values.key) : undefined;
+  const identity = values.identity ? readIdentityFile(values.identity) : undefined;
+  const pinned = pinnedFingerprint(values['coordinator-key']);
   const deadline = intOption(values.deadline, 'deadline', 1);
   const minGroupSize = intOption(values['min-group-size'], 'min-group-size', 1);
   const body: Record<string, unknown> = fromFile
@@ -149,16 +158,15 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
         threshold: intOption(values.threshold, 'threshold', 1),
         deadlineSeconds: deadline,
       };
-  // Only the public key ever leaves this machine.
-  if (keys) body.publicKey = publicKeyToJson(keys.publicKey);
   const client = CoordinatorClient.from(values);
-  const submitted = await submitQuery(client, body);
+  // Only the public key ever leaves this machine, with the identity key's signature binding it to this query.
+  const submitted = keys && identity ? await submitPaillierQuery(client, body, keys.publicKey, identity) : await submitQuery(client, body);
   if (!values.wait) {
     const next = keys ? `; decrypt it with 'confide query decrypt ${submitted.id} --key ${values.key}' (key ${paillierFingerprint(keys)})` : '';
     out.result({ id: submitted.id, status: submitted.status }, () => `submitted query ${submitted.id}; follow it with 'confide query status ${submitted.id}'${next}`);
     return;
   }
-  const q = await follow(client, submitted.id, out, ((deadline ?? 120) * 2 + 60) * 1000, keys);
+  const q = await follow(client, submitted.id, out, ((deadline ?? 120) * 2 + 60) * 1000, keys ? { keys, pinned } : undefined);
   out.result(toJson(q), () => human(q));
   if (q.status === 'failed') process.exitCode = 1;
 }

@@ -2,7 +2,7 @@ import { Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { importPublicKeyBase64Url, type KeyPair, type PublicKey } from '@confide/crypto';
-import { aggregateContributions, compileQuery, paillierContext, parseStudySchema, ProtocolError, verifyContribution, type QuerySpec } from '@confide/protocol';
+import { aggregateContributions, compileQuery, paillierContext, parseStudySchema, ProtocolError, verifyContribution, type PaillierContribution, type QuerySpec } from '@confide/protocol';
 import {
   AGGREGATION_QUEUE,
   aggregationJobSchema,
@@ -38,7 +38,7 @@ const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmedi
  * coordinator's key and Redis. Each job checks every answered contribution (signature with the registered key,
  * plan hash, each ciphertext in range and a unit mod n², which costs a gcd at n² size) and multiplies the valid
  * ones chunk by chunk. It yields to the event loop between contributions, so BullMQ's lock renewal keeps running
- * however large the job. Individual ciphertexts never leave it: the result holds only the product.
+ * however large the job. Individual ciphertexts leave it only as the signed contributions it accepted, which the key holder multiplies again to check the product.
  */
 export class Aggregator {
   private worker?: Worker;
@@ -89,7 +89,7 @@ export class Aggregator {
     const compiled = compileQuery(parseStudySchema(data.schema), data.query as unknown as QuerySpec);
     const context = paillierContext(plan, compiled);
     const keys = new Map<string, PublicKey>(data.answered.map((a) => [a.id, importPublicKeyBase64Url('ed25519', a.signingKey)]));
-    const accepted: { sender: string; ciphertexts: bigint[]; hash: string }[] = [];
+    const accepted: { sender: string; ciphertexts: bigint[]; hash: string; signed: PaillierContribution }[] = [];
     const rejected: AggregationResult['rejected'] = [];
     for (const { id } of data.answered) {
       const answerJob = await Job.fromId(this.queueOf(id), taskJobId(data.queryId, 1, id));
@@ -98,13 +98,14 @@ export class Aggregator {
         if (!parsed.success) throw new ProtocolError('INVALID_MESSAGE', 'no well-formed contribution in the answer');
         const checked = verifyContribution(plan, context, keys, parsed.data.contribution);
         if (checked.sender !== id) throw new ProtocolError('UNKNOWN_SENDER', 'contribution signed by another participant');
-        accepted.push(checked);
+        accepted.push({ ...checked, signed: parsed.data.contribution });
       } catch (err) {
         rejected.push({ participantId: id, reason: err instanceof Error ? err.message : String(err) });
       }
       await yieldToEventLoop();
     }
-    const base = { queryId: data.queryId, rejected, contributors: accepted.map((a) => ({ id: a.sender, bundleHash: a.hash })).sort((a, b) => (a.id < b.id ? -1 : 1)) };
+    accepted.sort((a, b) => (a.sender < b.sender ? -1 : 1));
+    const base = { queryId: data.queryId, rejected, contributors: accepted.map((a) => ({ id: a.sender, bundleHash: a.hash })), contributions: accepted.map((a) => a.signed) };
     if (accepted.length < plan.minParticipants) {
       return { ...base, aggregate: null, failure: `${accepted.length} of ${plan.participants.length} participants contributed a valid ciphertext, at least ${plan.minParticipants} needed` };
     }

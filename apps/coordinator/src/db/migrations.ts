@@ -209,12 +209,24 @@ function eventStudy(): Migration {
 }
 
 /**
+ * A researcher's Ed25519 identity key, bound to its API key by the admin who creates it (paillier queries are
+ * signed with it, libs/protocol paillier/researcher.ts).
+ */
+function researcherIdentity(): Migration {
+  return {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema.alterTable('api_keys').addColumn('identity_key', 'text').execute();
+    },
+  };
+}
+
+/**
  * The in-code migration provider for Kysely's `Migrator`: migrations are compiled into the app, so
  * there is no directory to find at run time.
  * @param dialect the database the migrations will run on
  */
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
-    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect), '0003_privacy_budget': privacyBudget(dialect), '0004_event_study': eventStudy() }),
+    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect), '0003_privacy_budget': privacyBudget(dialect), '0004_event_study': eventStudy(), '0005_researcher_identity': researcherIdentity() }),
   };
 }

@@ -233,6 +233,11 @@ export class ApiKeyRepository {
     return row;
   }
 
+  /** The key with this id, revoked or not. */
+  get(id: string): Promise<ApiKey | undefined> {
+    return this.db.selectFrom('api_keys').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
   /** The unrevoked key with this token hash, if any. */
   findActiveByHash(tokenHash: string): Promise<ApiKey | undefined> {
     return this.db.selectFrom('api_keys').selectAll().where('token_hash', '=', tokenHash).where('revoked_at', 'is', null).executeTakeFirst();
@@ -343,6 +348,11 @@ export class RoundRepository {
   }
 
   /** Closes an open round with its summary (compare-and-set from `open`); true when this call closed it. */
+  /** Rewrites a closed round's stored outcome (to drop what is no longer needed once the query is decided). */
+  async rewriteClosed(queryId: string, round: number, closedJson: string): Promise<void> {
+    await this.db.updateTable('rounds').set({ closed_json: closedJson }).where('query_id', '=', queryId).where('round', '=', round).where('status', '=', 'closed').execute();
+  }
+
   async close(queryId: string, round: number, closedJson: string, now: number): Promise<boolean> {
     const r = await this.db
       .updateTable('rounds')

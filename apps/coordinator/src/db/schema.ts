@@ -1,4 +1,4 @@
-import type { Insertable, Selectable } from 'kysely';
+import type { ColumnType, Insertable, Selectable } from 'kysely';
 
 /**
  * The coordinator's tables as Kysely sees them (DESIGN.md "Storage and services"). Column names are the
@@ -60,6 +60,8 @@ export interface ApiKeysTable {
   label: string | null;
   created_at: number;
   revoked_at: number | null;
+  /** A researcher's Ed25519 identity key (base64url of its raw bytes), bound when the key was created. */
+  identity_key: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 /** A submitted query and, once finished, its outcome. */

@@ -17,6 +17,9 @@ import {
   paillierContext,
   planPaillier,
   verifyPostedDecryption,
+  type AggregateBundle,
+  type EncryptedNoise,
+  type PaillierContribution,
   type PaillierDecryption,
   type PaillierPlan,
   closeRound1,
@@ -95,9 +98,14 @@ interface QueryContext {
 type ShamirContext = QueryContext & { readonly plan: ShamirPlan };
 type PaillierContext = QueryContext & { readonly plan: PaillierPlan };
 
-/** What closing a paillier contribution round stores: the accepted contributors and their aggregate ciphertexts. */
+/**
+ * What closing a paillier contribution round stores: the accepted contributors, their signed contributions (the key
+ * holder multiplies them again before decrypting), the encrypted DP noise with its proofs, and the aggregate.
+ */
 interface PaillierClosed {
   readonly contributors: { id: string; bundleHash: string }[];
+  readonly contributions: PaillierContribution[];
+  readonly noise: EncryptedNoise | null;
   readonly aggregate: string[];
 }
 
@@ -214,7 +222,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * here first, so a query that cannot fit is refused before anything is dispatched.
    * @throws ProtocolError for a bad key, too few participants, or slots that do not fit the key
    */
-  async startPaillier(input: { queryId: string; studyId: string; spec: QuerySpec; schema: StudySchema; publicKey: { n: string }; deadlineSeconds?: number; submittedIndex: number }): Promise<PaillierPlan> {
+  async startPaillier(input: { queryId: string; studyId: string; spec: QuerySpec; schema: StudySchema; publicKey: { n: string }; deadlineSeconds?: number; submittedIndex: number; submittedBy: string }): Promise<PaillierPlan> {
     assertRedisReady(this.redis.producer);
     const participants = await this.enrolledInLedger(input.studyId);
     const compiled = compileQuery(input.schema, input.spec);
@@ -247,8 +255,9 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       input.studyId,
     );
     await this.repos.rounds.open({ query_id: input.queryId, round: 1, status: 'open', opened_at: now, deadline: plan.deadline, expected: plan.participants.length });
-    const study = await this.repos.events.indicesOf([entryKey(ENTRY.studyCreated, input.studyId)]);
-    const evidence = await this.repos.events.evidence([input.submittedIndex, plannedIndex, ...study.values()]);
+    // The study's settings, and the researcher's key binding that the query's signature is checked against.
+    const more = await this.repos.events.indicesOf([entryKey(ENTRY.studyCreated, input.studyId), entryKey(ENTRY.apiKeyCreated, input.submittedBy)]);
+    const evidence = await this.repos.events.evidence([input.submittedIndex, plannedIndex, ...more.values()]);
     await this.dispatchAll(input.studyId, evidence, participants, (pid) => ({
       kind: TASK.paillierContribute,
       queryId: input.queryId,
@@ -532,13 +541,15 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const now = Date.now();
     const settings = privacyOf(ctx.spec, ctx.schema);
     let aggregate = result.aggregate;
+    let noise: EncryptedNoise | null = null;
     if (settings.dp) {
-      // The researcher must only ever decrypt noised totals: the noise goes in under the researcher's key, and is
-      // forgotten here at once (DESIGN.md "Trust model": DP is the defence against differencing queries).
+      // The key holder must only ever decrypt noised totals: the noise goes in under the researcher's key, with
+      // proofs that it is noise, and is forgotten here at once (DESIGN.md "Trust model": DP is the defence against
+      // differencing queries).
       const compiled = compileQuery(ctx.schema, ctx.spec);
-      aggregate = addEncryptedNoise(paillierContext(plan, compiled), aggregate, dpNoise(compiled, settings.dp));
+      ({ aggregate, noise } = addEncryptedNoise(paillierContext(plan, compiled), ctx.queryId, aggregate, dpNoise(compiled, settings.dp)));
     }
-    const closed: PaillierClosed = { contributors: result.contributors, aggregate };
+    const closed: PaillierClosed = { contributors: result.contributors, contributions: result.contributions, noise, aggregate };
     if (!(await this.repos.rounds.close(ctx.queryId, 1, JSON.stringify(closed), now))) return;
     for (const c of result.contributors) await this.repos.contributions.record({ query_id: ctx.queryId, round: 1, participant_id: c.id, bundle_hash: c.bundleHash, received_at: now });
     await this.recordRound1Closed(ctx.queryId, ctx.studyId, plan.participants, result.contributors, allRefusals, now);
@@ -547,9 +558,11 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     await this.repos.rounds.open({ query_id: ctx.queryId, round: 2, status: 'open', opened_at: now, deadline, expected: 1 });
     await this.repos.queries.setRound(ctx.queryId, 2);
     await this.scheduleDeadline(ctx.queryId, 2, deadline);
-    // The individual ciphertexts are no longer needed anywhere: only the product is kept.
+    // The participants' jobs are no longer needed: the accepted contributions are kept with the round.
     await this.cleanup(ctx);
     await finished.remove().catch(() => undefined);
+    // The result carried the signed contributions; they are kept with the round, not in Redis.
+    await this.scrubEvents(AGGREGATION_QUEUE, ctx.queryId).catch(() => undefined);
     this.logger.info({ queryId: ctx.queryId, contributors: result.contributors.length }, 'aggregate ready for the researcher');
   }
 
@@ -595,16 +608,38 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
-   * The aggregate ciphertexts of a paillier query, for the researcher who submitted it and nobody else (DESIGN.md
-   * "Trust model": individual ciphertexts are never released; the aggregate only to the key holder).
+   * A paillier query's aggregate, for its key holder: the researcher who submitted it (DESIGN.md "Protocol
+   * paillier"). It comes with what the key holder checks before decrypting anything (libs/protocol key-holder.ts):
+   * every signed contribution it multiplies with its participant's signing key, the encrypted noise with its
+   * proofs, and the ledger evidence: the query, its plan, the study, the round's closing and every contributor's
+   * enrollment, each proven in the newest signed checkpoint.
    * @throws ApiError 404 for an unknown query, 403 for another caller, 409 while the aggregate is not ready
    */
-  async aggregateFor(queryId: string, keyId: string): Promise<{ queryId: string; publicKey: { n: string }; ciphertexts: string[]; contributors: number; deadline: number }> {
+  async aggregateFor(queryId: string, keyId: string): Promise<AggregateBundle> {
     const ctx = await this.paillierContextFor(queryId, keyId);
     const round = await this.repos.rounds.get(queryId, 2);
     const closed = await this.closedPaillier(queryId);
     if (!round || round.status !== 'open' || !closed) throw new ApiError(409, 'not_ready', `query ${queryId} has no aggregate awaiting decryption`);
-    return { queryId, publicKey: ctx.plan.publicKey, ciphertexts: closed.aggregate, contributors: closed.contributors.length, deadline: round.deadline };
+    const signingKeys = new Map((await this.repos.participants.listByStudy(ctx.studyId)).map((p) => [p.id, p.signing_key]));
+    const keys = [
+      entryKey(ENTRY.querySubmitted, queryId),
+      entryKey(ENTRY.paillierPlanned, queryId),
+      entryKey(ENTRY.roundClosed, queryId, 1),
+      entryKey(ENTRY.studyCreated, ctx.studyId),
+      ...closed.contributors.map((c) => entryKey(ENTRY.participantEnrolled, c.id)),
+    ];
+    const evidence = await this.repos.events.evidence([...(await this.repos.events.indicesOf(keys)).values()]);
+    return {
+      queryId,
+      publicKey: ctx.plan.publicKey,
+      ciphertexts: closed.aggregate,
+      contributors: closed.contributors.length,
+      deadline: round.deadline,
+      contributions: closed.contributions.map((contribution) => ({ contribution, signingKey: signingKeys.get(contribution.sender) ?? '' })),
+      noise: closed.noise,
+      evidence,
+      custodians: null,
+    };
   }
 
   /**
@@ -633,6 +668,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const now = Date.now();
     if (!(await this.repos.rounds.close(queryId, 2, JSON.stringify({ decrypted: true }), now))) throw new ApiError(409, 'not_ready', `query ${queryId} is already decided`);
     await this.release(ctx, compiled, totals, { contributors: closed.contributors.length }, now, { noised: true });
+    await this.forgetContributions(queryId);
   }
 
   private async paillierContextFor(queryId: string, keyId: string): Promise<PaillierContext> {
@@ -643,6 +679,12 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const ctx = await this.context(queryId);
     if (!ctx || !isPaillier(ctx)) throw new ApiError(409, 'not_ready', `query ${queryId} is ${q.status}`);
     return ctx;
+  }
+
+  /** Once a paillier query is decided, its individual contributions are dropped: their hashes stay in the ledger. */
+  private async forgetContributions(queryId: string): Promise<void> {
+    const closed = await this.closedPaillier(queryId);
+    if (closed?.contributions.length) await this.repos.rounds.rewriteClosed(queryId, 1, JSON.stringify({ ...closed, contributions: [], noise: null }));
   }
 
   private async closedPaillier(queryId: string): Promise<PaillierClosed | undefined> {
@@ -804,6 +846,10 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     await this.control.remove(deadlineJobId(queryId, round)).catch(() => 0);
     if (ctx?.plan_json) await this.cleanup({ queryId, plan: JSON.parse(ctx.plan_json) as ShamirPlan | PaillierPlan });
     await this.aggregation.remove(aggregationJobId(queryId)).catch(() => 0);
+    if (ctx?.protocol === 'paillier') {
+      await this.scrubEvents(AGGREGATION_QUEUE, queryId).catch(() => undefined);
+      await this.forgetContributions(queryId);
+    }
     this.logger.warn({ queryId, round, reason }, 'query failed');
   }
 
@@ -829,17 +875,17 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       }
     }
     await Promise.allSettled(removals);
-    await Promise.allSettled(ctx.plan.participants.map((pid) => this.scrubEvents(pid, ctx.queryId)));
+    await Promise.allSettled(ctx.plan.participants.map((pid) => this.scrubEvents(participantQueue(pid), ctx.queryId)));
   }
 
   /**
-   * Deletes a finished query's `completed` entries from a participant queue's BullMQ events stream: each carries
-   * the job's return value (a round-1 bundle, a share sum, a Paillier ciphertext), which would otherwise stay in
-   * Redis until the stream is trimmed, long after the job itself was removed. Nobody needs them once the query
-   * is decided: answers are read from the jobs, the events only nudge.
+   * Deletes a finished query's `completed` entries from a queue's BullMQ events stream (a participant's, or the
+   * aggregation queue's): each carries the job's return value (a round-1 bundle, a share sum, Paillier
+   * ciphertexts), which would otherwise stay in Redis until the stream is trimmed, long after the job itself was
+   * removed. Nobody needs them once the query is decided: answers are read from the jobs, the events only nudge.
    */
-  private async scrubEvents(participantId: string, queryId: string): Promise<void> {
-    const key = `${this.config.queuePrefix}:${participantQueue(participantId)}:events`;
+  private async scrubEvents(queue: string, queryId: string): Promise<void> {
+    const key = `${this.config.queuePrefix}:${queue}:events`;
     const entries = (await this.redis.producer.xrange(key, '-', '+')) as [string, string[]][];
     const ids = entries
       .filter(([, fields]) => {

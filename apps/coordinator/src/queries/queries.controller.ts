@@ -3,7 +3,7 @@ import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import type { AuthedRequest } from '../auth/api-key.guard';
 import { Roles } from '../auth/decorators';
-import { paillierDecryptionSchema, STAT_NAMES, type StatName } from '@confide/protocol';
+import { paillierDecryptionSchema, researcherBindingSchema, STAT_NAMES, type StatName } from '@confide/protocol';
 import { QueriesService } from './queries.service';
 
 const queryBody = z.strictObject({
@@ -19,6 +19,10 @@ const queryBody = z.strictObject({
   threshold: z.number().int().min(1).max(10).optional(),
   deadlineSeconds: z.number().int().min(1).max(86_400).optional(),
   seedCommitment: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits').optional(),
+  // Paillier: the researcher's signature over the study, the query's hash, the key and the custodians.
+  researcher: researcherBindingSchema.optional(),
+  // Paillier with custodians: their verification keys (libs/crypto threshold-paillier JSON form).
+  custodians: z.record(z.string(), z.unknown()).optional(),
 });
 const nonceBody = z.strictObject({ nonce: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits') });
 export const QUERY_ID = z.string().regex(/^q[0-9a-f]{24}$/, 'not a query id');

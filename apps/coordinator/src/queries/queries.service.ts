@@ -15,12 +15,17 @@ import {
   PrivacyError,
   ProtocolError,
   queryHash,
+  querySpecFor,
+  checkResearcherBinding,
+  custodiansHash,
   thresholdBelowFloor,
   thresholdFloor,
   type PaillierDecryption,
   type PrivacySettings,
   type QuerySpec,
+  type ResearcherBinding,
 } from '@confide/protocol';
+import { importPublicKeyBase64Url, keyFingerprint, publicKeyToJson, thresholdVerificationFromJson } from '@confide/crypto';
 import { ApiError } from '../http/error.filter';
 import { newQueryId } from '../orchestration/ids';
 import { Orchestrator } from '../orchestration/orchestrator';
@@ -45,6 +50,10 @@ export interface QueryRequest {
    * seeds the committee draw, so the coordinator cannot choose the committee alone.
    */
   readonly seedCommitment?: string;
+  /** Paillier: the researcher's signed binding of the key to this query (libs/protocol paillier/researcher.ts). */
+  readonly researcher?: ResearcherBinding;
+  /** Paillier with custodians: their verification keys, which the binding names. */
+  readonly custodians?: Readonly<Record<string, unknown>>;
 }
 
 /** What POST /v1/queries answers. */
@@ -114,10 +123,12 @@ export class QueriesService {
       throw err;
     }
     // The query as stored and run: its privacy is the effective settings, which the release applies.
-    const spec = { select: req.select, ...(req.where ? { where: req.where } : {}), ...(req.groupBy ? { groupBy: req.groupBy } : {}), privacy } as unknown as QuerySpec;
+    const spec = querySpecFor(study.schema, req);
     const compiled = compileQuery(study.schema, spec);
     if (req.protocol === 'paillier' && !req.publicKey) throw new ApiError(400, 'invalid_query', 'publicKey: the paillier protocol needs the researcher’s public key');
-    if (req.protocol !== 'paillier' && req.publicKey) throw new ApiError(400, 'invalid_query', 'publicKey: only the paillier protocol takes a public key');
+    if (req.protocol !== 'paillier' && (req.publicKey || req.researcher || req.custodians)) {
+      throw new ApiError(400, 'invalid_query', `${req.publicKey ? 'publicKey' : req.researcher ? 'researcher' : 'custodians'}: only the paillier protocol takes it`);
+    }
     const participants = await this.repos.participants.listByStudy(study.id);
     if (participants.length < privacy.minParticipants) {
       throw new ApiError(400, 'min_participants', `refused: ${participants.length} participant${participants.length === 1 ? '' : 's'} enrolled in ${study.name}, the study requires at least ${privacy.minParticipants}`);
@@ -156,6 +167,7 @@ export class QueriesService {
         if (err instanceof ProtocolError) throw new ApiError(400, err.code === 'OVERFLOW' ? 'overflow' : 'invalid_public_key', `publicKey: ${err.message}`);
         throw err;
       }
+      await this.checkBinding(req, study.name, spec, createdBy);
     }
     const id = newQueryId();
     const now = Date.now();
@@ -198,6 +210,7 @@ export class QueriesService {
         submittedBy: createdBy,
         ...(req.seedCommitment !== undefined ? { seedCommitment: req.seedCommitment } : {}),
         ...(req.threshold !== undefined ? { threshold: req.threshold } : {}),
+        ...(req.protocol === 'paillier' ? { publicKey: { n: req.publicKey!.n }, researcher: req.researcher, ...(req.custodians ? { custodians: req.custodians } : {}) } : {}),
       },
       entryKey(ENTRY.querySubmitted, id),
       now,
@@ -208,7 +221,7 @@ export class QueriesService {
     }
     try {
       if (req.protocol === 'paillier') {
-        await this.orchestrator.startPaillier({ queryId: id, studyId: study.id, spec, schema: study.schema, publicKey: req.publicKey!, deadlineSeconds: req.deadlineSeconds, submittedIndex });
+        await this.orchestrator.startPaillier({ queryId: id, studyId: study.id, spec, schema: study.schema, publicKey: req.publicKey!, deadlineSeconds: req.deadlineSeconds, submittedIndex, submittedBy: createdBy });
         return { id, status: 'running', awaitingNonce: false, ledgerIndex: submittedIndex };
       }
       const options: QueryOptions = { threshold: req.threshold, deadlineSeconds: req.deadlineSeconds, seedCommitment: req.seedCommitment, submittedIndex };
@@ -219,6 +232,34 @@ export class QueriesService {
       throw err;
     }
     return { id, status: 'running', awaitingNonce: true, ledgerIndex: submittedIndex };
+  }
+
+  /**
+   * A paillier query's binding (libs/protocol paillier/researcher.ts): signed with the identity key an admin bound
+   * to the submitting API key, over this study, exactly this query, this public key and these custodians. Every
+   * participant checks the same against the ledger; checking here refuses a mistake before anything is recorded.
+   * @throws ApiError 400 naming what does not hold
+   */
+  private async checkBinding(req: QueryRequest, studyName: string, spec: QuerySpec, createdBy: string): Promise<void> {
+    if (!req.publicKey) return;
+    if (!req.researcher) throw new ApiError(400, 'invalid_query', "researcher: a paillier query needs the researcher's signature over its public key (the confide CLI sends it with --identity)");
+    const key = await this.repos.apiKeys.get(createdBy);
+    if (!key?.identity_key) {
+      throw new ApiError(400, 'no_identity', "researcher: this API key has no identity key bound to it; ask an admin for a researcher key created with 'confide admin keys create --role researcher --identity KEY'");
+    }
+    let custodians: string | null = null;
+    if (req.custodians) {
+      try {
+        const verification = thresholdVerificationFromJson(req.custodians);
+        if (publicKeyToJson(verification.publicKey).n !== req.publicKey.n) throw new Error("their modulus is not the query's public key");
+      } catch (err) {
+        throw new ApiError(400, 'invalid_custodians', `custodians: ${(err as Error).message}`);
+      }
+      custodians = custodiansHash(req.custodians);
+    }
+    const statement = { study: studyName, queryHash: queryHash(spec), publicKey: { n: req.publicKey.n }, custodians, nonce: req.researcher.nonce };
+    const problem = checkResearcherBinding(req.researcher, statement, keyFingerprint(importPublicKeyBase64Url('ed25519', key.identity_key)));
+    if (problem) throw new ApiError(400, 'invalid_signature', `researcher: ${problem}`);
   }
 
   /**

@@ -8,7 +8,7 @@ import { STUDY_NAME, StudiesService } from './studies.service';
 
 const studyName = z.string().regex(STUDY_NAME, 'letters, digits, ".", "-" and "_" only');
 const inviteBody = z.strictObject({ participant: z.string().regex(/^[A-Za-z0-9 _.-]{1,100}$/, '1–100 letters, digits, spaces, ".", "-" or "_"') });
-const apiKeyBody = z.strictObject({ role: z.enum(ROLES), label: z.string().max(200).optional() });
+const apiKeyBody = z.strictObject({ role: z.enum(ROLES), label: z.string().max(200).optional(), identityKey: z.string().max(64).optional() });
 
 /** Admin routes: studies, invitations, API keys. Thin: parse, call one service method, map. */
 @ApiTags('admin')
@@ -45,6 +45,6 @@ export class StudiesController {
   @HttpCode(201)
   @Roles('admin')
   createKey(@Body({ schema: apiKeyBody }) body: z.infer<typeof apiKeyBody>, @Req() req: AuthedRequest) {
-    return this.studies.createApiKey(body.role, body.label, req.principal?.keyId ?? 'unknown');
+    return this.studies.createApiKey(body.role, body.label, req.principal?.keyId ?? 'unknown', body.identityKey);
   }
 }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
+import { importPublicKeyBase64Url, keyFingerprint } from '@confide/crypto';
 import { ENTRY, entryKey, ledgerSchema, parseStudySchema, toStudySchemaJson, type StudySchema } from '@confide/protocol';
 import { hashToken, newToken, type Role } from '../auth/tokens';
 import type { CoordinatorConfig } from '../config';
@@ -73,13 +74,28 @@ export class StudiesService {
     return { token, expiresAt: new Date(expiresAt).toISOString() };
   }
 
-  /** A new API key with one role; the token is shown once and stored hashed. */
-  async createApiKey(role: Role, label: string | undefined, createdBy: string): Promise<{ id: string; role: Role; token: string }> {
+  /**
+   * A new API key with one role; the token is shown once and stored hashed. A researcher key may be bound to the
+   * researcher's Ed25519 identity key (needed for paillier queries): the binding and the key's fingerprint go into
+   * the `apikey.created` ledger entry, which participants check a paillier query's signature against.
+   * @throws ApiError 400 for an identity key on another role, or one that is not a valid Ed25519 public key
+   */
+  async createApiKey(role: Role, label: string | undefined, createdBy: string, identityKey?: string): Promise<{ id: string; role: Role; token: string; identityKeyFingerprint?: string }> {
+    let fingerprint: string | undefined;
+    if (identityKey !== undefined) {
+      if (role !== 'researcher') throw new ApiError(400, 'invalid_key', 'identityKey: only researcher keys carry an identity key');
+      try {
+        fingerprint = keyFingerprint(importPublicKeyBase64Url('ed25519', identityKey));
+      } catch (err) {
+        throw new ApiError(400, 'invalid_key', `identityKey: not an Ed25519 public key (${(err as Error).message})`);
+      }
+    }
     const token = newToken('key');
     const id = randomUUID();
     const now = Date.now();
-    await this.repos.apiKeys.create({ id, token_hash: hashToken(token), role, label: label ?? null, created_at: now, revoked_at: null });
-    await this.repos.events.append('apikey.created', { keyId: id, role, createdBy }, `apikey.created:${id}`, now);
-    return { id, role, token };
+    await this.repos.apiKeys.create({ id, token_hash: hashToken(token), role, label: label ?? null, created_at: now, revoked_at: null, identity_key: identityKey ?? null });
+    const binding = fingerprint ? { identityKey, identityKeyFingerprint: fingerprint } : {};
+    await this.repos.events.append(ENTRY.apiKeyCreated, { keyId: id, role, createdBy, ...binding }, entryKey(ENTRY.apiKeyCreated, id), now);
+    return { id, role, token, ...(fingerprint ? { identityKeyFingerprint: fingerprint } : {}) };
   }
 }

@@ -1,2 +1,5 @@
 export * from './packing';
 export * from './protocol';
+export * from './researcher';
+export * from './key-holder';
+export * from './noise';

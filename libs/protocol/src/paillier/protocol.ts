@@ -5,7 +5,9 @@ import {
   ciphertextToString,
   decryptFast,
   encryptFast,
+  encryptWithProof,
   PaillierError,
+  plaintextProofToJson,
   publicKeyFromJson,
   recoverRandomness,
   signMessage,
@@ -23,6 +25,7 @@ import { coordinateKey, termMagnitudes, type CompiledQuery } from '../query';
 import { noiseBound } from '../privacy/dp';
 import type { DpSettings } from '../privacy/settings';
 import { packingLayout, packNoise, packVector, unpackTotals, type PackingLayout } from './packing';
+import { noiseProofContext, type EncryptedNoise } from './noise';
 
 /**
  * The `paillier` protocol (DESIGN.md "Protocol paillier"): one asynchronous round. The researcher's public key
@@ -80,7 +83,8 @@ export const paillierDecryptionSchema = z.strictObject({
 });
 export type PaillierDecryption = z.infer<typeof paillierDecryptionSchema>;
 
-const SIGNATURE_DOMAIN = 'paillier/contribution';
+/** The signature domain of a participant's contribution (libs/crypto signMessage). */
+export const CONTRIBUTION_SIGNATURE_DOMAIN = 'paillier/contribution';
 
 /** SHA-256 (hex) of the plan's canonical JSON: what every contribution signs. */
 export function paillierPlanHash(plan: PaillierPlan): string {
@@ -173,17 +177,28 @@ export function planDp(plan: PaillierPlan): DpSettings | null {
 }
 
 /**
- * Adds differential-privacy noise to the aggregate under the researcher's key (homomorphically), so the researcher
+ * Adds differential-privacy noise to the aggregate under the researcher's key (homomorphically), so the key holder
  * only ever decrypts noised totals: the noise is packed with its bound as bias ({@link packNoise}), encrypted with
- * fresh randomness, and multiplied in, chunk by chunk. The caller draws the noise and forgets it afterwards.
+ * fresh randomness and a proof that the coordinator knows what each noise ciphertext encrypts (libs/crypto
+ * encryptWithProof, bound to the query and chunk), and multiplied in, chunk by chunk. The proofs let the key holder
+ * tell noise from a ciphertext built out of other contributions (key-holder.ts). The caller draws the noise and
+ * forgets it afterwards.
+ * @returns the noised aggregate, and the noise ciphertexts with their proofs, which travel with it
  * @throws ProtocolError on a noise vector that does not fit the layout
  */
-export function addEncryptedNoise(context: PaillierContext, aggregate: readonly string[], noise: readonly bigint[]): string[] {
+export function addEncryptedNoise(context: PaillierContext, queryId: string, aggregate: readonly string[], noise: readonly bigint[]): { aggregate: string[]; noise: EncryptedNoise } {
   const packed = packNoise(context.layout, noise);
-  return aggregate.map((text, i) => {
+  const ciphertexts: string[] = [];
+  const proofs: unknown[] = [];
+  const noised = aggregate.map((text, i) => {
     const c = ciphertextFromString(context.publicKey, text);
-    return ciphertextToString(context.publicKey, addCiphertexts(context.publicKey, [c, encryptFast(context.publicKey, packed[i]!)]));
+    const { ciphertext, proof } = encryptWithProof(context.publicKey, packed[i]!, noiseProofContext(queryId, i));
+    ciphertexts.push(ciphertextToString(context.publicKey, ciphertext));
+    proofs.push(plaintextProofToJson(proof));
+    return ciphertextToString(context.publicKey, addCiphertexts(context.publicKey, [c, ciphertext]));
   });
+  packed.fill(0n);
+  return { aggregate: noised, noise: { ciphertexts, proofs } };
 }
 
 /** Inputs to {@link paillierContribute}. */
@@ -211,7 +226,7 @@ export function paillierContribute(input: ContributeInput): PaillierContribution
   const ciphertexts = plaintexts.map((m) => ciphertextToString(context.publicKey, encryptFast(context.publicKey, m, input.randomnessPower())));
   plaintexts.fill(0n);
   const signed = { jobId: plan.jobId, planHash: context.planHash, sender: input.self, ciphertexts };
-  return { ...signed, signature: signMessage(input.signing.privateKey, SIGNATURE_DOMAIN, signed) };
+  return { ...signed, signature: signMessage(input.signing.privateKey, CONTRIBUTION_SIGNATURE_DOMAIN, signed) };
 }
 
 /**
@@ -229,7 +244,7 @@ export function verifyContribution(plan: PaillierPlan, context: PaillierContext,
   const key = plan.participants.includes(c.sender) ? signingKeys.get(c.sender) : undefined;
   if (!key) throw new ProtocolError('UNKNOWN_SENDER', `${c.sender} is not a participant of job ${plan.jobId}`);
   const { signature, ...signed } = c;
-  if (!verifyMessage(key, SIGNATURE_DOMAIN, signed, signature)) throw new ProtocolError('BAD_SIGNATURE', `contribution signature of ${c.sender} does not verify`);
+  if (!verifyMessage(key, CONTRIBUTION_SIGNATURE_DOMAIN, signed, signature)) throw new ProtocolError('BAD_SIGNATURE', `contribution signature of ${c.sender} does not verify`);
   if (c.ciphertexts.length !== context.layout.chunks) throw new ProtocolError('INVALID_MESSAGE', `expected ${context.layout.chunks} ciphertexts, got ${c.ciphertexts.length}`);
   let ciphertexts: bigint[];
   try {
