@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { privateKeyFromJson } from '@confide/crypto';
-import { decryptAggregate } from '@confide/protocol';
+import { addCiphertexts, ciphertextFromString, custodianShareFromJson, encryptFast, privateKeyFromJson } from '@confide/crypto';
+import { custodianPartials, decryptAggregate } from '@confide/protocol';
 import { Cluster, type ParticipantProcess, until } from '../support/cluster';
 import { runCli, singleJson } from '../support/cli';
 import { coordinatorProxy } from '../support/proxy';
@@ -216,5 +216,58 @@ describe('paillier end to end (SQLite)', () => {
     const res = await post('/v1/queries', researcher, { study: 'salaries', protocol: 'paillier', select: [{ stat: 'mean', field: 'salary' }], publicKey: { n: 'AQAB' } });
     expect(res.status).toBe(400);
     expect(res.json).toMatchObject({ error: 'invalid_public_key', message: expect.stringMatching(/^publicKey: researcher's public key refused/) as string });
+  });
+
+  describe('threshold decryption by custodians', () => {
+    let dir: string;
+    let id: string;
+    const share = (i: number): string => join(dir, `custodian-${i}.json`);
+    const decryptShare = (i: number) => runCli(['query', 'decrypt-share', id, '--share', share(i), '--json'], { env: { CONFIDE_URL: cluster.url, CONFIDE_TOKEN: cluster.adminToken }, timeoutMs: 60_000 });
+
+    beforeAll(async () => {
+      dir = join(cluster.dir, 'custodian-keys');
+      const made = await cluster.cliJson(['keys', 'paillier', '--out', dir, '--custodians', '3', '--threshold', '2', '--bits', '2048'], null);
+      expect(made).toMatchObject({ custodians: 3, threshold: 2, fullKeyFile: null });
+      // The dealer kept no whole key: only the public file and one share per custodian, each readable by its owner only.
+      expect(existsSync(join(dir, 'full-key.json'))).toBe(false);
+      for (const i of [1, 2, 3]) expect(statSync(share(i)).mode & 0o777).toBe(0o600);
+      const submitted = await cluster.cliJson(['query', '--study', 'salaries', '--protocol', 'paillier', '--custodians', join(dir, 'custodians.json'), '--identity', identityFile, ...SALARY_SELECT, '--deadline', '8'], researcher);
+      id = String(submitted.id);
+      await until('the aggregate', 60_000, async () => ((await cluster.get<{ awaitingDecryption: boolean }>(`/v1/queries/${id}`, researcher)).awaitingDecryption ? true : undefined));
+    }, 120_000);
+
+    it('refuses a partial decryption whose proof fails, names the custodian and records it; the researcher cannot decrypt alone', async () => {
+      // Custodian 1's real share, used on another ciphertext than the aggregate: a wrong partial, caught by its proof.
+      const keys = custodianShareFromJson(JSON.parse(readFileSync(share(1), 'utf8')));
+      const bundle = (await cluster.get<{ ciphertexts: string[] }>(`/v1/queries/${id}/aggregate`, researcher)).ciphertexts;
+      const shifted = bundle.map((c) => addCiphertexts(keys.verification.publicKey, [ciphertextFromString(keys.verification.publicKey, c), encryptFast(keys.verification.publicKey, 1n)]));
+      const wrong = custodianPartials(keys, id, shifted);
+      const refused = await post(`/v1/queries/${id}/partial-decryptions`, researcher, wrong);
+      expect(refused).toMatchObject({ status: 422, json: { error: 'invalid_partial', message: expect.stringMatching(/custodian 1's partial decryption of chunk 0 does not prove it used its share/) as string } });
+      expect((await queryEvents(cluster, id)).some((e) => e.type === 'decryption.rejected' && e.body.custodian === 1)).toBe(true);
+      // A full-key decryption is not how this query ends.
+      expect((await post(`/v1/queries/${id}/decryption`, researcher, { plaintexts: ['1'], randomness: ['1'] })).status).toBe(409);
+    });
+
+    it('releases nothing on t − 1 partials, and the exact result on any t, with the third custodian down', async () => {
+      const first = await decryptShare(1);
+      expect(first.code).toBe(0);
+      expect(singleJson(first.stdout)).toMatchObject({ status: 'running', custodian: 1, decryption: { decrypted: 1, threshold: 2 } });
+      expect(await cluster.get<{ status: string }>(`/v1/queries/${id}`, researcher)).toMatchObject({ status: 'running', awaitingDecryption: true });
+      // Custodian 3 never comes; custodian 2's partial is the t-th.
+      const second = await decryptShare(2);
+      expect(second.code).toBe(0);
+      expect(singleJson(second.stdout)).toMatchObject({ status: 'succeeded', custodian: 2, participants: 3, results: expectedSalaryResults(texts) });
+      const released = (await queryEvents(cluster, id)).find((e) => e.type === 'result.released')!;
+      expect(released.body.paillier).toEqual({ aggregateHash: expect.stringMatching(/^[0-9a-f]{64}$/) as string, custodians: [1, 2] });
+      // Decided: no partial stays in the database (any two would decrypt the aggregate).
+      // Nor did any custodian's share reach the coordinator's side, in any form the scanner knows.
+      const scanner = new LeakScanner([1, 2].map((i) => ({ name: `custodian ${i}'s share`, text: (JSON.parse(readFileSync(share(i), 'utf8')) as { si: string }).si.slice(0, 40) })));
+      scanner.scan('the database', await cluster.databaseDump());
+      scanner.scan('Redis', await cluster.redisDump());
+      scanner.scan('the logs', cluster.logText());
+      expect(scanner.leaks).toEqual([]);
+      expect((await cluster.databaseDump()).split('\n').find((l) => l.startsWith('partial_decryptions'))).toBe('partial_decryptions []');
+    }, 120_000);
   });
 });

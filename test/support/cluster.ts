@@ -289,7 +289,7 @@ export class Cluster {
 
   /** Every row of every table of the coordinator's database, as text. */
   async databaseDump(): Promise<string> {
-    const tables = ['studies', 'participants', 'invitations', 'api_keys', 'queries', 'rounds', 'contributions', 'events'];
+    const tables = ['studies', 'participants', 'invitations', 'api_keys', 'queries', 'rounds', 'contributions', 'partial_decryptions', 'events'];
     if (this.databaseUrl) {
       const client = new Client({ connectionString: this.databaseUrl });
       await client.connect();

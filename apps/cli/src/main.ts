@@ -21,8 +21,9 @@ Commands:
   participant enroll|run|log|receipts
                              enroll this machine as a participant, run its worker, see what it
                              computed and for whom, check its contributions in the ledger
-  query                      submit a query (--wait for the result), or 'query status|decrypt ID'
-  keys paillier              generate a researcher's Paillier key pair (the private key stays here)
+  query                      submit a query (--wait for the result), or 'query status|decrypt|decrypt-share ID'
+  keys researcher|paillier   generate a researcher's identity key, or a Paillier key pair (whole, or split
+                             among custodians); private keys stay on this machine
   ledger verify|show|proof   check the audit ledger: signatures, RFC 6962 root, consistency, proofs
   simulate                   run the shamir protocol in memory over CSV files
 

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { ciphertextToString, importPrivateKeyPem, importPublicKeyBase64Url, keyFingerprint, publicKeyToJson, type KeyPair, type PaillierKeyPair, type PaillierPublicKey, type PublicKey } from '@confide/crypto';
+import { ciphertextToString, thresholdVerificationToJson, type CustodianShare, importPrivateKeyPem, importPublicKeyBase64Url, keyFingerprint, publicKeyToJson, type KeyPair, type PaillierKeyPair, type PaillierPublicKey, type PublicKey } from '@confide/crypto';
 import {
   AggregateRefusal,
   checkAggregate,
+  custodianPartials,
   custodiansHash,
   decryptAggregate,
   parseStudySchema,
@@ -78,6 +79,19 @@ export async function fetchCheckedAggregate(client: CoordinatorClient, id: strin
     if (err instanceof AggregateRefusal) throw new AggregateRefused(`refusing to decrypt query ${id}'s aggregate: ${err.message}`);
     throw err;
   }
+}
+
+/**
+ * A custodian's part: checks the aggregate exactly as a full-key holder does (against the custodians the query was
+ * submitted for, too), computes its partial decryption of each chunk with the proof that it used its share, and
+ * posts them. The share itself never leaves this machine.
+ */
+export async function decryptShareAndPost<T>(client: CoordinatorClient, id: string, share: CustodianShare, coordinatorKey: PublicKey, out: Pick<Output, 'progress'>): Promise<T> {
+  out.progress('checking the aggregate against the ledger and the signed contributions…');
+  const custodians = thresholdVerificationToJson(share.verification) as unknown as Record<string, unknown>;
+  const checked = await fetchCheckedAggregate(client, id, share.verification.publicKey, coordinatorKey, custodians);
+  out.progress(`computing custodian ${share.index}'s partial decryption of the aggregate of ${checked.contributors.length} checked contributions…`);
+  return client.post<T>(`/v1/queries/${encodeURIComponent(id)}/partial-decryptions`, custodianPartials(share, id, checked.aggregate));
 }
 
 /**

@@ -5,6 +5,7 @@ import type { Database } from './db/database';
 import {
   ApiKeyRepository,
   ContributionRepository,
+  PartialDecryptionRepository,
   EventLog,
   InvitationRepository,
   ParticipantRepository,
@@ -25,6 +26,7 @@ export class Repositories {
   readonly queries: QueryRepository;
   readonly rounds: RoundRepository;
   readonly contributions: ContributionRepository;
+  readonly partials: PartialDecryptionRepository;
   readonly events: EventLog;
   readonly privacyBudget: PrivacyBudgetRepository;
 
@@ -40,6 +42,7 @@ export class Repositories {
     this.queries = new QueryRepository(db);
     this.rounds = new RoundRepository(db);
     this.contributions = new ContributionRepository(db);
+    this.partials = new PartialDecryptionRepository(db);
     this.origin = ledgerOrigin(key.publicKey);
     const origin = this.origin;
     this.privacyBudget = new PrivacyBudgetRepository(db);

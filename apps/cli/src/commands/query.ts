@@ -3,8 +3,8 @@ import { intOption, orderedOptions, parseCommandArgs, UsageError } from '../args
 import { CoordinatorClient, GLOBAL_OPTIONS, submitQuery } from '../client';
 import type { Output } from '../output';
 import { renderRow, type ResultRow } from '../render';
-import { paillierFingerprint, readPaillierKeyFile } from './keys';
-import { checkDecryptAndPost, ledgerKey, readIdentityFile, submitPaillierQuery } from '../paillier';
+import { paillierFingerprint, readCustodiansFile, readPaillierKeyFile, readShareFile } from './keys';
+import { checkDecryptAndPost, decryptShareAndPost, ledgerKey, readIdentityFile, submitPaillierQuery } from '../paillier';
 import { QUERY_OPTIONS, readQueryFile, readSelect, readWhere, SELECT_FLAGS } from '../query-spec';
 
 export const QUERY_USAGE = `Usage: confide query --study NAME [--protocol shamir|paillier] --stat STAT (--field F | --x X --y Y) [--bins MIN:MAX:WIDTH | --edges E1,E2,…] …
@@ -12,7 +12,9 @@ export const QUERY_USAGE = `Usage: confide query --study NAME [--protocol shamir
                      [--key FILE --identity FILE] [--coordinator-key FINGERPRINT] [--deadline SECONDS] [--wait] [--json]
        confide query --file QUERY.json [--key FILE --identity FILE] [--wait] [--json]
        confide query status ID [--json]
+       confide query --study NAME --protocol paillier --custodians FILE --identity FILE … [--wait]
        confide query decrypt ID --key FILE [--coordinator-key FINGERPRINT] [--json]
+       confide query decrypt-share ID --share FILE [--coordinator-key FINGERPRINT] [--json]
 STAT is count, sum, mean, variance, stddev (sample, n − 1), histogram (--bins or --edges; bins are [a, b)),
 correlation or regression (--x X --y Y: y on x). COND is FIELD OP VALUE with OP = != < <= > >= or in
 (e.g. --where 'age>=40' --where 'type=Yes' --where 'rank in Prof,AssocProf'); conditions are ANDed.
@@ -25,6 +27,9 @@ against the ledger, the contributor set, the study's minimum, the product recomp
 decrypts it here and posts the plaintext with its randomness, which the coordinator verifies before it
 releases the result; without --wait, run 'query decrypt' later. A refused aggregate exits 1, naming why.
 --coordinator-key pins the ledger key's fingerprint (given out of band) that the evidence must verify with.
+--custodians FILE (custodians.json from 'confide keys paillier --custodians') submits under a key split among
+custodians instead: nobody holds the whole key. Each custodian runs 'query decrypt-share ID --share FILE', which
+checks the aggregate as above and posts its partial decryption with a proof; any T of them release the result.
 A shamir query's committee is drawn from a seed that mixes the coordinator's signed ledger root with a
 nonce this CLI commits to and reveals once the commitment is in the ledger.
 Global: --coordinator URL (CONFIDE_URL), --token TOKEN (CONFIDE_TOKEN), --insecure (plain http beyond loopback)`;
@@ -82,7 +87,7 @@ async function follow(client: CoordinatorClient, id: string, out: Output, timeou
     const q = await client.get<QueryView>(`/v1/queries/${id}`);
     if (q.status !== 'running') return q;
     if (q.awaitingDecryption && holder) return checkDecryptAndPost<QueryView>(client, id, holder.keys, await ledgerKey(client, holder.pinned), out);
-    out.progress(q.awaitingDecryption ? 'aggregate ready; waiting for the key holder to decrypt' : `round ${q.round}/2 ${bar(q.answered, q.expected)} ${q.answered}/${q.expected} answered`);
+    out.progress(q.awaitingDecryption ? 'aggregate ready; waiting for the key holder (or custodians) to decrypt' : `round ${q.round}/2 ${bar(q.answered, q.expected)} ${q.answered}/${q.expected} answered`);
     if (Date.now() > until) throw new Error(`query ${id} still running after ${Math.round(timeoutMs / 1000)} s; check it later with 'confide query status ${id}'`);
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -103,6 +108,19 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
     if (!id) throw new UsageError('give the query id: confide query status ID');
     const q = await CoordinatorClient.from(values).get<QueryView>(`/v1/queries/${encodeURIComponent(id)}`);
     out.result(toJson(q), () => human(q));
+    return;
+  }
+  if (argv[0] === 'decrypt-share') {
+    const { values, positionals } = parseCommandArgs(argv.slice(1), { ...GLOBAL_OPTIONS, share: { type: 'string' }, 'coordinator-key': { type: 'string' } }, true);
+    out.json = values.json === true;
+    const id = positionals[0];
+    if (!id || !values.share) throw new UsageError('usage: confide query decrypt-share ID --share FILE');
+    const share = readShareFile(values.share);
+    const client = CoordinatorClient.from(values);
+    const q = await decryptShareAndPost<QueryView & { decryption: { decrypted: number; threshold: number } }>(client, id, share, await ledgerKey(client, pinnedFingerprint(values['coordinator-key'])), out);
+    out.result({ ...toJson(q), custodian: share.index, decryption: q.decryption }, () =>
+      q.status === 'running' ? `custodian ${share.index} decrypted its share of query ${q.id}: ${q.decryption.decrypted} of the ${q.decryption.threshold} custodians needed so far` : human(q),
+    );
     return;
   }
   if (argv[0] === 'decrypt') {
@@ -127,6 +145,7 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
     deadline: { type: 'string' },
     key: { type: 'string' },
     identity: { type: 'string' },
+    custodians: { type: 'string' },
     'coordinator-key': { type: 'string' },
     wait: { type: 'boolean' },
   });
@@ -138,10 +157,12 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
   if (!fromFile && !values.study) throw new UsageError('--study is required');
   const protocol = (fromFile?.protocol as string | undefined) ?? values.protocol ?? 'shamir';
   if (protocol !== 'shamir' && protocol !== 'paillier') throw new UsageError(`--protocol must be shamir or paillier, got ${JSON.stringify(protocol)}`);
-  if (protocol === 'paillier' && !values.key) throw new UsageError('--protocol paillier needs --key FILE (create one with confide keys paillier)');
+  if (protocol === 'paillier' && !values.key && !values.custodians) throw new UsageError('--protocol paillier needs --key FILE (create one with confide keys paillier) or --custodians FILE');
+  if (values.key && values.custodians) throw new UsageError('--key and --custodians are two ways to hold the key: give one');
   if (protocol === 'paillier' && !values.identity) throw new UsageError("--protocol paillier needs --identity FILE, the identity key your API key is bound to (create one with 'confide keys researcher')");
-  if (protocol === 'shamir' && (values.key || values.identity)) throw new UsageError(`--${values.key ? 'key' : 'identity'} is for --protocol paillier`);
+  if (protocol === 'shamir' && (values.key || values.identity || values.custodians)) throw new UsageError(`--${values.key ? 'key' : values.identity ? 'identity' : 'custodians'} is for --protocol paillier`);
   const keys = values.key ? readPaillierKeyFile(values.key) : undefined;
+  const custodians = values.custodians ? readCustodiansFile(values.custodians) : undefined;
   const identity = values.identity ? readIdentityFile(values.identity) : undefined;
   const pinned = pinnedFingerprint(values['coordinator-key']);
   const deadline = intOption(values.deadline, 'deadline', 1);
@@ -160,9 +181,14 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
       };
   const client = CoordinatorClient.from(values);
   // Only the public key ever leaves this machine, with the identity key's signature binding it to this query.
-  const submitted = keys && identity ? await submitPaillierQuery(client, body, keys.publicKey, identity) : await submitQuery(client, body);
+  const paillierKey = keys?.publicKey ?? custodians?.verification.publicKey;
+  const submitted = paillierKey && identity ? await submitPaillierQuery(client, body, paillierKey, identity, custodians?.json) : await submitQuery(client, body);
   if (!values.wait) {
-    const next = keys ? `; decrypt it with 'confide query decrypt ${submitted.id} --key ${values.key}' (key ${paillierFingerprint(keys)})` : '';
+    const next = keys
+      ? `; decrypt it with 'confide query decrypt ${submitted.id} --key ${values.key}' (key ${paillierFingerprint(keys)})`
+      : custodians
+        ? `; ${custodians.verification.threshold} of its ${custodians.verification.custodians} custodians decrypt it with 'confide query decrypt-share ${submitted.id} --share FILE'`
+        : '';
     out.result({ id: submitted.id, status: submitted.status }, () => `submitted query ${submitted.id}; follow it with 'confide query status ${submitted.id}'${next}`);
     return;
   }

@@ -210,12 +210,22 @@ function eventStudy(): Migration {
 
 /**
  * A researcher's Ed25519 identity key, bound to its API key by the admin who creates it (paillier queries are
- * signed with it, libs/protocol paillier/researcher.ts).
+ * signed with it, libs/protocol paillier/researcher.ts), and custodians' partial decryptions of a paillier
+ * aggregate, each verified on arrival, until t of them release the result.
  */
-function researcherIdentity(): Migration {
+function researcherIdentity(dialect: Dialect): Migration {
+  const int64 = dialect === 'postgres' ? 'bigint' : 'integer';
   return {
     async up(db: Kysely<unknown>): Promise<void> {
       await db.schema.alterTable('api_keys').addColumn('identity_key', 'text').execute();
+      await db.schema
+        .createTable('partial_decryptions')
+        .addColumn('query_id', 'text', (c) => c.notNull().references('queries.id'))
+        .addColumn('custodian', 'integer', (c) => c.notNull())
+        .addColumn('partials_json', 'text', (c) => c.notNull())
+        .addColumn('received_at', int64, (c) => c.notNull())
+        .addPrimaryKeyConstraint('partial_decryptions_pk', ['query_id', 'custodian'])
+        .execute();
     },
   };
 }
@@ -227,6 +237,6 @@ function researcherIdentity(): Migration {
  */
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
-    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect), '0003_privacy_budget': privacyBudget(dialect), '0004_event_study': eventStudy(), '0005_researcher_identity': researcherIdentity() }),
+    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect), '0003_privacy_budget': privacyBudget(dialect), '0004_event_study': eventStudy(), '0005_researcher_identity': researcherIdentity(dialect) }),
   };
 }

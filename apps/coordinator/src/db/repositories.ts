@@ -422,6 +422,27 @@ export class ContributionRepository {
   }
 }
 
+/** Custodians' verified partial decryptions of paillier aggregates. */
+export class PartialDecryptionRepository {
+  constructor(private readonly db: Kysely<Tables>) {}
+
+  /** Records a custodian's partials; true when this call recorded them, false when that custodian's are already in. */
+  async record(row: { query_id: string; custodian: number; partials_json: string; received_at: number }): Promise<boolean> {
+    const inserted = await this.db.insertInto('partial_decryptions').values(row).onConflict((oc) => oc.columns(['query_id', 'custodian']).doNothing()).returning('custodian').executeTakeFirst();
+    return inserted !== undefined;
+  }
+
+  /** A query's partials, by custodian index. */
+  list(queryId: string): Promise<{ custodian: number; partials_json: string }[]> {
+    return this.db.selectFrom('partial_decryptions').select(['custodian', 'partials_json']).where('query_id', '=', queryId).orderBy('custodian').execute();
+  }
+
+  /** Drops a decided query's partials: with t of them, anyone could decrypt its aggregate. */
+  async forget(queryId: string): Promise<void> {
+    await this.db.deleteFrom('partial_decryptions').where('query_id', '=', queryId).execute();
+  }
+}
+
 /**
  * The append-only event log that becomes the Merkle ledger (DESIGN.md "Ledger"): event `idx` is leaf
  * `idx` of an RFC 6962 tree, so indices start at 0 and have no gaps.

@@ -95,6 +95,14 @@ export interface RoundsTable {
   closed_json: string | null;
 }
 
+/** A custodian's partial decryptions of a paillier aggregate (one per chunk, JSON), verified when they arrived. */
+export interface PartialDecryptionsTable {
+  query_id: string;
+  custodian: number;
+  partials_json: string;
+  received_at: number;
+}
+
 /** That a participant's bundle arrived for a round: metadata only, never the bundle's contents. */
 export interface ContributionsTable {
   query_id: string;
@@ -133,6 +141,7 @@ export interface Tables {
   queries: QueriesTable;
   rounds: RoundsTable;
   contributions: ContributionsTable;
+  partial_decryptions: PartialDecryptionsTable;
   events: EventsTable;
   event_append_lock: EventAppendLockTable;
   ledger_nodes: LedgerNodesTable;

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { Job, Queue, QueueEvents, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { canonicalJson, importPublicKeyBase64Url, type KeyPair } from '@confide/crypto';
+import { canonicalJson, importPublicKeyBase64Url, thresholdVerificationFromJson, type KeyPair } from '@confide/crypto';
 import { verifyCheckpoint } from '@confide/ledger';
 import {
   addEncryptedNoise,
@@ -17,8 +17,13 @@ import {
   paillierContext,
   planPaillier,
   verifyPostedDecryption,
+  aggregateHash,
+  checkPostedPartials,
+  combineCustodianPartials,
+  unpackTotals,
   type AggregateBundle,
   type EncryptedNoise,
+  type PostedPartials,
   type PaillierContribution,
   type PaillierDecryption,
   type PaillierPlan,
@@ -90,8 +95,10 @@ interface QueryContext {
   readonly spec: QuerySpec;
   readonly schema: StudySchema;
   readonly plan: ShamirPlan | PaillierPlan;
-  /** The API key that submitted the query: for paillier, the only one that gets the aggregate ciphertext. */
+  /** The API key that submitted the query: for paillier with a full key, the only one that gets the aggregate. */
   readonly submittedBy: string | null;
+  /** Paillier with custodians: their verification keys (JSON), as query.submitted records them. */
+  readonly custodians: Readonly<Record<string, unknown>> | null;
 }
 
 /** A shamir query's context (narrowed by its plan). */
@@ -448,6 +455,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       schema: parseStudySchema(JSON.parse(study.schema_json), study.name),
       plan: JSON.parse(q.plan_json) as ShamirPlan | PaillierPlan,
       submittedBy: q.created_by,
+      custodians: q.protocol === 'paillier' && q.options_json ? ((JSON.parse(q.options_json) as { custodians?: Record<string, unknown> }).custodians ?? null) : null,
     };
   }
 
@@ -469,7 +477,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const pastDeadline = deadlinePassed || Date.now() >= roundRow.deadline;
     if (isPaillier(ctx)) {
       if (round === 1) await this.advancePaillier(ctx, pastDeadline);
-      else if (pastDeadline) await this.fail(queryId, 2, 'the researcher did not post the decryption of the aggregate before the deadline', new Map());
+      else if (pastDeadline) await this.fail(queryId, 2, await this.undecryptedReason(queryId), new Map());
       return;
     }
     if (!isShamir(ctx)) return;
@@ -616,7 +624,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * @throws ApiError 404 for an unknown query, 403 for another caller, 409 while the aggregate is not ready
    */
   async aggregateFor(queryId: string, keyId: string): Promise<AggregateBundle> {
-    const ctx = await this.paillierContextFor(queryId, keyId);
+    const ctx = await this.paillierContextFor(queryId, keyId, { custodians: true });
     const round = await this.repos.rounds.get(queryId, 2);
     const closed = await this.closedPaillier(queryId);
     if (!round || round.status !== 'open' || !closed) throw new ApiError(409, 'not_ready', `query ${queryId} has no aggregate awaiting decryption`);
@@ -638,8 +646,70 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       contributions: closed.contributions.map((contribution) => ({ contribution, signingKey: signingKeys.get(contribution.sender) ?? '' })),
       noise: closed.noise,
       evidence,
-      custodians: null,
+      custodians: ctx.custodians,
     };
+  }
+
+  /**
+   * Accepts one custodian's partial decryptions of a paillier aggregate (libs/protocol custodians.ts): every chunk's
+   * proof must show that the custodian used its share on exactly this aggregate. A post that does not verify is
+   * refused and recorded in the ledger, naming the custodian. Once t custodians' partials are in, they are combined,
+   * the exact totals unpacked, and the result released; the partials are then dropped (with t of them anyone could
+   * decrypt the aggregate, which holds totals the release may suppress).
+   * @returns how many custodians have decrypted so far, and whether the result is out
+   * @throws ApiError 422 invalid_partial (recorded), 409 for a query not decrypted by custodians or not ready
+   */
+  async acceptPartials(queryId: string, keyId: string, posted: PostedPartials): Promise<{ decrypted: number; threshold: number; released: boolean }> {
+    const ctx = await this.paillierContextFor(queryId, keyId, { custodians: true });
+    if (!ctx.custodians) throw new ApiError(409, 'not_custodial', `query ${queryId} is decrypted by its researcher's key, not by custodians`);
+    const round = await this.repos.rounds.get(queryId, 2);
+    const closed = await this.closedPaillier(queryId);
+    if (!round || round.status !== 'open' || !closed) throw new ApiError(409, 'not_ready', `query ${queryId} has no aggregate awaiting decryption`);
+    const verification = thresholdVerificationFromJson(ctx.custodians);
+    try {
+      checkPostedPartials(verification, queryId, closed.aggregate, posted);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      const digest = createHash('sha256').update(canonicalJson(posted)).digest('hex');
+      await this.repos.events.append('decryption.rejected', { queryId, custodian: posted.index, reason: err.message, postedHash: digest }, `decryption.rejected:${queryId}:${digest}`, Date.now(), ctx.studyId);
+      this.logger.warn({ queryId, custodian: posted.index, reason: err.message }, 'partial decryption rejected');
+      throw new ApiError(422, 'invalid_partial', `partial decryption rejected: ${err.message}`);
+    }
+    const now = Date.now();
+    if (await this.repos.partials.record({ query_id: queryId, custodian: posted.index, partials_json: JSON.stringify(posted), received_at: now })) {
+      const digest = createHash('sha256').update(canonicalJson(posted)).digest('hex');
+      await this.repos.events.append('decryption.partial', { queryId, custodian: posted.index, partialsHash: digest }, `decryption.partial:${queryId}:${posted.index}`, now, ctx.studyId);
+    }
+    const rows = await this.repos.partials.list(queryId);
+    if (rows.length < verification.threshold) return { decrypted: rows.length, threshold: verification.threshold, released: false };
+    const used = rows.slice(0, verification.threshold);
+    const byCustodian = used.map((r) => checkPostedPartials(verification, queryId, closed.aggregate, JSON.parse(r.partials_json) as PostedPartials));
+    const compiled = compileQuery(ctx.schema, ctx.spec);
+    const context = paillierContext(ctx.plan, compiled);
+    let totals: bigint[];
+    try {
+      totals = unpackTotals(context.layout, combineCustodianPartials(verification, closed.aggregate, byCustodian), closed.contributors.length);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      await this.fail(queryId, 2, `the custodians' partial decryptions do not combine: ${err.message}`, new Map());
+      throw new ApiError(409, 'not_ready', `query ${queryId} failed: ${err.message}`);
+    }
+    if (!(await this.repos.rounds.close(queryId, 2, JSON.stringify({ decrypted: true, custodians: used.map((r) => r.custodian) }), now))) {
+      return { decrypted: rows.length, threshold: verification.threshold, released: true };
+    }
+    const decryption = { aggregateHash: aggregateHash(closed.aggregate), custodians: used.map((r) => r.custodian) };
+    await this.release(ctx, compiled, totals, { contributors: closed.contributors.length, paillier: decryption }, now, { noised: true });
+    await this.forgetContributions(queryId);
+    return { decrypted: rows.length, threshold: verification.threshold, released: true };
+  }
+
+  /** Why a paillier aggregate was not decrypted in time: the key holder's silence, or too few custodians. */
+  private async undecryptedReason(queryId: string): Promise<string> {
+    const ctx = await this.context(queryId);
+    if (!ctx?.custodians) return 'the researcher did not post the decryption of the aggregate before the deadline';
+    const verification = thresholdVerificationFromJson(ctx.custodians);
+    const rows = await this.repos.partials.list(queryId);
+    return `${rows.length} of the ${verification.threshold} custodians needed decrypted the aggregate before the deadline${rows.length ? ` (custodian${rows.length === 1 ? '' : 's'} ${rows.map((r) => r.custodian).join(', ')})` : ''}`;
   }
 
   /**
@@ -651,6 +721,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    */
   async acceptDecryption(queryId: string, keyId: string, posted: PaillierDecryption): Promise<void> {
     const ctx = await this.paillierContextFor(queryId, keyId);
+    if (ctx.custodians) throw new ApiError(409, 'custodial', `query ${queryId} is decrypted by custodians: each posts POST /v1/queries/${queryId}/partial-decryptions`);
     const round = await this.repos.rounds.get(queryId, 2);
     const closed = await this.closedPaillier(queryId);
     if (!round || round.status !== 'open' || !closed) throw new ApiError(409, 'not_ready', `query ${queryId} has no aggregate awaiting decryption`);
@@ -667,24 +738,34 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     }
     const now = Date.now();
     if (!(await this.repos.rounds.close(queryId, 2, JSON.stringify({ decrypted: true }), now))) throw new ApiError(409, 'not_ready', `query ${queryId} is already decided`);
-    await this.release(ctx, compiled, totals, { contributors: closed.contributors.length }, now, { noised: true });
+    await this.release(ctx, compiled, totals, { contributors: closed.contributors.length, paillier: { aggregateHash: aggregateHash(closed.aggregate), custodians: null } }, now, { noised: true });
     await this.forgetContributions(queryId);
   }
 
-  private async paillierContextFor(queryId: string, keyId: string): Promise<PaillierContext> {
+  /**
+   * A paillier query's context for one of its key holders: the researcher who submitted it, or, when `custodians`
+   * allows it and the key is split among custodians, any caller (a custodian needs an API key, nothing more: what
+   * it gets is the aggregate under a key no fewer than t custodians can open, and what it posts proves itself).
+   */
+  private async paillierContextFor(queryId: string, keyId: string, { custodians = false }: { custodians?: boolean } = {}): Promise<PaillierContext> {
     const q = await this.repos.queries.get(queryId);
     if (!q) throw new ApiError(404, 'not_found', `no query ${queryId}`);
     if (q.protocol !== 'paillier') throw new ApiError(409, 'not_paillier', `query ${queryId} uses the ${q.protocol} protocol`);
-    if (q.created_by !== keyId) throw new ApiError(403, 'forbidden', 'only the researcher who submitted a paillier query gets its aggregate');
+    const custodial = q.options_json !== null && (JSON.parse(q.options_json) as { custodians?: unknown }).custodians !== undefined;
+    if (q.created_by !== keyId && !(custodians && custodial)) throw new ApiError(403, 'forbidden', 'only the researcher who submitted a paillier query gets its aggregate');
     const ctx = await this.context(queryId);
     if (!ctx || !isPaillier(ctx)) throw new ApiError(409, 'not_ready', `query ${queryId} is ${q.status}`);
     return ctx;
   }
 
-  /** Once a paillier query is decided, its individual contributions are dropped: their hashes stay in the ledger. */
+  /**
+   * Once a paillier query is decided, its individual contributions and any custodians' partials are dropped: the
+   * contributions' hashes stay in the ledger, and t partials would decrypt the aggregate for anyone.
+   */
   private async forgetContributions(queryId: string): Promise<void> {
     const closed = await this.closedPaillier(queryId);
     if (closed?.contributions.length) await this.repos.rounds.rewriteClosed(queryId, 1, JSON.stringify({ ...closed, contributions: [], noise: null }));
+    await this.repos.partials.forget(queryId);
   }
 
   private async closedPaillier(queryId: string): Promise<PaillierClosed | undefined> {

@@ -3,7 +3,7 @@ import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import type { AuthedRequest } from '../auth/api-key.guard';
 import { Roles } from '../auth/decorators';
-import { paillierDecryptionSchema, researcherBindingSchema, STAT_NAMES, type StatName } from '@confide/protocol';
+import { paillierDecryptionSchema, postedPartialsSchema, researcherBindingSchema, STAT_NAMES, type StatName } from '@confide/protocol';
 import { QueriesService } from './queries.service';
 
 const queryBody = z.strictObject({
@@ -47,8 +47,9 @@ export class QueriesController {
     return this.queries.revealNonce(id, req.principal?.keyId ?? 'unknown', body.nonce);
   }
 
+  /** The aggregate with what its key holder checks: the submitting researcher, or any custodian of a split key. */
   @Get(':id/aggregate')
-  @Roles('researcher', 'admin')
+  @Roles('researcher', 'admin', 'auditor')
   aggregate(@Param('id', { schema: QUERY_ID }) id: string, @Req() req: AuthedRequest) {
     return this.queries.aggregate(id, req.principal?.keyId ?? 'unknown');
   }
@@ -57,6 +58,13 @@ export class QueriesController {
   @Roles('researcher', 'admin')
   decryption(@Param('id', { schema: QUERY_ID }) id: string, @Body({ schema: paillierDecryptionSchema }) body: z.infer<typeof paillierDecryptionSchema>, @Req() req: AuthedRequest) {
     return this.queries.decryption(id, req.principal?.keyId ?? 'unknown', body);
+  }
+
+  /** A custodian's partial decryptions of the aggregate, each with its proof; t of them release the result. */
+  @Post(':id/partial-decryptions')
+  @Roles('researcher', 'admin', 'auditor')
+  partials(@Param('id', { schema: QUERY_ID }) id: string, @Body({ schema: postedPartialsSchema }) body: z.infer<typeof postedPartialsSchema>, @Req() req: AuthedRequest) {
+    return this.queries.partials(id, req.principal?.keyId ?? 'unknown', body);
   }
 
   @Get(':id')

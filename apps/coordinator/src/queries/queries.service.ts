@@ -23,6 +23,7 @@ import {
   type PaillierDecryption,
   type PrivacySettings,
   type QuerySpec,
+  type PostedPartials,
   type ResearcherBinding,
 } from '@confide/protocol';
 import { importPublicKeyBase64Url, keyFingerprint, publicKeyToJson, thresholdVerificationFromJson } from '@confide/crypto';
@@ -221,6 +222,7 @@ export class QueriesService {
     }
     try {
       if (req.protocol === 'paillier') {
+        if (req.custodians) await this.repos.queries.setOptions(id, JSON.stringify({ custodians: req.custodians }));
         await this.orchestrator.startPaillier({ queryId: id, studyId: study.id, spec, schema: study.schema, publicKey: req.publicKey!, deadlineSeconds: req.deadlineSeconds, submittedIndex, submittedBy: createdBy });
         return { id, status: 'running', awaitingNonce: false, ledgerIndex: submittedIndex };
       }
@@ -305,6 +307,12 @@ export class QueriesService {
   /** The aggregate ciphertexts of a paillier query, for the researcher who submitted it only. */
   aggregate(id: string, keyId: string) {
     return this.orchestrator.aggregateFor(id, keyId);
+  }
+
+  /** Verifies and keeps one custodian's partial decryptions; the t-th releases the result. Answers with the query. */
+  async partials(id: string, keyId: string, posted: PostedPartials): Promise<QueryView & { decryption: { decrypted: number; threshold: number } }> {
+    const { decrypted, threshold } = await this.orchestrator.acceptPartials(id, keyId, posted);
+    return { ...(await this.view(id)), decryption: { decrypted, threshold } };
   }
 
   /** Verifies and accepts the submitting researcher's decryption, releasing the result; answers with the query. */

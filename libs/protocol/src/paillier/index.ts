@@ -3,3 +3,4 @@ export * from './protocol';
 export * from './researcher';
 export * from './key-holder';
 export * from './noise';
+export * from './custodians';

@@ -96,6 +96,14 @@ export function contributionHash(c: PaillierContribution): string {
   return sha256Hex(canonicalJson({ jobId: c.jobId, planHash: c.planHash, sender: c.sender, ciphertexts: c.ciphertexts, signature: c.signature }));
 }
 
+/**
+ * SHA-256 (hex) of an aggregate's ciphertexts: what `result.released` records, so that every key holder who checked
+ * the aggregate (key-holder.ts) can tell that the released result is the decryption of that one.
+ */
+export function aggregateHash(aggregate: readonly string[]): string {
+  return sha256Hex(`confide/paillier/aggregate/v1\n${canonicalJson([...aggregate])}`);
+}
+
 /** Inputs to {@link planPaillier}. */
 export interface PaillierPlanInput {
   readonly jobId: string;
