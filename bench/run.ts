@@ -1,5 +1,6 @@
 import { aggregateBench } from './aggregate.bench';
 import { round1ChecksBench } from './authorize.bench';
+import { custodiansBench } from './custodians.bench';
 import { e2eLatencyBench, e2ePaillierBench, e2eThroughputBench } from './e2e.bench';
 import { fieldBench } from './field.bench';
 import { publish, type BenchSection } from './harness';
@@ -19,6 +20,7 @@ const BENCHES: Record<string, () => Promise<BenchSection>> = {
   'e2e-paillier': () => e2ePaillierBench(),
   ledger: () => ledgerBench(),
   paillier: () => paillierBench(),
+  'paillier-custodians': () => custodiansBench(),
   'local-aggregation': () => aggregateBench(),
 };
 

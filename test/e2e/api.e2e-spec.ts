@@ -32,8 +32,9 @@ const ROUTES: Readonly<Record<string, Access>> = {
   'POST /v1/queries/{id}/nonce': ['admin', 'researcher'],
   'GET /v1/queries/{id}': ['admin', 'researcher', 'auditor'],
   // Paillier: and then only for the key that submitted the query (test/e2e/paillier).
-  'GET /v1/queries/{id}/aggregate': ['admin', 'researcher'],
+  'GET /v1/queries/{id}/aggregate': ['admin', 'researcher', 'auditor'],
   'POST /v1/queries/{id}/decryption': ['admin', 'researcher'],
+  'POST /v1/queries/{id}/partial-decryptions': ['admin', 'researcher', 'auditor'],
   'GET /v1/events': ['admin', 'auditor'],
   'GET /v1/coordinator': ['admin', 'researcher', 'auditor'],
   'GET /v1/ledger/checkpoint': ['admin', 'auditor'],

@@ -218,6 +218,21 @@ describe('paillier end to end (SQLite)', () => {
     expect(res.json).toMatchObject({ error: 'invalid_public_key', message: expect.stringMatching(/^publicKey: researcher's public key refused/) as string });
   });
 
+  it("refuses a paillier query without the researcher's signed binding, or from an API key no identity is bound to", async () => {
+    const publicKey = { n: (JSON.parse(readFileSync(keyFile, 'utf8')) as { n: string }).n };
+    const body = { study: 'salaries', protocol: 'paillier', select: [{ stat: 'mean', field: 'salary' }], publicKey };
+    const unsigned = await post('/v1/queries', researcher, body);
+    expect(unsigned).toMatchObject({ status: 400, json: { error: 'invalid_query', message: expect.stringMatching(/^researcher: a paillier query needs the researcher's signature/) as string } });
+    const binding = { identityKey: 'A'.repeat(43), nonce: 'ab'.repeat(32), signature: 'A'.repeat(86) };
+    const forged = await post('/v1/queries', researcher, { ...body, researcher: binding });
+    expect(forged).toMatchObject({ status: 400, json: { error: 'invalid_signature' } });
+    const unbound = await post('/v1/queries', await cluster.apiKey('researcher'), { ...body, researcher: binding });
+    expect(unbound).toMatchObject({ status: 400, json: { error: 'no_identity', message: expect.stringMatching(/no identity key bound to it/) as string } });
+    // The CLI says what is missing before it sends anything.
+    const r = await cluster.cli(['query', '--study', 'salaries', '--protocol', 'paillier', '--key', keyFile, '--stat', 'mean', '--field', 'salary'], researcher);
+    expect([r.code, r.stderr]).toEqual([2, expect.stringMatching(/--protocol paillier needs --identity FILE/) as string]);
+  });
+
   describe('threshold decryption by custodians', () => {
     let dir: string;
     let id: string;

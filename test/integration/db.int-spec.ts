@@ -8,6 +8,7 @@ import { types as pgTypes } from 'pg';
 import { openDatabase, SQLITE_FILE, type Database, type DatabaseConfig } from '../../apps/coordinator/src/db/database';
 import {
   ApiKeyRepository,
+  PartialDecryptionRepository,
   ConflictError,
   ContributionRepository,
   EventLog,
@@ -78,6 +79,7 @@ describe.each(targets)('coordinator storage on $name', (target) => {
   let queries: QueryRepository;
   let rounds: RoundRepository;
   let contributions: ContributionRepository;
+  let partials: PartialDecryptionRepository;
   let events: EventLog;
 
   beforeAll(async () => {
@@ -90,6 +92,7 @@ describe.each(targets)('coordinator storage on $name', (target) => {
     queries = new QueryRepository(db);
     rounds = new RoundRepository(db);
     contributions = new ContributionRepository(db);
+    partials = new PartialDecryptionRepository(db);
     events = new EventLog(db);
   });
   afterAll(async () => {
@@ -139,7 +142,7 @@ describe.each(targets)('coordinator storage on $name', (target) => {
     try {
       expect(await new StudyRepository(again.db).getById(study.id)).toEqual(study);
       const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(again.db);
-      expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_ledger', '0003_privacy_budget', '0004_event_study']);
+      expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_ledger', '0003_privacy_budget', '0004_event_study', '0005_researcher_identity']);
     } finally {
       await again.close();
     }
@@ -339,6 +342,36 @@ describe.each(targets)('coordinator storage on $name', (target) => {
       // A role outside the union can only come from untyped input; the CHECK constraint still stops it.
       const role = 'root' as 'admin';
       await expect(apiKeys.create({ id: randomUUID(), token_hash: key(), role, label: null, created_at: T0 })).rejects.not.toBeInstanceOf(ConflictError);
+    });
+
+    it('keeps the identity key bound to a researcher key, revoked or not', async () => {
+      const identity = key();
+      const created = await apiKeys.create({ id: randomUUID(), token_hash: key(), role: 'researcher', label: null, created_at: T0, identity_key: identity });
+      expect(await apiKeys.get(created.id)).toMatchObject({ identity_key: identity });
+      await apiKeys.revoke(created.id, T0 + 1);
+      expect(await apiKeys.get(created.id)).toMatchObject({ identity_key: identity, revoked_at: T0 + 1 });
+      const plain = await apiKeys.create({ id: randomUUID(), token_hash: key(), role: 'auditor', label: null, created_at: T0 });
+      expect(plain.identity_key).toBeNull();
+      expect(await apiKeys.get('no such key')).toBeUndefined();
+    });
+  });
+
+  describe('custodians’ partial decryptions', () => {
+    it('keeps each custodian’s once (the first stays), lists them by index, and forgets them all', async () => {
+      const { query } = await newQuery();
+      expect(await partials.record({ query_id: query.id, custodian: 3, partials_json: '["c3"]', received_at: T0 })).toBe(true);
+      expect(await partials.record({ query_id: query.id, custodian: 1, partials_json: '["c1"]', received_at: T0 + 1 })).toBe(true);
+      expect(await partials.record({ query_id: query.id, custodian: 3, partials_json: '["other"]', received_at: T0 + 2 })).toBe(false);
+      expect(await partials.list(query.id)).toEqual([
+        { custodian: 1, partials_json: '["c1"]' },
+        { custodian: 3, partials_json: '["c3"]' },
+      ]);
+      await partials.forget(query.id);
+      expect(await partials.list(query.id)).toEqual([]);
+    });
+
+    it('refuses partials for a query that does not exist', async () => {
+      await expect(partials.record({ query_id: 'no such query', custodian: 1, partials_json: '[]', received_at: T0 })).rejects.toMatchObject(foreignKeyViolation(target));
     });
   });
 
@@ -665,7 +698,7 @@ describe('PostgreSQL specifics', () => {
       opened.database.db,
     );
     expect(tables.rows.map((r) => r.table_name)).toEqual(
-      ['api_keys', 'checkpoints', 'contributions', 'event_append_lock', 'events', 'ledger_nodes', 'invitations', 'kysely_migration', 'kysely_migration_lock', 'participants', 'privacy_spend', 'queries', 'rounds', 'studies'].sort(),
+      ['api_keys', 'checkpoints', 'contributions', 'event_append_lock', 'events', 'ledger_nodes', 'invitations', 'kysely_migration', 'kysely_migration_lock', 'partial_decryptions', 'participants', 'privacy_spend', 'queries', 'rounds', 'studies'].sort(),
     );
   });
 

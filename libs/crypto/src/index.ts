@@ -10,6 +10,6 @@ export * from './shamir';
 export * from './keys';
 export * from './envelope';
 export * from './signature';
-export { modPow, prepareModPow, NATIVE_MODULUS_BITS, type PreparedModPow } from './modpow';
+export { modPow, prepareModPow, prepareModulus, NATIVE_MODULUS_BITS, type PreparedModPow } from './modpow';
 export * from './paillier';
 export * from './threshold-paillier';

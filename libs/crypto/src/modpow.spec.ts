@@ -1,7 +1,7 @@
 import { generatePrimeSync } from 'node:crypto';
 import { modPow as referenceModPow } from 'bigint-crypto-utils';
 import fc from 'fast-check';
-import { NATIVE_MODULUS_BITS, bigIntToBuffer, bitLength, bufferToBigInt, isNativeModulus, modPow, prepareModPow } from './modpow';
+import { NATIVE_MODULUS_BITS, bigIntToBuffer, bitLength, bufferToBigInt, isNativeModulus, modPow, prepareModPow, prepareModulus } from './modpow';
 
 /** An odd modulus of exactly `bits` bits. */
 const oddModulus = (minBits: number, maxBits: number) =>
@@ -99,6 +99,23 @@ describe('modPow (OpenSSL through node:crypto Diffie–Hellman)', () => {
         expect(modPow(3n, e, m)).toBe(referenceModPow(3n, e, m));
       }
     }
+  });
+
+  it('a prepared modulus swaps exponents on one object: closures for several exponents, interleaved, each match the reference', () => {
+    fc.assert(
+      fc.property(oddModulus(512, 1536), fc.array(exponent, { minLength: 1, maxLength: 4 }), fc.array(fc.bigInt({ min: -(1n << 1600n), max: 1n << 1600n }), { minLength: 1, maxLength: 3 }), (m, exps, bases) => {
+        const ctx = prepareModulus(m);
+        const pows = exps.map((e) => ctx(e));
+        for (const base of bases) {
+          // Every closure after every other: each must set its own exponent again.
+          for (const [i, pow] of pows.entries()) expect(pow(base)).toBe(referenceModPow(base, exps[i]!, m));
+        }
+      }),
+      { numRuns: 25 },
+    );
+    expect(prepareModulus(15n)(7n)(4n)).toBe(referenceModPow(4n, 7n, 15n));
+    expect(() => prepareModulus(0n)).toThrow(RangeError);
+    expect(() => prepareModulus(101n)(-1n)).toThrow(RangeError);
   });
 
   it('refuses a non-positive modulus, a negative exponent and non-bigint arguments', () => {

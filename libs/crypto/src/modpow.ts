@@ -72,28 +72,64 @@ export function prepareModPow(exp: bigint, mod: bigint): PreparedModPow {
   if (exp === 0n) return () => 1n;
   if (exp === 1n) return (base) => reduce(base, mod);
   if (!isNativeModulus(mod)) return (base) => bigintModPow(reduce(base, mod), exp, mod);
-  const odd = (exp & 1n) === 1n;
   let dh: DiffieHellman | undefined;
-  return (base) => {
-    const b = reduce(base, mod);
-    // OpenSSL refuses these as weak DH public values; their powers are trivial.
-    if (b === 0n || b === 1n) return b;
-    if (b === mod - 1n) return odd ? b : 1n;
-    if (!dh) {
-      dh = createDiffieHellman(bigIntToBuffer(mod), Buffer.of(2));
-      dh.setPrivateKey(bigIntToBuffer(exp));
-    }
-    let out: bigint;
-    try {
-      out = bufferToBigInt(dh.computeSecret(bigIntToBuffer(b)));
-    } catch {
-      // A result of 0 (b shares every prime factor of mod: rare, and impossible for units) comes back as an empty
-      // secret, which node reports as an error.
-      return bigintModPow(b, exp, mod);
-    }
-    // A zero buffer is also how OpenSSL fails silently: recompute rather than trust it.
-    return out === 0n || out >= mod ? bigintModPow(b, exp, mod) : out;
+  return (base) =>
+    nativePow(base, exp, mod, () => {
+      if (!dh) {
+        dh = createDiffieHellman(bigIntToBuffer(mod), Buffer.of(2));
+        dh.setPrivateKey(bigIntToBuffer(exp));
+      }
+      return dh;
+    });
+}
+
+/**
+ * Prepares exponentiations with a fixed modulus and exponents that change: one OpenSSL object for the modulus, whose
+ * exponent is swapped per call (about 0.2 ms at 6144 bits, against about one whole exponentiation to build an object).
+ * For proofs, whose nonce and response exponents are fresh each time: `ctx(r)` gives x ↦ x^r mod `mod`, for as many
+ * bases as needed. Each closure sets its own exponent before it computes, so closures for different exponents may be
+ * used in any order. The object holds the last exponent used until the next call replaces it.
+ * @param mod positive modulus
+ * @returns exp ↦ (base ↦ base^exp mod mod), natively where the modulus allows, bit-identical to {@link modPow}
+ * @throws RangeError on a non-positive modulus (and, from the returned function, on a negative exponent)
+ */
+export function prepareModulus(mod: bigint): (exp: bigint) => PreparedModPow {
+  checkArguments(0n, mod);
+  if (!isNativeModulus(mod)) return (exp) => prepareModPow(exp, mod);
+  let dh: DiffieHellman | undefined;
+  let current: bigint | undefined;
+  return (exp) => {
+    checkArguments(exp, mod);
+    if (exp < 2n) return prepareModPow(exp, mod);
+    const key = bigIntToBuffer(exp);
+    return (base) =>
+      nativePow(base, exp, mod, () => {
+        dh ??= createDiffieHellman(bigIntToBuffer(mod), Buffer.of(2));
+        if (current !== exp) {
+          dh.setPrivateKey(key);
+          current = exp;
+        }
+        return dh;
+      });
   };
+}
+
+/** base^exp mod mod through an OpenSSL DH object holding exp as its private key, with the module comment's workarounds. */
+function nativePow(base: bigint, exp: bigint, mod: bigint, object: () => DiffieHellman): bigint {
+  const b = reduce(base, mod);
+  // OpenSSL refuses these as weak DH public values; their powers are trivial.
+  if (b === 0n || b === 1n) return b;
+  if (b === mod - 1n) return (exp & 1n) === 1n ? b : 1n;
+  let out: bigint;
+  try {
+    out = bufferToBigInt(object().computeSecret(bigIntToBuffer(b)));
+  } catch {
+    // A result of 0 (b shares every prime factor of mod: rare, and impossible for units) comes back as an empty
+    // secret, which node reports as an error.
+    return bigintModPow(b, exp, mod);
+  }
+  // A zero buffer is also how OpenSSL fails silently: recompute rather than trust it.
+  return out === 0n || out >= mod ? bigintModPow(b, exp, mod) : out;
 }
 
 function reduce(base: bigint, mod: bigint): bigint {

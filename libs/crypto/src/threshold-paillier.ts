@@ -2,7 +2,7 @@ import { createHash, generatePrime } from 'node:crypto';
 import { gcd, modInv, modPow as bigintModPow } from 'bigint-crypto-utils';
 import { PrivateKey, PublicKey } from 'paillier-bigint';
 import { fromBase64Url, toBase64Url } from './encoding';
-import { bitLength, bufferToBigInt, prepareModPow, type PreparedModPow } from './modpow';
+import { bitLength, bufferToBigInt, prepareModPow, prepareModulus, type PreparedModPow } from './modpow';
 import {
   PAILLIER_MAX_BITS,
   PAILLIER_MIN_GENERATE_BITS,
@@ -136,6 +136,8 @@ interface VerificationContext {
   readonly nonceBits: number;
   /** (4Δ²)^(−1) mod n. */
   readonly combineFactor: bigint;
+  /** exp ↦ (x ↦ x^exp mod n²) on one native object for n², for the proofs' fresh exponents (modpow.ts prepareModulus). */
+  readonly powMod: (exp: bigint) => PreparedModPow;
 }
 
 const verificationContexts = new WeakMap<ThresholdVerificationKey, VerificationContext>();
@@ -203,6 +205,7 @@ function verificationContext(key: ThresholdVerificationKey): VerificationContext
     delta: exactDelta,
     nonceBits: bitLength(n2) + bitLength(exactDelta) + CHALLENGE_BITS + STATISTICAL_BITS,
     combineFactor: modInv(fourDeltaSquared % n, n),
+    powMod: prepareModulus(n2),
   };
   verificationContexts.set(key, ctx);
   return ctx;
@@ -388,7 +391,7 @@ export function partialDecrypt(share: CustodianShare, c: bigint, context: string
   const ci = power(c);
   const c2 = (c * c) % ctx.n2;
   const r = randomBelow(1n << BigInt(ctx.nonceBits), rng);
-  const powR = prepareModPow(r, ctx.n2);
+  const powR = ctx.powMod(r);
   const a = powR((c2 * c2) % ctx.n2);
   const b = powR(ctx.v);
   const e = decryptionChallenge(ctx, share.index, c, ci, a, b, context);
@@ -414,7 +417,7 @@ export function verifyPartialDecryption(verification: ThresholdVerificationKey, 
   if (typeof z !== 'bigint' || z < 0n || bitLength(z) > ctx.nonceBits + 1) return false;
   const vi = ctx.vi[index - 1]!;
   const c2 = (c * c) % n2;
-  const powZ = prepareModPow(z, n2);
+  const powZ = ctx.powMod(z);
   const x = bigintModPow((ci * ci) % n2, e, n2);
   const y = bigintModPow(vi, e, n2);
   // One inversion for both: x^(−1) = y·(xy)^(−1) and y^(−1) = x·(xy)^(−1).

@@ -1,7 +1,9 @@
 import fc from 'fast-check';
 import { entryBytes, leafHash, merkleTreeHash, parseEntry, type LedgerEntry } from '@confide/ledger';
+import { generateKeyPair, keyFingerprint, publicKeyBase64Url } from '@confide/crypto';
 import { ENTRY, ledgerSchema } from './ledger-entries';
 import { checkLedgerRules, prefixRoots, seedRootSizes, type LedgerRule, type LedgerRuleViolation } from './ledger-rules';
+import { custodiansHash, researcherStatement, signResearcherStatement } from './paillier/researcher';
 import { canonicalQuery, queryHash } from './query-hash';
 import { parseStudySchema } from './schema';
 import { committeeSeed, drawCommittee, MAX_COMMITTEE, nonceCommitment, sha256Hex, thresholdFloor } from './shamir/plan';
@@ -76,6 +78,11 @@ const enrolled = (participantId: string, studyId: string): Event => ({
   key: participantId,
   body: { participantId, studyId, name: `site ${participantId}`, encryptionKeyFingerprint: `x25519:${participantId}`, signingKeyFingerprint: `ed25519:${participantId}`, maxRecords: 1000 },
 });
+/** The researcher's identity key, bound to its API key `researcher` by the ledger's first entry. */
+const IDENTITY = generateKeyPair('ed25519');
+const PUBLIC_KEY = { n: '1234567' };
+/** The researcher's signed binding of a paillier key to a query (paillier/researcher.ts). */
+const binding = (studyId: string, n = PUBLIC_KEY, signer = IDENTITY) => signResearcherStatement(signer, researcherStatement(`study ${studyId}`, SPEC, n, null, 'c3'.repeat(32)));
 const submitted = (queryId: string, studyId: string, protocol: 'shamir' | 'paillier', extra: Body = {}): Event => ({
   type: ENTRY.querySubmitted,
   key: queryId,
@@ -87,7 +94,7 @@ const submitted = (queryId: string, studyId: string, protocol: 'shamir' | 'paill
     query: canonicalQuery(SPEC),
     queryHash: queryHash(SPEC),
     submittedBy: 'researcher',
-    ...(protocol === 'shamir' ? { seedCommitment: nonceCommitment(NONCE) } : {}),
+    ...(protocol === 'shamir' ? { seedCommitment: nonceCommitment(NONCE) } : { publicKey: PUBLIC_KEY, researcher: binding(studyId) }),
     ...extra,
   },
 });
@@ -105,7 +112,7 @@ const drawn = (queryId: string, studyId: string, participants: readonly string[]
 const planned = (queryId: string, studyId: string, participants: readonly string[]): Event => ({
   type: ENTRY.paillierPlanned,
   key: queryId,
-  body: { queryId, studyId, participants: [...participants], publicKey: { n: '1234567' }, maxRecords: '1000', deadline: Date.UTC(2026, 0, 2), planHash: hex64(`plan ${queryId}`) },
+  body: { queryId, studyId, participants: [...participants], publicKey: PUBLIC_KEY, maxRecords: '1000', deadline: Date.UTC(2026, 0, 2), planHash: hex64(`plan ${queryId}`) },
 });
 const closed = (queryId: string, contributors: readonly string[], missing: readonly string[] = []): Event => ({
   type: ENTRY.roundClosed,
@@ -124,7 +131,7 @@ const X01 = 'x01';
  */
 function honest(): Event[] {
   return [
-    other('apikey.created', 'k1', { keyId: 'k1', role: 'admin', createdBy: null }),
+    other('apikey.created', 'researcher', { keyId: 'researcher', role: 'researcher', createdBy: 'bootstrap-admin', identityKey: publicKeyBase64Url(IDENTITY.publicKey), identityKeyFingerprint: keyFingerprint(IDENTITY.publicKey) }),
     study('s1', 7),
     ...P.map((p) => enrolled(p, 's1')),
     study('s2'),
@@ -136,13 +143,14 @@ function honest(): Event[] {
     submitted('q2', 's1', 'paillier'),
     planned('q2', 's1', P),
     closed('q2', P),
+    other('result.released', 'q2', { queryId: 'q2', statistics: [], paillier: { aggregateHash: hex64('aggregate q2'), custodians: null } }),
     submitted('q3', 's2', 'paillier'),
     other('query.failed', 'q3', { queryId: 'q3', round: 1, reason: '1 participant enrolled, the study requires at least 3', refusals: [] }),
   ];
 }
 
 // Indices in the honest history.
-const I = { s1: 1, p05: 6, p12: 13, s2: 14, x01: 15, q1: 16, q1Drawn: 17, q1Closed: 18, q2: 20, q2Planned: 21, q2Closed: 22, q3: 23 } as const;
+const I = { s1: 1, p05: 6, p12: 13, s2: 14, x01: 15, q1: 16, q1Drawn: 17, q1Closed: 18, q2: 20, q2Planned: 21, q2Closed: 22, q2Released: 23, q3: 24 } as const;
 
 /** Where the event of `type` about `key` is in a history. */
 function find(events: readonly Event[], type: string, key: string): number {
@@ -200,6 +208,7 @@ describe('checkLedgerRules: the ledger means what an honest coordinator wrote', 
       ledger.at(ENTRY.querySubmitted, 'q2'),
       ledger.at(ENTRY.paillierPlanned, 'q2'),
       ledger.at(ENTRY.roundClosed, 'q2'),
+      ledger.at('result.released', 'q2'),
       ledger.at(ENTRY.querySubmitted, 'q3'),
     ];
     expect(where).toEqual(Object.values(I));
@@ -379,6 +388,44 @@ describe('checkLedgerRules: the ledger means what an honest coordinator wrote', 
     expectOnly(build(events), 'entry.key', I.q2Closed, 'round.closed', 'queryId');
   });
 
+  describe("a paillier query's key is its researcher's, and its result says who decrypted what", () => {
+    it("catches a paillier query whose binding is signed by an identity other than the one bound to its API key (the coordinator's own key)", () => {
+      const events = change(honest(), ENTRY.querySubmitted, 'q2', (body) => ({ ...body, publicKey: { n: '7654321' }, researcher: binding('s1', { n: '7654321' }, generateKeyPair('ed25519')) }));
+      const violations = violationsOf(build(events));
+      expect(violations.map((v) => [v.index, v.rule])).toEqual([
+        [I.q2, 'query.researcher'],
+        [I.q2Planned, 'plan.key'],
+      ]);
+      expect(violations[0]!.message).toMatch(/is not the one bound to the submitting API key/);
+    });
+
+    it("catches a binding that does not cover the key the query records", () => {
+      const events = change(honest(), ENTRY.querySubmitted, 'q2', (body) => ({ ...body, researcher: binding('s1', { n: '7654321' }) }));
+      expectOnly(build(events), 'query.researcher', I.q2, 'signature does not cover');
+    });
+
+    it('catches a paillier query without a binding, or under a key that is not a bound researcher key', () => {
+      expectOnly(build(change(honest(), ENTRY.querySubmitted, 'q2', (body) => ({ ...body, researcher: undefined }))), 'query.researcher', I.q2, 'records no valid researcher');
+      expectOnly(build(change(honest(), ENTRY.querySubmitted, 'q2', (body) => ({ ...body, submittedBy: 'k9' }))), 'query.researcher', I.q2, 'API key k9, which has no apikey.created before it');
+    });
+
+    it('catches a paillier plan with another key than the query was submitted with', () => {
+      const events = change(honest(), ENTRY.paillierPlanned, 'q2', (body) => ({ ...body, publicKey: { n: '7654321' } }));
+      expectOnly(build(events), 'plan.key', I.q2Planned, 'another public key');
+    });
+
+    it('catches a paillier result that names no aggregate, or fewer custodians than the threshold', () => {
+      expectOnly(build(change(honest(), 'result.released', 'q2', (body) => ({ ...body, paillier: undefined }))), 'result.decryption', I.q2Released, 'names no aggregate hash');
+      const custodial = change(
+        change(honest(), ENTRY.querySubmitted, 'q2', (body) => ({ ...body, custodians: { custodians: 3, threshold: 2 }, researcher: signResearcherStatement(IDENTITY, researcherStatement('study s1', SPEC, PUBLIC_KEY, custodiansHash({ custodians: 3, threshold: 2 }), 'c3'.repeat(32))) })),
+        'result.released',
+        'q2',
+        (body) => ({ ...body, paillier: { aggregateHash: hex64('aggregate q2'), custodians: [1, 1] } }),
+      );
+      expectOnly(build(custodial), 'result.decryption', I.q2Released, 'not 2 distinct custodians of the 3');
+    });
+  });
+
   it('reads a ledger written before studyId and queryHash were recorded, naming once each field a rule needs', () => {
     const legacy = (event: Event, ...drop: string[]): Event => ({
       ...event,
@@ -394,7 +441,7 @@ describe('checkLedgerRules: the ledger means what an honest coordinator wrote', 
       legacy(submitted('q1', 's1', 'shamir'), 'studyId', 'queryHash', 'seedCommitment'),
       legacy(drawn('q1', 's1', P, 7), 'studyId', 'nonce', 'seedTreeSize', 'planHash'),
       closed('q1', P),
-      legacy(submitted('q2', 's1', 'paillier'), 'studyId', 'queryHash'),
+      legacy(submitted('q2', 's1', 'paillier'), 'studyId', 'queryHash', 'publicKey', 'researcher'),
       legacy(planned('q2', 's1', P), 'studyId', 'planHash'),
       closed('q2', P),
     ];
@@ -407,7 +454,9 @@ describe('checkLedgerRules: the ledger means what an honest coordinator wrote', 
       [14, 'draw.nonce'],
       [16, 'query.hash'],
       [16, 'query.study'],
+      [16, 'query.researcher'],
       [17, 'plan.matches-query'],
+      [17, 'plan.key'],
     ]);
     expect(violations[0]!.message).toBe('query.submitted of query q1 (entry 13) records no valid queryHash');
     expect(violations[4]!.message).toBe('committee.drawn of query q1 (entry 14) records no valid nonce');

@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import { appendLeaves, emptyFrontier, frontierRoot, type LedgerEntry } from '@confide/ledger';
 import { ENTRY, ENTRY_BODIES, type CheckedEntryType, type EntryBody } from './ledger-entries';
+import { checkResearcherBinding, researcherStatementOf } from './paillier/researcher';
 import { queryHash } from './query-hash';
 import { committeeSeed, committeeSize, drawCommittee, nonceCommitment, thresholdBelowFloor, thresholdFloor } from './shamir/plan';
 
@@ -32,6 +33,10 @@ export const LEDGER_RULES = {
   'round.once': 'one round.closed per query and round',
   'round.plan': "a round closes after its query's plan",
   'round.contributors': "a round's contributors are distinct, participants of the plan, and enrolled in the query's study before it closed",
+  'query.researcher':
+    "a paillier query records its public key and the researcher's signature over study, query hash, key and custodians, made with the identity key bound to the submitting API key (apikey.created) before it",
+  'plan.key': "a paillier.planned carries the public key its query.submitted records",
+  'result.decryption': "a paillier result names the aggregate's hash and who decrypted it: the researcher's key, or at least t distinct custodians of the query's key",
 } as const;
 
 /** The id of a rule of {@link LEDGER_RULES}. */
@@ -207,6 +212,8 @@ export function checkLedgerRules(entries: readonly LedgerEntry[], rootAt: (size:
   const queries = new Map<string, Query>();
   const plans = new Map<string, Plan>();
   const closings = new Map<string, number>();
+  /** API keys by id: where each was created, and the identity key's fingerprint bound to a researcher key. */
+  const apiKeys = new Map<string, { index: number; role?: string; fingerprint?: string }>();
 
   const enrolledIn = (studyId: string): Map<string, number> => enrolled.get(studyId) ?? new Map<string, number>();
   const firstPlan = (queryId: string): number | undefined => {
@@ -293,6 +300,7 @@ export function checkLedgerRules(entries: readonly LedgerEntry[], rootAt: (size:
           }
         }
         if (check.has('query.study', 'studyId', body.studyId)) studyBefore(check, 'query.study', `query ${body.queryId} (entry ${index}) is submitted to`, body.studyId);
+        if (body.protocol === 'paillier') checkResearcher(check, body, apiKeys);
         if (!earlier) queries.set(body.queryId, { index, label, body, rosterLength: body.studyId === undefined ? 0 : (rosters.get(body.studyId)?.length ?? 0) });
         break;
       }
@@ -345,6 +353,27 @@ export function checkLedgerRules(entries: readonly LedgerEntry[], rootAt: (size:
           }
         }
         if (drawBody) checkDraw(check, drawBody, query, studyId === undefined ? undefined : studies.get(studyId), rootAt);
+        else if (query.body.protocol === 'paillier') {
+          const planned = body as Fields<typeof ENTRY.paillierPlanned>;
+          if (check.has('plan.key', 'publicKey', planned.publicKey) && planned.publicKey.n !== query.body.publicKey?.n) {
+            check.fail('plan.key', `${label} plans with another public key than the one query ${queryId} was submitted with (entry ${query.index}): participants would encrypt to a key the researcher did not sign`);
+          }
+        }
+        break;
+      }
+
+      case ENTRY.apiKeyCreated: {
+        const body = read(ENTRY.apiKeyCreated, entry.body);
+        if (body.keyId !== undefined && !apiKeys.has(body.keyId)) apiKeys.set(body.keyId, { index, role: body.role, fingerprint: body.identityKeyFingerprint });
+        break;
+      }
+
+      case ENTRY.resultReleased: {
+        const queryId = text(entry.body.queryId);
+        const query = queryId === undefined ? undefined : queries.get(queryId);
+        if (!query || query.body.protocol !== 'paillier') break;
+        const check = new EntryCheck(entry, `result.released of query ${queryId} (entry ${index})`, out);
+        checkDecryption(check, entry.body.paillier, query);
         break;
       }
 
@@ -391,6 +420,45 @@ export function checkLedgerRules(entries: readonly LedgerEntry[], rootAt: (size:
     }
   }
   return out;
+}
+
+/** A paillier query's key binding: the researcher signed this key for this query, with the identity bound to its API key. */
+function checkResearcher(check: EntryCheck, body: Fields<typeof ENTRY.querySubmitted>, apiKeys: ReadonlyMap<string, { index: number; role?: string; fingerprint?: string }>): void {
+  if (!check.has('query.researcher', 'publicKey', body.publicKey) || !check.has('query.researcher', 'researcher', body.researcher)) return;
+  const submittedBy = body.submittedBy ?? undefined;
+  if (!check.has('query.researcher', 'submittedBy', submittedBy) || body.study === undefined || body.queryHash === undefined) return;
+  const key = apiKeys.get(submittedBy);
+  if (!key) {
+    check.fail('query.researcher', `${check.label} was submitted with API key ${submittedBy}, which has no apikey.created before it`);
+    return;
+  }
+  if (key.role !== 'researcher' || key.fingerprint === undefined) {
+    check.fail('query.researcher', `${check.label} was submitted with API key ${submittedBy}, which is not a researcher key bound to an identity key (entry ${key.index})`);
+    return;
+  }
+  const problem = checkResearcherBinding(body.researcher, researcherStatementOf({ study: body.study, queryHash: body.queryHash, publicKey: body.publicKey, custodians: body.custodians }, body.researcher.nonce), key.fingerprint);
+  if (problem) check.fail('query.researcher', `${check.label}: ${problem}`);
+}
+
+/** A paillier result names the aggregate it decrypts and who decrypted it. */
+function checkDecryption(check: EntryCheck, paillier: unknown, query: Query): void {
+  const fields = (typeof paillier === 'object' && paillier !== null ? paillier : {}) as { aggregateHash?: unknown; custodians?: unknown };
+  if (typeof fields.aggregateHash !== 'string' || !/^[0-9a-f]{64}$/.test(fields.aggregateHash)) {
+    check.fail('result.decryption', `${check.label} names no aggregate hash: nobody who checked the aggregate can tell this result is its decryption`);
+    return;
+  }
+  const custodians = query.body.custodians as { custodians?: unknown; threshold?: unknown } | undefined;
+  if (!custodians) {
+    if (fields.custodians !== null) check.fail('result.decryption', `${check.label} names custodians, but query ${text(query.body.queryId) ?? '?'} was submitted for one researcher's key (entry ${query.index})`);
+    return;
+  }
+  const l = typeof custodians.custodians === 'number' ? custodians.custodians : 0;
+  const t = typeof custodians.threshold === 'number' ? custodians.threshold : Number.POSITIVE_INFINITY;
+  const used = Array.isArray(fields.custodians) ? fields.custodians : [];
+  const valid = new Set(used.filter((i): i is number => Number.isSafeInteger(i) && (i as number) >= 1 && (i as number) <= l));
+  if (valid.size !== used.length || valid.size < t) {
+    check.fail('result.decryption', `${check.label} is decrypted by custodians ${JSON.stringify(fields.custodians)}, not ${t} distinct custodians of the ${l} its query's key is split among (entry ${query.index})`);
+  }
 }
 
 /** The rules of a `committee.drawn` entry of its own: seed, nonce, committee size, threshold and the draw. */
