@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { addCiphertexts, ciphertextFromString, custodianShareFromJson, encryptFast, privateKeyFromJson } from '@confide/crypto';
+import { addCiphertexts, ciphertextFromString, custodianShareFromJson, encryptFast, generateKeyPair, keyFingerprint, privateKeyFromJson, publicKeyBase64Url } from '@confide/crypto';
 import { custodianPartials, decryptAggregate } from '@confide/protocol';
 import { Cluster, type ParticipantProcess, until } from '../support/cluster';
 import { runCli, singleJson } from '../support/cli';
@@ -216,6 +216,16 @@ describe('paillier end to end (SQLite)', () => {
     const res = await post('/v1/queries', researcher, { study: 'salaries', protocol: 'paillier', select: [{ stat: 'mean', field: 'salary' }], publicKey: { n: 'AQAB' } });
     expect(res.status).toBe(400);
     expect(res.json).toMatchObject({ error: 'invalid_public_key', message: expect.stringMatching(/^publicKey: researcher's public key refused/) as string });
+  });
+
+  it('binds an identity key that begins with "-" (base64url) with --identity=KEY, the form `keys researcher` prints', async () => {
+    let identity = generateKeyPair('ed25519');
+    while (!publicKeyBase64Url(identity.publicKey).startsWith('-')) identity = generateKeyPair('ed25519');
+    const key = publicKeyBase64Url(identity.publicKey);
+    const made = await cluster.cliJson(['admin', 'keys', 'create', '--role', 'researcher', `--identity=${key}`]);
+    expect(made).toMatchObject({ role: 'researcher', identityKeyFingerprint: keyFingerprint(identity.publicKey) });
+    const printed = await cluster.cli(['keys', 'researcher', '--out', join(cluster.dir, 'another-identity.pem')], null);
+    expect(printed.stdout).toMatch(/confide admin keys create --role researcher --identity=[A-Za-z0-9_-]{43}\n/);
   });
 
   it("refuses a paillier query without the researcher's signed binding, or from an API key no identity is bound to", async () => {

@@ -187,7 +187,8 @@ export class Cluster {
   async researcher(name = 'researcher'): Promise<{ token: string; keyId: string; identityFile: string; fingerprint: string }> {
     const identityFile = join(this.dir, `${name}-identity.pem`);
     const made = await this.cliJson(['keys', 'researcher', '--out', identityFile], null);
-    const key = await this.cliJson(['admin', 'keys', 'create', '--role', 'researcher', '--identity', String(made.publicKey)]);
+    // With '=': a base64url key may begin with '-', which a separate argument would read as an option.
+    const key = await this.cliJson(['admin', 'keys', 'create', '--role', 'researcher', `--identity=${String(made.publicKey)}`]);
     return { token: String(key.token), keyId: String(key.id), identityFile, fingerprint: String(made.fingerprint) };
   }
 

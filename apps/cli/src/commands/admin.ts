@@ -5,9 +5,9 @@ import type { Output } from '../output';
 
 export const ADMIN_USAGE = `Usage: confide admin study create --file study.json
        confide admin invite --study NAME --participant NAME
-       confide admin keys create --role researcher|auditor|admin [--label TEXT] [--identity KEY]
+       confide admin keys create --role researcher|auditor|admin [--label TEXT] [--identity=KEY]
 --identity binds a researcher's identity public key (from 'confide keys researcher') to the new key, in the
-ledger; a researcher needs one to submit paillier queries.
+ledger; a researcher needs one to submit paillier queries. Write it with '=': a base64url key may begin with '-'.
 Global: --coordinator URL (CONFIDE_URL), --token TOKEN (CONFIDE_TOKEN), --json`;
 
 /** `confide admin …`: studies, invitations and API keys. */

@@ -31,7 +31,7 @@ export const KEYS_USAGE = `Usage: confide keys researcher --out FILE [--json]
        confide keys paillier --out DIR --custodians L --threshold T [--keep-full-key] [--bits 3072] [--json]
 'keys researcher' generates the researcher's Ed25519 identity key. FILE (mode 0600) never leaves this
 machine; give the printed public key to your admin, who binds it to your API key with
-'confide admin keys create --role researcher --identity KEY'. Paillier queries are signed with it
+'confide admin keys create --role researcher --identity=KEY'. Paillier queries are signed with it
 ('confide query --protocol paillier --identity FILE'), and every participant checks that signature
 before it encrypts anything to your Paillier key.
 'keys paillier' generates a Paillier key pair for the paillier protocol. FILE (mode 0600) holds the
@@ -95,7 +95,7 @@ function researcherKey(args: readonly string[], out: Output): void {
       `wrote the identity key to ${values.out} (mode 0600; it never leaves this machine)`,
       `public key ${publicKey}`,
       `fingerprint ${fingerprint}`,
-      `give the public key to your admin: confide admin keys create --role researcher --identity ${publicKey}`,
+      `give the public key to your admin: confide admin keys create --role researcher --identity=${publicKey}`,
     ].join('\n'),
   );
 }
