@@ -66,6 +66,33 @@ describe('coordinator (built app)', () => {
     c.cleanup();
   }, 30_000);
 
+  it('while Redis is down: /health answers 503 with Retry-After, routes that need only the database still work, and SIGTERM stops it within its grace period', async () => {
+    redis = await startLocalRedis();
+    const c = await startCoordinator(redis.adminUrl);
+    const admin = { authorization: 'Bearer boot-test-admin-token-0123456789', 'content-type': 'application/json' };
+    let stopping: number;
+    try {
+      expect((await waitForHealth(`${c.url}/health`, 15_000)).status).toBe(200);
+      const study = { name: 'outage', minParticipants: 1, fields: [{ name: 'x', type: 'number', min: 0, max: 10, decimals: 0 }] };
+      expect((await fetch(`${c.url}/v1/studies`, { method: 'POST', headers: admin, body: JSON.stringify(study) })).status).toBe(201);
+      await redis.stop();
+      const health = await fetch(`${c.url}/health`, { signal: AbortSignal.timeout(10_000) });
+      expect([health.status, health.headers.get('retry-after'), await health.json()]).toEqual([503, '5', expect.objectContaining({ error: 'http_error', message: 'database ok, redis down' })]);
+      const invite = await fetch(`${c.url}/v1/studies/outage/invitations`, { method: 'POST', headers: admin, body: JSON.stringify({ participant: 'site-1' }), signal: AbortSignal.timeout(10_000) });
+      expect(invite.status).toBe(201);
+    } finally {
+      stopping = Date.now();
+      c.child.kill('SIGTERM');
+    }
+    expect(await c.exited).toBe(0);
+    // BullMQ cannot drain without Redis: the stop waits its grace period (10 s), then drops the connections.
+    expect(Date.now() - stopping).toBeLessThan(20_000);
+    expect(c.stderr()).toMatch(/stopping without draining: Redis or the database did not answer in time/);
+    // An outage is a refusal the client retries, not a failure of the coordinator.
+    expect(c.stderr()).not.toMatch(/"msg":"request failed"/);
+    c.cleanup();
+  }, 60_000);
+
   it("refuses to start on a Redis whose default user has no password when it would itself run as that user: participants could skip their ACL users", async () => {
     redis = await startLocalRedis({ openDefaultUser: true });
     const c = await startCoordinator(redis.publicUrl);

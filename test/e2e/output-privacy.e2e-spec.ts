@@ -129,5 +129,9 @@ describe('output privacy end to end (SQLite)', () => {
     const out = JSON.parse(noised.stdout.trim()) as Result;
     expect(out.privacy.dp).toEqual({ mechanism: 'laplace', epsilon: 1, delta: 0 });
     expect(Math.abs(out.results[0]!.value! - 88)).toBeLessThan(60);
+    // The study has no DP budget, so opting in charges nothing: the same query runs again (it was refused with
+    // "0 of 1 remains" when the query's own ε was taken for the study's budget).
+    const again = await cluster.cli(['query', '--file', file, '--protocol', 'paillier', '--key', keyFile, '--identity', identityFile, '--wait', '--json'], researcher);
+    expect([again.code, (JSON.parse(again.stdout.trim()) as Result).status]).toEqual([0, 'succeeded']);
   }, 120_000);
 });

@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect, sql } from 'kysely';
-import { types as pgTypes } from 'pg';
-import { openDatabase, SQLITE_FILE, type Database, type DatabaseConfig } from '../../apps/coordinator/src/db/database';
+import pg, { types as pgTypes } from 'pg';
+import { isDatabaseOutage, openDatabase, SQLITE_FILE, type Database, type DatabaseConfig } from '../../apps/coordinator/src/db/database';
+import { freePort } from '../../apps/cli/src/local-redis';
 import {
   ApiKeyRepository,
   PartialDecryptionRepository,
@@ -688,6 +689,36 @@ describe('PostgreSQL specifics', () => {
   });
   afterAll(async () => {
     await opened?.cleanup();
+  });
+
+  it('tells an outage (503, retry) from a refused statement (a bug or a conflict)', async () => {
+    // A server that is not there: nothing listens on the port a socket was just bound to and released.
+    const port = await freePort();
+    const unreachable = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${port}/test` });
+    const refused = await unreachable.connect().then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(isDatabaseOutage(refused)).toBe(true);
+    // A server that is there but refuses the statement is no outage.
+    const conflict = await sql`select * from no_such_table`.execute(opened.database.db).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(conflict).toMatchObject({ code: '42P01' });
+    expect(isDatabaseOutage(conflict)).toBe(false);
+    // A session the server ends (an administrator, or a restart) is one.
+    const victim = new pg.Client({ connectionString: POSTGRES_URL });
+    await victim.connect();
+    victim.on('error', () => undefined);
+    const { rows } = await victim.query<{ pid: number }>('select pg_backend_pid() as pid');
+    await sql`select pg_terminate_backend(${rows[0]!.pid})`.execute(opened.database.db);
+    const ended = await victim.query('select 1').then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(isDatabaseOutage(ended)).toBe(true);
+    await victim.end().catch(() => undefined);
   });
 
   it('creates the tables in its own schema', async () => {

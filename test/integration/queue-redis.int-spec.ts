@@ -1,8 +1,8 @@
 import { once } from 'node:events';
 import { Queue, QueueEvents, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { assertRedisReady, createRedis, participantQueue, pingRedis, RedisUnavailableError, taskJobId } from '@confide/queue';
-import { closeConnection, deleteKeysWithPrefix, errorOf, RedisOutageProxy, TEST_REDIS_URL, uniqueTestPrefix } from '../support/redis';
+import { assertRedisReady, createRedis, isRedisOutage, participantQueue, pingRedis, RedisUnavailableError, taskJobId } from '@confide/queue';
+import { closeConnection, deleteKeysWithPrefix, RedisOutageProxy, TEST_REDIS_URL, uniqueTestPrefix } from '../support/redis';
 
 // STYLE.md "Queues": worker connections wait out a Redis outage, the HTTP side fails fast (503). The outage is a
 // relay to the real Redis that the test takes down and brings back; the shared Redis itself keeps running.
@@ -59,7 +59,15 @@ describe('Redis connections', () => {
     await once(producer, 'close');
     expect(() => assertRedisReady(producer)).toThrow(RedisUnavailableError);
     await expect(pingRedis(producer, 1000)).resolves.toBe(false);
-    expect(await errorOf(tasks.add('shamir.round1', { n: 2 }, { jobId: taskJobId('q-2', 1, 'hospital-1') }))).toMatch(/enableOfflineQueue/);
+    const refused = await tasks.add('shamir.round1', { n: 2 }, { jobId: taskJobId('q-2', 1, 'hospital-1') }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(refused).toMatchObject({ message: expect.stringMatching(/enableOfflineQueue/) as string });
+    // What the HTTP layer turns into 503 with Retry-After, not 500: the outage, whatever form ioredis gives it.
+    expect(isRedisOutage(refused)).toBe(true);
+    expect(isRedisOutage(await producer.ping().catch((err: unknown) => err))).toBe(true);
+    expect(isRedisOutage(new Error('ERR unknown command'))).toBe(false);
 
     await proxy.up();
     await ready(producer);

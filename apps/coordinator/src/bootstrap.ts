@@ -20,6 +20,11 @@ import { openDatabase } from './db/database';
 import { createLogger, type Logger } from './logging';
 import { Repositories } from './storage';
 
+/** How long a stop waits for BullMQ to drain before it drops its connections (Redis may be down). */
+const SHUTDOWN_GRACE_MS = 10_000;
+
+const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
+
 /** A running coordinator: its URL and how to stop it. */
 export interface RunningCoordinator {
   readonly url: string;
@@ -81,9 +86,20 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     async close() {
       if (closed) return;
       closed = true;
-      await aggregators.stop();
-      await app.close();
-      await Promise.allSettled([producer.quit(), ...blocking.map((c) => c.quit())]);
+      // A clean stop drains BullMQ's workers and queues, which needs Redis. When Redis (or the database) is down
+      // that would wait for its return: after the grace period, connections are dropped and the stop goes on.
+      const drained = (async () => {
+        await aggregators.stop();
+        await app.close();
+      })();
+      const timedOut = await Promise.race([drained.then(() => false), delay(SHUTDOWN_GRACE_MS).then(() => true)]);
+      if (timedOut) {
+        logger.warn({ graceMs: SHUTDOWN_GRACE_MS }, 'stopping without draining: Redis or the database did not answer in time');
+        for (const c of [producer, ...blocking]) c.disconnect();
+        await Promise.race([drained.catch(() => undefined), delay(2_000)]);
+      } else {
+        await Promise.allSettled([producer.quit(), ...blocking.map((c) => c.quit())]);
+      }
       await database.close();
     },
   };

@@ -158,6 +158,22 @@ export class RedisUnavailableError extends Error {
   override readonly name = 'RedisUnavailableError';
 }
 
+/** What ioredis and the sockets under it throw when Redis cannot be reached, as opposed to a command Redis refused. */
+const OUTAGE_MESSAGES = /Stream isn't writeable|Connection is closed|connect ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|Reached the max retries per request limit/;
+
+/**
+ * Whether an error means Redis is unreachable for now (so a request should get 503 and be retried), rather than a
+ * bug or a refused command: {@link RedisUnavailableError}, ioredis's MaxRetriesPerRequestError, an offline queue
+ * that is off (`enableOfflineQueue: false` on the producer), a closed connection, or a socket error.
+ */
+export function isRedisOutage(err: unknown): boolean {
+  if (err instanceof RedisUnavailableError) return true;
+  // Read by shape, not instanceof: socket errors come from Node's own realm, which is not every caller's.
+  if (typeof err !== 'object' || err === null) return false;
+  const { name, message } = err as { name?: unknown; message?: unknown };
+  return name === 'MaxRetriesPerRequestError' || name === 'RedisUnavailableError' || (typeof message === 'string' && OUTAGE_MESSAGES.test(message));
+}
+
 /**
  * Throws unless the connection is ready. Call it before `Queue.add` on a producer connection:
  * `enableOfflineQueue: false` makes commands fail fast once a connection has been up, but a BullMQ Queue whose

@@ -140,3 +140,18 @@ async function migrate(db: Kysely<Tables>, dialect: Dialect, schema: string | un
     throw new Error(failed === undefined ? 'migration failed' : `migration ${failed} failed`, { cause: error });
   }
 }
+
+/** PostgreSQL SQLSTATEs of a server going away or not accepting connections yet (class 08, and 57P01–57P03). */
+const PG_OUTAGE_CODES = new Set(['08000', '08001', '08003', '08004', '08006', '57P01', '57P02', '57P03']);
+
+/**
+ * Whether an error means the database cannot be reached for now (so a request should get 503 and be retried): a
+ * refused or dropped connection, a server shutting down or starting up, SQLite's busy lock outlasting its timeout.
+ */
+export function isDatabaseOutage(err: unknown): boolean {
+  // Read by shape, not instanceof: socket errors come from Node's own realm, which is not every caller's.
+  if (typeof err !== 'object' || err === null) return false;
+  const { code, message } = err as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && (PG_OUTAGE_CODES.has(code) || code === 'SQLITE_BUSY' || code === 'ECONNREFUSED' || code === 'ECONNRESET')) return true;
+  return typeof message === 'string' && /Connection terminated|terminating connection|the database system is (starting up|shutting down)|connect ECONNREFUSED/.test(message);
+}

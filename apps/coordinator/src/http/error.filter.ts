@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { Catch, HttpException, HttpStatus, Inject, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { ProtocolError, QueryError, SchemaError } from '@confide/protocol';
-import { RedisUnavailableError } from '@confide/queue';
+import { isRedisOutage } from '@confide/queue';
+import { isDatabaseOutage } from '../db/database';
 import { ConflictError } from '../db/repositories';
 import { LOGGER } from '../tokens';
 import type { Logger } from '../logging';
@@ -13,6 +14,9 @@ export interface ErrorBody {
   readonly message: string;
   readonly requestId: string;
 }
+
+/** Seconds a client is told to wait (Retry-After) before retrying a request refused during an outage. */
+export const RETRY_AFTER_SECONDS = 5;
 
 /** A domain error a service throws to answer with a given status and code. */
 export class ApiError extends Error {
@@ -67,21 +71,30 @@ export class ErrorFilter implements ExceptionFilter {
       status = exception.code === 'MIN_PARTICIPANTS' || exception.code === 'OVERFLOW' ? 400 : 409;
       error = exception.code.toLowerCase();
       message = exception.message;
-    } else if (exception instanceof RedisUnavailableError) {
+    } else if (isRedisOutage(exception)) {
       status = 503;
       error = 'unavailable';
       message = 'the queue (Redis) is unavailable; try again shortly';
+    } else if (isDatabaseOutage(exception)) {
+      status = 503;
+      error = 'unavailable';
+      message = 'the database is unavailable; try again shortly';
     } else if (exception instanceof ConflictError) {
       status = 409;
       error = 'conflict';
       message = (exception as Error).message;
     }
-    if (status >= 500) {
+    if (status === 503) {
+      // An outage, not a bug: one line, no stack trace; the client is told when to retry.
+      this.logger.warn({ requestId, path: req.path, error, reason: message }, 'request refused: unavailable');
+    } else if (status >= 500) {
       this.logger.error({ err: exception, requestId, path: req.path }, 'request failed');
     } else {
       this.logger.info({ requestId, path: req.path, status, error }, 'request refused');
     }
     const body: ErrorBody = { error, message, requestId };
+    // An outage is temporary: say when to try again (RFC 9110 §10.2.3).
+    if (status === 503) res.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
     res.status(status).json(body);
   }
 }

@@ -172,10 +172,13 @@ export class QueriesService {
     }
     const id = newQueryId();
     const now = Date.now();
-    if (privacy.dp) {
-      // Spent before anything is recorded or dispatched: a query over budget is refused with nothing computed.
+    const budget = study.schema.privacy.dp?.budget;
+    if (privacy.dp && budget) {
+      // Spent before anything is recorded or dispatched: a query over budget is refused with nothing computed. A
+      // study without DP has no budget to charge: a query that opts into DP there spends nothing (the ledger still
+      // records its ε below), so the next one is not refused.
       try {
-        await this.repos.privacyBudget.spend(study.id, id, dpCost(privacy.dp), study.schema.privacy.dp?.budget ?? dpCost(privacy.dp), now);
+        await this.repos.privacyBudget.spend(study.id, id, dpCost(privacy.dp), budget, now);
       } catch (err) {
         if (err instanceof PrivacyError) throw new ApiError(409, 'privacy_budget_exhausted', err.message);
         throw err;
