@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort, startLocalRedis, type LocalRedis } from '../../apps/cli/src/local-redis';
+import { openDatabase } from '../../apps/coordinator/src/db/database';
+import { QueryRepository, RoundRepository } from '../../apps/coordinator/src/db/repositories';
 import { assertBuilt, COORDINATOR, ROOT } from '../support/cli';
 import { closeConnection } from '../support/redis';
 
@@ -21,17 +23,17 @@ async function waitForHealth(url: string, deadlineMs: number): Promise<Response>
 }
 
 /** Starts the built coordinator against `redisUrl` on embedded SQLite; its stderr is collected. */
-async function startCoordinator(redisUrl: string) {
+async function startCoordinator(redisUrl: string, extra: NodeJS.ProcessEnv = {}) {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'confide-boot-'));
-  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), REDIS_URL: redisUrl, CONFIDE_ADMIN_TOKEN: 'boot-test-admin-token-0123456789', CONFIDE_DATA_DIR: dataDir, CONFIDE_QUEUE_PREFIX: `confide-boot-${port}` };
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), REDIS_URL: redisUrl, CONFIDE_ADMIN_TOKEN: 'boot-test-admin-token-0123456789', CONFIDE_DATA_DIR: dataDir, CONFIDE_QUEUE_PREFIX: `confide-boot-${port}`, ...extra };
   delete env.DATABASE_URL;
   delete env.CONFIDE_PUBLIC_REDIS_URL;
   const child = spawn(process.execPath, [COORDINATOR], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { url: `http://127.0.0.1:${port}`, child, exited, stderr: () => stderr, cleanup: () => rmSync(dataDir, { recursive: true, force: true }) };
+  return { url: `http://127.0.0.1:${port}`, dataDir, child, exited, stderr: () => stderr, cleanup: () => rmSync(dataDir, { recursive: true, force: true }) };
 }
 
 const defaultUserFlags = async (adminUrl: string): Promise<string[]> => {
@@ -90,6 +92,44 @@ describe('coordinator (built app)', () => {
     expect(c.stderr()).toMatch(/stopping without draining: Redis or the database did not answer in time/);
     // An outage is a refusal the client retries, not a failure of the coordinator.
     expect(c.stderr()).not.toMatch(/"msg":"request failed"/);
+    c.cleanup();
+  }, 60_000);
+
+  it('ends every query by its deadline: one left between two steps (round closed, never moved on), one whose deadline job was lost', async () => {
+    redis = await startLocalRedis();
+    const c = await startCoordinator(redis.adminUrl, { CONFIDE_SWEEP_SECONDS: '1' });
+    const admin = { authorization: 'Bearer boot-test-admin-token-0123456789', 'content-type': 'application/json' };
+    const database = await openDatabase({ dataDir: c.dataDir });
+    try {
+      expect((await waitForHealth(`${c.url}/health`, 15_000)).status).toBe(200);
+      const study = { name: 'stuck', minParticipants: 1, fields: [{ name: 'x', type: 'number', min: 0, max: 10, decimals: 0 }] };
+      const { id: studyId } = (await (await fetch(`${c.url}/v1/studies`, { method: 'POST', headers: admin, body: JSON.stringify(study) })).json()) as { id: string };
+      // As a crash leaves them: the coordinator's own rows, written as its repositories write them.
+      const queries = new QueryRepository(database.db);
+      const rounds = new RoundRepository(database.db);
+      const now = Date.now();
+      const stuck = { between: `q${'a'.repeat(24)}`, lost: `q${'b'.repeat(24)}` };
+      for (const id of Object.values(stuck)) {
+        await queries.create({ id, study_id: studyId, protocol: 'shamir', spec_json: '{"select":[]}', created_by: 'bootstrap-admin', created_at: now - 60_000, current_round: 1, plan_json: null });
+      }
+      await rounds.open({ query_id: stuck.between, round: 1, opened_at: now - 60_000, deadline: now + 3_600_000, expected: 1 });
+      await rounds.close(stuck.between, 1, '{}', now - 30_000);
+      await rounds.open({ query_id: stuck.lost, round: 1, opened_at: now - 60_000, deadline: now - 30_000, expected: 1 });
+      const view = async (id: string) => (await (await fetch(`${c.url}/v1/queries/${id}`, { headers: admin })).json()) as { status: string; failureReason: string | null };
+      const until = Date.now() + 15_000;
+      while ((await view(stuck.between)).status === 'running' || (await view(stuck.lost)).status === 'running') {
+        if (Date.now() > until) throw new Error('the sweep did not end the stuck queries in 15 s');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(await view(stuck.between)).toMatchObject({ status: 'failed', failureReason: expect.stringMatching(/round 1 is closed and the query never moved on/) as string });
+      expect(await view(stuck.lost)).toMatchObject({ status: 'failed', failureReason: expect.stringMatching(/round 1 did not end by its deadline/) as string });
+      const events = (await (await fetch(`${c.url}/v1/events?limit=1000`, { headers: admin })).json()) as { events: { type: string; body: { queryId?: string } }[] };
+      expect(events.events.filter((e) => e.type === 'query.failed').map((e) => e.body.queryId).sort()).toEqual([stuck.between, stuck.lost].sort());
+    } finally {
+      await database.close();
+      c.child.kill('SIGTERM');
+    }
+    expect(await c.exited).toBe(0);
     c.cleanup();
   }, 60_000);
 

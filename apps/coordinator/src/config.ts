@@ -23,6 +23,7 @@ const envSchema = z.object({
   CONFIDE_INVITE_TTL_SECONDS: positiveSeconds(7 * 24 * 3600),
   CONFIDE_DECRYPTION_SECONDS: positiveSeconds(3600),
   CONFIDE_AGGREGATORS: z.coerce.number().int().min(0).max(64).default(1),
+  CONFIDE_SWEEP_SECONDS: positiveSeconds(30),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -43,6 +44,8 @@ export interface CoordinatorConfig {
   readonly decryptionSeconds: number;
   /** Paillier aggregation worker processes this coordinator forks (0: run them with `confide coordinator aggregate`). */
   readonly aggregators: number;
+  /** How often the sweep that ends every query by its deadline runs; also its grace past a deadline. */
+  readonly sweepSeconds: number;
   readonly logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
 }
 
@@ -80,6 +83,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorCon
     inviteTtlSeconds: e.CONFIDE_INVITE_TTL_SECONDS,
     decryptionSeconds: e.CONFIDE_DECRYPTION_SECONDS,
     aggregators: e.CONFIDE_AGGREGATORS,
+    sweepSeconds: e.CONFIDE_SWEEP_SECONDS,
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -327,6 +327,11 @@ export class QueryRepository {
   }
 
   /** A study's queries, oldest first. */
+  /** Every query still running, oldest first. */
+  listRunning(): Promise<Query[]> {
+    return this.db.selectFrom('queries').selectAll().where('status', '=', 'running').orderBy('created_at').execute();
+  }
+
   listByStudy(studyId: string): Promise<Query[]> {
     return this.db.selectFrom('queries').selectAll().where('study_id', '=', studyId).orderBy('created_at').orderBy('id').execute();
   }

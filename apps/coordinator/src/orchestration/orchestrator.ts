@@ -159,6 +159,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
+  private sweeper?: NodeJS.Timeout;
+
   async onModuleInit(): Promise<void> {
     const prefix = this.config.queuePrefix;
     this.control = new Queue(CONTROL_QUEUE, { connection: this.redis.producer, prefix });
@@ -186,9 +188,58 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     }
     // Rounds that were open when this process (re)started: check them now rather than at their deadline.
     for (const r of await this.repos.rounds.listOpen()) void this.nudge(r.query_id, r.round);
+    // And every query ends by its deadline, whatever happened to its deadline job or to this process.
+    this.sweeper = setInterval(() => void this.sweep().catch((err: unknown) => this.logger.error({ err }, 'deadline sweep failed')), this.config.sweepSeconds * 1000);
+    this.sweeper.unref();
+  }
+
+  /**
+   * Ends every query that outlived its deadline (DESIGN.md: a deadline ends every query), from the database alone,
+   * so it works when a deadline job was lost with Redis, an aggregation job hung, or this process stopped between
+   * two writes of a transition. A round still open one grace period (CONFIDE_SWEEP_SECONDS) past its deadline is
+   * advanced as its deadline job would; if that does not end it, the query fails. A query whose current round is
+   * closed or failed while the query still runs, for longer than the grace period, was left between states: it
+   * fails, with that reason in the ledger.
+   * @returns the ids of the queries it failed
+   */
+  async sweep(now = Date.now()): Promise<string[]> {
+    const grace = this.config.sweepSeconds * 1000;
+    const failed: string[] = [];
+    for (const q of await this.repos.queries.listRunning()) {
+      const round = await this.repos.rounds.get(q.id, q.current_round);
+      if (round?.status === 'open') {
+        if (now <= round.deadline + grace) continue;
+        await this.nudge(q.id, round.round, true);
+        const after = await this.repos.rounds.get(q.id, round.round);
+        if (after?.status !== 'open') continue;
+        await this.fail(q.id, round.round, `round ${round.round} did not end by its deadline (${new Date(round.deadline).toISOString()}); the deadline sweep ended the query`, new Map());
+        failed.push(q.id);
+        continue;
+      }
+      const since = round ? (round.closed_at ?? round.opened_at) : q.created_at;
+      if (now - since <= grace) continue;
+      const state = round ? `round ${round.round} is ${round.status}` : `round ${q.current_round} never opened`;
+      if (await this.failLeftBetweenStates(q.id, q.current_round, `${state} and the query never moved on: the coordinator stopped between two steps; the deadline sweep ended it`)) {
+        failed.push(q.id);
+      }
+    }
+    return failed;
+  }
+
+  /** Fails a query whose current round is not open (so {@link fail}'s round guard does not apply): once, by finish. */
+  private async failLeftBetweenStates(queryId: string, round: number, reason: string): Promise<boolean> {
+    const now = Date.now();
+    const q = await this.repos.queries.get(queryId);
+    if (!q || !(await this.repos.queries.finish(queryId, { status: 'failed', failure_reason: reason }, now))) return false;
+    await this.repos.events.append(ENTRY.queryFailed, { queryId, round, reason, refusals: [] }, entryKey(ENTRY.queryFailed, queryId), now, q.study_id);
+    if (q.plan_json) await this.cleanup({ queryId, plan: JSON.parse(q.plan_json) as ShamirPlan | PaillierPlan }).catch(() => undefined);
+    if (q.protocol === 'paillier') await this.forgetContributions(queryId);
+    this.logger.warn({ queryId, round, reason }, 'query failed');
+    return true;
   }
 
   async onModuleDestroy(): Promise<void> {
+    clearInterval(this.sweeper);
     this.closing = true;
     await this.controlWorker?.close();
     await Promise.all([...this.listeners.values()].map((l) => l.close()));
