@@ -20,6 +20,7 @@ import {
   aggregateHash,
   checkPostedPartials,
   combineCustodianPartials,
+  parsePostedPartials,
   unpackTotals,
   type AggregateBundle,
   type EncryptedNoise,
@@ -734,7 +735,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const rows = await this.repos.partials.list(queryId);
     if (rows.length < verification.threshold) return { decrypted: rows.length, threshold: verification.threshold, released: false };
     const used = rows.slice(0, verification.threshold);
-    const byCustodian = used.map((r) => checkPostedPartials(verification, queryId, closed.aggregate, JSON.parse(r.partials_json) as PostedPartials));
+    // Each was checked, proof and all, when it arrived: only read here.
+    const byCustodian = used.map((r) => parsePostedPartials(verification, closed.aggregate.length, JSON.parse(r.partials_json) as PostedPartials));
     const compiled = compileQuery(ctx.schema, ctx.spec);
     const context = paillierContext(ctx.plan, compiled);
     let totals: bigint[];

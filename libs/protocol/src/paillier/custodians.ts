@@ -42,14 +42,13 @@ export function custodianPartials(share: CustodianShare, queryId: string, aggreg
 }
 
 /**
- * Checks a custodian's posted partials against the aggregate: one per chunk, each from the custodian it claims, each
- * proof valid for that chunk of this query.
- * @returns the parsed partials, by chunk
- * @throws ProtocolError INVALID_MESSAGE for a malformed post; BAD_SIGNATURE naming the chunk whose proof fails
+ * Reads a custodian's posted partials, one per chunk, each from the custodian it claims; proofs are not checked
+ * here ({@link checkPostedPartials} does): for partials that were checked when they arrived and stored.
+ * @throws ProtocolError INVALID_MESSAGE for a malformed post
  */
-export function checkPostedPartials(verification: ThresholdVerificationKey, queryId: string, aggregate: readonly string[], posted: PostedPartials): PartialDecryption[] {
+export function parsePostedPartials(verification: ThresholdVerificationKey, chunks: number, posted: PostedPartials): PartialDecryption[] {
   if (posted.index > verification.custodians) throw new ProtocolError('INVALID_MESSAGE', `custodian ${posted.index}: the key has ${verification.custodians} custodians`);
-  if (posted.partials.length !== aggregate.length) throw new ProtocolError('INVALID_MESSAGE', `custodian ${posted.index}: expected ${aggregate.length} partial decryptions, one per chunk, got ${posted.partials.length}`);
+  if (posted.partials.length !== chunks) throw new ProtocolError('INVALID_MESSAGE', `custodian ${posted.index}: expected ${chunks} partial decryptions, one per chunk, got ${posted.partials.length}`);
   return posted.partials.map((json, chunk) => {
     let partial: PartialDecryption;
     try {
@@ -59,12 +58,25 @@ export function checkPostedPartials(verification: ThresholdVerificationKey, quer
       throw err;
     }
     if (partial.index !== posted.index) throw new ProtocolError('INVALID_MESSAGE', `custodian ${posted.index}, chunk ${chunk}: the partial is custodian ${partial.index}'s`);
+    return partial;
+  });
+}
+
+/**
+ * Checks a custodian's posted partials against the aggregate: well formed ({@link parsePostedPartials}), and each
+ * proof valid for that chunk of this query.
+ * @returns the parsed partials, by chunk
+ * @throws ProtocolError INVALID_MESSAGE for a malformed post; BAD_SIGNATURE naming the chunk whose proof fails
+ */
+export function checkPostedPartials(verification: ThresholdVerificationKey, queryId: string, aggregate: readonly string[], posted: PostedPartials): PartialDecryption[] {
+  const partials = parsePostedPartials(verification, aggregate.length, posted);
+  partials.forEach((partial, chunk) => {
     const c = ciphertextFromString(verification.publicKey, aggregate[chunk]!);
     if (!verifyPartialDecryption(verification, c, partial, partialContext(queryId, chunk))) {
       throw new ProtocolError('BAD_SIGNATURE', `custodian ${posted.index}'s partial decryption of chunk ${chunk} does not prove it used its share`);
     }
-    return partial;
   });
+  return partials;
 }
 
 /**

@@ -47,7 +47,7 @@ interface Scenario {
 }
 
 /** An honest aggregate as the coordinator serves it: contributions of every site, the ledger facts, optional DP noise. */
-async function honest(options: { dp?: boolean; contributors?: readonly string[] } = {}): Promise<Scenario> {
+async function honest(options: { dp?: boolean; contributors?: readonly string[]; queryMinParticipants?: number } = {}): Promise<Scenario> {
   const schema = parseStudySchema(options.dp ? { ...STUDY, privacy: { dp: { mechanism: 'laplace', epsilon: 1, budget: { epsilon: 10 } } } } : STUDY);
   const spec = { ...SPEC, privacy: effectivePrivacy(schema.privacy, undefined) } as QuerySpec;
   const compiled = compileQuery(schema, spec);
@@ -64,7 +64,9 @@ async function honest(options: { dp?: boolean; contributors?: readonly string[] 
     (id) =>
       ledger.append(ENTRY.participantEnrolled, { participantId: id, studyId: STUDY_ID, name: id, encryptionKeyFingerprint: 'x', signingKeyFingerprint: keyFingerprint(signing.get(id)!.publicKey), maxRecords: 100 }).index,
   );
-  const submitted = ledger.append(ENTRY.querySubmitted, { queryId: QUERY_ID, studyId: STUDY_ID, study: schema.name, protocol: 'paillier', query: canonicalQuery(spec), queryHash: queryHash(spec), submittedBy: 'r', publicKey: n }).index;
+  // A coordinator may record a query that asks for fewer participants than the study (workers would refuse its tasks).
+  const recorded = options.queryMinParticipants === undefined ? spec : ({ ...spec, privacy: { ...(spec as { privacy: object }).privacy, minParticipants: options.queryMinParticipants } } as QuerySpec);
+  const submitted = ledger.append(ENTRY.querySubmitted, { queryId: QUERY_ID, studyId: STUDY_ID, study: schema.name, protocol: 'paillier', query: canonicalQuery(recorded), queryHash: queryHash(recorded), submittedBy: 'r', publicKey: n }).index;
   const planned = ledger.append(ENTRY.paillierPlanned, { queryId: QUERY_ID, studyId: STUDY_ID, participants: SITES, publicKey: n, maxRecords: '100', deadline: plan.deadline, planHash: paillierPlanHash(plan) }).index;
   const closed = ledger.append(ENTRY.roundClosed, { queryId: QUERY_ID, round: 1, contributors: contributions.map((c) => ({ id: c.sender, bundleHash: contributionHash(c) })), missing: [], refusals: [] }).index;
   let aggregate = aggregateContributions(context, contributions.map((c) => ({ ciphertexts: c.ciphertexts.map((t) => ciphertextFromString(keys.publicKey, t)) })));
@@ -148,6 +150,11 @@ describe('checkAggregate', () => {
 
   it('refuses a contributor set below the study minimum, even one the ledger records', async () => {
     const { bundle } = await honest({ contributors: SITES.slice(0, 2) });
+    expectRefused(check(bundle), 'MIN_PARTICIPANTS', /2 contributors, the study requires at least 3/);
+  });
+
+  it("holds the set to the study's own minimum when the query the ledger records asks for less", async () => {
+    const { bundle } = await honest({ contributors: SITES.slice(0, 2), queryMinParticipants: 1 });
     expectRefused(check(bundle), 'MIN_PARTICIPANTS', /2 contributors, the study requires at least 3/);
   });
 

@@ -86,8 +86,8 @@ const refuse = (code: AggregateRefusal['code'], message: string): never => {
   throw new AggregateRefusal(code, message);
 };
 
-function minParticipantsOf(value: unknown): number {
-  const n = (value as { privacy?: { minParticipants?: unknown } } | null)?.privacy?.minParticipants;
+/** A positive integer count, or 1 when the ledger records none. */
+function countOf(n: unknown): number {
   return typeof n === 'number' && Number.isSafeInteger(n) && n >= 1 ? n : 1;
 }
 
@@ -133,7 +133,9 @@ export function checkAggregate(raw: unknown, expect: KeyHolderExpectations): Che
   if (extra.length) refuse('CONTRIBUTORS', `contribution${extra.length === 1 ? '' : 's'} from ${extra.join(', ')} ${extra.length === 1 ? 'is' : 'are'} not in the ledger's round.closed entry ${closed.entry.index}`);
   const missing = [...logged.keys()].filter((id) => !served.includes(id));
   if (missing.length) refuse('CONTRIBUTORS', `the ledger's round.closed entry ${closed.entry.index} records ${missing.join(', ')}, missing from the aggregate`);
-  const min = Math.max(minParticipantsOf(study.body.schema), minParticipantsOf(submitted.body.query));
+  // The study's minimum is its schema's top-level minParticipants (ledgerSchema); the query's, its effective privacy.
+  const studyMin = countOf((study.body.schema as { minParticipants?: unknown }).minParticipants);
+  const min = Math.max(studyMin, countOf((submitted.body.query as { privacy?: { minParticipants?: unknown } } | null)?.privacy?.minParticipants));
   if (served.length < min) refuse('MIN_PARTICIPANTS', `${served.length} contributor${served.length === 1 ? '' : 's'}, the study requires at least ${min}`);
 
   // Each contribution: this plan, signed with the key its participant enrolled with, and the one the ledger hashed.
