@@ -158,7 +158,7 @@ describe('coordinator HTTP API: routes, authentication, authorisation and input 
   it('answers /health without a token: 200 with the database and Redis ok', async () => {
     const reply = await call('GET', '/health');
     expect(reply.status).toBe(200);
-    expect(reply.json).toEqual({ status: 'ok', database: 'ok', redis: 'ok' });
+    expect(reply.json).toEqual({ status: 'ok', database: 'ok', redis: 'ok', connections: expect.any(Number) as number });
   });
 
   it('serves Prometheus metrics to an auditor key: counts only, in the text exposition format', async () => {

@@ -60,7 +60,7 @@ describe('coordinator (built app)', () => {
     try {
       const res = await waitForHealth(`${c.url}/health`, 15_000);
       expect(res.status).toBe(200);
-      expect(await res.json()).toEqual({ status: 'ok', database: 'ok', redis: 'ok' });
+      expect(await res.json()).toEqual({ status: 'ok', database: 'ok', redis: 'ok', connections: expect.any(Number) as number });
     } finally {
       c.child.kill('SIGTERM');
     }

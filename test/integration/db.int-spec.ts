@@ -17,6 +17,7 @@ import {
   ParticipantRepository,
   PrivacyBudgetRepository,
   QueryRepository,
+  RepositorySet,
   RoundRepository,
   StudyRepository,
 } from '../../apps/coordinator/src/db/repositories';
@@ -143,7 +144,7 @@ describe.each(targets)('coordinator storage on $name', (target) => {
     try {
       expect(await new StudyRepository(again.db).getById(study.id)).toEqual(study);
       const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(again.db);
-      expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_ledger', '0003_privacy_budget', '0004_event_study', '0005_researcher_identity']);
+      expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_ledger', '0003_privacy_budget', '0004_event_study', '0005_researcher_identity', '0006_outbox']);
     } finally {
       await again.close();
     }
@@ -373,6 +374,98 @@ describe.each(targets)('coordinator storage on $name', (target) => {
 
     it('refuses partials for a query that does not exist', async () => {
       await expect(partials.record({ query_id: 'no such query', custodian: 1, partials_json: '[]', received_at: T0 })).rejects.toMatchObject(foreignKeyViolation(target));
+    });
+  });
+
+  /** Every repository over the database, with a checkpoint signer, as the coordinator builds them. */
+  const signedRepositories = (): RepositorySet => {
+    const key = generateKeyPair('ed25519');
+    const origin = ledgerOrigin(key.publicKey);
+    return new RepositorySet(database.db, (size, root) => signCheckpoint(key, origin, { origin, size, root }));
+  };
+
+  describe('the outbox of tasks (dispatches)', () => {
+    const task = (queryId: string, round: number, participantId: string, payload = `{"task":"${participantId}"}`) => ({
+      query_id: queryId,
+      round,
+      participant_id: participantId,
+      job_name: 'shamir.round1',
+      payload_json: payload,
+      created_at: T0,
+    });
+
+    it('keeps each task once, lists the pending ones of open rounds of running queries, and forgets them when asked', async () => {
+      const repos = signedRepositories();
+      const { query } = await newQuery();
+      await rounds.open({ query_id: query.id, round: 1, status: 'open', opened_at: T0, deadline: T0 + 1000, expected: 2 });
+      await repos.dispatches.store([task(query.id, 1, 'p-a'), task(query.id, 1, 'p-b')]);
+      // A second store (a transition replayed after a crash) keeps the first payload.
+      await repos.dispatches.store([task(query.id, 1, 'p-a', '{"task":"again"}')]);
+      const mine = async (pendingOnly: boolean) => (await repos.dispatches.openRounds({ pendingOnly })).filter((d) => d.query_id === query.id);
+      expect((await mine(true)).map((d) => [d.participant_id, d.payload_json, d.dispatched_at])).toEqual([
+        ['p-a', '{"task":"p-a"}', null],
+        ['p-b', '{"task":"p-b"}', null],
+      ]);
+      await repos.dispatches.markDispatched(query.id, 1, ['p-a'], T0 + 5);
+      expect((await mine(true)).map((d) => d.participant_id)).toEqual(['p-b']);
+      // After a Redis outage every task of the open round goes again, sent or not.
+      expect((await mine(false)).map((d) => [d.participant_id, d.dispatched_at])).toEqual([
+        ['p-a', T0 + 5],
+        ['p-b', null],
+      ]);
+      // Once the round closes its tasks are no longer sent; once the query is decided, they are its cleanup to do.
+      await rounds.close(query.id, 1, '{}', T0 + 6);
+      expect(await mine(false)).toEqual([]);
+      expect(await repos.dispatches.decidedQueries()).not.toContain(query.id);
+      await queries.finish(query.id, { status: 'failed', failure_reason: 'test' }, T0 + 7);
+      expect(await repos.dispatches.decidedQueries()).toContain(query.id);
+      await repos.dispatches.forget(query.id);
+      expect(await repos.dispatches.list(query.id)).toEqual([]);
+      expect(await repos.dispatches.decidedQueries()).not.toContain(query.id);
+    });
+
+    it('refuses a task for a query that does not exist', async () => {
+      const repos = signedRepositories();
+      await expect(repos.dispatches.store([task('no such query', 1, 'p-a')])).rejects.toMatchObject(foreignKeyViolation(target));
+    });
+  });
+
+  describe('transitions in one transaction (Repositories.transaction)', () => {
+    it('commits a round close, its ledger entry and the next round together', async () => {
+      const repos = signedRepositories();
+      const { query } = await newQuery();
+      await rounds.open({ query_id: query.id, round: 1, status: 'open', opened_at: T0, deadline: T0 + 1000, expected: 1 });
+      const idx = await repos.transaction(async (tx) => {
+        expect(await tx.rounds.close(query.id, 1, '{}', T0 + 1)).toBe(true);
+        const appended = await tx.events.append('round.closed', { queryId: query.id }, `tx-commit-${query.id}`, T0 + 1);
+        await tx.rounds.open({ query_id: query.id, round: 2, status: 'open', opened_at: T0 + 1, deadline: T0 + 2000, expected: 1 });
+        return appended;
+      });
+      expect((await rounds.listByQuery(query.id)).map((r) => [r.round, r.status])).toEqual([
+        [1, 'closed'],
+        [2, 'open'],
+      ]);
+      expect((await events.findByDedupKey(`tx-commit-${query.id}`))?.idx).toBe(idx);
+      expect((await repos.events.latestCheckpoint())?.size).toBe(idx + 1);
+    });
+
+    it('rolls all of it back when the process fails half-way: no round closed, no ledger index used, no checkpoint', async () => {
+      const repos = signedRepositories();
+      const { query } = await newQuery();
+      await rounds.open({ query_id: query.id, round: 1, status: 'open', opened_at: T0, deadline: T0 + 1000, expected: 1 });
+      const before = await events.count();
+      await expect(
+        repos.transaction(async (tx) => {
+          await tx.rounds.close(query.id, 1, '{}', T0 + 1);
+          await tx.events.append('round.closed', { queryId: query.id }, `tx-rollback-${query.id}`, T0 + 1);
+          throw new Error('crash between the ledger entry and the next round');
+        }),
+      ).rejects.toThrow('crash between the ledger entry and the next round');
+      expect((await rounds.get(query.id, 1))?.status).toBe('open');
+      expect(await events.findByDedupKey(`tx-rollback-${query.id}`)).toBeUndefined();
+      expect(await events.count()).toBe(before);
+      // The next append takes the index the rolled-back one would have had: no hole in the ledger.
+      expect(await repos.events.append('test.after-rollback', { n: 1 }, `after-${query.id}`, T0 + 2)).toBe(before);
     });
   });
 
@@ -729,7 +822,7 @@ describe('PostgreSQL specifics', () => {
       opened.database.db,
     );
     expect(tables.rows.map((r) => r.table_name)).toEqual(
-      ['api_keys', 'checkpoints', 'contributions', 'event_append_lock', 'events', 'ledger_nodes', 'invitations', 'kysely_migration', 'kysely_migration_lock', 'partial_decryptions', 'participants', 'privacy_spend', 'queries', 'rounds', 'studies'].sort(),
+      ['api_keys', 'checkpoints', 'contributions', 'dispatches', 'event_append_lock', 'events', 'ledger_nodes', 'invitations', 'kysely_migration', 'kysely_migration_lock', 'partial_decryptions', 'participants', 'privacy_spend', 'queries', 'rounds', 'studies'].sort(),
     );
   });
 

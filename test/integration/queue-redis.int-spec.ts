@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { Queue, QueueEvents, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { assertRedisReady, createRedis, isRedisOutage, participantQueue, pingRedis, RedisUnavailableError, taskJobId } from '@confide/queue';
+import { assertRedisReady, createRedis, isRedisOutage, participantQueue, pingRedis, redisReady, RedisUnavailableError, taskJobId, withRedis } from '@confide/queue';
 import { closeConnection, deleteKeysWithPrefix, RedisOutageProxy, TEST_REDIS_URL, uniqueTestPrefix } from '../support/redis';
 
 // STYLE.md "Queues": worker connections wait out a Redis outage, the HTTP side fails fast (503). The outage is a
@@ -102,5 +102,27 @@ describe('Redis connections', () => {
     await proxy.up();
     await expect(job.waitUntilFinished(events, 20_000)).resolves.toEqual({ doubled: 42 });
     expect(seen).toEqual([21]);
+  });
+
+  it('let a request wait briefly for a connection that is coming back (redisReady, withRedis), and 503 when it is not', async () => {
+    // A relay of its own: the connections of the tests above stay out of this outage.
+    const relay = new RedisOutageProxy();
+    await relay.up();
+    closers.push(() => relay.down());
+    const producer = connect(relay.url, 'producer');
+    await ready(producer);
+    await relay.down();
+    await once(producer, 'close');
+    // Down for longer than the wait: RedisUnavailableError, which the HTTP layer answers with 503.
+    const started = Date.now();
+    await expect(redisReady(producer, 300)).rejects.toThrow(RedisUnavailableError);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+    const refused = await withRedis(producer, () => producer.set(`${prefix}:probe`, '1'), 300).catch((err: unknown) => err);
+    expect(isRedisOutage(refused)).toBe(true);
+    // Back within the wait: the same command goes through instead of failing the request.
+    const command = withRedis(producer, () => producer.set(`${prefix}:probe`, '2'), 8000);
+    await relay.up();
+    await expect(command).resolves.toBe('OK');
+    expect(await admin.get(`${prefix}:probe`)).toBe('2');
   });
 });

@@ -43,6 +43,10 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   const { key, encryption, fingerprint, created } = loadOrCreateCoordinatorKey(config.dataDir);
   logger.info({ fingerprint, created, verifierKey: formatVerifierKey(ledgerOrigin(key.publicKey), key.publicKey) }, 'coordinator signing key (ledger verifier key)');
   const producer = createRedis(config.redisUrl, { role: 'producer' });
+  // A connection's errors are reported where it is used (the orchestrator's OutageMonitor: one line per outage, the
+  // HTTP layer: 503); without a listener ioredis would print every reconnection attempt to stderr.
+  const quiet = (): void => undefined;
+  producer.on('error', quiet);
   try {
     await lockDownRedis(producer, config.redisUrl, logger);
   } catch (err) {
@@ -56,9 +60,11 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     producer,
     blocking: () => {
       const c = createRedis(config.redisUrl, { role: 'worker' });
+      c.on('error', quiet);
       blocking.push(c);
       return c;
     },
+    all: () => [producer, ...blocking],
   };
   const app = await NestFactory.create(AppModule.register({ config, logger, database, redis, key, encryptionKey: encryption }), { logger: ['error', 'warn'] });
   // Both public keys in the ledger: auditors see which keys signed checkpoints and read the committee's share sums.

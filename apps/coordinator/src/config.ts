@@ -24,6 +24,8 @@ const envSchema = z.object({
   CONFIDE_DECRYPTION_SECONDS: positiveSeconds(3600),
   CONFIDE_AGGREGATORS: z.coerce.number().int().min(0).max(64).default(1),
   CONFIDE_SWEEP_SECONDS: positiveSeconds(30),
+  /** Test only: crash or fail at named points (orchestration/failpoints.ts). */
+  CONFIDE_FAILPOINT: z.string().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -46,6 +48,8 @@ export interface CoordinatorConfig {
   readonly aggregators: number;
   /** How often the sweep that ends every query by its deadline runs; also its grace past a deadline. */
   readonly sweepSeconds: number;
+  /** Test only: CONFIDE_FAILPOINT, the fault points armed (orchestration/failpoints.ts). */
+  readonly failpoint: string | undefined;
   readonly logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
 }
 
@@ -84,6 +88,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorCon
     decryptionSeconds: e.CONFIDE_DECRYPTION_SECONDS,
     aggregators: e.CONFIDE_AGGREGATORS,
     sweepSeconds: e.CONFIDE_SWEEP_SECONDS,
+    failpoint: e.CONFIDE_FAILPOINT,
     logLevel: e.LOG_LEVEL,
   };
 }

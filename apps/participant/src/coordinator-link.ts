@@ -7,6 +7,8 @@ export class CoordinatorRequestError extends Error {
   constructor(
     readonly status: number,
     message: string,
+    /** The coordinator's Retry-After, with a 503. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }
@@ -14,6 +16,10 @@ export class CoordinatorRequestError extends Error {
 
 /** How long one request may take before it counts as unanswered. */
 const REQUEST_TIMEOUT_MS = 30_000;
+/** How long the worker's requests keep retrying while the coordinator is briefly unavailable (503) or unreachable. */
+export const WORKER_OUTAGE_RETRY_MS = 30_000;
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * A participant's read-only HTTP requests to the coordinator, each signed with the participant's enrolled Ed25519
@@ -27,15 +33,33 @@ export class CoordinatorLink {
     coordinatorUrl: string,
     private readonly participantId: string,
     private readonly signing: KeyPair,
+    /** How long to retry through an outage (503 or unreachable): the worker's default; 0 for a command a person waits on. */
+    private readonly outageRetryMs = 0,
   ) {
     this.base = coordinatorUrl.replace(/\/+$/, '');
   }
 
   /**
-   * GET `path` (with its query string) as this participant.
+   * GET `path` (with its query string) as this participant. While the coordinator is restarting or its database or
+   * Redis is down (503, or no answer), the request is retried with backoff, honouring Retry-After, for up to
+   * `outageRetryMs` ({@link WORKER_OUTAGE_RETRY_MS} for the worker): an outage that clears in time does not cost the
+   * participant its task.
    * @throws CoordinatorRequestError with the HTTP status and the coordinator's message, or status 0 when unreachable
    */
   async get<T>(path: string): Promise<T> {
+    const until = Date.now() + this.outageRetryMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.once<T>(path);
+      } catch (err) {
+        if (!(err instanceof CoordinatorRequestError) || (err.status !== 0 && err.status !== 503) || Date.now() >= until) throw err;
+        const wait = Math.min(err.retryAfterMs ?? 5000, 250 * 2 ** Math.min(attempt - 1, 5), until - Date.now());
+        await sleep(Math.max(0, wait));
+      }
+    }
+  }
+
+  private async once<T>(path: string): Promise<T> {
     const headers = participantRequestHeaders(this.signing, { method: 'GET', path, participantId: this.participantId, time: Date.now() });
     let res: Response;
     try {
@@ -50,7 +74,10 @@ export class CoordinatorLink {
     } catch {
       throw new CoordinatorRequestError(res.status, `the coordinator answered ${path} with something that is not JSON (HTTP ${res.status})`);
     }
-    if (!res.ok) throw new CoordinatorRequestError(res.status, (body as { message?: string }).message ?? `HTTP ${res.status} from ${path}`);
+    if (!res.ok) {
+      const retryAfter = Number(res.headers.get('retry-after'));
+      throw new CoordinatorRequestError(res.status, (body as { message?: string }).message ?? `HTTP ${res.status} from ${path}`, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined);
+    }
     return body as T;
   }
 }

@@ -25,8 +25,8 @@ import {
   type QuerySpec,
   type StudySchema,
 } from '@confide/protocol';
-import { createRedis, openTask, TASK, taskJobId, TaskRejected, type Answer, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
-import { CoordinatorLink, CoordinatorRequestError } from './coordinator-link';
+import { createRedis, openTask, OutageMonitor, TASK, taskJobId, TaskRejected, type Answer, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
+import { CoordinatorLink, CoordinatorRequestError, WORKER_OUTAGE_RETRY_MS } from './coordinator-link';
 import { ParticipantHome, type Identity } from './home';
 import { describeQuery, Journal } from './journal';
 import { LedgerView, LedgerViewError } from './ledger-view';
@@ -74,6 +74,7 @@ export class ParticipantWorker {
   /** Precomputed r^n per researcher key (by n), most recent last. In memory only: a pooled value unmasks a plaintext. */
   private readonly pools = new Map<string, RnPool>();
   private refill?: AbortController;
+  private outages?: OutageMonitor;
 
   constructor(private readonly options: WorkerOptions) {
     this.home = new ParticipantHome(resolve(options.home));
@@ -83,7 +84,7 @@ export class ParticipantWorker {
     this.coordinatorKey = this.home.coordinatorKey();
     this.reader = this.home.coordinatorEncryptionKey();
     this.pinned = { participantId: this.identity.participantId, studyId: this.identity.studyId, study: this.schema };
-    this.view = new LedgerView(this.home.dir, this.coordinatorKey, new CoordinatorLink(this.identity.coordinatorUrl, this.identity.participantId, this.keys.signing));
+    this.view = new LedgerView(this.home.dir, this.coordinatorKey, new CoordinatorLink(this.identity.coordinatorUrl, this.identity.participantId, this.keys.signing, WORKER_OUTAGE_RETRY_MS));
     this.journal = new Journal(this.home.dir);
     this.logger = options.logger ?? pino({ name: 'participant', level: process.env.LOG_LEVEL ?? 'info' }, pino.destination(2));
   }
@@ -99,7 +100,13 @@ export class ParticipantWorker {
     this.worker = new Worker(redis.queue, (job) => this.process(job), { connection, prefix: redis.prefix, concurrency: 1, autorun: false });
     this.worker.on('failed', (job, err) => this.logger.warn({ jobId: job?.id, reason: err.message }, `task refused or failed: ${err.message}`));
     this.worker.on('completed', (job) => this.logger.info({ jobId: job.id }, 'task answered'));
-    this.worker.on('error', (err) => this.logger.error({ err: err.message }, 'worker error'));
+    // Redis may restart at any time: the connection comes back by itself (libs/queue reconnectBackoff), logging one
+    // line when it is lost and one when it is back, not one per retry.
+    this.outages = new OutageMonitor(this.logger, 'task queue').watch(connection);
+    this.worker.on('error', (err) => {
+      if (this.outages?.quiet(err)) this.logger.debug({ err: err.message }, 'worker error during a Redis outage');
+      else this.logger.error({ err: err.message }, 'worker error');
+    });
     void this.worker.run();
     await this.worker.waitUntilReady();
     this.logger.info({ participantId: this.identity.participantId, study: this.identity.studyName }, 'worker ready');
@@ -109,6 +116,7 @@ export class ParticipantWorker {
   async stop(): Promise<void> {
     this.refill?.abort();
     for (const pool of this.pools.values()) pool.clear();
+    this.outages?.stop();
     await this.worker?.close();
     await this.worker?.disconnect();
   }

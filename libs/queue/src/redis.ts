@@ -95,6 +95,7 @@ export function redactRedisUrl(url: string): string {
  */
 export function redisConnectionOptions(url: string, opts: CreateRedisOptions): ConfideRedisOptions {
   const options: ConfideRedisOptions = redisOptionsFromUrl(url);
+  options.retryStrategy = reconnectBackoff();
   if (opts.username !== undefined) options.username = opts.username;
   if (opts.password !== undefined) options.password = opts.password;
   if (opts.role === 'worker') {
@@ -118,6 +119,25 @@ export function redisConnectionOptions(url: string, opts: CreateRedisOptions): C
     options.connectionName = opts.connectionName;
   }
   return options;
+}
+
+/**
+ * The delay before each reconnection attempt: exponential from `baseMs` to `maxMs`, with jitter (half to all of it),
+ * so a fleet of workers does not hammer a Redis that is coming back. ioredis counts attempts only until a connection
+ * opens, and a connection that opens and is dropped at once (its ACL user is gone until the coordinator re-creates
+ * it) would then retry every 50 ms forever: attempts are counted here instead, as one outage while each comes
+ * within `resetAfterMs` of the one before.
+ */
+export function reconnectBackoff({ baseMs = 100, maxMs = 5000, resetAfterMs = 15_000, random = Math.random, now = Date.now } = {}): () => number {
+  let attempt = 0;
+  let last = -Infinity;
+  return () => {
+    const at = now();
+    attempt = at - last > resetAfterMs ? 1 : attempt + 1;
+    last = at;
+    const delay = Math.min(maxMs, baseMs * 2 ** Math.min(attempt - 1, 30));
+    return Math.round(delay / 2 + (random() * delay) / 2);
+  };
 }
 
 /**
@@ -183,6 +203,111 @@ export function isRedisOutage(err: unknown): boolean {
  */
 export function assertRedisReady(conn: Pick<Redis, 'status'>): void {
   if (conn.status !== 'ready') throw new RedisUnavailableError(`Redis is not available (connection ${conn.status})`);
+}
+
+/** The ioredis statuses from which a connection comes up by itself, without a new connect(). */
+const COMING_UP = new Set(['wait', 'connecting', 'connect', 'reconnecting']);
+
+/**
+ * Waits until the connection is ready, for at most `timeoutMs`: a request that arrives while its connection is
+ * reconnecting (a blip, a Redis restart that is almost over) then goes through instead of failing the user.
+ * @throws RedisUnavailableError when it is not ready in time, or closed for good
+ */
+export async function redisReady(conn: Pick<Redis, 'status' | 'once' | 'off'>, timeoutMs = 2000): Promise<void> {
+  if (conn.status === 'ready') return;
+  if (!COMING_UP.has(conn.status)) throw new RedisUnavailableError(`Redis is not available (connection ${conn.status})`);
+  await new Promise<void>((resolve, reject) => {
+    const onReady = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      conn.off('ready', onReady);
+      reject(new RedisUnavailableError(`Redis is not available (connection ${conn.status} for ${timeoutMs} ms)`));
+    }, timeoutMs);
+    conn.once('ready', onReady);
+  });
+}
+
+/**
+ * Runs a command on a producer connection, riding out a reconnection: when it fails because the connection is down
+ * (it may have dropped between a readiness check and the write), waits up to `timeoutMs` for it and tries once more.
+ * @throws RedisUnavailableError when Redis stays down; the command's own error otherwise
+ */
+export async function withRedis<T>(conn: Pick<Redis, 'status' | 'once' | 'off'>, command: () => Promise<T>, timeoutMs = 2000): Promise<T> {
+  await redisReady(conn, timeoutMs);
+  try {
+    return await command();
+  } catch (err) {
+    if (!isRedisOutage(err)) throw err;
+    await redisReady(conn, timeoutMs);
+    return command();
+  }
+}
+
+/** What an {@link OutageMonitor} logs with (pino's signature). */
+export interface OutageLogger {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
+
+/**
+ * Turns a connection's reconnect storm into two log lines per outage: one when it is lost, one when it is back and
+ * stayed up for `settleMs` (a connection whose login is refused opens and drops at once, again and again). While an
+ * outage lasts, {@link quiet} tells the caller to keep each retry's error out of the log.
+ */
+export class OutageMonitor {
+  private downSince: number | null = null;
+  private settle?: NodeJS.Timeout;
+  private stopped = false;
+
+  constructor(
+    private readonly logger: OutageLogger,
+    private readonly what: string,
+    private readonly settleMs = 1000,
+  ) {}
+
+  /** Follows a connection's close and ready events. */
+  watch(conn: Pick<Redis, 'on'>): this {
+    conn.on('close', () => this.lost());
+    conn.on('ready', () => this.ready());
+    return this;
+  }
+
+  /** Whether an outage is under way. */
+  get down(): boolean {
+    return this.downSince !== null;
+  }
+
+  /** True for an error that belongs to an outage (already reported once), so it need not be logged again. */
+  quiet(err: unknown): boolean {
+    const message = err instanceof Error ? err.message : String(err);
+    return this.down || isRedisOutage(err) || /NOAUTH|WRONGPASS|NOPERM/.test(message);
+  }
+
+  /** No more lines: the connection is being closed on purpose. */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.settle);
+  }
+
+  private lost(): void {
+    clearTimeout(this.settle);
+    if (this.stopped || this.downSince !== null) return;
+    this.downSince = Date.now();
+    this.logger.warn({ redis: this.what }, `lost the connection to Redis (${this.what}); reconnecting with backoff`);
+  }
+
+  private ready(): void {
+    if (this.stopped || this.downSince === null) return;
+    clearTimeout(this.settle);
+    this.settle = setTimeout(() => {
+      const downMs = Date.now() - (this.downSince ?? Date.now()) - this.settleMs;
+      this.downSince = null;
+      if (!this.stopped) this.logger.info({ redis: this.what, downMs }, `Redis is back (${this.what}) after ${(downMs / 1000).toFixed(1)} s`);
+    }, this.settleMs);
+    this.settle.unref();
+  }
 }
 
 /**

@@ -12,6 +12,7 @@ import {
   signAggregation,
   TASK,
   TaskRejected,
+  OutageMonitor,
   taskJobId,
   type AggregationJob,
   type AggregationResult,
@@ -43,6 +44,7 @@ const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmedi
 export class Aggregator {
   private worker?: Worker;
   private readonly queues = new Map<string, Queue>();
+  private outages?: OutageMonitor;
 
   constructor(private readonly options: AggregatorOptions) {}
 
@@ -50,13 +52,19 @@ export class Aggregator {
     const { connection, prefix, logger } = this.options;
     this.worker = new Worker(AGGREGATION_QUEUE, (job) => this.process(job), { connection, prefix, concurrency: this.options.concurrency ?? 1, autorun: false });
     this.worker.on('failed', (job, err) => logger.warn({ jobId: job?.id, reason: err.message }, 'aggregation failed'));
-    this.worker.on('error', (err) => logger.error({ err: err.message }, 'aggregation worker error'));
+    const outages = new OutageMonitor(logger, 'aggregation queue').watch(connection);
+    this.outages = outages;
+    this.worker.on('error', (err) => {
+      if (outages.quiet(err)) logger.debug({ err: err.message }, 'aggregation worker error during a Redis outage');
+      else logger.error({ err: err.message }, 'aggregation worker error');
+    });
     void this.worker.run();
     await this.worker.waitUntilReady();
     logger.info({ pid: process.pid }, 'aggregation worker ready');
   }
 
   async stop(): Promise<void> {
+    this.outages?.stop();
     await this.worker?.close();
     await Promise.all([...this.queues.values()].map((q) => q.close()));
   }

@@ -92,6 +92,10 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
 function openPostgres(config: DatabaseConfig): Kysely<Tables> {
   const pool = new Pool({ connectionString: config.url, types: { getTypeParser } });
   pool.on('error', (error) => config.onIdleConnectionError?.(error));
+  // A connection lost while checked out (PostgreSQL restarted mid-query) emits 'error' on its client, where pg-pool
+  // listens only while it is idle: without this, the process would die of an unhandled 'error' event. The query in
+  // flight fails on its own (the request gets 503, a transition retries), and the pool drops the client.
+  pool.on('connect', (client) => client.on('error', (error) => config.onIdleConnectionError?.(error)));
   const schema = config.schema;
   return new Kysely<Tables>({
     dialect: new PostgresDialect({
@@ -153,5 +157,5 @@ export function isDatabaseOutage(err: unknown): boolean {
   if (typeof err !== 'object' || err === null) return false;
   const { code, message } = err as { code?: unknown; message?: unknown };
   if (typeof code === 'string' && (PG_OUTAGE_CODES.has(code) || code === 'SQLITE_BUSY' || code === 'ECONNREFUSED' || code === 'ECONNRESET')) return true;
-  return typeof message === 'string' && /Connection terminated|terminating connection|the database system is (starting up|shutting down)|connect ECONNREFUSED/.test(message);
+  return typeof message === 'string' && /Connection terminated|terminating connection|Client has encountered a connection error and is not queryable|the database system is (starting up|shutting down)|connect ECONNREFUSED/.test(message);
 }

@@ -231,12 +231,40 @@ function researcherIdentity(dialect: Dialect): Migration {
 }
 
 /**
+ * The outbox of tasks (DESIGN.md "Storage and services"): every signed task the coordinator sends is stored here in
+ * the same transaction as the round it belongs to, then added to its participant's queue. Redis may lose it (a
+ * restart without persistence) or be down when the round opens: the tasks of open rounds are sent again, with the
+ * same job ids, when Redis comes back, at boot and on a timer. Rows go once their query is decided and its jobs are
+ * removed from Redis. A task holds only what the task itself carries over Redis: the plan, the ledger evidence,
+ * and round 2's shares sealed to their member.
+ */
+function outbox(dialect: Dialect): Migration {
+  const int64 = dialect === 'postgres' ? 'bigint' : 'integer';
+  return {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createTable('dispatches')
+        .addColumn('query_id', 'text', (c) => c.notNull().references('queries.id'))
+        .addColumn('round', 'integer', (c) => c.notNull())
+        .addColumn('participant_id', 'text', (c) => c.notNull())
+        .addColumn('job_name', 'text', (c) => c.notNull())
+        .addColumn('payload_json', 'text', (c) => c.notNull())
+        .addColumn('created_at', int64, (c) => c.notNull())
+        .addColumn('dispatched_at', int64)
+        .addPrimaryKeyConstraint('dispatches_pk', ['query_id', 'round', 'participant_id'])
+        .execute();
+      await db.schema.createIndex('dispatches_pending_idx').on('dispatches').columns(['dispatched_at']).execute();
+    },
+  };
+}
+
+/**
  * The in-code migration provider for Kysely's `Migrator`: migrations are compiled into the app, so
  * there is no directory to find at run time.
  * @param dialect the database the migrations will run on
  */
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
-    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect), '0003_privacy_budget': privacyBudget(dialect), '0004_event_study': eventStudy(), '0005_researcher_identity': researcherIdentity(dialect) }),
+    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect), '0003_privacy_budget': privacyBudget(dialect), '0004_event_study': eventStudy(), '0005_researcher_identity': researcherIdentity(dialect), '0006_outbox': outbox(dialect) }),
   };
 }

@@ -18,6 +18,7 @@ import type { Kysely } from 'kysely';
 import type {
   ApiKey,
   Contribution,
+  Dispatch,
   Invitation,
   NewApiKey,
   NewContribution,
@@ -427,6 +428,69 @@ export class ContributionRepository {
   }
 }
 
+/**
+ * The outbox of signed tasks (migration 0006): written in the transaction that opens their round, sent to Redis after
+ * it commits, and sent again (same job id, so never twice in Redis) whenever Redis may have lost them. Rows of a
+ * decided query go once its jobs are removed from Redis.
+ */
+export class DispatchRepository {
+  constructor(private readonly db: Kysely<Tables>) {}
+
+  /** Stores tasks to send; a task already stored for that query, round and participant is kept as it was. */
+  async store(rows: readonly Omit<Dispatch, 'dispatched_at'>[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.db
+      .insertInto('dispatches')
+      .values(rows.map((r) => ({ ...r, dispatched_at: null })))
+      .onConflict((oc) => oc.columns(['query_id', 'round', 'participant_id']).doNothing())
+      .execute();
+  }
+
+  /**
+   * The tasks of every open round of a running query, oldest first: `pendingOnly` for those never sent (or not since
+   * a failed send), otherwise all of them (after Redis came back, any of them may be gone).
+   */
+  openRounds({ pendingOnly }: { pendingOnly: boolean }): Promise<Dispatch[]> {
+    let q = this.db
+      .selectFrom('dispatches')
+      .innerJoin('rounds', (j) => j.onRef('rounds.query_id', '=', 'dispatches.query_id').onRef('rounds.round', '=', 'dispatches.round'))
+      .innerJoin('queries', 'queries.id', 'dispatches.query_id')
+      .selectAll('dispatches')
+      .where('rounds.status', '=', 'open')
+      .where('queries.status', '=', 'running');
+    if (pendingOnly) q = q.where('dispatches.dispatched_at', 'is', null);
+    return q.orderBy('dispatches.created_at').orderBy('dispatches.query_id').orderBy('dispatches.participant_id').execute();
+  }
+
+  /** Records that these tasks are in Redis now. */
+  async markDispatched(queryId: string, round: number, participantIds: readonly string[], now: number): Promise<void> {
+    if (participantIds.length === 0) return;
+    await this.db.updateTable('dispatches').set({ dispatched_at: now }).where('query_id', '=', queryId).where('round', '=', round).where('participant_id', 'in', participantIds).execute();
+  }
+
+  /** Queries that are decided but still have tasks here: their jobs may still be in Redis. */
+  async decidedQueries(): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('dispatches')
+      .innerJoin('queries', 'queries.id', 'dispatches.query_id')
+      .select('dispatches.query_id')
+      .distinct()
+      .where('queries.status', '!=', 'running')
+      .execute();
+    return rows.map((r) => r.query_id);
+  }
+
+  /** A query's stored tasks. */
+  list(queryId: string): Promise<Dispatch[]> {
+    return this.db.selectFrom('dispatches').selectAll().where('query_id', '=', queryId).orderBy('round').orderBy('participant_id').execute();
+  }
+
+  /** Drops a decided query's tasks, once its jobs are out of Redis. */
+  async forget(queryId: string): Promise<void> {
+    await this.db.deleteFrom('dispatches').where('query_id', '=', queryId).execute();
+  }
+}
+
 /** Custodians' verified partial decryptions of paillier aggregates. */
 export class PartialDecryptionRepository {
   constructor(private readonly db: Kysely<Tables>) {}
@@ -664,5 +728,47 @@ export class PrivacyBudgetRepository {
   async spent(studyId: string): Promise<PrivacyCost[]> {
     const rows = await this.db.selectFrom('privacy_spend').select(['epsilon', 'delta']).where('study_id', '=', studyId).execute();
     return rows.map((r) => ({ epsilon: Number(r.epsilon), delta: Number(r.delta) }));
+  }
+}
+
+/** Every repository over one Kysely: the database itself, or a transaction on it. */
+export class RepositorySet {
+  readonly studies: StudyRepository;
+  readonly invitations: InvitationRepository;
+  readonly participants: ParticipantRepository;
+  readonly apiKeys: ApiKeyRepository;
+  readonly queries: QueryRepository;
+  readonly rounds: RoundRepository;
+  readonly contributions: ContributionRepository;
+  readonly partials: PartialDecryptionRepository;
+  readonly dispatches: DispatchRepository;
+  readonly events: EventLog;
+  readonly privacyBudget: PrivacyBudgetRepository;
+
+  constructor(
+    private readonly db: Kysely<Tables>,
+    private readonly signer?: CheckpointSigner,
+  ) {
+    this.studies = new StudyRepository(db);
+    this.invitations = new InvitationRepository(db);
+    this.participants = new ParticipantRepository(db);
+    this.apiKeys = new ApiKeyRepository(db);
+    this.queries = new QueryRepository(db);
+    this.rounds = new RoundRepository(db);
+    this.contributions = new ContributionRepository(db);
+    this.partials = new PartialDecryptionRepository(db);
+    this.dispatches = new DispatchRepository(db);
+    this.privacyBudget = new PrivacyBudgetRepository(db);
+    this.events = new EventLog(db, signer);
+  }
+
+  /**
+   * Runs `fn` with every repository over one transaction: its writes (a round's close, its ledger entry, the
+   * query's outcome, the next round's tasks) commit together or not at all. Inside it use only `tx`: on SQLite, the
+   * repositories over the database wait for the transaction's connection and never return. Over a transaction
+   * already, `fn` joins it (Kysely does not nest transactions).
+   */
+  transaction<T>(fn: (tx: RepositorySet) => Promise<T>): Promise<T> {
+    return inTransaction(this.db, (trx) => fn(trx === this.db ? this : new RepositorySet(trx, this.signer)));
   }
 }

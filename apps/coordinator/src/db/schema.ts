@@ -103,6 +103,23 @@ export interface PartialDecryptionsTable {
   received_at: number;
 }
 
+/**
+ * The outbox: a signed task of an open round, kept until its query is decided so that it can be sent again with the
+ * same job id when Redis lost it or was down (migration 0006).
+ */
+export interface DispatchesTable {
+  query_id: string;
+  round: number;
+  participant_id: string;
+  /** The BullMQ job name: the task's kind. */
+  job_name: string;
+  /** The signed task, as added to the participant's queue. */
+  payload_json: string;
+  created_at: number;
+  /** When it was last added to Redis; null while it waits for Redis. */
+  dispatched_at: number | null;
+}
+
 /** That a participant's bundle arrived for a round: metadata only, never the bundle's contents. */
 export interface ContributionsTable {
   query_id: string;
@@ -142,6 +159,7 @@ export interface Tables {
   rounds: RoundsTable;
   contributions: ContributionsTable;
   partial_decryptions: PartialDecryptionsTable;
+  dispatches: DispatchesTable;
   events: EventsTable;
   event_append_lock: EventAppendLockTable;
   ledger_nodes: LedgerNodesTable;
@@ -208,6 +226,8 @@ export type NewRound = Pick<Insertable<RoundsTable>, 'query_id' | 'round' | 'ope
   closed_json?: null;
 };
 /** A contribution row. */
+export type Dispatch = Selectable<DispatchesTable>;
+
 export type Contribution = Selectable<ContributionsTable>;
 /** A new contribution. */
 export type NewContribution = Insertable<ContributionsTable>;

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { importPublicKeyBase64Url, keyFingerprint, publicKeyBase64Url, type KeyPair } from '@confide/crypto';
 import { ENTRY, entryKey, toStudySchemaJson } from '@confide/protocol';
-import { generateRedisPassword, hashRedisPassword, participantQueue, provisionParticipantUser, revokeParticipantUser } from '@confide/queue';
+import { generateRedisPassword, hashRedisPassword, participantQueue, provisionParticipantUser, revokeParticipantUser, withRedis } from '@confide/queue';
 import { hashToken } from '../auth/tokens';
 import type { CoordinatorConfig } from '../config';
 import { ApiError } from '../http/error.filter';
@@ -108,7 +108,8 @@ export class EnrollmentService {
     if (invitation0.used_at !== null) throw new ApiError(409, 'invitation_used', 'this invitation was already used to enroll');
     if (invitation0.expires_at <= now) throw new ApiError(401, 'invitation_expired', 'this invitation has expired; ask the study admin for a new one');
     // Then the Redis user: if the database refuses the enrollment, the user is removed again and nothing is left half-done.
-    await provisionParticipantUser(this.redis.producer, { username, password, prefix: this.config.queuePrefix, queue });
+    // A connection that is reconnecting (a blip, a Redis restart just ending) is waited for briefly: 503 only if it stays down.
+    await withRedis(this.redis.producer, () => provisionParticipantUser(this.redis.producer, { username, password, prefix: this.config.queuePrefix, queue }));
     const enrolled = await this.repos.participants.enroll(hashToken(token), now, {
       id: participantId,
       encryption_key: publicKeyBase64Url(encryption),

@@ -6,7 +6,10 @@ import type { RedisConnections } from '../orchestration/orchestrator';
 import { Repositories } from '../storage';
 import { REDIS } from '../tokens';
 
-/** Readiness: the database and Redis both answer. 503 names which does not. */
+/**
+ * Readiness: the database answers, Redis answers on the connection the routes use, and every other connection the
+ * coordinator holds (its queue workers and event listeners) is up. 503 names what is not.
+ */
 @Controller('health')
 export class HealthController {
   constructor(
@@ -16,7 +19,7 @@ export class HealthController {
 
   @Get()
   @Public()
-  async health(): Promise<{ status: 'ok'; database: 'ok'; redis: 'ok' }> {
+  async health(): Promise<{ status: 'ok'; database: 'ok'; redis: 'ok'; connections: number }> {
     const [database, redis] = await Promise.all([
       sql`select 1`.execute(this.repos.database.db).then(
         () => 'ok' as const,
@@ -24,7 +27,12 @@ export class HealthController {
       ),
       pingRedis(this.redis.producer, 1000).then((ok) => (ok ? ('ok' as const) : ('down' as const))),
     ]);
-    if (database !== 'ok' || redis !== 'ok') throw new HttpException({ message: `database ${database}, redis ${redis}` }, 503);
-    return { status: 'ok', database, redis };
+    const connections = this.redis.all?.() ?? [this.redis.producer];
+    const notReady = connections.filter((c) => c.status !== 'ready').length;
+    if (database !== 'ok' || redis !== 'ok' || notReady > 0) {
+      const queues = notReady > 0 ? `, ${notReady} of ${connections.length} Redis connections not ready` : '';
+      throw new HttpException({ message: `database ${database}, redis ${redis}${queues}` }, 503);
+    }
+    return { status: 'ok', database, redis, connections: connections.length };
   }
 }

@@ -71,6 +71,11 @@ export class ErrorFilter implements ExceptionFilter {
       status = exception.code === 'MIN_PARTICIPANTS' || exception.code === 'OVERFLOW' ? 400 : 409;
       error = exception.code.toLowerCase();
       message = exception.message;
+    } else if (isRedisOutage(exception) && isDatabaseOutage(exception)) {
+      // A bare socket error (connect ECONNREFUSED, say) does not tell which server refused.
+      status = 503;
+      error = 'unavailable';
+      message = 'the database or the queue (Redis) is unavailable; try again shortly';
     } else if (isRedisOutage(exception)) {
       status = 503;
       error = 'unavailable';

@@ -59,8 +59,10 @@ import {
   aggregationJobId,
   aggregationResultSchema,
   answerSchemas,
-  assertRedisReady,
+  isRedisOutage,
   openAggregation,
+  OutageMonitor,
+  RedisUnavailableError,
   signAggregation,
   CONTROL,
   CONTROL_QUEUE,
@@ -77,9 +79,11 @@ import {
 } from '@confide/queue';
 import type { CoordinatorConfig } from '../config';
 import type { Logger } from '../logging';
-import { Repositories } from '../storage';
+import type { Dispatch } from '../db/schema';
+import { Repositories, type RepositorySet } from '../storage';
 import { CONFIG, COORDINATOR_ENCRYPTION_KEY, COORDINATOR_KEY, LOGGER, REDIS } from '../tokens';
 import { ApiError } from '../http/error.filter';
+import { Failpoints } from './failpoints';
 import { parseTaskJobId } from './ids';
 
 /** The Redis connections the orchestrator uses: one shared for producing, a factory for blocking readers. */
@@ -87,7 +91,12 @@ export interface RedisConnections {
   readonly producer: Redis;
   /** A new connection with maxRetriesPerRequest: null, for a Worker or QueueEvents (each blocks one). */
   readonly blocking: () => Redis;
+  /** Every connection opened so far (the producer and each blocking one), for /health. */
+  readonly all?: () => readonly Redis[];
 }
+
+/** How a task job is kept and retried: the same for its first dispatch and every re-dispatch. */
+const TASK_JOB_OPTIONS = { attempts: 3, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: false, removeOnFail: false } as const;
 
 /** What a running query needs to proceed, as stored with it. */
 interface QueryContext {
@@ -138,6 +147,12 @@ function keyDirectory(rows: readonly ParticipantRow[]): KeyDirectory {
  * the query fails with its reason. Every step that matters is appended to the event log, idempotently, and
  * round transitions are compare-and-set in the database, so a redelivered job or a second coordinator
  * process cannot double-count or double-log.
+ *
+ * Crash consistency (DESIGN.md "Storage and services"): each transition's writes (a round's close, its ledger entry,
+ * the next round's tasks or the query's outcome) commit in one transaction; effects outside the database (sending
+ * tasks, deadline jobs, removing finished jobs) come after it, are idempotent, and are driven again from the
+ * database at boot, whenever Redis comes back, and on a timer: tasks from the outbox (`dispatches`), deadlines from
+ * the open rounds, cleanup from the decided queries that still have tasks.
  */
 @Injectable()
 export class Orchestrator implements OnModuleInit, OnModuleDestroy {
@@ -150,6 +165,10 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   /** Serialises advance() per query inside this process; the database CAS covers other processes. */
   private readonly chains = new Map<string, Promise<void>>();
   private closing = false;
+  private failpoints!: Failpoints;
+  /** The recovery under way or last run: recoveries run one at a time. */
+  private recovery: Promise<void> = Promise.resolve();
+  private outages?: OutageMonitor;
 
   constructor(
     private readonly repos: Repositories,
@@ -163,7 +182,10 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   private sweeper?: NodeJS.Timeout;
 
   async onModuleInit(): Promise<void> {
+    this.failpoints = new Failpoints(this.config.failpoint);
+    if (this.failpoints.armed.length) this.logger.warn({ failpoints: this.failpoints.armed }, 'TEST ONLY: fault points armed (CONFIDE_FAILPOINT); never set it in production');
     const prefix = this.config.queuePrefix;
+    this.outages = new OutageMonitor(this.logger, 'coordinator').watch(this.redis.producer);
     this.control = new Queue(CONTROL_QUEUE, { connection: this.redis.producer, prefix });
     this.controlWorker = new Worker(
       CONTROL_QUEUE,
@@ -174,6 +196,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       { connection: this.redis.blocking(), prefix, concurrency: 4 },
     );
     this.controlWorker.on('failed', (job, err) => this.logger.error({ err, jobId: job?.id }, 'control job failed'));
+    this.controlWorker.on('error', (err) => this.connectionError(err, 'control worker'));
     this.aggregation = new Queue(AGGREGATION_QUEUE, { connection: this.redis.producer, prefix });
     this.aggregationEvents = new QueueEvents(AGGREGATION_QUEUE, { connection: this.redis.blocking(), prefix });
     const onAggregated = ({ jobId }: { jobId: string }): void => {
@@ -182,16 +205,70 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     };
     this.aggregationEvents.on('completed', onAggregated);
     this.aggregationEvents.on('failed', onAggregated);
-    for (const p of await this.repos.participants.listAll()) {
-      // Redis keeps ACL users in memory only: re-create each participant's user (from its password hash) at boot.
-      await provisionParticipantUser(this.redis.producer, { username: p.redis_user, passwordHash: p.redis_password_sha256, prefix, queue: participantQueue(p.id) });
-      this.watch(p.id);
-    }
-    // Rounds that were open when this process (re)started: check them now rather than at their deadline.
-    for (const r of await this.repos.rounds.listOpen()) void this.nudge(r.query_id, r.round);
+    this.aggregationEvents.on('error', (err) => this.connectionError(err, 'aggregation events'));
+    for (const q of [this.control, this.aggregation]) q.on('error', (err) => this.connectionError(err, 'queue'));
+    // Whatever was in flight when this process (re)started: users, tasks, deadlines, cleanup, open rounds.
+    await this.recover('boot');
+    // Redis keeps ACL users in memory only, and may have lost tasks and deadlines: each time it comes back, again.
+    this.redis.producer.on('ready', () => void this.recover('Redis reconnected').catch((err: unknown) => this.logger.error({ err }, 'recovery after a Redis outage failed; the timer retries')));
     // And every query ends by its deadline, whatever happened to its deadline job or to this process.
-    this.sweeper = setInterval(() => void this.sweep().catch((err: unknown) => this.logger.error({ err }, 'deadline sweep failed')), this.config.sweepSeconds * 1000);
+    this.sweeper = setInterval(() => void this.tick(), this.config.sweepSeconds * 1000);
     this.sweeper.unref();
+  }
+
+  /** A Redis connection's error: logged once per outage (the OutageMonitor says when it starts and ends). */
+  private connectionError(err: unknown, what: string): void {
+    if (this.outages?.quiet(err)) this.logger.debug({ err: (err as Error).message, what }, 'Redis error during an outage');
+    else this.logger.warn({ err, what }, 'Redis connection error');
+  }
+
+  /**
+   * Brings Redis back in line with the database, from the database alone (idempotent, so it may run any number of
+   * times): first every participant's ACL user (Redis keeps them in memory only, and workers retry their login until
+   * it is back), then every task of every open round, sent again with its job id (a job still in Redis is left as it
+   * is; a worker asked again answers what it stored, so nothing is counted twice), every open round's deadline job,
+   * the jobs of decided queries, and a look at every open round. Runs at boot and each time Redis comes back.
+   * @throws when the database or Redis fails on the way (at boot that stops the boot; after an outage the timer retries)
+   */
+  recover(why: string): Promise<void> {
+    const run = this.recovery.then(async () => {
+      if (this.closing) return;
+      const started = Date.now();
+      const prefix = this.config.queuePrefix;
+      const participants = await this.repos.participants.listAll();
+      for (const p of participants) {
+        await provisionParticipantUser(this.redis.producer, { username: p.redis_user, passwordHash: p.redis_password_sha256, prefix, queue: participantQueue(p.id) });
+        this.watch(p.id);
+      }
+      const tasks = await this.repos.dispatches.openRounds({ pendingOnly: false });
+      await this.sendTasks(tasks, { strict: true });
+      const open = await this.repos.rounds.listOpen();
+      for (const r of open) await this.scheduleDeadline(r.query_id, r.round, r.deadline);
+      const decided = await this.repos.dispatches.decidedQueries();
+      for (const queryId of decided) await this.cleanupDecided(queryId);
+      for (const r of open) void this.nudge(r.query_id, r.round);
+      this.logger.info({ why, participants: participants.length, tasks: tasks.length, openRounds: open.length, cleaned: decided.length, ms: Date.now() - started }, 'Redis brought in line with the database');
+    });
+    this.recovery = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * The timer: sends tasks still waiting in the outbox (a round opened while Redis was down), removes the jobs of
+   * decided queries whose cleanup could not run, looks at every open round again (answers that came in while the
+   * database was down nudged nothing), then the deadline {@link sweep}.
+   */
+  private async tick(): Promise<void> {
+    try {
+      if (this.redis.producer.status === 'ready') {
+        await this.sendTasks(await this.repos.dispatches.openRounds({ pendingOnly: true }));
+        for (const queryId of await this.repos.dispatches.decidedQueries()) await this.cleanupDecided(queryId);
+        for (const r of await this.repos.rounds.listOpen()) if (!this.chains.has(r.query_id)) void this.nudge(r.query_id, r.round);
+      }
+    } catch (err) {
+      this.connectionError(err, 'outbox');
+    }
+    await this.sweep().catch((err: unknown) => this.logger.error({ err }, 'deadline sweep failed'));
   }
 
   /**
@@ -230,12 +307,16 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   /** Fails a query whose current round is not open (so {@link fail}'s round guard does not apply): once, by finish. */
   private async failLeftBetweenStates(queryId: string, round: number, reason: string): Promise<boolean> {
     const now = Date.now();
-    const q = await this.repos.queries.get(queryId);
-    if (!q || !(await this.repos.queries.finish(queryId, { status: 'failed', failure_reason: reason }, now))) return false;
-    await this.repos.events.append(ENTRY.queryFailed, { queryId, round, reason, refusals: [] }, entryKey(ENTRY.queryFailed, queryId), now, q.study_id);
-    if (q.plan_json) await this.cleanup({ queryId, plan: JSON.parse(q.plan_json) as ShamirPlan | PaillierPlan }).catch(() => undefined);
-    if (q.protocol === 'paillier') await this.forgetContributions(queryId);
+    const failed = await this.repos.transaction(async (tx) => {
+      const q = await tx.queries.get(queryId);
+      if (!q || !(await tx.queries.finish(queryId, { status: 'failed', failure_reason: reason }, now))) return false;
+      await tx.events.append(ENTRY.queryFailed, { queryId, round, reason, refusals: [] }, entryKey(ENTRY.queryFailed, queryId), now, q.study_id);
+      if (q.protocol === 'paillier') await forgetContributions(tx, queryId);
+      return true;
+    });
+    if (!failed) return false;
     this.logger.warn({ queryId, round, reason }, 'query failed');
+    await this.effect('cleanup', () => this.cleanupDecided(queryId));
     return true;
   }
 
@@ -256,6 +337,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     let q = this.queues.get(participantId);
     if (!q) {
       q = new Queue(participantQueue(participantId), { connection: this.redis.producer, prefix: this.config.queuePrefix });
+      q.on('error', (err) => this.connectionError(err, `queue of ${participantId}`));
       this.queues.set(participantId, q);
     }
     return q;
@@ -271,7 +353,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     };
     events.on('completed', onFinished);
     events.on('failed', onFinished);
-    events.on('error', (err) => this.logger.warn({ err, participantId }, 'queue events connection error'));
+    events.on('error', (err) => this.connectionError(err, `events of ${participantId}`));
     this.listeners.set(participantId, events);
   }
 
@@ -282,7 +364,6 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * @throws ProtocolError for a bad key, too few participants, or slots that do not fit the key
    */
   async startPaillier(input: { queryId: string; studyId: string; spec: QuerySpec; schema: StudySchema; publicKey: { n: string }; deadlineSeconds?: number; submittedIndex: number; submittedBy: string }): Promise<PaillierPlan> {
-    assertRedisReady(this.redis.producer);
     const participants = await this.enrolledInLedger(input.studyId);
     const compiled = compileQuery(input.schema, input.spec);
     const now = Date.now();
@@ -297,8 +378,11 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       deadline: now + (input.deadlineSeconds ?? this.config.round1Seconds) * 1000,
       dp: privacyOf(input.spec, input.schema).dp,
     });
-    await this.repos.queries.setPlan(input.queryId, JSON.stringify(plan));
-    const plannedIndex = await this.repos.events.append(
+    // The plan, its ledger entry, the round and its tasks commit together; the tasks then go to Redis (or wait in the
+    // outbox while Redis is down: the query is accepted, and dispatched when Redis returns).
+    const tasks = await this.repos.transaction(async (tx) => {
+      await tx.queries.setPlan(input.queryId, JSON.stringify(plan));
+      const plannedIndex = await tx.events.append(
       ENTRY.paillierPlanned,
       {
         queryId: input.queryId,
@@ -313,11 +397,12 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       now,
       input.studyId,
     );
-    await this.repos.rounds.open({ query_id: input.queryId, round: 1, status: 'open', opened_at: now, deadline: plan.deadline, expected: plan.participants.length });
-    // The study's settings, and the researcher's key binding that the query's signature is checked against.
-    const more = await this.repos.events.indicesOf([entryKey(ENTRY.studyCreated, input.studyId), entryKey(ENTRY.apiKeyCreated, input.submittedBy)]);
-    const evidence = await this.repos.events.evidence([input.submittedIndex, plannedIndex, ...more.values()]);
-    await this.dispatchAll(input.studyId, evidence, participants, (pid) => ({
+      this.failpoints.hit('plan.appended');
+      await tx.rounds.open({ query_id: input.queryId, round: 1, status: 'open', opened_at: now, deadline: plan.deadline, expected: plan.participants.length });
+      // The study's settings, and the researcher's key binding that the query's signature is checked against.
+      const more = await tx.events.indicesOf([entryKey(ENTRY.studyCreated, input.studyId), entryKey(ENTRY.apiKeyCreated, input.submittedBy)]);
+      const evidence = await tx.events.evidence([input.submittedIndex, plannedIndex, ...more.values()]);
+      return this.prepareTasks(tx, input.studyId, evidence, participants, 1, (pid) => ({
       kind: TASK.paillierContribute,
       queryId: input.queryId,
       studyId: input.studyId,
@@ -328,7 +413,10 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       query: taskQuery(input.spec),
       evidence,
     }));
-    await this.scheduleDeadline(input.queryId, 1, plan.deadline);
+    });
+    this.failpoints.hit('plan.committed');
+    await this.sendTasks(tasks);
+    await this.effect('deadline', () => this.scheduleDeadline(input.queryId, 1, plan.deadline));
     return plan;
   }
 
@@ -341,7 +429,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const now = Date.now();
     const deadline = now + this.config.round1Seconds * 1000;
     await this.repos.rounds.open({ query_id: queryId, round: 0, status: 'open', opened_at: now, deadline, expected: 1 });
-    await this.scheduleDeadline(queryId, 0, deadline);
+    await this.effect('deadline', () => this.scheduleDeadline(queryId, 0, deadline));
   }
 
   /**
@@ -362,7 +450,6 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     nonce: string;
     submittedIndex: number;
   }): Promise<ShamirPlan> {
-    assertRedisReady(this.redis.producer);
     const participants = await this.enrolledInLedger(input.studyId);
     const compiled = compileQuery(input.schema, input.spec);
     const now = Date.now();
@@ -379,12 +466,13 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       threshold: input.threshold,
       minThreshold: input.schema.minThreshold ?? undefined,
     });
-    if (!(await this.repos.rounds.close(input.queryId, 0, JSON.stringify({ nonce: input.nonce }), now))) {
-      throw new ApiError(409, 'not_awaiting_nonce', `query ${input.queryId} is not waiting for a committee nonce`);
-    }
-    await this.control.remove(deadlineJobId(input.queryId, 0)).catch(() => 0);
-    await this.repos.queries.setPlan(input.queryId, JSON.stringify(plan));
-    const drawnIndex = await this.repos.events.append(
+    // Round 0's close, the plan, `committee.drawn`, round 1 and its tasks commit together; then the tasks go out.
+    const tasks = await this.repos.transaction(async (tx) => {
+      if (!(await tx.rounds.close(input.queryId, 0, JSON.stringify({ nonce: input.nonce }), now))) {
+        throw new ApiError(409, 'not_awaiting_nonce', `query ${input.queryId} is not waiting for a committee nonce`);
+      }
+      await tx.queries.setPlan(input.queryId, JSON.stringify(plan));
+      const drawnIndex = await tx.events.append(
       ENTRY.committeeDrawn,
       {
         queryId: input.queryId,
@@ -401,12 +489,13 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       now,
       input.studyId,
     );
-    await this.repos.rounds.open({ query_id: input.queryId, round: 1, status: 'open', opened_at: now, deadline: plan.deadlines.round1, expected: plan.participants.length });
-    await this.repos.queries.setRound(input.queryId, 1);
-    const indices = await this.repos.events.indicesOf([entryKey(ENTRY.studyCreated, input.studyId), ...plan.committee.map((m) => entryKey(ENTRY.participantEnrolled, m))]);
-    const evidence = await this.repos.events.evidence([input.submittedIndex, drawnIndex, ...indices.values()], seedTreeSize);
-    const committee = participants.filter((p) => plan.committee.includes(p.id)).map(entryOf);
-    await this.dispatchAll(input.studyId, evidence, participants, (pid) => ({
+      this.failpoints.hit('plan.appended');
+      await tx.rounds.open({ query_id: input.queryId, round: 1, status: 'open', opened_at: now, deadline: plan.deadlines.round1, expected: plan.participants.length });
+      await tx.queries.setRound(input.queryId, 1);
+      const indices = await tx.events.indicesOf([entryKey(ENTRY.studyCreated, input.studyId), ...plan.committee.map((m) => entryKey(ENTRY.participantEnrolled, m))]);
+      const evidence = await tx.events.evidence([input.submittedIndex, drawnIndex, ...indices.values()], seedTreeSize);
+      const committee = participants.filter((p) => plan.committee.includes(p.id)).map(entryOf);
+      return this.prepareTasks(tx, input.studyId, evidence, participants, 1, (pid) => ({
       kind: TASK.shamirRound1,
       queryId: input.queryId,
       studyId: input.studyId,
@@ -418,7 +507,11 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       directory: committee,
       evidence,
     }));
-    await this.scheduleDeadline(input.queryId, 1, plan.deadlines.round1);
+    });
+    this.failpoints.hit('plan.committed');
+    await this.effect('deadline', () => this.control.remove(deadlineJobId(input.queryId, 0)));
+    await this.sendTasks(tasks);
+    await this.effect('deadline', () => this.scheduleDeadline(input.queryId, 1, plan.deadlines.round1));
     return plan;
   }
 
@@ -440,42 +533,88 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
-   * Sends one task to each of `to`, all resting on the same ledger evidence. Each task also brings its participant's
-   * view of the ledger up to the evidence's checkpoint from where the coordinator believes it stands (the checkpoint
-   * of the last task it sent it: libs/protocol ViewUpdate), so a participant that answered that task checks
-   * consistency without a request of its own; one that did not asks over HTTP. Views starting at the same size share
-   * one update.
+   * Signs one task for each of `to`, all resting on the same ledger evidence, and stores them in the outbox inside
+   * the transition's transaction; {@link sendTasks} puts them in Redis once it commits. Each task also brings its
+   * participant's view of the ledger up to the evidence's checkpoint from where the coordinator believes it stands
+   * (the checkpoint of the last task it sent it: libs/protocol ViewUpdate), so a participant that answered that task
+   * checks consistency without a request of its own; one that did not asks over HTTP. Views starting at the same
+   * size share one update.
+   * @returns the stored tasks
    */
-  private async dispatchAll(studyId: string, evidence: LedgerEvidence, to: readonly { id: string; ledger_size: number | null }[], task: (participantId: string) => TaskPayload): Promise<void> {
+  private async prepareTasks(
+    tx: RepositorySet,
+    studyId: string,
+    evidence: LedgerEvidence,
+    to: readonly { id: string; ledger_size: number | null }[],
+    round: number,
+    task: (participantId: string) => TaskPayload,
+  ): Promise<Dispatch[]> {
     const { size } = verifyCheckpoint(evidence.checkpoint, this.key.publicKey, this.repos.origin);
-    const updates = new Map<number, Promise<ViewUpdate>>();
-    const viewFrom = (from: number | null): Promise<ViewUpdate> | undefined => {
-      if (from === null || from < 1 || from >= size) return undefined;
-      let update = updates.get(from);
-      if (!update) updates.set(from, (update = this.repos.events.viewUpdate(studyId, from, size)));
-      return update;
-    };
-    await Promise.all(
-      to.map(async (p) => {
-        const view = await viewFrom(p.ledger_size);
-        await this.dispatch(p.id, view ? { ...task(p.id), view } : task(p.id));
-      }),
-    );
-    await this.repos.participants.setLedgerSize(
+    const updates = new Map<number, ViewUpdate>();
+    const now = Date.now();
+    const rows: Dispatch[] = [];
+    for (const p of to) {
+      let view: ViewUpdate | undefined;
+      if (p.ledger_size !== null && p.ledger_size >= 1 && p.ledger_size < size) {
+        view = updates.get(p.ledger_size) ?? (await tx.events.viewUpdate(studyId, p.ledger_size, size));
+        updates.set(p.ledger_size, view);
+      }
+      const payload = task(p.id);
+      const signed = signTask(this.key, view ? { ...payload, view } : payload);
+      rows.push({ query_id: payload.queryId, round, participant_id: p.id, job_name: payload.kind, payload_json: JSON.stringify(signed), created_at: now, dispatched_at: null });
+    }
+    await tx.dispatches.store(rows);
+    await tx.participants.setLedgerSize(
       to.map((p) => p.id),
       size,
     );
+    return rows;
   }
 
-  private async dispatch(participantId: string, task: TaskPayload): Promise<void> {
-    const round = task.kind === TASK.shamirRound2 ? 2 : 1;
-    await this.queueOf(participantId).add(task.kind, signTask(this.key, task), {
-      jobId: taskJobId(task.queryId, round, participantId),
-      attempts: 3,
-      backoff: { type: 'exponential', delay: 1000 },
-      removeOnComplete: false,
-      removeOnFail: false,
-    });
+  /**
+   * Adds stored tasks to their participants' queues, each under its deterministic job id, so sending one again is
+   * harmless (BullMQ keeps the job it has), and records which went in. While Redis is down they stay in the outbox:
+   * the timer and the next recovery send them. `strict` (a recovery) rethrows the first failure instead.
+   */
+  private async sendTasks(rows: readonly Dispatch[], { strict = false } = {}): Promise<void> {
+    if (rows.length === 0) return;
+    // A BullMQ queue first used while its connection is down waits for it without a timeout: not in a request.
+    if (this.redis.producer.status !== 'ready') {
+      if (strict) throw new RedisUnavailableError(`Redis is not available (connection ${this.redis.producer.status})`);
+      this.logger.warn({ waiting: rows.length }, 'Redis is unavailable: tasks wait in the outbox and are sent when it returns');
+      return;
+    }
+    const sent = new Map<string, { queryId: string; round: number; ids: string[] }>();
+    const results = await Promise.allSettled(
+      rows.map(async (row) => {
+        await this.queueOf(row.participant_id).add(row.job_name, JSON.parse(row.payload_json) as unknown, { jobId: taskJobId(row.query_id, row.round, row.participant_id), ...TASK_JOB_OPTIONS });
+        const key = `${row.query_id}:${row.round}`;
+        const group = sent.get(key) ?? { queryId: row.query_id, round: row.round, ids: [] };
+        group.ids.push(row.participant_id);
+        sent.set(key, group);
+      }),
+    );
+    const now = Date.now();
+    for (const g of sent.values()) await this.repos.dispatches.markDispatched(g.queryId, g.round, g.ids, now);
+    const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (!failure) return;
+    if (strict) throw failure.reason;
+    if (isRedisOutage(failure.reason)) this.logger.warn({ waiting: results.filter((r) => r.status === 'rejected').length }, 'Redis is unavailable: tasks wait in the outbox and are sent when it returns');
+    else this.logger.error({ err: failure.reason }, 'sending tasks failed; the timer retries');
+  }
+
+  /**
+   * Runs an effect outside the database after a transition committed. It must not undo or fail the transition: an
+   * outage is logged (the recovery redoes it from the database when Redis returns), any other error too.
+   */
+  private async effect(what: string, run: () => Promise<unknown>): Promise<void> {
+    try {
+      if (this.redis.producer.status !== 'ready') throw new RedisUnavailableError(`Redis is not available (connection ${this.redis.producer.status})`);
+      await run();
+    } catch (err) {
+      if (isRedisOutage(err)) this.logger.warn({ what }, `Redis is unavailable: ${what} is redone when it returns`);
+      else this.logger.error({ err, what }, `${what} failed after the transition committed; the timer retries`);
+    }
   }
 
   private async scheduleDeadline(queryId: string, round: number, deadline: number): Promise<void> {
@@ -575,6 +714,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       const study = await this.repos.studies.getById(ctx.studyId);
       const job = signAggregation(this.key, { queryId: ctx.queryId, plan, query: taskQuery(ctx.spec), schema: JSON.parse(study!.schema_json) as unknown, answered });
       await this.aggregation.add(AGGREGATE, job, { jobId, attempts: 3, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: false, removeOnFail: false });
+      this.failpoints.hit('aggregation.queued');
       this.logger.info({ queryId: ctx.queryId, answered: answered.length }, 'contributions handed to aggregation');
       return;
     }
@@ -591,11 +731,13 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const result = openAggregation(finished.returnvalue, aggregationResultSchema, this.key.publicKey);
     const { refusals } = await this.collect(ctx, 1, plan.participants);
     const allRefusals = new Map([...refusals, ...result.rejected.map((r) => [r.participantId, r.reason] as const)]);
-    for (const r of result.rejected) {
-      await this.repos.events.append('contribution.rejected', { queryId: ctx.queryId, round: 1, participantId: r.participantId, reason: r.reason }, `contribution.rejected:${ctx.queryId}:1:${r.participantId}`, Date.now(), ctx.studyId);
-    }
+    const recordRejections = async (tx: RepositorySet): Promise<void> => {
+      for (const r of result.rejected) {
+        await tx.events.append('contribution.rejected', { queryId: ctx.queryId, round: 1, participantId: r.participantId, reason: r.reason }, `contribution.rejected:${ctx.queryId}:1:${r.participantId}`, Date.now(), ctx.studyId);
+      }
+    };
     if (!result.aggregate) {
-      await this.fail(ctx.queryId, 1, `round 1: ${result.failure ?? 'no aggregate'}`, allRefusals);
+      await this.fail(ctx.queryId, 1, `round 1: ${result.failure ?? 'no aggregate'}`, allRefusals, recordRejections);
       return;
     }
     const now = Date.now();
@@ -610,48 +752,28 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       ({ aggregate, noise } = addEncryptedNoise(paillierContext(plan, compiled), ctx.queryId, aggregate, dpNoise(compiled, settings.dp)));
     }
     const closed: PaillierClosed = { contributors: result.contributors, contributions: result.contributions, noise, aggregate };
-    if (!(await this.repos.rounds.close(ctx.queryId, 1, JSON.stringify(closed), now))) return;
-    for (const c of result.contributors) await this.repos.contributions.record({ query_id: ctx.queryId, round: 1, participant_id: c.id, bundle_hash: c.bundleHash, received_at: now });
-    await this.recordRound1Closed(ctx.queryId, ctx.studyId, plan.participants, result.contributors, allRefusals, now);
-    await this.control.remove(deadlineJobId(ctx.queryId, 1)).catch(() => 0);
     const deadline = now + this.config.decryptionSeconds * 1000;
-    await this.repos.rounds.open({ query_id: ctx.queryId, round: 2, status: 'open', opened_at: now, deadline, expected: 1 });
-    await this.repos.queries.setRound(ctx.queryId, 2);
-    await this.scheduleDeadline(ctx.queryId, 2, deadline);
+    // The round's close, the contributions, rejections and `round.closed`, and the decryption round, in one transaction.
+    const committed = await this.repos.transaction(async (tx) => {
+      if (!(await tx.rounds.close(ctx.queryId, 1, JSON.stringify(closed), now))) return false;
+      for (const c of result.contributors) await tx.contributions.record({ query_id: ctx.queryId, round: 1, participant_id: c.id, bundle_hash: c.bundleHash, received_at: now });
+      await recordRejections(tx);
+      await recordRound1Closed(tx, ctx.queryId, ctx.studyId, plan.participants, result.contributors, allRefusals, now);
+      this.failpoints.hit('round1.appended');
+      await tx.rounds.open({ query_id: ctx.queryId, round: 2, status: 'open', opened_at: now, deadline, expected: 1 });
+      await tx.queries.setRound(ctx.queryId, 2);
+      return true;
+    });
+    if (!committed) return;
+    this.failpoints.hit('round1.committed');
+    await this.effect('deadline', () => this.control.remove(deadlineJobId(ctx.queryId, 1)));
+    await this.effect('deadline', () => this.scheduleDeadline(ctx.queryId, 2, deadline));
     // The participants' jobs are no longer needed: the accepted contributions are kept with the round.
-    await this.cleanup(ctx);
+    await this.effect('cleanup', () => this.cleanup(ctx));
     await finished.remove().catch(() => undefined);
     // The result carried the signed contributions; they are kept with the round, not in Redis.
-    await this.scrubEvents(AGGREGATION_QUEUE, ctx.queryId).catch(() => undefined);
+    await this.effect('cleanup', () => this.scrubEvents(AGGREGATION_QUEUE, ctx.queryId));
     this.logger.info({ queryId: ctx.queryId, contributors: result.contributors.length }, 'aggregate ready for the researcher');
-  }
-
-  /**
-   * Appends the `round.closed` entry of round 1, the same for both protocols: it is what committee members check
-   * at round 2 and what participants' receipts point at, so its shape is one contract.
-   * @returns the entry's ledger index
-   */
-  private recordRound1Closed(
-    queryId: string,
-    studyId: string,
-    participants: readonly string[],
-    contributors: readonly { id: string; bundleHash: string }[],
-    refusals: ReadonlyMap<string, string>,
-    now: number,
-  ): Promise<number> {
-    return this.repos.events.append(
-      'round.closed',
-      {
-        queryId,
-        round: 1,
-        contributors,
-        missing: participants.filter((p) => !contributors.some((c) => c.id === p)),
-        refusals: [...refusals].map(([participantId, reason]) => ({ participantId, reason })),
-      },
-      entryKey(ENTRY.roundClosed, queryId, 1),
-      now,
-      studyId,
-    );
   }
 
   /**
@@ -659,12 +781,12 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * `committee.drawn` entries, the study's `study.created`, the root the committee seed was drawn from, and the
    * entries at `more`, all proven in the newest signed checkpoint.
    */
-  private async roundEvidence(ctx: ShamirContext, more: readonly number[]): Promise<LedgerEvidence> {
+  private async roundEvidence(tx: RepositorySet, ctx: ShamirContext, more: readonly number[]): Promise<LedgerEvidence> {
     const keys = [entryKey(ENTRY.querySubmitted, ctx.queryId), entryKey(ENTRY.committeeDrawn, ctx.queryId), entryKey(ENTRY.studyCreated, ctx.studyId)];
-    const found = await this.repos.events.indicesOf(keys);
+    const found = await tx.events.indicesOf(keys);
     const submitted = found.get(keys[0]!);
     if (submitted === undefined) throw new Error(`query ${ctx.queryId} has no query.submitted entry`);
-    return this.repos.events.evidence([...found.values(), ...more], submitted + 1);
+    return tx.events.evidence([...found.values(), ...more], submitted + 1);
   }
 
   /**
@@ -747,12 +869,13 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       await this.fail(queryId, 2, `the custodians' partial decryptions do not combine: ${err.message}`, new Map());
       throw new ApiError(409, 'not_ready', `query ${queryId} failed: ${err.message}`);
     }
-    if (!(await this.repos.rounds.close(queryId, 2, JSON.stringify({ decrypted: true, custodians: used.map((r) => r.custodian) }), now))) {
-      return { decrypted: rows.length, threshold: verification.threshold, released: true };
-    }
     const decryption = { aggregateHash: aggregateHash(closed.aggregate), custodians: used.map((r) => r.custodian) };
-    await this.release(ctx, compiled, totals, { contributors: closed.contributors.length, paillier: decryption }, now, { noised: true });
-    await this.forgetContributions(queryId);
+    await this.decide(queryId, async (tx) => {
+      if (!(await tx.rounds.close(queryId, 2, JSON.stringify({ decrypted: true, custodians: used.map((r) => r.custodian) }), now))) return false;
+      await this.release(tx, ctx, compiled, totals, { contributors: closed.contributors.length, paillier: decryption }, now, { noised: true });
+      await forgetContributions(tx, queryId);
+      return true;
+    });
     return { decrypted: rows.length, threshold: verification.threshold, released: true };
   }
 
@@ -790,9 +913,13 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       throw new ApiError(422, 'invalid_decryption', `decryption rejected: ${err.message}`);
     }
     const now = Date.now();
-    if (!(await this.repos.rounds.close(queryId, 2, JSON.stringify({ decrypted: true }), now))) throw new ApiError(409, 'not_ready', `query ${queryId} is already decided`);
-    await this.release(ctx, compiled, totals, { contributors: closed.contributors.length, paillier: { aggregateHash: aggregateHash(closed.aggregate), custodians: null } }, now, { noised: true });
-    await this.forgetContributions(queryId);
+    const released = await this.decide(queryId, async (tx) => {
+      if (!(await tx.rounds.close(queryId, 2, JSON.stringify({ decrypted: true }), now))) return false;
+      await this.release(tx, ctx, compiled, totals, { contributors: closed.contributors.length, paillier: { aggregateHash: aggregateHash(closed.aggregate), custodians: null } }, now, { noised: true });
+      await forgetContributions(tx, queryId);
+      return true;
+    });
+    if (!released) throw new ApiError(409, 'not_ready', `query ${queryId} is already decided`);
   }
 
   /**
@@ -809,16 +936,6 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const ctx = await this.context(queryId);
     if (!ctx || !isPaillier(ctx)) throw new ApiError(409, 'not_ready', `query ${queryId} is ${q.status}`);
     return ctx;
-  }
-
-  /**
-   * Once a paillier query is decided, its individual contributions and any custodians' partials are dropped: the
-   * contributions' hashes stay in the ledger, and t partials would decrypt the aggregate for anyone.
-   */
-  private async forgetContributions(queryId: string): Promise<void> {
-    const closed = await this.closedPaillier(queryId);
-    if (closed?.contributions.length) await this.repos.rounds.rewriteClosed(queryId, 1, JSON.stringify({ ...closed, contributions: [], noise: null }));
-    await this.repos.partials.forget(queryId);
   }
 
   private async closedPaillier(queryId: string): Promise<PaillierClosed | undefined> {
@@ -878,22 +995,26 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       return;
     }
     const now = Date.now();
-    if (!(await this.repos.rounds.close(ctx.queryId, 1, JSON.stringify(closed), now))) return;
-    const closedIndex = await this.recordRound1Closed(ctx.queryId, ctx.studyId, plan.participants, closed.contributors, refusals, now);
-    await this.control.remove(deadlineJobId(ctx.queryId, 1)).catch(() => 0);
-
-    await this.repos.rounds.open({ query_id: ctx.queryId, round: 2, status: 'open', opened_at: now, deadline: plan.deadlines.round2, expected: plan.committee.length });
-    await this.repos.queries.setRound(ctx.queryId, 2);
     const contributors = rows.filter((r) => closed.contributors.some((c) => c.id === r.id)).map(entryOf);
-    // Members check the closed set against the signed ledger, not just this task: the coordinator commits to
-    // one contributor set in a log that participants and auditors verify, before any member sums a share. The
-    // evidence also proves the query, its plan and every contributor's enrollment (authorizeShamirRound2).
-    const evidence = await this.roundEvidence(ctx, [closedIndex, ...(await this.repos.events.indicesOf(closed.contributors.map((c) => entryKey(ENTRY.participantEnrolled, c.id)))).values()]);
     const bundles = accepted.map((a) => a.bundle);
-    await this.dispatchAll(
+    // The round's close, `round.closed`, round 2 and its tasks commit together; then the tasks go out.
+    const tasks = await this.repos.transaction(async (tx) => {
+      if (!(await tx.rounds.close(ctx.queryId, 1, JSON.stringify(closed), now))) return undefined;
+      const closedIndex = await recordRound1Closed(tx, ctx.queryId, ctx.studyId, plan.participants, closed.contributors, refusals, now);
+      this.failpoints.hit('round1.appended');
+      await tx.rounds.open({ query_id: ctx.queryId, round: 2, status: 'open', opened_at: now, deadline: plan.deadlines.round2, expected: plan.committee.length });
+      await tx.queries.setRound(ctx.queryId, 2);
+      // Members check the closed set against the signed ledger, not just this task: the coordinator commits to
+      // one contributor set in a log that participants and auditors verify, before any member sums a share. The
+      // evidence also proves the query, its plan and every contributor's enrollment (authorizeShamirRound2).
+      const enrolled = await tx.events.indicesOf(closed.contributors.map((c) => entryKey(ENTRY.participantEnrolled, c.id)));
+      const evidence = await this.roundEvidence(tx, ctx, [closedIndex, ...enrolled.values()]);
+      return this.prepareTasks(
+      tx,
       ctx.studyId,
       evidence,
       rows.filter((r) => plan.committee.includes(r.id)),
+      2,
       (member) => ({
         kind: TASK.shamirRound2,
         queryId: ctx.queryId,
@@ -909,7 +1030,12 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
         evidence,
       }),
     );
-    await this.scheduleDeadline(ctx.queryId, 2, plan.deadlines.round2);
+    });
+    if (!tasks) return;
+    this.failpoints.hit('round1.committed');
+    await this.effect('deadline', () => this.control.remove(deadlineJobId(ctx.queryId, 1)));
+    await this.sendTasks(tasks);
+    await this.effect('deadline', () => this.scheduleDeadline(ctx.queryId, 2, plan.deadlines.round2));
   }
 
   private async advanceRound2(ctx: ShamirContext, pastDeadline: boolean): Promise<void> {
@@ -936,17 +1062,32 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     }
     const compiled = compileQuery(ctx.schema, ctx.spec);
     const now = Date.now();
-    if (!(await this.repos.rounds.close(ctx.queryId, 2, JSON.stringify({ answered: outcome.answered, badMembers: outcome.badMembers }), now))) return;
-    await this.release(ctx, compiled, outcome.totals, { contributors: outcome.contributors, committee: plan.committee, answered: outcome.answered, badMembers: outcome.badMembers, threshold: plan.threshold }, now, { noised: false });
+    await this.decide(ctx.queryId, async (tx) => {
+      if (!(await tx.rounds.close(ctx.queryId, 2, JSON.stringify({ answered: outcome.answered, badMembers: outcome.badMembers }), now))) return false;
+      await this.release(tx, ctx, compiled, outcome.totals, { contributors: outcome.contributors, committee: plan.committee, answered: outcome.answered, badMembers: outcome.badMembers, threshold: plan.threshold }, now, { noised: false });
+      return true;
+    });
+  }
+
+  /**
+   * Commits a query's decision (its last round's close and `release`) in one transaction, then removes its jobs
+   * from Redis (or leaves that to the timer while Redis is down).
+   * @returns whether this call decided it
+   */
+  private async decide(queryId: string, write: (tx: RepositorySet) => Promise<boolean>): Promise<boolean> {
+    if (!(await this.repos.transaction(write))) return false;
+    this.failpoints.hit('result.committed');
+    await this.effect('cleanup', () => this.cleanupDecided(queryId));
+    return true;
   }
 
   /**
    * Releases a query's statistics (DESIGN.md "Queries", output privacy): differential-privacy noise on the exact
    * totals unless it is already in them (paillier adds it under encryption), post-processing of the noised totals,
    * the statistics, small-cell suppression, and a report of which measures applied; then the ledger
-   * (`result.released`), the query row, and cleanup.
+   * (`result.released`) and the query row, in the caller's transaction; {@link decide} then cleans up.
    */
-  private async release(ctx: QueryContext, compiled: CompiledQuery, exactOrNoised: readonly bigint[], details: { readonly contributors: number } & Record<string, unknown>, now: number, opts: { noised: boolean }): Promise<void> {
+  private async release(tx: RepositorySet, ctx: QueryContext, compiled: CompiledQuery, exactOrNoised: readonly bigint[], details: { readonly contributors: number } & Record<string, unknown>, now: number, opts: { noised: boolean }): Promise<void> {
     const settings = privacyOf(ctx.spec, ctx.schema);
     let totals = [...exactOrNoised];
     if (settings.dp) {
@@ -961,30 +1102,61 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const result = { results: released.rows, privacy: privacyReport(settings, released.suppressedCells), ...details };
     // Ledger entries are canonical JSON with integers only (libs/crypto canonicalJson), so that any verifier in
     // any language re-encodes them byte for byte: statistic values go in as their shortest decimal strings.
-    const ledgerIndex = await this.repos.events.append(ENTRY.resultReleased, { queryId: ctx.queryId, ...(ledgerValue(result) as object) }, entryKey(ENTRY.resultReleased, ctx.queryId), now, ctx.studyId);
-    await this.repos.queries.finish(ctx.queryId, { status: 'succeeded', result_json: JSON.stringify({ ...result, ledgerIndex }), contributors: details.contributors }, now);
-    await this.control.remove(deadlineJobId(ctx.queryId, 2)).catch(() => 0);
-    await this.cleanup(ctx);
+    const ledgerIndex = await tx.events.append(ENTRY.resultReleased, { queryId: ctx.queryId, ...(ledgerValue(result) as object) }, entryKey(ENTRY.resultReleased, ctx.queryId), now, ctx.studyId);
+    this.failpoints.hit('result.appended');
+    await tx.queries.finish(ctx.queryId, { status: 'succeeded', result_json: JSON.stringify({ ...result, ledgerIndex }), contributors: details.contributors }, now);
     this.logger.info({ queryId: ctx.queryId, contributors: details.contributors, ledgerIndex }, 'result released');
   }
 
-  /** Fails a query with its reason (and the participants' refusals), in the database and the event log. */
-  private async fail(queryId: string, round: number, reason: string, refusals: ReadonlyMap<string, string>): Promise<void> {
+  /**
+   * Fails a query with its reason (and the participants' refusals): the round, `query.failed` and the outcome in one
+   * transaction (with `more`, writes that belong to it), then its jobs leave Redis.
+   */
+  private async fail(queryId: string, round: number, reason: string, refusals: ReadonlyMap<string, string>, more?: (tx: RepositorySet) => Promise<void>): Promise<void> {
     const now = Date.now();
-    if (!(await this.repos.rounds.fail(queryId, round, now))) return;
     const refused = [...refusals].map(([id, why]) => ({ participantId: id, reason: why }));
     const full = refused.length ? `${reason}; refusals: ${refused.map((r) => `${r.participantId}: ${r.reason}`).join('; ')}` : reason;
-    const ctx = await this.repos.queries.get(queryId);
-    await this.repos.events.append(ENTRY.queryFailed, { queryId, round, reason, refusals: refused }, entryKey(ENTRY.queryFailed, queryId), now, ctx?.study_id ?? null);
-    await this.repos.queries.finish(queryId, { status: 'failed', failure_reason: full }, now);
-    await this.control.remove(deadlineJobId(queryId, round)).catch(() => 0);
-    if (ctx?.plan_json) await this.cleanup({ queryId, plan: JSON.parse(ctx.plan_json) as ShamirPlan | PaillierPlan });
-    await this.aggregation.remove(aggregationJobId(queryId)).catch(() => 0);
-    if (ctx?.protocol === 'paillier') {
-      await this.scrubEvents(AGGREGATION_QUEUE, queryId).catch(() => undefined);
-      await this.forgetContributions(queryId);
-    }
+    const failed = await this.repos.transaction(async (tx) => {
+      if (!(await tx.rounds.fail(queryId, round, now))) return false;
+      await more?.(tx);
+      const q = await tx.queries.get(queryId);
+      await tx.events.append(ENTRY.queryFailed, { queryId, round, reason, refusals: refused }, entryKey(ENTRY.queryFailed, queryId), now, q?.study_id ?? null);
+      await tx.queries.finish(queryId, { status: 'failed', failure_reason: full }, now);
+      if (q?.protocol === 'paillier') await forgetContributions(tx, queryId);
+      return true;
+    });
+    if (!failed) return;
+    this.failpoints.hit('failed.committed');
     this.logger.warn({ queryId, round, reason }, 'query failed');
+    await this.effect('cleanup', () => this.cleanupDecided(queryId));
+  }
+
+  /**
+   * Everything a decided query left in Redis goes (idempotent; the timer retries it while Redis is down): its
+   * deadline jobs, its task jobs and their events (cleanup), a paillier query's aggregation job and events; then its
+   * outbox rows, which are what tells the timer that the query still has jobs to remove.
+   * @throws RedisUnavailableError while Redis is down (the rows stay)
+   */
+  private async cleanupDecided(queryId: string): Promise<void> {
+    if (this.redis.producer.status !== 'ready') throw new RedisUnavailableError(`Redis is not available (connection ${this.redis.producer.status})`);
+    const q = await this.repos.queries.get(queryId);
+    if (!q || q.status === 'running') return;
+    // A job being worked on right now is locked and cannot be removed: the deadline job that is deciding this query,
+    // an aggregation still running. The rows then stay, and the timer comes back for it.
+    let locked = false;
+    const remove = (queue: Queue, jobId: string): Promise<unknown> =>
+      queue.remove(jobId).catch((err: unknown) => {
+        if (!(err instanceof Error && /locked/i.test(err.message))) throw err;
+        locked = true;
+      });
+    for (const round of [0, 1, 2]) await remove(this.control, deadlineJobId(queryId, round));
+    if (q.plan_json) await this.cleanup({ queryId, plan: JSON.parse(q.plan_json) as ShamirPlan | PaillierPlan });
+    if (q.protocol === 'paillier') {
+      await remove(this.aggregation, aggregationJobId(queryId));
+      await this.scrubEvents(AGGREGATION_QUEUE, queryId);
+    }
+    if (this.redis.producer.status !== 'ready') throw new RedisUnavailableError('Redis went away during cleanup');
+    if (!locked) await this.repos.dispatches.forget(queryId);
   }
 
   /**
@@ -1029,6 +1201,46 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       .map(([id]) => id);
     if (ids.length) await this.redis.producer.xdel(key, ...ids);
   }
+}
+
+/**
+ * Appends the `round.closed` entry of round 1, the same for both protocols: it is what committee members check at
+ * round 2 and what participants' receipts point at, so its shape is one contract.
+ * @returns the entry's ledger index
+ */
+function recordRound1Closed(
+  tx: RepositorySet,
+  queryId: string,
+  studyId: string,
+  participants: readonly string[],
+  contributors: readonly { id: string; bundleHash: string }[],
+  refusals: ReadonlyMap<string, string>,
+  now: number,
+): Promise<number> {
+  return tx.events.append(
+    'round.closed',
+    {
+      queryId,
+      round: 1,
+      contributors,
+      missing: participants.filter((p) => !contributors.some((c) => c.id === p)),
+      refusals: [...refusals].map(([participantId, reason]) => ({ participantId, reason })),
+    },
+    entryKey(ENTRY.roundClosed, queryId, 1),
+    now,
+    studyId,
+  );
+}
+
+/**
+ * Once a paillier query is decided, its individual contributions and any custodians' partials are dropped: the
+ * contributions' hashes stay in the ledger, and t partials would decrypt the aggregate for anyone.
+ */
+async function forgetContributions(tx: RepositorySet, queryId: string): Promise<void> {
+  const r1 = await tx.rounds.get(queryId, 1);
+  const closed = r1?.closed_json ? (JSON.parse(r1.closed_json) as PaillierClosed) : undefined;
+  if (closed?.contributions.length) await tx.rounds.rewriteClosed(queryId, 1, JSON.stringify({ ...closed, contributions: [], noise: null }));
+  await tx.partials.forget(queryId);
 }
 
 /** The privacy a query runs with: as stored with it at submission (effectivePrivacy), or the study's defaults. */
