@@ -1,5 +1,8 @@
+import nodeCrypto from 'node:crypto';
 import fc from 'fast-check';
 import { bigIntToBytes, bytesToBigInt, secureRandom } from './random';
+
+const realRandomFill = nodeCrypto.randomFillSync;
 
 describe('secureRandom', () => {
   it('returns exactly the requested number of bytes, from the pool and past it', () => {
@@ -14,11 +17,28 @@ describe('secureRandom', () => {
   });
 
   it('does not keep a copy of what it returned in the pool', () => {
-    const a = secureRandom(32);
-    const copy = Uint8Array.from(a);
-    a.fill(0);
-    const b = secureRandom(32);
-    expect(Buffer.from(b).equals(Buffer.from(copy))).toBe(false);
+    // The pool is module-private: catch it where it is made, as the buffer the CSPRNG fills, and read its memory.
+    const fills: Uint8Array[] = [];
+    const spy = jest.spyOn(nodeCrypto, 'randomFillSync').mockImplementation(((buffer: Uint8Array) => {
+      fills.push(buffer);
+      return realRandomFill(buffer);
+    }) as typeof nodeCrypto.randomFillSync);
+    try {
+      secureRandom(4096); // empties whatever pool there was, so the next draw refills it
+      fills.length = 0;
+      const a = secureRandom(32);
+      const b = secureRandom(32);
+      expect(fills.map((f) => f.length)).toEqual([4096]);
+      const pool = fills[0]!;
+      // What was handed out is zero in the pool; the rest is still random (so this is the pool that served them).
+      expect(Buffer.from(pool.subarray(0, 64)).toString('hex')).toBe('00'.repeat(64));
+      expect(pool.subarray(64).some((byte) => byte !== 0)).toBe(true);
+      expect(Buffer.from(pool).indexOf(Buffer.from(a))).toBe(-1);
+      expect(Buffer.from(pool).indexOf(Buffer.from(b))).toBe(-1);
+      expect(Buffer.from(a).equals(Buffer.alloc(32))).toBe(false);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it.each([-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY])('rejects the length %p', (n) => {
