@@ -26,23 +26,40 @@ function looksUniform(binned: readonly number[], bins: number): boolean {
   return chiSquare(counts) < critical;
 }
 
-/** Top `bits` bits of a 127-bit field element. */
-const top = (x: bigint, bits: number): number => Number(x >> BigInt(127 - bits));
+/**
+ * Three ways to cut the field into 2^bits equal cells, so that a χ² test looks at both ends of an element and its
+ * middle: by range (the field in equal intervals: the high bits), by bits 61–63, and by residue (x mod 2^bits: the
+ * low bits). A uniform element is uniform in each; a bias in any of those bits shows in one of them.
+ */
+const VIEWS: readonly (readonly [name: string, cell: (x: bigint, bits: number) => number])[] = [
+  ['range', (x, bits) => Number((x << BigInt(bits)) / P)],
+  ['bits 61+', (x, bits) => Number((x >> 61n) & ((1n << BigInt(bits)) - 1n))],
+  ['residue', (x, bits) => Number(x & ((1n << BigInt(bits)) - 1n))],
+];
 
 /**
- * What t − 1 = 2 colluding holders see: for every pair of holders, their two values of the chosen coordinate
- * (top 2 bits each: 16 joint bins) and each holder's value alone (top 3 bits: 8 bins). True when all pass.
+ * What t − 1 = 2 colluding holders see is their whole share vectors: every coordinate of both. Each value a holder
+ * holds (holder, coordinate) must look uniform alone (8 cells), and every two of them jointly (4 × 4 cells: two
+ * coordinates of one holder, or of two holders), in each of the three views. Returns the cells that fail, by name.
  */
-function twoHoldersLearnNothing(splits: readonly ShamirShare[][], coordinate: number): boolean {
+function whatTwoHoldersLearn(splits: readonly ShamirShare[][]): string[] {
   const holders = splits[0]!.length;
-  const y = (split: readonly ShamirShare[], h: number): bigint => split[h]!.y[coordinate]!;
-  for (let i = 0; i < holders; i++) {
-    if (!looksUniform(splits.map((s) => top(y(s, i), 3)), 8)) return false;
-    for (let j = i + 1; j < holders; j++) {
-      if (!looksUniform(splits.map((s) => top(y(s, i), 2) * 4 + top(y(s, j), 2)), 16)) return false;
+  const coordinates = splits[0]![0]!.y.length;
+  const seen: { name: string; values: bigint[] }[] = [];
+  for (let h = 0; h < holders; h++) {
+    for (let c = 0; c < coordinates; c++) seen.push({ name: `holder ${h + 1} coordinate ${c}`, values: splits.map((s) => s[h]!.y[c]!) });
+  }
+  const failed: string[] = [];
+  for (const [view, cell] of VIEWS) {
+    for (const a of seen) if (!looksUniform(a.values.map((x) => cell(x, 3)), 8)) failed.push(`${a.name} (${view})`);
+    for (let i = 0; i < seen.length; i++) {
+      for (let j = i + 1; j < seen.length; j++) {
+        const [a, b] = [seen[i]!, seen[j]!];
+        if (!looksUniform(a.values.map((x, n) => cell(x, 2) * 4 + cell(b.values[n]!, 2)), 16)) failed.push(`${a.name} with ${b.name} (${view})`);
+      }
     }
   }
-  return true;
+  return failed;
 }
 
 describe('splitSecret / reconstructSecret', () => {
@@ -156,14 +173,14 @@ describe('Shamir privacy: t − 1 shares are uniform whatever the secret', () =>
 
   it('passes the χ² test for two very different secrets (t = 3, k = 5)', () => {
     const rng = seededRandom('privacy');
-    expect(twoHoldersLearnNothing(splitsOf(secretA, 3, rng), 1)).toBe(true);
-    expect(twoHoldersLearnNothing(splitsOf(secretB, 3, rng), 1)).toBe(true);
+    expect(whatTwoHoldersLearn(splitsOf(secretA, 3, rng))).toEqual([]);
+    expect(whatTwoHoldersLearn(splitsOf(secretB, 3, rng))).toEqual([]);
   });
 
   it('the same test fails a broken split where the share is the secret (threshold 1)', () => {
     const broken = splitsOf(secretB, 1, seededRandom('broken'));
     expect(broken[0]![0]!.y).toEqual(secretB);
-    expect(twoHoldersLearnNothing(broken, 1)).toBe(false);
+    expect(whatTwoHoldersLearn(broken)).not.toEqual([]);
   });
 
   it('the same test fails a split whose random source is weak (coefficients below 2^64)', () => {
@@ -173,7 +190,34 @@ describe('Shamir privacy: t − 1 shares are uniform whatever the secret', () =>
       bytes.fill(0, 0, n - 8);
       return bytes;
     };
-    expect(twoHoldersLearnNothing(splitsOf(secretB, 3, weak), 1)).toBe(false);
+    expect(whatTwoHoldersLearn(splitsOf(secretB, 3, weak))).not.toEqual([]);
+  });
+
+  it('the same test fails a source whose low bits are fixed (every coefficient a multiple of 8), high bits intact', () => {
+    const strong = seededRandom('low bits');
+    const even: RandomSource = (n) => {
+      const bytes = strong(n);
+      bytes[n - 1]! &= 0xf8;
+      return bytes;
+    };
+    const failed = whatTwoHoldersLearn(splitsOf(secretA, 3, even));
+    expect(failed).toContain('holder 1 coordinate 0 (residue)');
+    expect(failed.filter((f) => f.endsWith('(range)'))).toEqual([]);
+  });
+
+  it('the same test fails a split where only coordinate 0 has no random coefficients', () => {
+    // splitSecret draws the t − 1 coefficients of each coordinate in turn: with t = 3, draws 0 and 1 of each split
+    // are coordinate 0's. Zeroing them leaves coordinate 0's shares equal to its secret; coordinate 1 stays sound.
+    const strong = seededRandom('one coordinate');
+    let draws = 0;
+    const half: RandomSource = (n) => {
+      const bytes = strong(n);
+      if (draws++ % 4 < 2) bytes.fill(0);
+      return bytes;
+    };
+    const failed = whatTwoHoldersLearn(splitsOf(secretB, 3, half));
+    expect(failed).toContain('holder 1 coordinate 0 (range)');
+    expect(failed.filter((f) => !f.includes('coordinate 0'))).toEqual([]);
   });
 });
 
@@ -290,7 +334,9 @@ describe('splitAdditive', () => {
     const rng = seededRandom('additive');
     const secret = [P - 1n];
     const runs = Array.from({ length: 3000 }, () => splitAdditive(secret, 3, rng));
-    for (let party = 0; party < 3; party++) expect(looksUniform(runs.map((r) => top(r[party]![0]!, 3)), 8)).toBe(true);
+    for (let party = 0; party < 3; party++) {
+      for (const [view, cell] of VIEWS) expect([party, view, looksUniform(runs.map((r) => cell(r[party]![0]!, 3)), 8)]).toEqual([party, view, true]);
+    }
     for (const [p0, p1, p2] of runs as [bigint[], bigint[], bigint[]][]) expect(p2[0]).toBe(sub(sub(secret[0]!, p0[0]!), p1[0]!));
   });
 
