@@ -1,6 +1,6 @@
 import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { participantRequestHeaders } from '@confide/protocol';
+import { PARTICIPANT_REQUEST_MAX_SKEW_MS, participantRequestHeaders } from '@confide/protocol';
 import { ParticipantHome } from '../../apps/participant/src/home';
 import { Cluster, type ParticipantProcess } from '../support/cluster';
 import { singleJson } from '../support/cli';
@@ -150,8 +150,21 @@ describe('participant receipts', () => {
   }, 60_000);
 
   describe('the receipt route', () => {
-    const path = () => `/v1/ledger/receipt?queryId=${queries[0]}`;
-    const call = (headers: Record<string, string>) => fetch(`${cluster.url}${path()}`, { headers });
+    const pathFor = (queryId: string) => `/v1/ledger/receipt?queryId=${queryId}`;
+    const path = () => pathFor(queries[0]!);
+    const call = (headers: Record<string, string>, at = path()) => fetch(`${cluster.url}${at}`, { headers });
+    /** A refusal as the coordinator's exception filter writes it: 401, and the reason the guard gave. */
+    const refusal = async (res: Response): Promise<[number, string, string]> => {
+      const body = (await res.json()) as { error: string; message: string };
+      return [res.status, body.error, body.message];
+    };
+    const signedBy = (p: ParticipantProcess, at: string, time = Date.now()) =>
+      participantRequestHeaders(new ParticipantHome(p.home).keys().signing, { method: 'GET', path: at, participantId: p.participantId, time });
+    /** A second query the participant contributed to, made here unless an earlier test already made one. */
+    let otherQuery: string;
+    beforeAll(async () => {
+      otherQuery = queries[1] ?? (await runQuery());
+    }, 60_000);
 
     it('serves a participant its receipt for a request signed with its key', async () => {
       const p = sites[0]!;
@@ -169,17 +182,20 @@ describe('participant receipts', () => {
     });
 
     it('refuses a signed request replayed on another query', async () => {
-      const p = sites[0]!;
-      const keys = new ParticipantHome(p.home).keys();
-      const headers = participantRequestHeaders(keys.signing, { method: 'GET', path: `/v1/ledger/receipt?queryId=${queries[1]}`, participantId: p.participantId, time: Date.now() });
-      expect((await call(headers)).status).toBe(401);
+      // The same headers are good for the query they were signed for, and for no other: the path is signed.
+      const headers = signedBy(sites[0]!, pathFor(otherQuery));
+      const honest = await call(headers, pathFor(otherQuery));
+      expect([honest.status, ((await honest.json()) as { queryId: string }).queryId]).toEqual([200, otherQuery]);
+      expect(await refusal(await call(headers, path()))).toEqual([401, 'unauthenticated', 'participant request refused: request signature does not verify with the participant’s registered key']);
     });
 
-    it('refuses a stale request', async () => {
-      const p = sites[0]!;
-      const keys = new ParticipantHome(p.home).keys();
-      const res = await call(participantRequestHeaders(keys.signing, { method: 'GET', path: path(), participantId: p.participantId, time: Date.now() - 10 * 60_000 }));
-      expect(res.status).toBe(401);
+    it('refuses a stale request, and one from the future', async () => {
+      const window = `participant request refused: request time is more than ${PARTICIPANT_REQUEST_MAX_SKEW_MS / 60_000} minutes from the coordinator's clock; check this machine's clock`;
+      // Just inside the window it is served: the refusals below are the clock's, not the signature's.
+      const inside = await call(signedBy(sites[0]!, path(), Date.now() - PARTICIPANT_REQUEST_MAX_SKEW_MS + 30_000));
+      expect(inside.status).toBe(200);
+      expect(await refusal(await call(signedBy(sites[0]!, path(), Date.now() - 2 * PARTICIPANT_REQUEST_MAX_SKEW_MS)))).toEqual([401, 'unauthenticated', window]);
+      expect(await refusal(await call(signedBy(sites[0]!, path(), Date.now() + 2 * PARTICIPANT_REQUEST_MAX_SKEW_MS)))).toEqual([401, 'unauthenticated', window]);
     });
 
     it('is not open to API keys or to anonymous callers', async () => {
