@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generateKeyPair, importPublicKeyBase64Url, openEnvelope, publicKeyBase64Url } from '@confide/crypto';
+import { EnvelopeError, generateKeyPair, importPublicKeyBase64Url, openEnvelope, publicKeyBase64Url } from '@confide/crypto';
 import { signCheckpoint, verifyCheckpoint } from '@confide/ledger';
 import {
   committeeSeed,
@@ -263,7 +263,9 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
       // Only the coordinator's X25519 key opens it.
       const context = { jobId: q.queryId, round: 2, sender: member().participantId, recipient: ROUND2_READER };
       expect(openEnvelope(hostile.encryptionKey, result.sealed, context)).toHaveLength(16 * q.plan.vectorLength);
-      expect(() => openEnvelope(generateKeyPair('x25519'), result.sealed, context)).toThrow();
+      const other = generateKeyPair('x25519');
+      expect(() => openEnvelope(other, result.sealed, context)).toThrow(expect.objectContaining({ name: 'EnvelopeError', message: 'envelope does not open with this key and context' }) as Error);
+      expect(() => openEnvelope(other, result.sealed, context)).toThrow(EnvelopeError);
     }, 90_000);
 
     it('refuses to sum either set when the ledger holds two round.closed entries for one query', async () => {

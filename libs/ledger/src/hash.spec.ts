@@ -3,6 +3,8 @@ import fc from 'fast-check';
 import { ENTRY_VERSION, HASH_SIZE, emptyRoot, entryBytes, leafHash, nodeHash, parseEntry } from './hash';
 import { canonicalValue } from '../../../test/support/arbitraries';
 
+type ErrorClass = new (message: string) => Error;
+
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 const utf8 = (text: string) => new Uint8Array(Buffer.from(text, 'utf8'));
 const sha256 = (...parts: number[][]) => createHash('sha256').update(Uint8Array.from(parts.flat())).digest('hex');
@@ -72,37 +74,42 @@ describe('ledger entries', () => {
     );
   });
 
-  it.each([
-    ['a negative index', { ...event, index: -1 }],
-    ['a fractional index', { ...event, index: 1.5 }],
-    ['an index beyond 2^53', { ...event, index: 2 ** 53 }],
-    ['an empty type', { ...event, type: '' }],
-    ['a type with spaces', { ...event, type: 'study created' }],
-    ['an upper-case type', { ...event, type: 'Study.created' }],
-    ['a time without milliseconds', { ...event, time: '2025-03-01T12:00:00Z' }],
-    ['a time with an offset', { ...event, time: '2025-03-01T12:00:00.000+01:00' }],
-    ['an impossible date', { ...event, time: '2025-02-30T12:00:00.000Z' }],
-    ['a float in the body', { ...event, body: { x: 0.5 } }],
-    ['a bigint in the body', { ...event, body: { x: 1n } as unknown as typeof event.body }],
-    ['an array body', { ...event, body: [] as unknown as typeof event.body }],
-  ])('refuses to write an entry with %s', (_what, bad) => {
-    expect(() => entryBytes(bad)).toThrow();
+  it.each<[string, unknown, ErrorClass, string]>([
+    ['a negative index', { ...event, index: -1 }, RangeError, 'entry index must be a non-negative safe integer'],
+    ['a fractional index', { ...event, index: 1.5 }, RangeError, 'entry index must be a non-negative safe integer'],
+    ['an index beyond 2^53', { ...event, index: 2 ** 53 }, RangeError, 'entry index must be a non-negative safe integer'],
+    ['an empty type', { ...event, type: '' }, TypeError, 'invalid entry type ""'],
+    ['a type with spaces', { ...event, type: 'study created' }, TypeError, 'invalid entry type "study created"'],
+    ['an upper-case type', { ...event, type: 'Study.created' }, TypeError, 'invalid entry type "Study.created"'],
+    ['a time without milliseconds', { ...event, time: '2025-03-01T12:00:00Z' }, TypeError, 'entry time must be UTC ISO 8601 as toISOString writes it, got "2025-03-01T12:00:00Z"'],
+    ['a time with an offset', { ...event, time: '2025-03-01T12:00:00.000+01:00' }, TypeError, 'entry time must be UTC ISO 8601 as toISOString writes it, got "2025-03-01T12:00:00.000+01:00"'],
+    ['an impossible date', { ...event, time: '2025-02-30T12:00:00.000Z' }, TypeError, 'entry time must be UTC ISO 8601 as toISOString writes it, got "2025-02-30T12:00:00.000Z"'],
+    ['a float in the body', { ...event, body: { x: 0.5 } }, TypeError, 'canonical JSON allows only safe integers, got 0.5'],
+    ['a bigint in the body', { ...event, body: { x: 1n } }, TypeError, 'canonical JSON cannot encode a bigint'],
+    ['an array body', { ...event, body: [] }, TypeError, 'entry body must be a JSON object'],
+  ])('refuses to write an entry with %s', (_what, bad, type, message) => {
+    expect(() => entryBytes(bad as typeof event)).toThrow(expect.objectContaining({ message }) as Error);
+    expect(() => entryBytes(bad as typeof event)).toThrow(type);
   });
 
   const valid = Buffer.from(entryBytes(event)).toString('utf8');
-  it.each([
-    ['whitespace', valid.replace('{"body":', '{ "body":')],
-    ['unsorted keys', valid.replace('"index":7,"time"', '"time"').replace('"type"', '"index":7,"type"')],
-    ['a duplicate key', valid.replace('"index":7', '"index":8,"index":7')],
-    ['an unknown field', valid.replace('"v":1', '"v":1,"x":0')],
-    ['another version', valid.replace('"v":1', '"v":2')],
-    ['a float written as 7.0', valid.replace('"index":7', '"index":7.0')],
-    ['an escaped character written differently', valid.replace('salaries', 'sal\\u0061ries')],
-    ['a byte-order mark', `\uFEFF${valid}`],
-    ['a trailing newline', `${valid}\n`],
-    ['not an object', '[]'],
-  ])('rejects stored entry bytes with %s (a second encoding of the same entry)', (_what, text) => {
-    expect(() => parseEntry(utf8(text))).toThrow();
+  const notCanonical = 'entry is not in canonical JSON form';
+  it.each<[string, string, ErrorClass, string]>([
+    ['whitespace', valid.replace('{"body":', '{ "body":'), TypeError, notCanonical],
+    ['unsorted keys', valid.replace('"index":7,"time"', '"time"').replace('"type"', '"index":7,"type"'), TypeError, notCanonical],
+    ['a duplicate key', valid.replace('"index":7', '"index":8,"index":7'), TypeError, notCanonical],
+    ['an unknown field', valid.replace('"v":1', '"v":1,"x":0'), TypeError, 'entry has unknown field(s) x'],
+    ['another version', valid.replace('"v":1', '"v":2'), RangeError, 'unsupported ledger entry version 2'],
+    ['a float written as 7.0', valid.replace('"index":7', '"index":7.0'), TypeError, notCanonical],
+    ['an escaped character written differently', valid.replace('salaries', 'sal\\u0061ries'), TypeError, notCanonical],
+    ['a byte-order mark', `\uFEFF${valid}`, TypeError, 'entry is not JSON'],
+    ['a trailing newline', `${valid}\n`, TypeError, notCanonical],
+    ['not an object', '[]', TypeError, 'entry is not a JSON object'],
+  ])('rejects stored entry bytes with %s (a second encoding of the same entry)', (_what, text, type, message) => {
+    expect(text).not.toBe(valid);
+    expect(parseEntry(utf8(valid))).toEqual({ ...event, v: 1 });
+    expect(() => parseEntry(utf8(text))).toThrow(expect.objectContaining({ message }) as Error);
+    expect(() => parseEntry(utf8(text))).toThrow(type);
   });
 
   it('rejects bytes that are not UTF-8', () => {

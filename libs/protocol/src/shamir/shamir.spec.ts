@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { generateKeyPair, openEnvelope, sealEnvelope, signMessage, type KeyPair } from '@confide/crypto';
+import { EnvelopeError, generateKeyPair, openEnvelope, sealEnvelope, signMessage, type KeyPair } from '@confide/crypto';
 import {
   closeRound1,
   committeeRound2,
@@ -215,8 +215,14 @@ describe('shamir protocol rounds', () => {
     const [accepted] = runRound1(ctx);
     const [m0, m1] = ctx.plan.committee;
     const envelope = accepted!.bundle.envelopes[0]!;
-    expect(() => openEnvelope(ctx.party(m1!).encryption, envelope, { jobId: ctx.plan.jobId, round: 1, sender: accepted!.bundle.sender, recipient: m0! })).toThrow();
-    expect(() => openEnvelope(ctx.party(m1!).encryption, envelope, { jobId: ctx.plan.jobId, round: 1, sender: accepted!.bundle.sender, recipient: m1! })).toThrow();
+    const context = (recipient: string) => ({ jobId: ctx.plan.jobId, round: 1, sender: accepted!.bundle.sender, recipient });
+    // The member it is addressed to opens it: one 16-byte field element per coordinate.
+    expect(openEnvelope(ctx.party(m0!).encryption, envelope, context(m0!))).toHaveLength(16 * ctx.plan.vectorLength);
+    // Another member's key does not, whichever recipient it claims: the AEAD refuses, and says nothing more.
+    const refused = expect.objectContaining({ name: 'EnvelopeError', message: 'envelope does not open with this key and context' }) as Error;
+    expect(() => openEnvelope(ctx.party(m1!).encryption, envelope, context(m0!))).toThrow(refused);
+    expect(() => openEnvelope(ctx.party(m1!).encryption, envelope, context(m1!))).toThrow(refused);
+    expect(() => openEnvelope(ctx.party(m1!).encryption, envelope, context(m1!))).toThrow(EnvelopeError);
   });
 
   it('refuses a second round 2 for the same job with another contributor set (no differencing)', () => {
