@@ -1,12 +1,13 @@
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { addCiphertexts, ciphertextFromString, custodianShareFromJson, encryptFast, generateKeyPair, keyFingerprint, privateKeyFromJson, publicKeyBase64Url } from '@confide/crypto';
-import { custodianPartials, decryptAggregate } from '@confide/protocol';
+import { custodianPartials, decryptAggregate, participantRequestHeaders } from '@confide/protocol';
+import { ParticipantHome } from '../../apps/participant/src/home';
 import { Cluster, type ParticipantProcess, until } from '../support/cluster';
-import { runCli, singleJson } from '../support/cli';
+import { ROOT, runCli, singleJson } from '../support/cli';
 import { coordinatorProxy } from '../support/proxy';
 import { expectedSalaryResults, SALARY_SELECT, type StatResult } from '../support/salary-query';
-import { LeakScanner, numberForms, type Needle } from '../support/secrets';
+import { ciphertextForms, LeakScanner, numberForms, withDecodedBase64, type Needle } from '../support/secrets';
 import { generateSalaryCsv, plainStats, syntheticSalaryStudy } from '../support/synthetic';
 import { queryEvents } from '../support/task-queues';
 
@@ -29,6 +30,19 @@ function paillierKeyNeedles(file: string): Needle[] {
   });
 }
 
+interface OpenApiRoute {
+  readonly path: string;
+  readonly parameters: readonly { readonly in: 'path' | 'query'; readonly name: string }[];
+}
+
+/** The @Get handlers in the coordinator's controllers: what the OpenAPI document must list at the least. */
+function getHandlersInSource(): number {
+  const dir = join(ROOT, 'apps/coordinator/src');
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.controller.ts'))
+    .reduce((n, f) => n + (readFileSync(join(dir, f), 'utf8').match(/^\s*@Get\(/gm) ?? []).length, 0);
+}
+
 describe('paillier end to end (SQLite)', () => {
   let cluster: Cluster;
   let researcher: string;
@@ -46,6 +60,22 @@ describe('paillier end to end (SQLite)', () => {
   const getRaw = async (path: string, token: string): Promise<{ status: number; text: string }> => {
     const res = await fetch(`${cluster.url}${path}`, { headers: { authorization: `Bearer ${token}` } });
     return { status: res.status, text: await res.text() };
+  };
+
+  /**
+   * Every GET route of the OpenAPI document the coordinator serves (SwaggerModule at /docs, JSON at /docs-json), with
+   * its parameters. Fails when the document lists fewer GET routes than the controllers declare, so a document that
+   * lost routes cannot shrink the scan unseen.
+   */
+  const openApiGetRoutes = async (): Promise<OpenApiRoute[]> => {
+    const res = await fetch(`${cluster.url}/docs-json`);
+    expect(res.status).toBe(200);
+    const doc = (await res.json()) as { paths: Record<string, { get?: { parameters?: OpenApiRoute['parameters'] } }> };
+    const routes = Object.entries(doc.paths).flatMap(([path, ops]) => (ops.get ? [{ path, parameters: ops.get.parameters ?? [] }] : []));
+    const declared = getHandlersInSource();
+    expect(declared).toBeGreaterThanOrEqual(10);
+    expect(routes.length).toBeGreaterThanOrEqual(declared);
+    return routes;
   };
 
   beforeAll(async () => {
@@ -139,6 +169,8 @@ describe('paillier end to end (SQLite)', () => {
     let aggregate: { ciphertexts: string[]; contributors: number; publicKey: { n: string }; contributions: { contribution: { sender: string; ciphertexts: string[] } }[] };
     /** Each participant's own ciphertexts, as it saved them: they may reach the key holder and nobody else. */
     let individual: Needle[];
+    /** Each participant's own contribution, as it saved it. */
+    let saved: { ciphertexts: string[] }[];
 
     beforeAll(async () => {
       const submitted = await cluster.cliJson(['query', '--study', 'salaries', '--protocol', 'paillier', '--key', keyFile, '--identity', identityFile, ...SALARY_SELECT, '--deadline', '8'], researcher);
@@ -147,8 +179,8 @@ describe('paillier end to end (SQLite)', () => {
       const r = await getRaw(`/v1/queries/${id}/aggregate`, researcher);
       expect(r.status).toBe(200);
       aggregate = JSON.parse(r.text) as typeof aggregate;
-      const saved = sites.map((p) => JSON.parse(readFileSync(join(p.home, 'state', `${id}.r1.json`), 'utf8')) as { contribution: { ciphertexts: string[] } });
-      individual = saved.flatMap((a, i) => a.contribution.ciphertexts.map((c, j) => ({ name: `${sites[i]!.name} ciphertext ${j}`, text: c.slice(0, 64) })));
+      saved = sites.map((p) => (JSON.parse(readFileSync(join(p.home, 'state', `${id}.r1.json`), 'utf8')) as { contribution: { ciphertexts: string[] } }).contribution);
+      individual = saved.flatMap((a, i) => a.ciphertexts.map((c, j) => ({ name: `${sites[i]!.name} ciphertext ${j}`, text: c.slice(0, 64) })));
     }, 90_000);
 
     it('is served to the submitting researcher only', async () => {
@@ -162,15 +194,53 @@ describe('paillier end to end (SQLite)', () => {
       expect(aggregate.contributions.map((c) => c.contribution.sender).sort()).toEqual(sites.map((s) => s.participantId).sort());
       const served = aggregate.contributions.flatMap((c) => c.contribution.ciphertexts.map((text) => text.slice(0, 64)));
       for (const needle of individual) expect(served).toContain(needle.text);
-      const scanner = new LeakScanner(individual);
-      const auditor = await cluster.apiKey('auditor');
-      for (const [path, token] of [
-        [`/v1/queries/${id}`, researcher],
-        ['/v1/events?limit=1000', auditor],
-        ['/v1/ledger/entries?start=0', auditor],
-      ] as const) {
-        scanner.scan(`GET ${path}`, (await getRaw(path, token)).text);
+      // Every GET route of the coordinator, as its OpenAPI document lists them, asked by every caller at hand: none
+      // answers with a participant's ciphertext, in any encoding, except the aggregate route to the key holder.
+      const routes = await openApiGetRoutes();
+      const { size } = await cluster.get<{ size: number }>('/v1/ledger/checkpoint');
+      // Paged routes are read from their start with their largest page (1000 entries; 200 of a participant's study).
+      expect(size).toBeLessThanOrEqual(200);
+      const value: Record<string, string> = { id, name: 'salaries', queryId: id, start: '0', limit: '1000', end: String(size), after: '-1', treeSize: String(size), from: '1', to: String(size), index: String(size - 1) };
+      const fill = (route: OpenApiRoute): string => {
+        const missing = route.parameters.filter((p) => value[p.name] === undefined).map((p) => `${p.in} ${p.name}`);
+        if (missing.length) throw new Error(`GET ${route.path}: no value for ${missing.join(', ')}; give this scan one`);
+        const path = route.path.replace(/\{(\w+)\}/g, (_m, name: string) => value[name]!);
+        const query = route.parameters.filter((p) => p.in === 'query').map((p) => `${p.name}=${encodeURIComponent(value[p.name]!)}`);
+        return query.length ? `${path}?${query.join('&')}` : path;
+      };
+      const bearer = (token: string) => (): Record<string, string> => ({ authorization: `Bearer ${token}` });
+      const callers: [string, (path: string) => Record<string, string>][] = [
+        ['anonymous', () => ({})],
+        ['the researcher', bearer(researcher)],
+        ['another researcher', bearer(await cluster.apiKey('researcher'))],
+        ['an auditor', bearer(await cluster.apiKey('auditor'))],
+        ['the admin', bearer(cluster.adminToken)],
+        ['an invitation', bearer(await cluster.invite('salaries', 'route-scan'))],
+        ...sites.map((p): [string, (path: string) => Record<string, string>] => {
+          const { signing } = new ParticipantHome(p.home).keys();
+          return [p.name, (path) => participantRequestHeaders(signing, { method: 'GET', path, participantId: p.participantId, time: Date.now() })];
+        }),
+      ];
+      const forms = saved.flatMap((contribution, i) => contribution.ciphertexts.flatMap((c, j) => ciphertextForms(`${sites[i]!.name} ciphertext ${j}`, c)));
+      // The scan finds them where they are: in the aggregate route's answer to the key holder, as text and decoded.
+      const control = new LeakScanner(forms);
+      control.scan('the aggregate', withDecodedBase64((await getRaw(`/v1/queries/${id}/aggregate`, researcher)).text));
+      expect(control.leaks).toEqual(expect.arrayContaining(forms.filter((n) => /\((base64url|hex)\)$/.test(n.name)).map((n) => `${n.name} in the aggregate`)));
+      const scanner = new LeakScanner(forms);
+      const answered = new Set<string>();
+      for (const route of routes) {
+        const path = fill(route);
+        for (const [who, headers] of callers) {
+          const res = await fetch(`${cluster.url}${path}`, { headers: headers(path) });
+          const text = await res.text();
+          if (res.status === 200) answered.add(route.path);
+          // The one route that serves them, to the one caller it serves them to (checked above).
+          if (route.path === '/v1/queries/{id}/aggregate' && who === 'the researcher') continue;
+          scanner.scan(`GET ${path} as ${who} (HTTP ${res.status})`, withDecodedBase64(text));
+        }
       }
+      // Not a scan of error pages: every route served someone.
+      expect(routes.filter((r) => !answered.has(r.path)).map((r) => r.path)).toEqual([]);
       scanner.scan('Redis', await cluster.redisDump());
       expect(scanner.leaks).toEqual([]);
 
@@ -187,7 +257,7 @@ describe('paillier end to end (SQLite)', () => {
       expect(local.leaks).toEqual([]);
       // The aggregate itself is none of them: it is their product.
       expect(aggregate.ciphertexts.some((c) => individual.some((n) => c.includes(n.text)))).toBe(false);
-    });
+    }, 60_000);
 
     it('rejects a forged decryption, records it, and then accepts the true one', async () => {
       const keys = privateKeyFromJson(JSON.parse(readFileSync(keyFile, 'utf8')));

@@ -83,3 +83,26 @@ export function homeSecrets(p: ParticipantProcess): { needles: Needle[]; redis: 
     redis: { username: identity.redis.username, password: identity.redis.password },
   };
 }
+
+/**
+ * The forms a Paillier ciphertext (canonical base64url of its fixed-width bytes, as a contribution carries it) could
+ * leak in: 64-character prefixes of its base64url, base64 and decimal texts, and 96 hex digits (48 bytes).
+ */
+export function ciphertextForms(name: string, base64url: string): Needle[] {
+  const bytes = Buffer.from(base64url, 'base64url');
+  return [
+    { name: `${name} (base64url)`, text: base64url.slice(0, 64) },
+    { name: `${name} (base64)`, text: bytes.toString('base64').slice(0, 64) },
+    { name: `${name} (hex)`, text: bytes.toString('hex').slice(0, 96) },
+    { name: `${name} (decimal)`, text: BigInt(`0x${bytes.toString('hex')}`).toString().slice(0, 64) },
+  ];
+}
+
+/**
+ * A response body as a scan should see it: the text, and every base64 or base64url run in it decoded, as UTF-8 and
+ * as hex (ledger entries and proofs travel base64-encoded, so a secret inside one is not in the text as such).
+ */
+export function withDecodedBase64(text: string): string {
+  const runs = text.match(/[A-Za-z0-9+/_-]{24,}={0,2}/g) ?? [];
+  return [text, ...runs.map((run) => Buffer.from(run, 'base64')).flatMap((bytes) => [bytes.toString('utf8'), bytes.toString('hex')])].join('\n');
+}
