@@ -22,7 +22,7 @@ import {
 } from '@confide/protocol';
 import { TASK, taskJobId, type DirectoryEntry, type TaskOf } from '@confide/queue';
 import { ParticipantHome } from '../../apps/participant/src/home';
-import { Cluster, type ParticipantProcess } from '../support/cluster';
+import { Cluster, type ParticipantProcess, until } from '../support/cluster';
 import { singleJson } from '../support/cli';
 import { HostileCoordinator, inventedBundle, inventParticipant, type ForgedQuery } from '../support/hostile';
 import { generateSalaryCsv, syntheticSalaryStudy } from '../support/synthetic';
@@ -54,7 +54,7 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
    * What must be true after an honest worker refused a task: no answer left it (the job failed without a return
    * value, and no answer was stored to be sent later), and it said why, in its journal and in its log.
    */
-  const expectRefused = (p: ParticipantProcess, queryId: string, job: FinishedJob, reason: RegExp, round = 1): void => {
+  const expectRefused = async (p: ParticipantProcess, queryId: string, job: FinishedJob, reason: RegExp, round = 1): Promise<void> => {
     expect([job.state, job.failedReason]).toEqual(['failed', expect.stringMatching(reason) as string]);
     expect(job.returnvalue).toBeFalsy();
     expect(existsSync(join(p.home, 'state', `${queryId}.r${round}.json`))).toBe(false);
@@ -63,7 +63,12 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
       .split('\n')
       .map((l) => JSON.parse(l) as { queryId: string; round: number; outcome: string; reason: string });
     expect(journal.filter((r) => r.queryId === queryId && r.round === round).map((r) => [r.outcome, r.reason])).toEqual([['refused', expect.stringMatching(reason) as string]]);
-    expect(readFileSync(join(cluster.dir, `participant-${p.name}.log`), 'utf8')).toMatch(new RegExp(`"msg":"task refused or failed: [^"]*${reason.source}`));
+    // The worker logs a refusal from BullMQ's 'failed' event, after the job is marked failed, and the line goes through
+    // a pipe to the log file: on a busy machine it lands a moment after the job is seen failed. Wait for it, then assert.
+    const log = () => readFileSync(join(cluster.dir, `participant-${p.name}.log`), 'utf8');
+    const line = new RegExp(`"msg":"task refused or failed: [^"]*${reason.source}`);
+    await until(`${p.name}'s log to record the refusal`, 10_000, () => Promise.resolve(line.test(log()) ? true : undefined)).catch(() => undefined);
+    expect(log()).toMatch(line);
   };
 
   beforeAll(async () => {
@@ -113,7 +118,7 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
       const q = await forgeWithRunningCommittee({ plan: (h) => ({ ...h, threshold: 1 }) });
       for (const p of running) {
         const job = await hostile.send(await hostile.round1Task(q, p.participantId, directory));
-        expectRefused(p, q.queryId, job, /threshold 1 is below the floor: a majority of the committee of 10 \(⌊k\/2⌋ \+ 1\) is 6/);
+        await expectRefused(p, q.queryId, job, /threshold 1 is below the floor: a majority of the committee of 10 \(⌊k\/2⌋ \+ 1\) is 6/);
       }
     }, 60_000);
   });
@@ -123,14 +128,14 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
       const q = await forgeWithRunningCommittee();
       const swapped = directory.map((d) => ({ ...d, encryptionKey: publicKeyBase64Url(generateKeyPair('x25519').publicKey) }));
       const job = await hostile.send(await hostile.round1Task(q, victim().participantId, swapped));
-      expectRefused(victim(), q.queryId, job, /committee member p[0-9a-f]{24}'s encryption key \([0-9a-f]{64}\) is not the key logged at its enrollment/);
+      await expectRefused(victim(), q.queryId, job, /committee member p[0-9a-f]{24}'s encryption key \([0-9a-f]{64}\) is not the key logged at its enrollment/);
     }, 60_000);
 
     it('refuses a task for a query the ledger does not record, and receipts stay clean', async () => {
       const q = await forgeWithRunningCommittee();
       const unlogged = freshQueryId();
       const job = await hostile.send(await hostile.round1Task(q, victim().participantId, directory, (t) => ({ ...t, queryId: unlogged, plan: { ...t.plan, jobId: unlogged } })));
-      expectRefused(victim(), unlogged, job, new RegExp(`the signed ledger has no query.submitted entry for query ${unlogged}`));
+      await expectRefused(victim(), unlogged, job, new RegExp(`the signed ledger has no query.submitted entry for query ${unlogged}`));
       const receipts = await cluster.cli(['participant', 'receipts', '--home', victim().home, '--verify', '--json'], null);
       expect(receipts.code).toBe(0);
     }, 60_000);
@@ -145,17 +150,17 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
         return { ...t, query, plan: { ...t.plan, queryHash: queryHash(query) } };
       };
       const isolate = await hostile.send(await hostile.round1Task(q, victim().participantId, directory, narrow([{ field: 'yrs_since_phd', op: '=', value: 17 }, { field: 'rank', op: '=', value: 'Prof' }])));
-      expectRefused(victim(), q.queryId, isolate, new RegExp(`the task's query is not the query the ledger records for ${q.queryId}`));
+      await expectRefused(victim(), q.queryId, isolate, new RegExp(`the task's query is not the query the ledger records for ${q.queryId}`));
       const other = running[1]!;
       const nothing = await hostile.send(await hostile.round1Task(q, other.participantId, directory, narrow([{ field: 'salary', op: '<', value: 0 }])));
-      expectRefused(other, q.queryId, nothing, /the task's query is not the query the ledger records/);
+      await expectRefused(other, q.queryId, nothing, /the task's query is not the query the ledger records/);
     }, 60_000);
   });
 
   it('refuses a committee outside the study: a member enrolled in another study', async () => {
     const q = await hostile.forgeQuery(study, { participants: [...ids(everyone), outsider.participantId].sort(), onCommittee: [victim().participantId, outsider.participantId] });
     const job = await hostile.send(await hostile.round1Task(q, victim().participantId, directory));
-    expectRefused(victim(), q.queryId, job, new RegExp(`committee member ${outsider.participantId} is enrolled in another study`));
+    await expectRefused(victim(), q.queryId, job, new RegExp(`committee member ${outsider.participantId} is enrolled in another study`));
   }, 60_000);
 
   it('refuses a committee that is not the draw from the seed', async () => {
@@ -169,14 +174,14 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
       },
     });
     const job = await hostile.send(await hostile.round1Task(q, victim().participantId, directory));
-    expectRefused(victim(), q.queryId, job, /the committee is not the draw from the seed/);
+    await expectRefused(victim(), q.queryId, job, /the committee is not the draw from the seed/);
   }, 60_000);
 
   it('refuses a seed the coordinator chose instead of drawing it from the ledger root and the researcher’s nonce', async () => {
     const chosen = 'ff'.repeat(32);
     const q = await forgeWithRunningCommittee({ plan: (h) => ({ ...h, seed: chosen, committee: drawCommittee(h.participants, h.committee.length, chosen) }) });
     const job = await hostile.send(await hostile.round1Task(q, victim().participantId, directory));
-    expectRefused(victim(), q.queryId, job, /the committee seed is not derived from the ledger's root and the researcher's nonce/);
+    await expectRefused(victim(), q.queryId, job, /the committee seed is not derived from the ledger's root and the researcher's nonce/);
   }, 60_000);
 
   it('refuses a replayed task of another query, relabelled or not', async () => {
@@ -185,7 +190,7 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
     expect((await hostile.send(original)).state).toBe('completed');
     const other = freshQueryId();
     const relabelled = await hostile.send({ ...original, queryId: other, plan: { ...original.plan, jobId: other } });
-    expectRefused(victim(), other, relabelled, new RegExp(`the signed ledger has no query.submitted entry for query ${other}`));
+    await expectRefused(victim(), other, relabelled, new RegExp(`the signed ledger has no query.submitted entry for query ${other}`));
     const asIs = await hostile.send(original, taskJobId(freshQueryId(), 1, victim().participantId));
     expect([asIs.state, asIs.failedReason]).toEqual(['failed', 'task rejected: job id does not match the signed task']);
   }, 60_000);
@@ -220,7 +225,7 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
       directory: directory.filter((d) => plan.committee.includes(d.id)),
       evidence: await forked.evidence([prefix, prefix + 1, ...indices], prefix + 1),
     });
-    expectRefused(victim(), queryId, job, new RegExp(`the checkpoint \\(size ${forked.size}\\) is not consistent with the one this participant saved \\(size \\d+\\)`));
+    await expectRefused(victim(), queryId, job, new RegExp(`the checkpoint \\(size ${forked.size}\\) is not consistent with the one this participant saved \\(size \\d+\\)`));
   }, 90_000);
 
   it('refuses a view update that does not prove the checkpoint extends the one the participant saved', async () => {
@@ -230,19 +235,19 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
     // The update starts where the participant stands, so it is used instead of a request; its proof is another's.
     const bogus = await hostile.events.viewUpdate(study.id, saved.size - 1, await hostile.events.count());
     const job = await hostile.send({ ...task, view: { ...bogus, from: saved.size } });
-    expectRefused(victim(), q.queryId, job, /is not consistent with the one this participant saved/);
+    await expectRefused(victim(), q.queryId, job, /is not consistent with the one this participant saved/);
   }, 60_000);
 
   it('refuses minParticipants below the value pinned at enrollment, even when the ledger records it', async () => {
     const q = await forgeWithRunningCommittee({ privacy: { minParticipants: 2, minGroupSize: 5, dp: null } });
     const job = await hostile.send(await hostile.round1Task(q, victim().participantId, directory));
-    expectRefused(victim(), q.queryId, job, /minParticipants 2 is below the 3 pinned at enrollment/);
+    await expectRefused(victim(), q.queryId, job, /minParticipants 2 is below the 3 pinned at enrollment/);
   }, 60_000);
 
   it('refuses minGroupSize below the value pinned at enrollment', async () => {
     const q = await forgeWithRunningCommittee({ privacy: { minParticipants: 3, minGroupSize: 1, dp: null } });
     const job = await hostile.send(await hostile.round1Task(q, victim().participantId, directory));
-    expectRefused(victim(), q.queryId, job, /minGroupSize 1 is below the 5 pinned at enrollment/);
+    await expectRefused(victim(), q.queryId, job, /minGroupSize 1 is below the 5 pinned at enrollment/);
   }, 60_000);
 
   describe('round 2', () => {
@@ -275,10 +280,10 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
       const first = await hostile.appendClosing(q, all);
       const second = await hostile.appendClosing(q, fewer);
       const job = await hostile.send(await hostile.round2Task(q, member().participantId, bundles.slice(1), fewer, second, directory));
-      expectRefused(member(), q.queryId, job, new RegExp(`the ledger holds 2 round.closed \\(round 1\\) entries for query ${q.queryId} \\(entries ${first}, ${second}\\)`), 2);
+      await expectRefused(member(), q.queryId, job, new RegExp(`the ledger holds 2 round.closed \\(round 1\\) entries for query ${q.queryId} \\(entries ${first}, ${second}\\)`), 2);
       const other = running[2]!;
       const again = await hostile.send(await hostile.round2Task(q, other.participantId, bundles, all, first, directory));
-      expectRefused(other, q.queryId, again, /holds 2 round.closed \(round 1\) entries/, 2);
+      await expectRefused(other, q.queryId, again, /holds 2 round.closed \(round 1\) entries/, 2);
     }, 90_000);
 
     it('refuses a fake contributor whose enrollment is not in the ledger', async () => {
@@ -289,21 +294,21 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
       const participants = [...(await hostile.enrolled(study.id)), fake.id].sort();
       const q = await forgeWithRunningCommittee({ participants, offCommittee: [fake.id] });
       const refused = await hostile.send(await hostile.round1Task(q, victim().participantId, directory));
-      expectRefused(victim(), q.queryId, refused, new RegExp(`the plan lists 1 participant not enrolled in the study before it: ${fake.id}`));
+      await expectRefused(victim(), q.queryId, refused, new RegExp(`the plan lists 1 participant not enrolled in the study before it: ${fake.id}`));
       const keys: KeyDirectory = new Map(directory.map((d) => [d.id, { encryption: importPublicKeyBase64Url('x25519', d.encryptionKey), signing: importPublicKeyBase64Url('ed25519', d.signingKey) }]));
       const zero = new Array<bigint>(q.plan.vectorLength).fill(0n);
       const honest = running.slice(1).map((p) => participantRound1({ plan: q.plan, self: p.participantId, signing: participantKeys(p).signing, directory: keys, aggregate: zero }));
       const padded = [...honest, inventedBundle(q.plan, fake, keys, zero)];
       const closed = hostile.closed(q, padded);
       const job = await hostile.send(await hostile.round2Task(q, member().participantId, padded, closed, await hostile.appendClosing(q, closed), [...directory, fake.keys]));
-      expectRefused(member(), q.queryId, job, new RegExp(`the signed ledger has no participant.enrolled entry for contributor ${fake.id}`), 2);
+      await expectRefused(member(), q.queryId, job, new RegExp(`the signed ledger has no participant.enrolled entry for contributor ${fake.id}`), 2);
     }, 90_000);
 
     it('refuses a closed set below the study minimum, even one the ledger records', async () => {
       const { q, bundles } = await roundOne();
       const closed = hostile.closed(q, bundles.slice(0, 2));
       const job = await hostile.send(await hostile.round2Task(q, member().participantId, bundles.slice(0, 2), closed, await hostile.appendClosing(q, closed), directory));
-      expectRefused(member(), q.queryId, job, /refusing round 2: 2 contributors, the study requires at least 3/, 2);
+      await expectRefused(member(), q.queryId, job, /refusing round 2: 2 contributors, the study requires at least 3/, 2);
     }, 90_000);
 
     it.each([
@@ -322,7 +327,7 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
         task.evidence = { ...task.evidence, checkpoint: signCheckpoint(other, origin, { origin, size, root }) };
       }
       if (how === 'not-included') task.evidence = { ...task.evidence, entries: task.evidence.entries.map((e) => (e.index === closingIndex ? { ...e, proof: e.proof.slice(1) } : e)) };
-      expectRefused(member(), q.queryId, await hostile.send(task), reason, 2);
+      await expectRefused(member(), q.queryId, await hostile.send(task), reason, 2);
     }, 90_000);
   });
 
