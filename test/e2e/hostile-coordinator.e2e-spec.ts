@@ -1,8 +1,9 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EnvelopeError, generateKeyPair, importPublicKeyBase64Url, openEnvelope, publicKeyBase64Url } from '@confide/crypto';
 import { signCheckpoint, verifyCheckpoint } from '@confide/ledger';
 import {
+  closedHash,
   committeeSeed,
   drawCommittee,
   ENTRY,
@@ -284,6 +285,69 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
       const other = running[2]!;
       const again = await hostile.send(await hostile.round2Task(q, other.participantId, bundles, all, first, directory));
       await expectRefused(other, q.queryId, again, /holds 2 round.closed \(round 1\) entries/, 2);
+    }, 90_000);
+
+    it('answers round 2 once per query: asked again with another contributor set, it refuses (ALREADY_ANSWERED) and sends no second sum', async () => {
+      // Differencing: the sum over all four contributors, then over three, gives away the fourth one's aggregate. The
+      // ledger check refuses a second closing first (the test above), so here the member's view of the ledger is put
+      // back to a backup from before the closing, and the hostile coordinator shows it a fork holding only the
+      // second closing: a consistent ledger with one closed set. What is left to stop it is the member's own record
+      // of the set it answered for (committeeRound2 ALREADY_ANSWERED).
+      const p = member();
+      const { q, bundles } = await roundOne();
+      const ledgerDir = join(p.home, 'ledger');
+      const backup = join(cluster.dir, `ledger-before-closing-${q.queryId}`);
+      cpSync(ledgerDir, backup, { recursive: true });
+      const jobId = taskJobId(q.queryId, 2, p.participantId);
+
+      const all = hostile.closed(q, bundles);
+      const closingIndex = await hostile.appendClosing(q, all);
+      const first = await hostile.send(await hostile.round2Task(q, p.participantId, bundles, all, closingIndex, directory));
+      expect(first.state).toBe('completed');
+      expect((first.returnvalue as { result: { closedHash: string } }).result.closedHash).toBe(closedHash(all));
+      const storedAnswer = readFileSync(join(p.home, 'state', `${q.queryId}.r2.json`), 'utf8');
+      // What an answer leaves in Redis can be found there (so the absence of the second one below means something).
+      expect(await cluster.redisDump()).toContain(closedHash(all));
+
+      const fewer = hostile.closed(q, bundles.slice(1));
+      expect(closedHash(fewer)).not.toBe(closedHash(all));
+      const current = join(cluster.dir, `ledger-after-closing-${q.queryId}`);
+      cpSync(ledgerDir, current, { recursive: true });
+      try {
+        rmSync(ledgerDir, { recursive: true });
+        cpSync(backup, ledgerDir, { recursive: true });
+        const saved = JSON.parse(readFileSync(join(ledgerDir, 'checkpoint.json'), 'utf8')) as { size: number };
+        expect(saved.size).toBeLessThanOrEqual(closingIndex);
+        const closing = { queryId: q.queryId, round: 1, contributors: fewer.contributors.map((c) => ({ ...c })), missing: [], refusals: [] };
+        const fork = await hostile.fork(closingIndex, [{ type: ENTRY.roundClosed, body: closing, studyId: q.studyId }]);
+        const task = await hostile.round2Task(q, p.participantId, bundles.slice(1), fewer, closingIndex, directory);
+        task.evidence = await fork.evidence(task.evidence.entries.map((e) => e.index), q.submittedIndex + 1);
+        task.view = await fork.viewUpdate(q.studyId, saved.size);
+        // Asked again under the job id the signed task must carry: the first job is removed to make room.
+        expect(await hostile.tasks.queue(p.participantId).remove(jobId)).toBe(1);
+        const second = await hostile.send(task);
+        const reason = `refusing round 2: already answered job ${q.queryId} for another contributor set`;
+        expect([second.state, second.failedReason]).toEqual(['failed', reason]);
+        expect(second.returnvalue).toBeFalsy();
+        // It got past every ledger check: the refusal is the answer-once rule's, as the journal shows.
+        const journal = readFileSync(join(p.home, 'state', 'journal.jsonl'), 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l) as { queryId: string; round: number; outcome: string; reason: string | null });
+        expect(journal.filter((r) => r.queryId === q.queryId && r.round === 2).map((r) => [r.outcome, r.reason])).toEqual([
+          ['answered', null],
+          ['refused', reason],
+        ]);
+        const log = () => readFileSync(join(cluster.dir, `participant-${p.name}.log`), 'utf8');
+        await until(`${p.name}'s log to record the refusal`, 10_000, () => Promise.resolve(log().includes(reason) ? true : undefined)).catch(() => undefined);
+        expect(log()).toContain(`"msg":"task refused or failed: ${reason}"`);
+        // No second share sum: none left the worker (no sum over the second set is in Redis), and none waits at home.
+        expect(await cluster.redisDump()).not.toContain(closedHash(fewer));
+        expect(readFileSync(join(p.home, 'state', `${q.queryId}.r2.json`), 'utf8')).toBe(storedAnswer);
+      } finally {
+        rmSync(ledgerDir, { recursive: true, force: true });
+        cpSync(current, ledgerDir, { recursive: true });
+      }
     }, 90_000);
 
     it('refuses a fake contributor whose enrollment is not in the ledger', async () => {

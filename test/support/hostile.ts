@@ -26,6 +26,7 @@ import {
   type Round1Closed,
   type ShamirPlan,
   type StudySchema,
+  type ViewUpdate,
 } from '@confide/protocol';
 import { signTask, TASK, taskJobId, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
 import { openDatabase, type Database } from '../../apps/coordinator/src/db/database';
@@ -255,10 +256,12 @@ export class HostileCoordinator {
   /**
    * A fork of the ledger: the real first `prefix` entries, then `extra` entries of the hostile coordinator's own
    * (stamped `time`, so that two calls with the same entries give the same fork), signed with the real key. Returns
-   * the fork's size, its prefix roots and an evidence builder over it.
+   * the fork's size, its prefix roots, an evidence builder over it, and the view update (libs/protocol ViewUpdate)
+   * that brings a participant's view of its study from a saved size to the fork, as a task carries it.
    */
-  async fork(prefix: number, extra: readonly { type: string; body: object }[], time = new Date().toISOString()) {
+  async fork(prefix: number, extra: readonly { type: string; body: object; studyId?: string }[], time = new Date().toISOString()) {
     const rows = await this.events.list(0, prefix);
+    const studyOf = [...rows.map((r) => r.study_id), ...extra.map((e) => e.studyId ?? null)];
     const entries: LedgerEntry[] = rows.map((r) => ({ v: 1, index: r.idx, type: r.type, body: JSON.parse(r.body) as LedgerEntry['body'], time: new Date(r.created_at).toISOString() }));
     extra.forEach((e, i) => entries.push({ v: 1, index: prefix + i, type: e.type, body: e.body as LedgerEntry['body'], time }));
     const bytes = entries.map((e) => entryBytes(e));
@@ -277,6 +280,14 @@ export class HostileCoordinator {
         entries: await Promise.all(indices.map(async (i) => ({ index: i, entry: b64(bytes[i]!), proof: (await inclusionProof(store, i, size)).map(b64) }))),
         ...(seedSize === undefined ? {} : { seedRoot: { size: seedSize, root: b64(rootAt(seedSize)), proof: seedSize === size ? [] : (await consistencyProof(store, seedSize, size)).map(b64) } }),
       }),
+      viewUpdate: async (studyId: string, from: number): Promise<ViewUpdate> => {
+        const indices = studyOf.map((s, i) => (s === studyId && i >= from ? i : -1)).filter((i) => i >= 0);
+        return {
+          from,
+          consistency: (await consistencyProof(store, from, size)).map(b64),
+          entries: await Promise.all(indices.map(async (i) => ({ index: i, entry: b64(bytes[i]!), proof: (await inclusionProof(store, i, size)).map(b64) }))),
+        };
+      },
     };
   }
 }
