@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import { discreteGaussianCdf, discreteLaplaceCdf, dkwRadius, ksDistance } from '../../../../test/support/distributions';
 import { seededRandom } from '../../../../test/support/randomness';
 import { aggregateLocal } from '../aggregate';
 import type { DataRecord } from '../csv';
@@ -218,6 +219,29 @@ describe('dpNoise', () => {
     expect(Math.abs(variance(counts!) / ratio(countNoise!.scale) - 1)).toBeLessThan(0.06);
     expect(Math.abs(variance(sums!) / ratio(sumNoise!.scale) - 1)).toBeLessThan(0.06);
     expect(ratio(sumNoise!.scale) / ratio(countNoise!.scale)).toBeCloseTo(25, 9);
+  });
+
+  // The two tests below compare each term's pooled noise with the distribution dp.ts promises, at a scale worked
+  // out here from ε, δ and the sensitivities (not read from noiseParameters), by Kolmogorov–Smirnov. Each test makes
+  // two comparisons of 6,000 draws, each failing correct noise with probability ≤ 5·10⁻¹⁰ (DKW): a test fails
+  // correct noise for fewer than 1 seed in 10⁹. Zero noise is at distance ≥ 0.43 from each of these distributions, a
+  // Laplace scale off by 2× at about 0.12 and a σ² off by 2× at about 0.08, against the 0.043 allowed.
+  const KS_ROUNDS = 2000;
+  const KS_ALPHA = 5e-10;
+
+  it('laplace: each term is discrete Laplace of scale F·Δ/ε (ε = 0.5, two families: b = 4 for the count, 20 for the sum), by Kolmogorov–Smirnov', () => {
+    const [counts, sums] = pooled(meanY, { mechanism: 'laplace', epsilon: 0.5 }, KS_ROUNDS, 'dpnoise-ks-laplace');
+    const allowed = dkwRadius(counts!.length, KS_ALPHA);
+    expect(ksDistance(counts!, discreteLaplaceCdf((2 * 1) / 0.5))).toBeLessThan(allowed);
+    expect(ksDistance(sums!, discreteLaplaceCdf((2 * 5) / 0.5))).toBeLessThan(allowed);
+  });
+
+  it('gaussian: each term is discrete Gaussian of variance F·Δ²/(2ρ) (ε = 1, δ = 10⁻⁵, ρ by Bun–Steinke), by Kolmogorov–Smirnov', () => {
+    const [counts, sums] = pooled(meanY, { mechanism: 'gaussian', epsilon: 1, delta: 1e-5 }, KS_ROUNDS, 'dpnoise-ks-gaussian');
+    const rho = rhoOf(1, 1e-5);
+    const allowed = dkwRadius(counts!.length, KS_ALPHA);
+    expect(ksDistance(counts!, discreteGaussianCdf((2 * 1 ** 2) / (2 * rho)))).toBeLessThan(allowed);
+    expect(ksDistance(sums!, discreteGaussianCdf((2 * 5 ** 2) / (2 * rho)))).toBeLessThan(allowed);
   });
 
   it('is reproducible from a seeded source and differs between seeds', () => {
