@@ -3,11 +3,9 @@ import {
   ciphertextFromString,
   ciphertextToString,
   encryptFast,
-  encryptWithProof,
   generateKeyPair,
   generatePaillierKeyPair,
   keyFingerprint,
-  plaintextProofToJson,
   publicKeyBase64Url,
   publicKeyToJson,
   signMessage,
@@ -15,13 +13,13 @@ import {
 } from '@confide/crypto';
 import { MemoryLedger } from '../../../../test/support/memory-ledger';
 import { ENTRY, ledgerSchema } from '../ledger-entries';
+import { dpNoise } from '../privacy/dp';
 import { effectivePrivacy } from '../privacy/settings';
 import { compileQuery, type QuerySpec } from '../query';
 import { canonicalQuery, queryHash } from '../query-hash';
 import { parseStudySchema, type StudySchemaJson } from '../schema';
 import { AggregateRefusal, checkAggregate, type AggregateBundle } from './key-holder';
-import { noiseProofContext } from './noise';
-import { aggregateContributions, contributionHash, CONTRIBUTION_SIGNATURE_DOMAIN, paillierContext, paillierContribute, paillierPlanHash, planPaillier, type PaillierContribution } from './protocol';
+import { addEncryptedNoise, aggregateContributions, contributionHash, CONTRIBUTION_SIGNATURE_DOMAIN, paillierContext, paillierContribute, paillierPlanHash, planPaillier, type PaillierContribution } from './protocol';
 
 // The key holder's checks before it decrypts (key-holder.ts), against a coordinator that serves it something other
 // than the product of the contributions the ledger records: each test forges one thing and names the check it trips.
@@ -46,10 +44,11 @@ interface Scenario {
   readonly contributions: PaillierContribution[];
 }
 
-/** An honest aggregate as the coordinator serves it: contributions of every site, the ledger facts, optional DP noise. */
+/** An honest aggregate as the coordinator serves it: contributions of every site, the ledger facts, optional DP noise added as the coordinator adds it. */
 async function honest(options: { dp?: boolean; contributors?: readonly string[]; queryMinParticipants?: number } = {}): Promise<Scenario> {
   const schema = parseStudySchema(options.dp ? { ...STUDY, privacy: { dp: { mechanism: 'laplace', epsilon: 1, budget: { epsilon: 10 } } } } : STUDY);
-  const spec = { ...SPEC, privacy: effectivePrivacy(schema.privacy, undefined) } as QuerySpec;
+  const privacy = effectivePrivacy(schema.privacy, undefined);
+  const spec = { ...SPEC, privacy } as QuerySpec;
   const compiled = compileQuery(schema, spec);
   const n = publicKeyToJson(keys.publicKey);
   const plan = planPaillier({ jobId: QUERY_ID, queryHash: queryHash(spec), compiled, publicKey: n, participants: SITES, minParticipants: 3, maxRecords: 100n, deadline: Date.parse(TIME) + 60_000, dp: schema.privacy.dp ?? null });
@@ -71,11 +70,7 @@ async function honest(options: { dp?: boolean; contributors?: readonly string[];
   const closed = ledger.append(ENTRY.roundClosed, { queryId: QUERY_ID, round: 1, contributors: contributions.map((c) => ({ id: c.sender, bundleHash: contributionHash(c) })), missing: [], refusals: [] }).index;
   let aggregate = aggregateContributions(context, contributions.map((c) => ({ ciphertexts: c.ciphertexts.map((t) => ciphertextFromString(keys.publicKey, t)) })));
   let noise: AggregateBundle['noise'] = null;
-  if (options.dp) {
-    const made = aggregate.map((_, i) => encryptWithProof(keys.publicKey, 12345n + BigInt(i), noiseProofContext(QUERY_ID, i)));
-    noise = { ciphertexts: made.map((m) => ciphertextToString(keys.publicKey, m.ciphertext)), proofs: made.map((m) => plaintextProofToJson(m.proof)) };
-    aggregate = aggregate.map((a, i) => ciphertextToString(keys.publicKey, addCiphertexts(keys.publicKey, [ciphertextFromString(keys.publicKey, a), made[i]!.ciphertext])));
-  }
+  if (privacy.dp) ({ aggregate, noise } = addEncryptedNoise(context, QUERY_ID, aggregate, dpNoise(compiled, privacy.dp)));
   const evidence = await ledger.evidence([studyIndex, ...enrolled, submitted, planned, closed]);
   const bundle: AggregateBundle = {
     queryId: QUERY_ID,
@@ -122,7 +117,7 @@ describe('checkAggregate', () => {
     expect(checked.aggregate.map((c) => ciphertextToString(keys.publicKey, c))).toEqual(bundle.ciphertexts);
   });
 
-  it('accepts a noised product whose noise carries proofs of plaintext knowledge', async () => {
+  it('accepts the noised product the coordinator makes (addEncryptedNoise), its noise carrying proofs of plaintext knowledge', async () => {
     const { bundle } = await honest({ dp: true });
     expect(check(bundle)().contributors).toEqual(SITES);
   });
