@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Cluster, type ParticipantProcess } from '../support/cluster';
+import { laplaceMagnitudeInterval } from '../support/distributions';
 import { eventLog } from '../support/task-queues';
 
 // Output privacy end to end (DESIGN.md "Trust model"): small cells are suppressed with their complements, so a
@@ -15,17 +16,25 @@ const SITES: Record<string, number>[] = [
   { A: 18, B: 10, C: 1 },
 ];
 
-function csv(counts: Record<string, number>, seed: number): string {
-  const lines = ['dept,score'];
+/** A site's records: its departments' counts, scores in hundredths (the field's fixed-point units) from a seeded LCG. */
+function records(counts: Record<string, number>, seed: number): { dept: string; hundredths: number }[] {
+  const out: { dept: string; hundredths: number }[] = [];
   let x = seed;
   for (const [dept, n] of Object.entries(counts)) {
     for (let i = 0; i < n; i++) {
       x = (x * 1103515245 + 12345) % 2147483648;
-      lines.push(`${dept},${(x % 10000) / 100}`);
+      out.push({ dept, hundredths: x % 10000 });
     }
   }
-  return `${lines.join('\n')}\n`;
+  return out;
 }
+
+function csv(counts: Record<string, number>, seed: number): string {
+  return `${['dept,score', ...records(counts, seed).map((r) => `${r.dept},${r.hundredths / 100}`)].join('\n')}\n`;
+}
+
+/** The exact count and sum of score over every site, the sum in hundredths. */
+const EXACT = SITES.flatMap((counts, i) => records(counts, 17 + i)).reduce((t, r) => ({ count: t.count + 1, sum: t.sum + r.hundredths }), { count: 0, sum: 0 });
 
 type Row = { stat: string; field: string; group: string | null; value: number | null; count: number | null; suppressed?: boolean };
 type Result = { status: string; results: Row[]; privacy: { minGroupSize: number; suppressed: number; dp: { mechanism: string; epsilon: number; delta: number } | null } };
@@ -133,5 +142,52 @@ describe('output privacy end to end (SQLite)', () => {
     // "0 of 1 remains" when the query's own ε was taken for the study's budget).
     const again = await cluster.cli(['query', '--file', file, '--protocol', 'paillier', '--key', keyFile, '--identity', identityFile, '--wait', '--json'], researcher);
     expect([again.code, (JSON.parse(again.stdout.trim()) as Result).status]).toEqual([0, 'succeeded']);
+  }, 120_000);
+
+  // Released DP results against the exact ones, K identical queries per protocol: the sum of score at ε = 2 (laplace),
+  // in the study without a budget so that nothing is spent. A sum query has two families, count (Δ 1) and sum
+  // (Δ 100.00 = 10⁴ hundredths), each given ε/2: noise of scale b = 2Δ/ε, 1 for the count and 10⁴ hundredths for
+  // the sum. Without noise every difference is 0. With it, Σ|difference| over the K sums, and over the K counts, stay
+  // inside the Chernoff interval (test/support/distributions.ts) that correct noise leaves with probability ≤ 5·10⁻¹⁰,
+  // so a test fails correct noise with probability < 10⁻⁹: for the sums (0.056b, 39.4b), which noise 1000× too small
+  // or 100× too large leaves; for the counts below 38.9b (at b = 1 most draws are 0, so there is no lower end).
+  // Clamping (dp.ts clampNoisyTotals) cannot interfere: the exact sum is more than 41b inside [0, n·100.00].
+  const K = 6;
+  const EPSILON = 2;
+
+  /** Runs the DP sum query K times and returns each released count's and sum's difference from the exact one (sum in hundredths). */
+  async function noisedSums(protocol: 'shamir' | 'paillier', key?: string): Promise<{ count: number; sum: number }[]> {
+    const file = join(cluster.dir, 'dp-sum.json');
+    writeFileSync(file, JSON.stringify({ study: 'depts', select: [{ stat: 'sum', field: 'score' }], privacy: { dp: { mechanism: 'laplace', epsilon: EPSILON } } }));
+    const differences: { count: number; sum: number }[] = [];
+    for (let i = 0; i < K; i++) {
+      const r = await cluster.cli(['query', '--file', file, ...(protocol === 'paillier' ? ['--protocol', 'paillier', '--key', key!, '--identity', identityFile] : []), '--wait', '--json'], researcher);
+      const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as Result & { message?: string };
+      expect([r.code, out.message]).toEqual([0, undefined]);
+      expect(out.privacy.dp).toEqual({ mechanism: 'laplace', epsilon: EPSILON, delta: 0 });
+      const row = out.results[0]!;
+      differences.push({ count: row.count! - EXACT.count, sum: Math.round(row.value! * 100) - EXACT.sum });
+    }
+    return differences;
+  }
+
+  function expectLaplaceNoise(differences: readonly { count: number; sum: number }[]): void {
+    expect(differences).not.toEqual(differences.map(() => ({ count: 0, sum: 0 })));
+    const magnitude = (xs: readonly number[]): number => xs.reduce((total, x) => total + Math.abs(x), 0);
+    const sums = laplaceMagnitudeInterval((2 * 10_000) / EPSILON, K, 5e-10);
+    const sumNoise = magnitude(differences.map((d) => d.sum));
+    expect(sumNoise).toBeGreaterThan(sums.low);
+    expect(sumNoise).toBeLessThan(sums.high);
+    expect(magnitude(differences.map((d) => d.count))).toBeLessThan(laplaceMagnitudeInterval((2 * 1) / EPSILON, K, 5e-10).high);
+  }
+
+  it('shamir: six DP releases differ from the exact count and sum by Laplace noise of the scale ε gives, and not all by nothing', async () => {
+    expectLaplaceNoise(await noisedSums('shamir'));
+  }, 120_000);
+
+  it('paillier: six DP releases, noised under the researcher’s key, differ from the exact count and sum by Laplace noise of the scale ε gives', async () => {
+    const keyFile = join(cluster.dir, 'researcher-paillier-dp.json');
+    await cluster.cliJson(['keys', 'paillier', '--out', keyFile, '--bits', '2048'], null);
+    expectLaplaceNoise(await noisedSums('paillier', keyFile));
   }, 120_000);
 });
