@@ -10,6 +10,7 @@ import { freePort, startLocalRedis, type LocalRedis } from '../../apps/cli/src/l
 
 export { freePort };
 import { CLI, ROOT, assertBuilt, runCli, singleJson, type RunResult } from './cli';
+import { OutageProxy } from './redis';
 
 /**
  * A whole Confide deployment for end-to-end tests, made of real processes as a user runs them: the
@@ -29,6 +30,10 @@ export interface ClusterOptions {
   readonly round2Seconds?: number;
   /** Extra coordinator environment (e.g. CONFIDE_INVITE_TTL_SECONDS for expiry tests). */
   readonly env?: Readonly<Record<string, string>>;
+  /** The cluster's Redis keeps an append-only file, so it comes back from {@link Cluster.restartRedis} with its data. */
+  readonly appendOnly?: boolean;
+  /** PostgreSQL only: the coordinator reaches it through a relay that {@link Cluster.restartDatabase} takes down. */
+  readonly databaseProxy?: boolean;
 }
 
 export interface ParticipantProcess {
@@ -60,12 +65,14 @@ export class Cluster {
   readonly prefix: string;
   readonly adminToken = `e2e-admin-${randomBytes(18).toString('base64url')}`;
   url = '';
+  private port = 0;
   databaseUrl: string | undefined;
   private coordinator: ChildProcess | undefined;
   private readonly logs: WriteStream[] = [];
   readonly participants: ParticipantProcess[] = [];
   private pgDatabase: string | undefined;
   private redis!: LocalRedis;
+  private databaseRelay: OutageProxy | undefined;
 
   private constructor(readonly options: ClusterOptions) {
     this.dir = mkdtempSync(join(tmpdir(), 'confide-e2e-'));
@@ -76,7 +83,7 @@ export class Cluster {
   static async start(options: ClusterOptions): Promise<Cluster> {
     assertBuilt();
     const c = new Cluster(options);
-    c.redis = await startLocalRedis();
+    c.redis = await startLocalRedis({ appendOnly: options.appendOnly });
     if (options.database === 'postgres') {
       c.pgDatabase = `confide_e2e_${randomBytes(5).toString('hex')}`;
       const admin = new Client({ connectionString: PG_ADMIN_URL });
@@ -85,6 +92,12 @@ export class Cluster {
       await admin.end();
       const u = new URL(PG_ADMIN_URL);
       u.pathname = `/${c.pgDatabase}`;
+      if (options.databaseProxy) {
+        c.databaseRelay = new OutageProxy(u.hostname, Number(u.port || 5432));
+        await c.databaseRelay.up();
+        u.hostname = '127.0.0.1';
+        u.port = String(c.databaseRelay.port);
+      }
       c.databaseUrl = u.toString();
     }
     await c.startCoordinator();
@@ -127,16 +140,50 @@ export class Cluster {
     return s;
   }
 
-  /** (Re)starts the coordinator process. */
-  async startCoordinator(): Promise<void> {
-    const port = await freePort();
-    const child = spawn(process.execPath, [CLI, 'coordinator', 'start', '--port', String(port)], { cwd: ROOT, env: this.coordinatorEnv(port), stdio: ['ignore', 'pipe', 'pipe'] });
+  /** (Re)starts the coordinator process, with `env` added to its environment for this run (a failpoint, say). */
+  async startCoordinator(env: Readonly<Record<string, string>> = {}): Promise<void> {
+    // A restarted coordinator comes back at the same address, as behind a load balancer: clients keep their URL.
+    const port = this.port || (await freePort());
+    this.port = port;
+    const child = spawn(process.execPath, [CLI, 'coordinator', 'start', '--port', String(port)], { cwd: ROOT, env: { ...this.coordinatorEnv(port), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     const log = this.logFile('coordinator');
     child.stdout.pipe(log, { end: false });
     child.stderr.pipe(log, { end: false });
     this.coordinator = child;
     this.url = `http://127.0.0.1:${port}`;
     await until('coordinator /health', 30_000, async () => ((await fetch(`${this.url}/health`)).ok ? true : undefined));
+  }
+
+  /** Waits for the coordinator to exit by itself (a failpoint's crash): its exit signal, or code. */
+  coordinatorExit(timeoutMs: number): Promise<string> {
+    const child = this.coordinator;
+    if (!child) return Promise.resolve('not running');
+    if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(String(child.signalCode ?? child.exitCode));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the coordinator did not exit within ${timeoutMs} ms`)), timeoutMs);
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        resolve(String(signal ?? code));
+      });
+    });
+  }
+
+  /** Kills the cluster's Redis (SIGKILL), as a crash. */
+  killRedis(): Promise<void> {
+    return this.redis.kill();
+  }
+
+  /** Starts the cluster's Redis again, same port and configuration; with `appendOnly`, with the data it had. */
+  restartRedis(): Promise<void> {
+    return this.redis.restart();
+  }
+
+  /** Takes the database away for `downMs` (every connection dropped, new ones refused), then brings it back. */
+  async restartDatabase(downMs: number): Promise<void> {
+    if (!this.databaseRelay) throw new Error('restartDatabase needs a cluster started with database: postgres and databaseProxy: true');
+    await this.databaseRelay.down();
+    await new Promise((r) => setTimeout(r, downMs));
+    await this.databaseRelay.up();
   }
 
   /** Stops the coordinator (SIGTERM, or SIGKILL) and waits for it to exit. */
@@ -290,7 +337,7 @@ export class Cluster {
 
   /** Every row of every table of the coordinator's database, as text. */
   async databaseDump(): Promise<string> {
-    const tables = ['studies', 'participants', 'invitations', 'api_keys', 'queries', 'rounds', 'contributions', 'partial_decryptions', 'events'];
+    const tables = ['studies', 'participants', 'invitations', 'api_keys', 'queries', 'rounds', 'contributions', 'partial_decryptions', 'dispatches', 'events'];
     if (this.databaseUrl) {
       const client = new Client({ connectionString: this.databaseUrl });
       await client.connect();
@@ -325,6 +372,7 @@ export class Cluster {
     for (const s of this.logs) s.end();
     // The Redis is this cluster's own: stopping it removes every key and user.
     await this.redis?.stop();
+    await this.databaseRelay?.down();
     if (this.pgDatabase) {
       const admin = new Client({ connectionString: PG_ADMIN_URL });
       await admin.connect();

@@ -51,25 +51,23 @@ export async function errorOf(promise: Promise<unknown>): Promise<string | undef
 }
 
 /**
- * A TCP relay to the test Redis that can be taken down and brought back, to test behaviour during an outage
- * without stopping the Redis other tests share.
+ * A TCP relay to a server that can be taken down and brought back: every relayed connection dropped, new ones
+ * refused, as a restarting server looks to its clients. For outage tests that must not stop a server others share.
  */
-export class RedisOutageProxy {
+export class OutageProxy {
   private server?: Server;
   private readonly sockets = new Set<Socket>();
   port = 0;
 
-  constructor(private readonly upstreamUrl = TEST_REDIS_URL) {}
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
+  constructor(
+    private readonly upstreamHost: string,
+    private readonly upstreamPort: number,
+  ) {}
 
   /** Starts relaying (on the same port as before, after a {@link down}). */
   async up(): Promise<void> {
-    const { host = '127.0.0.1', port = 6379 } = redisOptionsFromUrl(this.upstreamUrl);
     const server = createServer((client) => {
-      const upstream = connect(port, host);
+      const upstream = connect(this.upstreamPort, this.upstreamHost);
       for (const s of [client, upstream]) {
         this.sockets.add(s);
         s.on('error', () => s.destroy());
@@ -91,12 +89,24 @@ export class RedisOutageProxy {
     if (address && typeof address === 'object') this.port = address.port;
   }
 
-  /** Drops every relayed connection and stops accepting new ones: Redis is "down". */
+  /** Drops every relayed connection and stops accepting new ones: the server is "down". */
   async down(): Promise<void> {
     for (const s of this.sockets) s.destroy();
     this.sockets.clear();
     const server = this.server;
     this.server = undefined;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+/** An {@link OutageProxy} to the test Redis. */
+export class RedisOutageProxy extends OutageProxy {
+  constructor(upstreamUrl = TEST_REDIS_URL) {
+    const { host = '127.0.0.1', port = 6379 } = redisOptionsFromUrl(upstreamUrl);
+    super(host, port);
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
   }
 }

@@ -14,6 +14,10 @@ export interface LocalRedis {
   readonly publicUrl: string;
   readonly port: number;
   stop(): Promise<void>;
+  /** Kills the server (SIGKILL: a crash, nothing flushed) and waits for it to be gone. For fault tests. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port with the same configuration (and, with `appendOnly`, the same data). */
+  restart(): Promise<void>;
 }
 
 /** True when a `redis-server` binary is on the PATH. */
@@ -41,7 +45,7 @@ export function freePort(): Promise<number> {
  * leaves `default` as a fresh Redis has it (on, no password), for the tests of what the coordinator does then.
  * @throws Error when redis-server is missing or does not answer within 10 s
  */
-export async function startLocalRedis(options: { openDefaultUser?: boolean } = {}): Promise<LocalRedis> {
+export async function startLocalRedis(options: { openDefaultUser?: boolean; appendOnly?: boolean } = {}): Promise<LocalRedis> {
   if (!hasRedisServer()) throw new Error('redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)');
   const port = await freePort();
   const password = randomBytes(24).toString('base64url');
@@ -53,7 +57,9 @@ export async function startLocalRedis(options: { openDefaultUser?: boolean } = {
       `port ${port}`,
       'bind 127.0.0.1',
       'save ""',
-      'appendonly no',
+      // Fault tests restart it with and without an append-only file (fsync every write: nothing acknowledged is lost).
+      options.appendOnly ? 'appendonly yes' : 'appendonly no',
+      'appendfsync always',
       `dir ${dir}`,
       // Open only for tests of the coordinator's refusal: a Redis as it comes out of the box.
       options.openDefaultUser ? 'user default on nopass ~* &* +@all' : 'user default off',
@@ -62,33 +68,43 @@ export async function startLocalRedis(options: { openDefaultUser?: boolean } = {
     ].join('\n'),
     { mode: 0o600 },
   );
-  const child: ChildProcess = spawn('redis-server', [config], { stdio: 'ignore' });
+  let child: ChildProcess = spawn('redis-server', [config], { stdio: 'ignore' });
   const adminUrl = `redis://confide-admin:${password}@127.0.0.1:${port}`;
+  const kill = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill(signal);
+    await exited;
+  };
   const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });
   };
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const r = new Redis(adminUrl, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, connectTimeout: 1000 });
-    r.on('error', () => undefined);
-    try {
-      await r.connect();
-      if ((await r.ping()) === 'PONG') break;
-    } catch {
-      // not up yet
-    } finally {
-      r.disconnect();
+  const waitUp = async (): Promise<void> => {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const r = new Redis(adminUrl, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, connectTimeout: 1000 });
+      r.on('error', () => undefined);
+      try {
+        await r.connect();
+        if ((await r.ping()) === 'PONG') return;
+      } catch {
+        // not up yet
+      } finally {
+        r.disconnect();
+      }
+      if (child.exitCode !== null || Date.now() > deadline) {
+        await stop();
+        throw new Error(`the temporary redis-server on port ${port} did not start`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
     }
-    if (child.exitCode !== null || Date.now() > deadline) {
-      await stop();
-      throw new Error(`the temporary redis-server on port ${port} did not start`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { adminUrl, publicUrl: `redis://127.0.0.1:${port}`, port, stop };
+  };
+  await waitUp();
+  const restart = async (): Promise<void> => {
+    await kill();
+    child = spawn('redis-server', [config], { stdio: 'ignore' });
+    await waitUp();
+  };
+  return { adminUrl, publicUrl: `redis://127.0.0.1:${port}`, port, stop, kill: () => kill(), restart };
 }

@@ -95,7 +95,9 @@ export function redactRedisUrl(url: string): string {
  */
 export function redisConnectionOptions(url: string, opts: CreateRedisOptions): ConfideRedisOptions {
   const options: ConfideRedisOptions = redisOptionsFromUrl(url);
-  options.retryStrategy = reconnectBackoff();
+  // Capped low: a worker that retried just before the coordinator re-created its ACL user waits one more step, and
+  // the whole recovery after a Redis restart should take seconds. The coordinator's own connection retries fastest.
+  options.retryStrategy = reconnectBackoff({ maxMs: opts.role === 'producer' ? 1000 : 2000 });
   if (opts.username !== undefined) options.username = opts.username;
   if (opts.password !== undefined) options.password = opts.password;
   if (opts.role === 'worker') {
@@ -128,7 +130,7 @@ export function redisConnectionOptions(url: string, opts: CreateRedisOptions): C
  * it) would then retry every 50 ms forever: attempts are counted here instead, as one outage while each comes
  * within `resetAfterMs` of the one before.
  */
-export function reconnectBackoff({ baseMs = 100, maxMs = 5000, resetAfterMs = 15_000, random = Math.random, now = Date.now } = {}): () => number {
+export function reconnectBackoff({ baseMs = 100, maxMs = 2000, resetAfterMs = 15_000, random = Math.random, now = Date.now } = {}): () => number {
   let attempt = 0;
   let last = -Infinity;
   return () => {

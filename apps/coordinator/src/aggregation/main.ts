@@ -11,6 +11,9 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
+/** How long a stop waits for BullMQ to drain before it drops its connections. */
+const STOP_GRACE_MS = 5_000;
+
 /**
  * Runs one Paillier aggregation worker process until SIGTERM: the coordinator forks these (CONFIDE_AGGREGATORS),
  * and `confide coordinator aggregate` runs one anywhere with the coordinator's data directory (for its key) and
@@ -22,6 +25,9 @@ export async function runAggregator(env: NodeJS.ProcessEnv = process.env): Promi
   if (!parsed.success) throw new Error(`invalid configuration:\n  ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('\n  ')}`);
   const e = parsed.data;
   const logger = createLogger(e.LOG_LEVEL, 'aggregator');
+  // A forked aggregator goes when its coordinator does, even one killed outright, and even while Redis is down (a
+  // clean stop drains BullMQ, which needs Redis): it must not live on as an orphan holding the coordinator's stdout.
+  process.once('disconnect', () => setTimeout(() => process.exit(0), STOP_GRACE_MS));
   const key = loadCoordinatorKey(e.CONFIDE_DATA_DIR);
   const connection = createRedis(e.REDIS_URL, { role: 'worker' });
   const reader = createRedis(e.REDIS_URL, { role: 'producer' });
@@ -32,8 +38,16 @@ export async function runAggregator(env: NodeJS.ProcessEnv = process.env): Promi
     // A forked aggregator goes when its coordinator does.
     process.once('disconnect', () => resolve());
   });
-  await aggregator.stop();
-  await Promise.allSettled([connection.quit(), reader.quit()]);
+  const stopped = (async () => {
+    await aggregator.stop();
+    await Promise.allSettled([connection.quit(), reader.quit()]);
+  })();
+  // Redis down: drop the connections after the grace period rather than wait for it.
+  if (!(await Promise.race([stopped.then(() => true), new Promise<false>((resolve) => setTimeout(resolve, STOP_GRACE_MS, false).unref())]))) {
+    logger.warn({ graceMs: STOP_GRACE_MS }, 'stopping without draining: Redis did not answer in time');
+    connection.disconnect();
+    reader.disconnect();
+  }
 }
 
 if (require.main === module) {

@@ -1,0 +1,291 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FAILPOINTS, type FailpointName } from '../../apps/coordinator/src/orchestration/failpoints';
+import { Cluster, type ParticipantProcess, until } from '../support/cluster';
+import { singleJson } from '../support/cli';
+import { expectedSalaryResults, SALARY_SELECT } from '../support/salary-query';
+import { generateSalaryCsv, syntheticSalaryStudy } from '../support/synthetic';
+import { freeze, thaw } from '../support/task-queues';
+
+// Issue 12, "Survive every restart": real coordinator, participant, Redis and PostgreSQL processes, and the faults an
+// operator meets: the coordinator killed at every transition of both protocols (CONFIDE_FAILPOINT), Redis SIGKILLed
+// with and without its append-only file, PostgreSQL going away under load, a participant SIGKILLed. After each:
+// - no query hangs: every query in the ledger ends, exact or failed with a reason;
+// - no double count: every successful result is exactly the plaintext's, over the participants that answered;
+// - the ledger verifies (`confide ledger verify`, as an auditor runs it);
+// - a new query succeeds within 10 s of the fault clearing, with no human action.
+
+type Protocol = 'shamir' | 'paillier';
+const SITES = 3;
+/** How long after a fault clears a new query must be done (the issue's bound). */
+const RECOVERY_MS = 10_000;
+
+interface Query {
+  id: string;
+  status: string;
+  results?: unknown;
+  participants?: number;
+  failureReason?: string;
+}
+
+/** A cluster with three salary sites, a researcher who can run both protocols, and helpers to drive queries. */
+class Harness {
+  readonly texts: string[] = [];
+  readonly sites: ParticipantProcess[] = [];
+  researcher = '';
+  auditor = '';
+  identityFile = '';
+  keyFile = '';
+
+  private constructor(readonly cluster: Cluster) {}
+
+  static async start(options: Parameters<typeof Cluster.start>[0]): Promise<Harness> {
+    const h = new Harness(await Cluster.start({ round1Seconds: 20, round2Seconds: 20, ...options, env: { CONFIDE_SWEEP_SECONDS: '2', ...options.env } }));
+    const study = await h.cluster.createStudy(syntheticSalaryStudy());
+    for (let i = 1; i <= SITES; i++) {
+      const csv = join(h.cluster.dir, `site-${i}.csv`);
+      const text = generateSalaryCsv(7300 + i, 30);
+      writeFileSync(csv, text);
+      h.texts.push(text);
+      const p = await h.cluster.enroll(study, `site-${i}`, csv);
+      h.sites.push(p);
+      await h.cluster.run(p);
+    }
+    let token: string;
+    ({ token, identityFile: h.identityFile } = await h.cluster.researcher());
+    h.researcher = token;
+    h.auditor = await h.cluster.apiKey('auditor');
+    h.keyFile = join(h.cluster.dir, 'researcher-paillier.json');
+    await h.cluster.cliJson(['keys', 'paillier', '--out', h.keyFile, '--bits', '2048'], null);
+    return h;
+  }
+
+  /** Submits a query with the CLI, as a researcher does; the id, or undefined when the coordinator died first. */
+  async submit(protocol: Protocol): Promise<string | undefined> {
+    const extra = protocol === 'paillier' ? ['--protocol', 'paillier', '--key', this.keyFile, '--identity', this.identityFile] : ['--protocol', 'shamir'];
+    const r = await this.cluster.cli(['query', '--study', 'salaries', ...extra, ...SALARY_SELECT, '--deadline', '20', '--json'], this.researcher);
+    if (r.code !== 0) return undefined;
+    return String(singleJson(r.stdout).id);
+  }
+
+  async query(id: string): Promise<Query> {
+    return this.cluster.get<Query>(`/v1/queries/${id}`, this.researcher);
+  }
+
+  /**
+   * Follows a query to its end, decrypting a paillier aggregate as its key holder when it is ready (again after a
+   * crash: `query decrypt` is what the researcher reruns). Tolerates a coordinator that is down for a while.
+   */
+  async finish(id: string, timeoutMs = 60_000): Promise<Query> {
+    return until(`query ${id} to end`, timeoutMs, async () => {
+      const q = await this.cluster.get<Query & { awaitingDecryption?: boolean }>(`/v1/queries/${id}`, this.researcher);
+      if (q.status !== 'running') return q;
+      if (q.awaitingDecryption) await this.cluster.cli(['query', 'decrypt', id, '--key', this.keyFile, '--json'], this.researcher);
+      return undefined;
+    }, { intervalMs: 250 });
+  }
+
+  /** Every query the ledger knows of. */
+  async loggedQueries(): Promise<string[]> {
+    const { events } = await this.cluster.get<{ events: { type: string; body: { queryId?: string } }[] }>('/v1/events?limit=1000', this.auditor);
+    return events.filter((e) => e.type === 'query.submitted').map((e) => String(e.body.queryId));
+  }
+
+  /**
+   * What every fault test ends with: no query in the ledger is still running once its deadline and the sweep have
+   * passed, each one ended exact (over all sites: none may be counted twice or left out) or failed with a reason,
+   * and the ledger verifies.
+   * @returns how many succeeded and failed
+   */
+  async expectSettled(): Promise<{ succeeded: number; failed: number }> {
+    const counts = { succeeded: 0, failed: 0 };
+    for (const id of await this.loggedQueries()) {
+      const q = await this.finish(id, 90_000);
+      if (q.status === 'succeeded') {
+        expect({ id, participants: q.participants, results: q.results }).toEqual({ id, participants: SITES, results: expectedSalaryResults(this.texts) });
+        counts.succeeded++;
+      } else {
+        expect({ id, status: q.status, reason: q.failureReason }).toEqual({ id, status: 'failed', reason: expect.stringMatching(/\S/) as string });
+        counts.failed++;
+      }
+    }
+    await this.expectLedgerVerifies();
+    return counts;
+  }
+
+  async expectLedgerVerifies(): Promise<void> {
+    const r = await this.cluster.cli(['ledger', 'verify', '--json'], this.auditor);
+    expect({ code: r.code, out: r.code === 0 ? 'ok' : r.stdout + r.stderr }).toEqual({ code: 0, out: 'ok' });
+    // No ledger index skipped or taken twice.
+    const { events } = await this.cluster.get<{ events: { index: number }[] }>('/v1/events?limit=1000', this.auditor);
+    expect(events.map((e) => e.index)).toEqual(events.map((_, i) => i));
+  }
+
+  /** A new query of `protocol` succeeds, exact, within {@link RECOVERY_MS} of `since`. */
+  async expectFreshQueryBy(protocol: Protocol, since: number): Promise<number> {
+    const id = await until('a new query to be accepted', RECOVERY_MS, () => this.submit(protocol));
+    const q = await this.finish(id, RECOVERY_MS + 20_000);
+    const took = Date.now() - since;
+    expect({ status: q.status, participants: q.participants, results: q.results }).toEqual({ status: 'succeeded', participants: SITES, results: expectedSalaryResults(this.texts) });
+    expect(took).toBeLessThan(RECOVERY_MS);
+    return took;
+  }
+
+  async stop(): Promise<void> {
+    this.sites.forEach(thaw);
+    await this.cluster.stop();
+  }
+}
+
+/** The points each protocol passes through: shamir has no aggregation job; both fail the same way. */
+const POINTS: Record<Protocol, readonly FailpointName[]> = {
+  shamir: FAILPOINTS.filter((p) => p !== 'aggregation.queued' && p !== 'failed.committed'),
+  paillier: FAILPOINTS.filter((p) => p !== 'failed.committed'),
+};
+
+describe('faults: the coordinator crashes at every transition (SQLite)', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    // Short deadlines: a query whose nonce reveal died with the coordinator fails at its round-0 deadline.
+    h = await Harness.start({ database: 'sqlite', round1Seconds: 8 });
+  }, 180_000);
+  afterAll(() => h?.stop(), 60_000);
+
+  const cases = (['shamir', 'paillier'] as const).flatMap((protocol) => POINTS[protocol].map((point) => [protocol, point] as const));
+
+  it.each(cases)('%s: killed at %s, restarted, every query ends and the ledger verifies', async (protocol, point) => {
+    await h.cluster.stopCoordinator();
+    await h.cluster.startCoordinator({ CONFIDE_FAILPOINT: `${point}:crash` });
+    const crashed = h.cluster.coordinatorExit(60_000);
+    // The query that runs into the point (its submission, nonce or decryption may be the request that dies).
+    const id = h.submit(protocol).then((submitted) => (submitted ? h.finish(submitted, 60_000).catch(() => undefined) : undefined));
+    expect(await crashed).toBe('SIGKILL');
+    expect(h.cluster.logText()).toContain(`failpoint ${point}: crashing`);
+    await h.cluster.startCoordinator();
+    const restarted = Date.now();
+    await h.expectFreshQueryBy(protocol, restarted);
+    await id;
+    const { succeeded } = await h.expectSettled();
+    expect(succeeded).toBeGreaterThan(0);
+  }, 240_000);
+
+  it('failed.committed: a query that fails is failed once, with its reason, across the crash', async () => {
+    await h.cluster.stopCoordinator();
+    await h.cluster.startCoordinator({ CONFIDE_FAILPOINT: 'failed.committed:crash' });
+    const crashed = h.cluster.coordinatorExit(60_000);
+    // Two of three sites frozen: round 1 cannot reach the study's minimum, and its 4-second deadline fails the query.
+    h.sites.slice(1).forEach(freeze);
+    try {
+      const r = await h.cluster.cli(['query', '--study', 'salaries', '--protocol', 'shamir', ...SALARY_SELECT, '--deadline', '4', '--json'], h.researcher);
+      expect(r.code).toBe(0);
+      const failing = String(singleJson(r.stdout).id);
+      expect(await crashed).toBe('SIGKILL');
+      h.sites.forEach(thaw);
+      await h.cluster.startCoordinator();
+      const q = await h.finish(failing);
+      expect(q).toMatchObject({ status: 'failed', failureReason: expect.stringMatching(/round 1: 1 of 3 participants answered/) as string });
+      const { events } = await h.cluster.get<{ events: { type: string; body: { queryId?: string } }[] }>('/v1/events?limit=1000', h.auditor);
+      expect(events.filter((e) => e.type === 'query.failed' && e.body.queryId === failing)).toHaveLength(1);
+      await h.expectFreshQueryBy('shamir', Date.now());
+      await h.expectSettled();
+    } finally {
+      h.sites.forEach(thaw);
+    }
+  }, 240_000);
+});
+
+describe.each([
+  ['without', false],
+  ['with', true],
+] as const)('faults: Redis is SIGKILLed %s an append-only file (SQLite)', (_label, appendOnly) => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await Harness.start({ database: 'sqlite', appendOnly });
+  }, 180_000);
+  afterAll(() => h?.stop(), 60_000);
+
+  it('queries in flight finish exact, queries accepted during the outage run when Redis returns, and the service needs no one', async () => {
+    // One site frozen holds both queries in round 1, their tasks in Redis, when Redis dies.
+    freeze(h.sites[0]!);
+    const inFlight = [await h.submit('shamir'), await h.submit('paillier')];
+    expect(inFlight).toEqual([expect.any(String), expect.any(String)]);
+    await h.cluster.killRedis();
+    // While Redis is down: /health says so with 503; a query is still accepted (the outbox), and waits.
+    await until('/health to answer 503', 10_000, async () => ((await fetch(`${h.cluster.url}/health`)).status === 503 ? true : undefined));
+    const during = await Promise.all([h.submit('shamir'), h.submit('paillier')]);
+    expect(during).toEqual([expect.any(String), expect.any(String)]);
+    await h.cluster.restartRedis();
+    const back = Date.now();
+    thaw(h.sites[0]!);
+    // A new query of each protocol, submitted as soon as Redis is back, is done within 10 s; the others finish too.
+    await Promise.all([
+      h.expectFreshQueryBy('shamir', back),
+      h.expectFreshQueryBy('paillier', back),
+      ...[...inFlight, ...during].map(async (id) => {
+        const q = await h.finish(id!);
+        expect({ id, status: q.status, participants: q.participants, results: q.results }).toEqual({ id, status: 'succeeded', participants: SITES, results: expectedSalaryResults(h.texts) });
+      }),
+    ]);
+    await h.expectSettled();
+    // Each worker said once that it lost Redis, not once per retry.
+    const log = h.cluster.logText();
+    expect(log.match(/lost the connection to Redis \(task queue\)/g)?.length ?? 0).toBeGreaterThanOrEqual(SITES);
+    expect(log.match(/lost the connection to Redis \(task queue\)/g)?.length ?? 0).toBeLessThanOrEqual(2 * SITES);
+    expect(log).toMatch(/Redis brought in line with the database.*Redis reconnected|Redis reconnected.*Redis brought in line with the database/);
+  }, 300_000);
+});
+
+describe('faults: PostgreSQL goes away under load, and comes back', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await Harness.start({ database: 'postgres', databaseProxy: true });
+  }, 180_000);
+  afterAll(() => h?.stop(), 60_000);
+
+  it('requests get 503 during the outage, the pool recovers, no ledger index is skipped or duplicated, and queries in flight finish', async () => {
+    freeze(h.sites[0]!);
+    const inFlight = [await h.submit('shamir'), await h.submit('paillier'), await h.submit('shamir')];
+    expect(inFlight.every((id) => typeof id === 'string')).toBe(true);
+    const outage = h.cluster.restartDatabase(4000);
+    // During it: the database's routes answer 503 with Retry-After.
+    const seen: number[] = [];
+    const during = await until('a 503 from a database route', 4000, async () => {
+      const res = await fetch(`${h.cluster.url}/v1/queries/${inFlight[0]!}`, { headers: { authorization: `Bearer ${h.researcher}` }, signal: AbortSignal.timeout(1000) });
+      seen.push(res.status);
+      return res.status === 503 ? res : undefined;
+    }).catch((err: Error) => {
+      throw new Error(`${err.message}; statuses seen: ${seen.join(', ')}`);
+    });
+    expect(during.headers.get('retry-after')).toBe('5');
+    thaw(h.sites[0]!);
+    await outage;
+    const back = Date.now();
+    await Promise.all([
+      h.expectFreshQueryBy('shamir', back),
+      ...inFlight.map(async (id) => {
+        const q = await h.finish(id!);
+        expect({ id, status: q.status, reason: q.failureReason ?? null, results: q.results }).toEqual({ id, status: 'succeeded', reason: null, results: expectedSalaryResults(h.texts) });
+      }),
+    ]);
+    await h.expectSettled();
+  }, 300_000);
+});
+
+describe('faults: a participant is SIGKILLed (SQLite)', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await Harness.start({ database: 'sqlite' });
+  }, 180_000);
+  afterAll(() => h?.stop(), 60_000);
+
+  it.each(['shamir', 'paillier'] as const)('%s: a site killed with its task waiting is restarted and counted once', async (protocol) => {
+    const victim = h.sites[1]!;
+    await h.cluster.kill(victim);
+    const id = await h.submit(protocol);
+    expect(id).toEqual(expect.any(String));
+    await h.cluster.run(victim);
+    const q = await h.finish(id!);
+    expect({ status: q.status, participants: q.participants, results: q.results }).toEqual({ status: 'succeeded', participants: SITES, results: expectedSalaryResults(h.texts) });
+    await h.expectSettled();
+  }, 120_000);
+});
