@@ -1,24 +1,33 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { loadavg, tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
-import { Redis } from 'ioredis';
+import { join } from 'node:path';
 import pino from 'pino';
 import type * as Crypto from '@confide/crypto';
 import type * as Protocol from '@confide/protocol';
-import type * as QueueLib from '@confide/queue';
 import type * as CliClient from '../apps/cli/src/client';
-import type * as CliPaillier from '../apps/cli/src/paillier';
 import type * as LocalRedisModule from '../apps/cli/src/local-redis';
-import type * as DemoData from '../apps/cli/src/demo-data';
 import type * as Bootstrap from '../apps/coordinator/src/bootstrap';
-import type * as CoordinatorConfig from '../apps/coordinator/src/config';
 import type { QueryView } from '../apps/coordinator/src/queries/queries.service';
-import type * as Enroll from '../apps/participant/src/enroll';
 import type * as ParticipantWorkerModule from '../apps/participant/src/worker';
-import { removeRunKeys } from '@confide/queue';
 import { startPlaintextBaseline, type PlaintextBaseline } from './baseline-pipeline';
+import {
+  BASELINE,
+  checkResult,
+  cleanupRedis,
+  expectedOf,
+  inTempDir,
+  loadBuilt,
+  loadNote,
+  median,
+  percentile,
+  ROWS,
+  runPrefix,
+  setUpStudy,
+  sleep,
+  SPEC,
+  writeData,
+  type Built,
+  type Expected,
+} from './e2e-support';
 import { fmt, type BenchSection } from './harness';
 
 /**
@@ -26,103 +35,10 @@ import { fmt, type BenchSection } from './harness';
  * participant workers, against a bench-only plaintext pipeline over the same queues (bench/baseline-pipeline.ts).
  */
 
-const REPO = join(__dirname, '..');
-/** dist/apps/cli holds the coordinator, participant, CLI and libs compiled together, as `npm run demo` runs them. */
-const BUILT = join(REPO, 'dist', 'apps', 'cli');
-const ROWS = 200;
 /** How often a single query is polled while timing latency. */
 const POLL_MS = 20;
 /** How often the pending queries of a burst are polled (one GET each, in turn): 10 queries at 20 ms would be 500 GET/s. */
 const BURST_POLL_MS = 100;
-const SPEC: Protocol.QuerySpec = { select: [{ stat: 'mean', field: 'salary' }, { stat: 'count', field: 'salary' }] };
-
-interface Built {
-  readonly startCoordinator: typeof Bootstrap.startCoordinator;
-  readonly loadConfig: typeof CoordinatorConfig.loadConfig;
-  readonly enrollParticipant: typeof Enroll.enrollParticipant;
-  readonly ParticipantWorker: typeof ParticipantWorkerModule.ParticipantWorker;
-  readonly CoordinatorClient: typeof CliClient.CoordinatorClient;
-  readonly submitQuery: typeof CliClient.submitQuery;
-  readonly paillier: typeof CliPaillier;
-  readonly startLocalRedis: typeof LocalRedisModule.startLocalRedis;
-  readonly demo: typeof DemoData;
-  readonly protocol: typeof Protocol;
-  readonly queue: typeof QueueLib;
-  readonly crypto: typeof Crypto;
-}
-
-/**
- * Loads the apps as `npm run build` compiled them, not their TypeScript sources. The coordinator's Nest
- * providers are resolved from `design:paramtypes` metadata, which tsc emits (emitDecoratorMetadata) and the
- * esbuild inside tsx does not: from the sources, Nest warns "The Orchestrator has no decorator metadata" and
- * injects undefined, so the coordinator cannot boot. bench/run.ts stays a tsx script like every bench, and
- * this one requires the tsc output. The plaintext baseline takes libs/protocol and libs/queue from the same
- * build, so both pipelines run the same compiled code.
- * @throws Error saying to run `npm run build` when dist is missing
- */
-function loadBuilt(): Built {
-  const entry = join(BUILT, 'apps/coordinator/src/bootstrap.js');
-  if (!existsSync(entry)) throw new Error(`the e2e benchmarks run the built apps and ${relative(REPO, entry)} is missing: run \`npm run build\` first`);
-  warnIfStale(statSync(entry).mtimeMs);
-  const load = createRequire(__filename);
-  const from = <T>(path: string): T => load(join(BUILT, path)) as T;
-  return {
-    startCoordinator: from<typeof Bootstrap>('apps/coordinator/src/bootstrap.js').startCoordinator,
-    loadConfig: from<typeof CoordinatorConfig>('apps/coordinator/src/config.js').loadConfig,
-    enrollParticipant: from<typeof Enroll>('apps/participant/src/enroll.js').enrollParticipant,
-    ParticipantWorker: from<typeof ParticipantWorkerModule>('apps/participant/src/worker.js').ParticipantWorker,
-    CoordinatorClient: from<typeof CliClient>('apps/cli/src/client.js').CoordinatorClient,
-    submitQuery: from<typeof CliClient>('apps/cli/src/client.js').submitQuery,
-    paillier: from<typeof CliPaillier>('apps/cli/src/paillier.js'),
-    startLocalRedis: from<typeof LocalRedisModule>('apps/cli/src/local-redis.js').startLocalRedis,
-    demo: from<typeof DemoData>('apps/cli/src/demo-data.js'),
-    protocol: from<typeof Protocol>('libs/protocol/src/index.js'),
-    queue: from<typeof QueueLib>('libs/queue/src/index.js'),
-    crypto: from<typeof Crypto>('libs/crypto/src/index.js'),
-  };
-}
-
-/** Says so on stderr when a source file is newer than the build: the figures would be of older code. */
-function warnIfStale(builtAt: number): void {
-  const newer: string[] = [];
-  const walk = (dir: string): void => {
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      const path = join(dir, e.name);
-      if (e.isDirectory()) walk(path);
-      else if (e.name.endsWith('.ts') && !e.name.endsWith('.spec.ts') && statSync(path).mtimeMs > builtAt) newer.push(relative(REPO, path));
-    }
-  };
-  for (const dir of ['apps', 'libs']) walk(join(REPO, dir));
-  if (newer.length) process.stderr.write(`warning: ${newer.length} source file(s) changed since the last build (${newer.slice(0, 3).join(', ')}${newer.length > 3 ? ', …' : ''}); run \`npm run build\` to measure them\n`);
-}
-
-/** The load average when a bench starts: these benches share the CPUs with whatever else runs, and say so. */
-function loadNote(): string {
-  const [one, five] = loadavg();
-  return `Load average when the run started: ${fmt(one!)} (1 min), ${fmt(five!)} (5 min).`;
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Nearest-rank percentile: the smallest sample with at least p% of the samples at or below it. */
-function percentile(samples: readonly number[], p: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
-const median = (samples: readonly number[]): number => percentile(samples, 50);
-
-/** N participants' synthetic salary files (generateSalaryCsv, as the demo uses), written 0600 under `dir`. */
-function writeData(b: Built, dir: string, n: number): { files: string[]; texts: string[] } {
-  mkdirSync(dir, { recursive: true });
-  const texts = Array.from({ length: n }, (_, i) => b.demo.generateSalaryCsv(1000 + i, ROWS));
-  const files = texts.map((text, i) => {
-    const file = join(dir, `participant-${i + 1}.csv`);
-    writeFileSync(file, text, { mode: 0o600 });
-    return file;
-  });
-  return { files, texts };
-}
 
 /** The secure service at N participants: a coordinator and N workers in this process, enrolled as a user does. */
 interface SecureCluster {
@@ -148,7 +64,7 @@ async function startSecure(b: Built, dir: string, prefix: string, files: readonl
     await cleanupRedis(redis.adminUrl, prefix, users);
   };
   try {
-    coordinator = await b.startCoordinator(
+    const running = await b.startCoordinator(
       b.loadConfig({
         PORT: '0',
         REDIS_URL: redis.adminUrl,
@@ -161,43 +77,26 @@ async function startSecure(b: Built, dir: string, prefix: string, files: readonl
         LOG_LEVEL: 'warn',
       }),
     );
-    const admin = new b.CoordinatorClient(coordinator.url, adminToken);
-    const study = b.demo.syntheticSalaryStudy();
-    await admin.post('/v1/studies', study);
-    const identity = b.crypto.generateKeyPair('ed25519');
-    const researcher = new b.CoordinatorClient(coordinator.url, (await admin.post<{ token: string }>('/v1/api-keys', { role: 'researcher', identityKey: b.crypto.publicKeyBase64Url(identity.publicKey) })).token);
+    coordinator = running;
     const logger = pino({ level: 'silent' });
-    for (const [i, dataFile] of files.entries()) {
-      const { token } = await admin.post<{ token: string }>(`/v1/studies/${study.name}/invitations`, { participant: `hospital-${i + 1}` });
-      const home = join(dir, `home-${i + 1}`);
-      const identity = await b.enrollParticipant({ coordinatorUrl: coordinator.url, invitation: token, home, dataFile });
-      users.push(identity.redis.username);
+    const study = await setUpStudy(b, running.url, adminToken, dir, files, users, async (home) => {
       const worker = new b.ParticipantWorker({ home, logger });
       workers.push(worker);
       await worker.start();
-    }
+    });
+    const { researcher, identity } = study;
     return {
       // As `confide query` does: for shamir, a committed nonce revealed once the commitment is in the ledger.
       submit: async () => (await b.submitQuery(researcher, { study: study.name, protocol: 'shamir', ...SPEC })).id,
       submitPaillier: async (publicKey) => (await b.paillier.submitPaillierQuery(researcher, { study: study.name, ...SPEC }, publicKey, identity)).id,
       researcher,
-      coordinatorKey: coordinator.coordinatorKey,
+      coordinatorKey: running.coordinatorKey,
       view: (id) => researcher.get<QueryView>(`/v1/queries/${id}`),
       close,
     };
   } catch (err) {
     await close().catch(() => undefined);
     throw err;
-  }
-}
-
-/** Removes one run's keys and ACL users (and nothing else) from Redis. */
-async function cleanupRedis(url: string, prefix: string, users: readonly string[]): Promise<void> {
-  const r = new Redis(url, { maxRetriesPerRequest: 1 });
-  try {
-    await removeRunKeys(r, prefix, users);
-  } finally {
-    r.disconnect();
   }
 }
 
@@ -229,28 +128,18 @@ async function awaitAll(c: SecureCluster, ids: readonly string[]): Promise<Proto
   }
 }
 
-/** Checks a pipeline's answer against the plain mean the bench computes from the files it wrote. */
-function checkResult(what: string, results: readonly Protocol.StatResult[], expected: { mean: number | null; count: number }): void {
-  const mean = (results[0]?.value ?? null) as number | null;
-  const count = (results[1]?.value ?? null) as number | null;
-  if (mean === null || expected.mean === null || Math.abs(mean - expected.mean) > 1e-6 * Math.abs(expected.mean) || count !== expected.count) {
-    throw new Error(`${what} answered mean ${mean} over ${count} salaries; the data has mean ${expected.mean} over ${expected.count}`);
-  }
-}
-
 /** Both pipelines running at N participants over the same files, under one run's Redis prefix. */
 interface Pair {
   readonly secure: SecureCluster;
   readonly plain: PlaintextBaseline;
-  readonly expected: { mean: number | null; count: number };
+  readonly expected: Expected;
   close(): Promise<void>;
 }
 
 async function startPair(b: Built, root: string, n: number, redis: LocalRedisModule.LocalRedis): Promise<Pair> {
   const dir = join(root, `n${n}`);
-  const prefix = `confide-bench-${randomBytes(4).toString('hex')}`;
+  const prefix = runPrefix();
   const { files, texts } = writeData(b, join(dir, 'data'), n);
-  const stats = b.demo.plainStats(texts).get('salary')!;
   const secure = await startSecure(b, dir, prefix, files, redis);
   let plain: PlaintextBaseline;
   try {
@@ -268,7 +157,7 @@ async function startPair(b: Built, root: string, n: number, redis: LocalRedisMod
   return {
     secure,
     plain,
-    expected: { mean: stats.mean, count: stats.count },
+    expected: expectedOf(b, texts),
     async close() {
       await Promise.allSettled([secure.close(), plain.close()]);
     },
@@ -281,26 +170,8 @@ async function warmUp(pair: Pair): Promise<void> {
   checkResult('the plaintext baseline', await pair.plain.run(SPEC), pair.expected);
 }
 
-/**
- * Runs `fn` with a temp dir and a private, locked-down redis-server (its `default` user off, as the coordinator
- * requires), both removed afterwards, whatever happens.
- */
-async function inTempDir<T>(b: Built, fn: (dir: string, redis: LocalRedisModule.LocalRedis) => Promise<T>): Promise<T> {
-  const dir = mkdtempSync(join(tmpdir(), 'confide-bench-e2e-'));
-  const redis = await b.startLocalRedis();
-  try {
-    return await fn(dir, redis);
-  } finally {
-    await redis.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 const IN_ONE_PROCESS =
   'The participant workers share one Node process with the coordinator (Nest HTTP API, embedded SQLite in a temp dir, BullMQ), each with its own Redis connection and ACL user (BullMQ concurrency 1), against a private redis-server on loopback (default user off, as the coordinator requires) that is removed afterwards.';
-
-const BASELINE =
-  'Baseline (bench/baseline-pipeline.ts, a bench-only pipeline, never a product mode): the same per-participant BullMQ queues, job ids, connections and ACL users, and the same local aggregate computed by libs/protocol from the same CSV, but the job carries the query in the clear and returns the plaintext vector; one round, completed as the orchestrator completes a round (QueueEvents `completed` → `Job.fromId` over every job of the query), then summed and `deriveResults`. No signatures, shares, envelopes, committee round, HTTP, database or event log, so the ratio prices everything the product adds on top of moving plaintext aggregates through the same queues.';
 
 /**
  * Latency of one secure mean, POST /v1/queries to the GET that shows it succeeded, at N = 3, 10, 50, against
