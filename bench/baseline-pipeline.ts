@@ -35,6 +35,23 @@ export interface BaselineOptions {
   readonly schema: Protocol.StudySchema;
   readonly participants: readonly { readonly id: string; readonly dataFile: string }[];
   readonly libs: BaselineLibs;
+  /**
+   * Starts one participant's worker somewhere else (its own process: bench/baseline-worker.ts), given what
+   * {@link startBaselineWorker} takes but the libraries; resolves once it takes jobs. Default: in this process.
+   */
+  readonly spawnWorker?: (worker: Omit<BaselineWorkerOptions, 'libs'>) => Promise<{ close(): Promise<void> }>;
+}
+
+/** Options of {@link startBaselineWorker}: one participant's side of the baseline. */
+export interface BaselineWorkerOptions {
+  readonly redisUrl: string;
+  readonly prefix: string;
+  readonly participant: { readonly id: string; readonly dataFile: string };
+  /** The participant's own ACL user, as {@link startPlaintextBaseline} provisions it. */
+  readonly username: string;
+  readonly password: string;
+  readonly schema: Protocol.StudySchema;
+  readonly libs: BaselineLibs;
 }
 
 /** A running baseline: submit a query and get its statistics, then close (which also removes its keys and ACL users). */
@@ -76,7 +93,7 @@ export async function startPlaintextBaseline(opts: BaselineOptions): Promise<Pla
   const admin = q.createRedis(opts.redisUrl, { role: 'producer' });
   const connections: Redis[] = [admin];
   const users: string[] = [];
-  const workers: Worker[] = [];
+  const workers: { close(): Promise<void> }[] = [];
   const listeners: QueueEvents[] = [];
   const queues = new Map<string, Queue>();
   const pending = new Map<string, Pending>();
@@ -150,21 +167,8 @@ export async function startPlaintextBaseline(opts: BaselineOptions): Promise<Pla
       const password = q.generateRedisPassword();
       await q.provisionParticipantUser(admin, { username, password, prefix, queue: name });
       users.push(username);
-      const connection = q.createRedis(opts.redisUrl, { role: 'worker', username, password });
-      connections.push(connection);
-      const worker = new Worker<BaselineTask, BaselineAnswer>(
-        name,
-        async (job) => {
-          const compiled = protocol.compileQuery(schema, job.data.query);
-          const local = await protocol.aggregateLocal(compiled, protocol.readRecordsFromFile(p.dataFile, schema));
-          return { vector: local.vector.map(String), records: local.records };
-        },
-        { connection, prefix, concurrency: 1, autorun: false },
-      );
-      worker.on('error', () => undefined);
-      workers.push(worker);
-      void worker.run();
-      await worker.waitUntilReady();
+      const worker = { redisUrl: opts.redisUrl, prefix, participant: p, username, password, schema };
+      workers.push(await (opts.spawnWorker ? opts.spawnWorker(worker) : startBaselineWorker({ ...worker, libs: opts.libs })));
 
       // Coordinator side: the queue it produces into and the events it advances on.
       queues.set(p.id, new Queue(name, { connection: admin, prefix }));
@@ -200,4 +204,38 @@ export async function startPlaintextBaseline(opts: BaselineOptions): Promise<Pla
     },
     close,
   };
+}
+
+/**
+ * One participant's side of the baseline: a BullMQ worker on its queue, logged in as its own ACL user with its own
+ * connection (concurrency 1, as a product worker), answering each job with the plaintext local aggregate of its CSV.
+ * Resolves once the worker takes jobs; close() stops it and drops its connection.
+ */
+export async function startBaselineWorker(opts: BaselineWorkerOptions): Promise<{ close(): Promise<void> }> {
+  const { protocol, queue: q } = opts.libs;
+  const { schema, participant } = opts;
+  const connection = q.createRedis(opts.redisUrl, { role: 'worker', username: opts.username, password: opts.password });
+  const worker = new Worker<BaselineTask, BaselineAnswer>(
+    q.participantQueue(participant.id),
+    async (job) => {
+      const compiled = protocol.compileQuery(schema, job.data.query);
+      const local = await protocol.aggregateLocal(compiled, protocol.readRecordsFromFile(participant.dataFile, schema));
+      return { vector: local.vector.map(String), records: local.records };
+    },
+    { connection, prefix: opts.prefix, concurrency: 1, autorun: false },
+  );
+  worker.on('error', () => undefined);
+  const close = async (): Promise<void> => {
+    await worker.close().catch(() => undefined);
+    if (connection.status === 'ready') await connection.quit().catch(() => undefined);
+    else connection.disconnect();
+  };
+  try {
+    void worker.run();
+    await worker.waitUntilReady();
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { close };
 }

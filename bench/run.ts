@@ -7,6 +7,7 @@ import { publish, type BenchSection } from './harness';
 import { ledgerBench } from './ledger.bench';
 import { paillierBench } from './paillier.bench';
 import { decryptSumBench, simulationBench, splitEncryptBench } from './shamir.bench';
+import { soakBench } from './soak.bench';
 
 /** Every benchmark by id; `npm run bench -- ID...` runs some, `npm run bench` runs all. */
 const BENCHES: Record<string, () => Promise<BenchSection>> = {
@@ -22,6 +23,7 @@ const BENCHES: Record<string, () => Promise<BenchSection>> = {
   paillier: () => paillierBench(),
   'paillier-custodians': () => custodiansBench(),
   'local-aggregation': () => aggregateBench(),
+  soak: () => soakBench(),
 };
 
 async function main(ids: string[]): Promise<void> {
