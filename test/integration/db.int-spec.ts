@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect, sql } from 'kysely';
 import pg, { types as pgTypes } from 'pg';
-import { isDatabaseOutage, openDatabase, SQLITE_FILE, type Database, type DatabaseConfig } from '../../apps/coordinator/src/db/database';
+import { isDatabaseOutage, openDatabase, SQLITE_FILE, withStatementCache, type Database, type DatabaseConfig } from '../../apps/coordinator/src/db/database';
 import { freePort } from '../../apps/cli/src/local-redis';
 import {
   ApiKeyRepository,
@@ -767,6 +767,36 @@ describe('SQLite specifics', () => {
       { idx: 3, study_id: null },
     ]);
     await raw.destroy();
+  });
+
+  it('prepares each SQL text once, keeps at most `size` statements, and streams with a statement of its own', async () => {
+    const raw = new BetterSqlite3(':memory:');
+    const prepared: string[] = [];
+    const counting = { close: () => raw.close(), prepare: (text: string) => (prepared.push(text), raw.prepare(text)) };
+    const db = new Kysely<{ t: { n: number } }>({ dialect: new SqliteDialect({ database: withStatementCache(counting, 2) }) });
+    try {
+      await db.schema.createTable('t').addColumn('n', 'integer').execute();
+      for (const n of [2, 0, 1]) await db.insertInto('t').values({ n }).execute();
+      const inserts = prepared.filter((t) => t.startsWith('insert'));
+      expect(inserts).toHaveLength(1);
+      const ordered = db.selectFrom('t').select('n').orderBy('n');
+      expect(await ordered.execute()).toEqual([{ n: 0 }, { n: 1 }, { n: 2 }]);
+      // The same text bound to other values reads other rows.
+      expect(await db.selectFrom('t').select('n').where('n', '>', 0).orderBy('n').execute()).toEqual([{ n: 1 }, { n: 2 }]);
+      expect(await db.selectFrom('t').select('n').where('n', '>', 1).orderBy('n').execute()).toEqual([{ n: 2 }]);
+      const streamed: number[] = [];
+      for await (const row of ordered.stream()) streamed.push(row.n);
+      expect(streamed).toEqual([0, 1, 2]);
+      // The cached statement of that text is not left busy by the stream.
+      expect(await ordered.execute()).toEqual([{ n: 0 }, { n: 1 }, { n: 2 }]);
+      // Two texts kept (the two selects just run): the insert's was dropped and is prepared again.
+      const before = prepared.length;
+      await db.insertInto('t').values({ n: 3 }).execute();
+      expect(prepared.length).toBe(before + 1);
+    } finally {
+      await db.destroy();
+    }
+    expect(raw.open).toBe(false);
   });
 
   it('refuses a PostgreSQL schema option', async () => {

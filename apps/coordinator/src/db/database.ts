@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { CompiledQuery, Kysely, Migrator, PostgresDialect, sql, SqliteDialect } from 'kysely';
+import { CompiledQuery, Kysely, Migrator, PostgresDialect, sql, SqliteDialect, type SqliteDatabase as KyselySqlite, type SqliteStatement } from 'kysely';
 import { Pool, types as pgTypes, type CustomTypesConfig } from 'pg';
 import { migrationProvider, type Dialect } from './migrations';
 import type { Tables } from './schema';
@@ -124,7 +124,42 @@ function openSqlite(dataDir: string): Kysely<Tables> {
     database.close();
     throw error;
   }
-  return new Kysely<Tables>({ dialect: new SqliteDialect({ database }) });
+  return new Kysely<Tables>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) });
+}
+
+/** How many SQL texts keep their prepared statement: the coordinator runs a few hundred shapes. */
+const STATEMENT_CACHE_SIZE = 1000;
+
+/**
+ * The SQLite database as Kysely's SQLite driver takes it, with prepared statements kept by SQL text. The driver
+ * prepares every statement it runs, and preparing costs about three times what running a small indexed query does:
+ * under load it was 7% of the coordinator's CPU (bench/soak.bench.ts, docs/BENCHMARKS.md "Soak"). A statement is
+ * only reused by all() and run(), which finish before they return, so no two uses overlap; SQLite re-prepares a
+ * statement by itself when the schema changes. iterate() (Kysely's stream()) gets a statement of its own, so that an
+ * iterator left open never makes a cached statement busy. At most `size` statements are kept, the least recently
+ * used dropped first.
+ */
+export function withStatementCache(database: KyselySqlite, size = STATEMENT_CACHE_SIZE): KyselySqlite {
+  const cache = new Map<string, SqliteStatement>();
+  return {
+    close() {
+      cache.clear();
+      database.close();
+    },
+    prepare(text: string): SqliteStatement {
+      const cached = cache.get(text) ?? database.prepare(text);
+      // Map keeps insertion order: re-inserting makes this the most recently used, the first key the least.
+      cache.delete(text);
+      if (cache.size >= size) cache.delete(cache.keys().next().value!);
+      cache.set(text, cached);
+      return {
+        reader: cached.reader,
+        all: (parameters) => cached.all(parameters),
+        run: (parameters) => cached.run(parameters),
+        iterate: (parameters) => database.prepare(text).iterate(parameters),
+      };
+    },
+  };
 }
 
 async function migrate(db: Kysely<Tables>, dialect: Dialect, schema: string | undefined): Promise<void> {
