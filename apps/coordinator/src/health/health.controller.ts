@@ -28,9 +28,9 @@ export class HealthController {
       pingRedis(this.redis.producer, 1000).then((ok) => (ok ? ('ok' as const) : ('down' as const))),
     ]);
     const connections = this.redis.all?.() ?? [this.redis.producer];
-    const notReady = connections.filter((c) => c.status !== 'ready').length;
-    if (database !== 'ok' || redis !== 'ok' || notReady > 0) {
-      const queues = notReady > 0 ? `, ${notReady} of ${connections.length} Redis connections not ready` : '';
+    const notReady = connections.filter((c) => c.status !== 'ready');
+    if (database !== 'ok' || redis !== 'ok' || notReady.length > 0) {
+      const queues = notReady.length > 0 ? `, ${notReady.length} of ${connections.length} Redis connections not ready (${notReady.map((c) => c.status).join(', ')})` : '';
       throw new HttpException({ message: `database ${database}, redis ${redis}${queues}` }, 503);
     }
     return { status: 'ok', database, redis, connections: connections.length };

@@ -550,14 +550,19 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     task: (participantId: string) => TaskPayload,
   ): Promise<Dispatch[]> {
     const { size } = verifyCheckpoint(evidence.checkpoint, this.key.publicKey, this.repos.origin);
+    // Where each view stands now, inside the transaction: the rows passed in were read before it, and another
+    // query's tasks may have moved them on since (a stale start makes an update the participant cannot apply, and
+    // it then asks over HTTP).
+    const current = new Map((await tx.participants.listByStudy(studyId)).map((p) => [p.id, p.ledger_size]));
     const updates = new Map<number, ViewUpdate>();
     const now = Date.now();
     const rows: Dispatch[] = [];
     for (const p of to) {
       let view: ViewUpdate | undefined;
-      if (p.ledger_size !== null && p.ledger_size >= 1 && p.ledger_size < size) {
-        view = updates.get(p.ledger_size) ?? (await tx.events.viewUpdate(studyId, p.ledger_size, size));
-        updates.set(p.ledger_size, view);
+      const from = current.has(p.id) ? current.get(p.id)! : p.ledger_size;
+      if (from !== null && from >= 1 && from < size) {
+        view = updates.get(from) ?? (await tx.events.viewUpdate(studyId, from, size));
+        updates.set(from, view);
       }
       const payload = task(p.id);
       const signed = signTask(this.key, view ? { ...payload, view } : payload);
