@@ -236,9 +236,13 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       const started = Date.now();
       const prefix = this.config.queuePrefix;
       const participants = await this.repos.participants.listAll();
+      // A listener made here reads its queue's events from now on Redis's clock, not from its first read: the tasks
+      // re-sent below may be answered before that read, and an answer no listener sees leaves its round to the timer.
+      const [seconds, micros] = await this.redis.producer.time();
+      const from = `${Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)}-0`;
       for (const p of participants) {
         await provisionParticipantUser(this.redis.producer, { username: p.redis_user, passwordHash: p.redis_password_sha256, prefix, queue: participantQueue(p.id) });
-        this.watch(p.id);
+        this.watch(p.id, from);
       }
       const tasks = await this.repos.dispatches.openRounds({ pendingOnly: false });
       await this.sendTasks(tasks, { strict: true });
@@ -344,9 +348,9 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   }
 
   /** Listens for a participant's finished tasks, to advance their round without waiting for the deadline. */
-  watch(participantId: string): void {
+  watch(participantId: string, from?: string): void {
     if (this.listeners.has(participantId) || this.closing) return;
-    const events = new QueueEvents(participantQueue(participantId), { connection: this.redis.blocking(), prefix: this.config.queuePrefix });
+    const events = new QueueEvents(participantQueue(participantId), { connection: this.redis.blocking(), prefix: this.config.queuePrefix, ...(from ? { lastEventId: from } : {}) });
     const onFinished = ({ jobId }: { jobId: string }): void => {
       const parsed = parseTaskJobId(jobId);
       if (parsed) void this.nudge(parsed.queryId, parsed.round, false, parsed.participantId);
