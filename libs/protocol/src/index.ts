@@ -13,3 +13,4 @@ export * from './query-hash';
 export * from './ledger-entries';
 export * from './authorize';
 export * from './ledger-rules';
+export * from './rounds';

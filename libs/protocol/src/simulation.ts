@@ -4,6 +4,7 @@ import { aggregateLocal } from './aggregate';
 import type { DataRecord } from './csv';
 import { assertNoOverflow, compileQuery, deriveResults, type CompiledQuery, type QuerySpec, type StatResult } from './query';
 import { queryHash } from './query-hash';
+import { openRound, roundSpec, run, type RoundEffect, type RoundEvent, type Transition } from './rounds';
 import type { StudySchema } from './schema';
 import {
   closeRound1,
@@ -13,6 +14,7 @@ import {
   participantRound1,
   planShamir,
   verifyRound1Bundle,
+  ProtocolError,
   type KeyDirectory,
   type Round1Bundle,
   type Round2Result,
@@ -135,7 +137,13 @@ export async function simulateShamir(options: SimulationOptions): Promise<Simula
     accepted.push(verifyRound1Bundle(plan, directory, JSON.parse(JSON.stringify(bundle))));
     options.onProgress?.({ phase: 'round1', done: accepted.length, total: ids.length - droppedRound1.length });
   }
-  const closed = closeRound1(plan, accepted);
+  // The same round machine as the coordinator's decides when and over whom the round closes: everyone not dropped
+  // answered, then the deadline passes.
+  const round1 = closing(run(openRound(roundSpec(plan, 1)), [...accepted.map((a): RoundEvent => ({ type: 'answer', round: 1, from: a.bundle.sender })), { type: 'deadline', round: 1 }]));
+  const closed = closeRound1(
+    plan,
+    accepted.filter((a) => round1.answered.includes(a.bundle.sender)),
+  );
   const t2 = performance.now();
 
   // Round 2: each committee member still online answers once over exactly the closed set.
@@ -162,7 +170,14 @@ export async function simulateShamir(options: SimulationOptions): Promise<Simula
   }
   const t3 = performance.now();
 
-  const outcome = finalizeShamir(plan, closed, directory, answers, reader);
+  const round2 = closing(run(openRound(roundSpec(plan, 2)), [...answers.map((a): RoundEvent => ({ type: 'answer', round: 2, from: a.sender })), { type: 'deadline', round: 2 }]));
+  const outcome = finalizeShamir(
+    plan,
+    closed,
+    directory,
+    answers.filter((a) => round2.answered.includes(a.sender)),
+    reader,
+  );
   const results = deriveResults(compiled, outcome.totals);
   const t4 = performance.now();
   options.onProgress?.({ phase: 'finalize', done: 1, total: 1 });
@@ -179,6 +194,17 @@ export async function simulateShamir(options: SimulationOptions): Promise<Simula
     records,
     timingsMs: { local: t1 - t0, round1: t2 - t1, round2: t3 - t2, finalize: t4 - t3 },
   };
+}
+
+/**
+ * The close a round machine decided, or the failure it decided as the ProtocolError the coordinator's own checks
+ * would throw (round 1 below the study's minimum, round 2 below the threshold).
+ */
+function closing(t: Transition): Extract<RoundEffect, { type: 'close' }> {
+  const decision = t.effects.find((e) => e.type === 'close' || e.type === 'fail');
+  if (decision?.type === 'close') return decision;
+  const reason = decision?.type === 'fail' ? decision.reason : `round ${t.state.spec.round} did not end`;
+  throw new ProtocolError(t.state.spec.round === 1 ? 'MIN_PARTICIPANTS' : 'QUORUM', reason);
 }
 
 /**

@@ -5,6 +5,7 @@ import { ProtocolError, QueryError, SchemaError } from '@confide/protocol';
 import { isRedisOutage } from '@confide/queue';
 import { isDatabaseOutage } from '../db/database';
 import { ConflictError } from '../db/repositories';
+import { QueryRefusal, type QueryRefusalCode } from '../orchestration/errors';
 import { LOGGER } from '../tokens';
 import type { Logger } from '../logging';
 
@@ -28,6 +29,19 @@ export class ApiError extends Error {
     super(message);
   }
 }
+
+/** The status of each way the orchestrator refuses a request about a query. */
+const QUERY_REFUSAL_STATUS: Record<QueryRefusalCode, number> = {
+  not_found: 404,
+  forbidden: 403,
+  not_paillier: 409,
+  not_custodial: 409,
+  custodial: 409,
+  not_ready: 409,
+  not_awaiting_nonce: 409,
+  invalid_partial: 422,
+  invalid_decryption: 422,
+};
 
 function describeHttpException(e: HttpException): string {
   const body = e.getResponse();
@@ -55,6 +69,10 @@ export class ErrorFilter implements ExceptionFilter {
     let message = 'internal error';
     if (exception instanceof ApiError) {
       ({ status, code: error, message } = exception);
+    } else if (exception instanceof QueryRefusal) {
+      status = QUERY_REFUSAL_STATUS[exception.code];
+      error = exception.code;
+      message = exception.message;
     } else if (exception instanceof HttpException) {
       status = exception.getStatus();
       error = status === 400 ? 'bad_request' : status === 401 ? 'unauthenticated' : status === 403 ? 'forbidden' : status === 404 ? 'not_found' : 'http_error';

@@ -52,6 +52,19 @@ import {
   type Round1Closed,
   type ShamirPlan,
   type StudySchema,
+  aggregatingRound,
+  closedRound,
+  NONCE_ROUND,
+  openRound,
+  roundSpec,
+  run,
+  step,
+  sweepAction,
+  type Refusal,
+  type RoundEffect,
+  type RoundEvent,
+  type RoundNumber,
+  type Transition,
 } from '@confide/protocol';
 import {
   AGGREGATE,
@@ -79,10 +92,10 @@ import {
 } from '@confide/queue';
 import type { CoordinatorConfig } from '../config';
 import type { Logger } from '../logging';
-import type { Dispatch } from '../db/schema';
+import type { Dispatch, Participant } from '../db/schema';
 import { Repositories, type RepositorySet } from '../storage';
 import { CONFIG, COORDINATOR_ENCRYPTION_KEY, COORDINATOR_KEY, LOGGER, REDIS } from '../tokens';
-import { ApiError } from '../http/error.filter';
+import { QueryRefusal } from './errors';
 import { Failpoints } from './failpoints';
 import { parseTaskJobId } from './ids';
 
@@ -289,19 +302,19 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const failed: string[] = [];
     for (const q of await this.repos.queries.listRunning()) {
       const round = await this.repos.rounds.get(q.id, q.current_round);
-      if (round?.status === 'open') {
-        if (now <= round.deadline + grace) continue;
-        await this.nudge(q.id, round.round, true);
-        const after = await this.repos.rounds.get(q.id, round.round);
+      const verdict = sweepAction(
+        { round: round && { round: round.round, status: round.status, deadline: round.deadline, openedAt: round.opened_at, closedAt: round.closed_at }, currentRound: q.current_round, createdAt: q.created_at },
+        now,
+        grace,
+      );
+      if (verdict.action === 'wait') continue;
+      if (verdict.action === 'force') {
+        await this.nudge(q.id, round!.round, true);
+        const after = await this.repos.rounds.get(q.id, round!.round);
         if (after?.status !== 'open') continue;
-        await this.fail(q.id, round.round, `round ${round.round} did not end by its deadline (${new Date(round.deadline).toISOString()}); the deadline sweep ended the query`, new Map());
+        await this.fail(q.id, round!.round, verdict.reason, []);
         failed.push(q.id);
-        continue;
-      }
-      const since = round ? (round.closed_at ?? round.opened_at) : q.created_at;
-      if (now - since <= grace) continue;
-      const state = round ? `round ${round.round} is ${round.status}` : `round ${q.current_round} never opened`;
-      if (await this.failLeftBetweenStates(q.id, q.current_round, `${state} and the query never moved on: the coordinator stopped between two steps; the deadline sweep ended it`)) {
+      } else if (await this.failLeftBetweenStates(q.id, q.current_round, verdict.reason)) {
         failed.push(q.id);
       }
     }
@@ -441,8 +454,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * ledger root right after `query.submitted` (libs/protocol committeeSeed), the committee drawn from it over every
    * enrolled participant, `committee.drawn` with the plan's hash, then one round-1 task per participant carrying the
    * ledger evidence each participant checks before it computes anything (libs/protocol authorizeShamirRound1).
-   * @throws ProtocolError when the plan cannot be made (too few participants, a threshold below the floor); ApiError
-   *   409 when the query is no longer waiting for its nonce
+   * @throws ProtocolError when the plan cannot be made (too few participants, a threshold below the floor); QueryRefusal
+   *   not_awaiting_nonce when the query is no longer waiting for its nonce
    */
   async start(input: {
     queryId: string;
@@ -473,7 +486,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     // Round 0's close, the plan, `committee.drawn`, round 1 and its tasks commit together; then the tasks go out.
     const tasks = await this.repos.transaction(async (tx) => {
       if (!(await tx.rounds.close(input.queryId, 0, JSON.stringify({ nonce: input.nonce }), now))) {
-        throw new ApiError(409, 'not_awaiting_nonce', `query ${input.queryId} is not waiting for a committee nonce`);
+        throw new QueryRefusal('not_awaiting_nonce', `query ${input.queryId} is not waiting for a committee nonce`);
       }
       await tx.queries.setPlan(input.queryId, JSON.stringify(plan));
       const drawnIndex = await tx.events.append(
@@ -533,7 +546,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   /** Fails a query that could not start (its plan was refused, or dispatching failed), at the round it reached. */
   async failUnstarted(queryId: string, reason: string): Promise<void> {
     const q = await this.repos.queries.get(queryId);
-    if (q?.status === 'running') await this.fail(queryId, q.current_round, reason, new Map());
+    if (q?.status === 'running') await this.fail(queryId, q.current_round, reason, []);
   }
 
   /**
@@ -660,24 +673,31 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
-   * Looks at a round's answers and closes it when all expected participants answered, or when its deadline
-   * passed: round 1 then dispatches round 2 to the committee; round 2 reconstructs and releases the result.
-   * Safe to call any number of times, from any process.
+   * Looks at a round: turns what it finds (answers and refusals in the participants' queues, the deadline, the
+   * aggregation job's end) into events for the round machine (libs/protocol rounds), and carries out what the machine
+   * decides: round 1 then dispatches round 2 to the committee (or hands the aggregate to its key holder); round 2
+   * reconstructs and releases the result; a round that cannot go on fails the query. An answer to a round already
+   * closed is recorded as late. Safe to call any number of times, from any process.
    */
   async advance(queryId: string, round: number, deadlinePassed: boolean, participantId?: string): Promise<void> {
+    if (round !== 0 && round !== 1 && round !== 2) return;
     const roundRow = await this.repos.rounds.get(queryId, round);
-    if (roundRow && roundRow.status !== 'open' && participantId) await this.recordLate(queryId, round, participantId, roundRow.closed_json);
-    if (!roundRow || roundRow.status !== 'open') return;
+    if (!roundRow) return;
+    if (roundRow.status !== 'open') {
+      if (participantId && round !== 0) await this.heardAfterClose(queryId, round, participantId, roundRow.closed_json);
+      return;
+    }
+    const pastDeadline = deadlinePassed || Date.now() >= roundRow.deadline;
     if (round === 0) {
-      if (deadlinePassed || Date.now() >= roundRow.deadline) await this.fail(queryId, 0, 'the researcher did not reveal the committee nonce before the deadline', new Map());
+      // The nonce itself arrives with the researcher's request (start); here only its deadline can.
+      if (pastDeadline) await this.carry(queryId, step(openRound(NONCE_ROUND), { type: 'deadline', round: 0 }), {});
       return;
     }
     const ctx = await this.context(queryId);
     if (!ctx) return;
-    const pastDeadline = deadlinePassed || Date.now() >= roundRow.deadline;
     if (isPaillier(ctx)) {
       if (round === 1) await this.advancePaillier(ctx, pastDeadline);
-      else if (pastDeadline) await this.fail(queryId, 2, await this.undecryptedReason(queryId), new Map());
+      else if (pastDeadline) await this.decryptionDeadline(ctx);
       return;
     }
     if (!isShamir(ctx)) return;
@@ -686,12 +706,58 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
+   * Carries out a round transition's effects in order. A close whose own checks refuse (it returns the reason) goes
+   * back to the machine as `refused`, and the failure the machine then decides is carried out in turn.
+   * @param handlers what closing and aggregating mean for this round; `failWrites` go into a failure's transaction
+   */
+  private async carry(
+    queryId: string,
+    t: Transition,
+    handlers: {
+      close?: (effect: Extract<RoundEffect, { type: 'close' }>) => Promise<string | undefined>;
+      aggregate?: (effect: Extract<RoundEffect, { type: 'aggregate' }>) => Promise<void>;
+      failWrites?: (tx: RepositorySet) => Promise<void>;
+    },
+  ): Promise<void> {
+    for (const effect of t.effects) {
+      switch (effect.type) {
+        case 'fail':
+          await this.fail(queryId, effect.round, effect.reason, effect.refused, handlers.failWrites);
+          break;
+        case 'late':
+          await this.recordLate(queryId, effect.round, effect.from);
+          break;
+        case 'aggregate':
+          if (!handlers.aggregate) throw new Error(`round ${t.state.spec.round} of ${queryId} cannot aggregate here`);
+          await handlers.aggregate(effect);
+          break;
+        case 'close': {
+          if (!handlers.close) throw new Error(`round ${effect.round} of ${queryId} cannot close here`);
+          const refused = await handlers.close(effect);
+          if (refused !== undefined) await this.carry(queryId, step(t.state, { type: 'refused', round: effect.round, reason: refused }), handlers);
+          break;
+        }
+        case 'plan':
+          throw new Error(`query ${queryId} is planned when its researcher reveals the nonce, not here`);
+      }
+    }
+  }
+
+  /** A participant's task of a round that is no longer open finished: the machine says whether that is late. */
+  private async heardAfterClose(queryId: string, round: 1 | 2, participantId: string, closedJson: string | null): Promise<void> {
+    const q = await this.repos.queries.get(queryId);
+    if (!q?.plan_json) return;
+    const closed = closedJson ? (JSON.parse(closedJson) as { contributors?: { id: string }[]; answered?: string[] }) : {};
+    const counted = [...(closed.contributors ?? []).map((c) => c.id), ...(closed.answered ?? [])];
+    const spec = roundSpec(JSON.parse(q.plan_json) as ShamirPlan | PaillierPlan, round);
+    await this.carry(queryId, step(closedRound(spec, counted), { type: 'answer', round, from: participantId }), {});
+  }
+
+  /**
    * An answer that finished after its round closed (or the query ended) is not counted: logged, and recorded in
    * the ledger with the participant's own refusal if it refused (e.g. a task that reached it after its deadline).
    */
-  private async recordLate(queryId: string, round: number, participantId: string, closedJson: string | null): Promise<void> {
-    const closed = closedJson ? (JSON.parse(closedJson) as { contributors?: { id: string }[]; answered?: string[] }) : {};
-    if (closed.contributors?.some((c) => c.id === participantId) || closed.answered?.includes(participantId)) return;
+  private async recordLate(queryId: string, round: RoundNumber, participantId: string): Promise<void> {
     const q = await this.repos.queries.get(queryId);
     const job = await Job.fromId(this.queueOf(participantId), taskJobId(queryId, round, participantId));
     if (!q || !job) return;
@@ -709,22 +775,12 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    */
   private async advancePaillier(ctx: PaillierContext, pastDeadline: boolean): Promise<void> {
     const { plan } = ctx;
+    const spec = roundSpec(plan, 1);
     const jobId = aggregationJobId(ctx.queryId);
     const existing = await Job.fromId(this.aggregation, jobId);
     if (!existing) {
       const { answers, refusals } = await this.collect(ctx, 1, plan.participants);
-      if (!pastDeadline && answers.size + refusals.size < plan.participants.length) return;
-      if (answers.size < plan.minParticipants) {
-        await this.fail(ctx.queryId, 1, `round 1: ${answers.size} of ${plan.participants.length} participants answered, at least ${plan.minParticipants} needed`, refusals);
-        return;
-      }
-      const rows = await this.repos.participants.listByStudy(ctx.studyId);
-      const answered = rows.filter((r) => answers.has(r.id)).map((r) => ({ id: r.id, signingKey: r.signing_key }));
-      const study = await this.repos.studies.getById(ctx.studyId);
-      const job = signAggregation(this.key, { queryId: ctx.queryId, plan, query: taskQuery(ctx.spec), schema: JSON.parse(study!.schema_json) as unknown, answered });
-      await this.aggregation.add(AGGREGATE, job, { jobId, attempts: 3, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: false, removeOnFail: false });
-      this.failpoints.hit('aggregation.queued');
-      this.logger.info({ queryId: ctx.queryId, answered: answered.length }, 'contributions handed to aggregation');
+      await this.carry(ctx.queryId, run(openRound(spec), observed(1, answers.keys(), refusals, pastDeadline)), { aggregate: (e) => this.queueAggregation(ctx, e.answered) });
       return;
     }
     const state = await existing.getState();
@@ -734,21 +790,57 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const finished = await Job.fromId(this.aggregation, jobId);
     if (!finished) return;
     if (state === 'failed') {
-      await this.fail(ctx.queryId, 1, `aggregation failed: ${finished.failedReason}`, new Map());
+      await this.carry(ctx.queryId, step(aggregatingRound(spec), { type: 'refused', round: 1, reason: `aggregation failed: ${finished.failedReason}` }), {});
       return;
     }
     const result = openAggregation(finished.returnvalue, aggregationResultSchema, this.key.publicKey);
     const { refusals } = await this.collect(ctx, 1, plan.participants);
-    const allRefusals = new Map([...refusals, ...result.rejected.map((r) => [r.participantId, r.reason] as const)]);
+    const merged = new Map([...refusals, ...result.rejected.map((r) => [r.participantId, r.reason] as const)]);
+    const refused: Refusal[] = [...merged].map(([participantId, reason]) => ({ participantId, reason }));
+    const aggregating = aggregatingRound(
+      spec,
+      result.contributors.map((c) => c.id),
+      refused,
+    );
     const recordRejections = async (tx: RepositorySet): Promise<void> => {
       for (const r of result.rejected) {
         await tx.events.append('contribution.rejected', { queryId: ctx.queryId, round: 1, participantId: r.participantId, reason: r.reason }, `contribution.rejected:${ctx.queryId}:1:${r.participantId}`, Date.now(), ctx.studyId);
       }
     };
-    if (!result.aggregate) {
-      await this.fail(ctx.queryId, 1, `round 1: ${result.failure ?? 'no aggregate'}`, allRefusals, recordRejections);
-      return;
-    }
+    const t = step(aggregating, result.aggregate ? { type: 'aggregated', round: 1 } : { type: 'refused', round: 1, reason: `round 1: ${result.failure ?? 'no aggregate'}` });
+    await this.carry(ctx.queryId, t, {
+      failWrites: recordRejections,
+      close: async (e) => {
+        await this.closePaillierRound1(ctx, { ...result, aggregate: result.aggregate! }, e.refused, recordRejections);
+        await finished.remove().catch(() => undefined);
+        return undefined;
+      },
+    });
+  }
+
+  /** Hands exactly the answered set of a paillier round to one aggregation job (its id fixes the set once). */
+  private async queueAggregation(ctx: PaillierContext, answeredIds: readonly string[]): Promise<void> {
+    const rows = await this.repos.participants.listByStudy(ctx.studyId);
+    const answered = rows.filter((r) => answeredIds.includes(r.id)).map((r) => ({ id: r.id, signingKey: r.signing_key }));
+    const study = await this.repos.studies.getById(ctx.studyId);
+    const job = signAggregation(this.key, { queryId: ctx.queryId, plan: ctx.plan, query: taskQuery(ctx.spec), schema: JSON.parse(study!.schema_json) as unknown, answered });
+    await this.aggregation.add(AGGREGATE, job, { jobId: aggregationJobId(ctx.queryId), attempts: 3, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: false, removeOnFail: false });
+    this.failpoints.hit('aggregation.queued');
+    this.logger.info({ queryId: ctx.queryId, answered: answered.length }, 'contributions handed to aggregation');
+  }
+
+  /**
+   * Closes a paillier contribution round on its aggregation's result: the encrypted DP noise goes in, then the
+   * round's close, the contributions, rejections and `round.closed`, and the decryption round commit in one
+   * transaction; the participants' jobs and the result's events then leave Redis.
+   */
+  private async closePaillierRound1(
+    ctx: PaillierContext,
+    result: { contributors: { id: string; bundleHash: string }[]; contributions: PaillierContribution[]; aggregate: string[] },
+    refused: readonly Refusal[],
+    recordRejections: (tx: RepositorySet) => Promise<void>,
+  ): Promise<void> {
+    const { plan } = ctx;
     const now = Date.now();
     const settings = privacyOf(ctx.spec, ctx.schema);
     let aggregate = result.aggregate;
@@ -762,12 +854,11 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     }
     const closed: PaillierClosed = { contributors: result.contributors, contributions: result.contributions, noise, aggregate };
     const deadline = now + this.config.decryptionSeconds * 1000;
-    // The round's close, the contributions, rejections and `round.closed`, and the decryption round, in one transaction.
     const committed = await this.repos.transaction(async (tx) => {
       if (!(await tx.rounds.close(ctx.queryId, 1, JSON.stringify(closed), now))) return false;
       for (const c of result.contributors) await tx.contributions.record({ query_id: ctx.queryId, round: 1, participant_id: c.id, bundle_hash: c.bundleHash, received_at: now });
       await recordRejections(tx);
-      await recordRound1Closed(tx, ctx.queryId, ctx.studyId, plan.participants, result.contributors, allRefusals, now);
+      await recordRound1Closed(tx, ctx.queryId, ctx.studyId, plan.participants, result.contributors, refused, now);
       this.failpoints.hit('round1.appended');
       await tx.rounds.open({ query_id: ctx.queryId, round: 2, status: 'open', opened_at: now, deadline, expected: 1 });
       await tx.queries.setRound(ctx.queryId, 2);
@@ -779,7 +870,6 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     await this.effect('deadline', () => this.scheduleDeadline(ctx.queryId, 2, deadline));
     // The participants' jobs are no longer needed: the accepted contributions are kept with the round.
     await this.effect('cleanup', () => this.cleanup(ctx));
-    await finished.remove().catch(() => undefined);
     // The result carried the signed contributions; they are kept with the round, not in Redis.
     await this.effect('cleanup', () => this.scrubEvents(AGGREGATION_QUEUE, ctx.queryId));
     this.logger.info({ queryId: ctx.queryId, contributors: result.contributors.length }, 'aggregate ready for the researcher');
@@ -804,13 +894,13 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * every signed contribution it multiplies with its participant's signing key, the encrypted noise with its
    * proofs, and the ledger evidence: the query, its plan, the study, the round's closing and every contributor's
    * enrollment, each proven in the newest signed checkpoint.
-   * @throws ApiError 404 for an unknown query, 403 for another caller, 409 while the aggregate is not ready
+   * @throws QueryRefusal not_found for an unknown query, forbidden for another caller, not_ready while the aggregate is not ready
    */
   async aggregateFor(queryId: string, keyId: string): Promise<AggregateBundle> {
     const ctx = await this.paillierContextFor(queryId, keyId, { custodians: true });
     const round = await this.repos.rounds.get(queryId, 2);
     const closed = await this.closedPaillier(queryId);
-    if (!round || round.status !== 'open' || !closed) throw new ApiError(409, 'not_ready', `query ${queryId} has no aggregate awaiting decryption`);
+    if (!round || round.status !== 'open' || !closed) throw new QueryRefusal('not_ready', `query ${queryId} has no aggregate awaiting decryption`);
     const signingKeys = new Map((await this.repos.participants.listByStudy(ctx.studyId)).map((p) => [p.id, p.signing_key]));
     const keys = [
       entryKey(ENTRY.querySubmitted, queryId),
@@ -840,14 +930,14 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * the exact totals unpacked, and the result released; the partials are then dropped (with t of them anyone could
    * decrypt the aggregate, which holds totals the release may suppress).
    * @returns how many custodians have decrypted so far, and whether the result is out
-   * @throws ApiError 422 invalid_partial (recorded), 409 for a query not decrypted by custodians or not ready
+   * @throws QueryRefusal invalid_partial (recorded), not_custodial for a query its researcher decrypts, not_ready
    */
   async acceptPartials(queryId: string, keyId: string, posted: PostedPartials): Promise<{ decrypted: number; threshold: number; released: boolean }> {
     const ctx = await this.paillierContextFor(queryId, keyId, { custodians: true });
-    if (!ctx.custodians) throw new ApiError(409, 'not_custodial', `query ${queryId} is decrypted by its researcher's key, not by custodians`);
+    if (!ctx.custodians) throw new QueryRefusal('not_custodial', `query ${queryId} is decrypted by its researcher's key, not by custodians`);
     const round = await this.repos.rounds.get(queryId, 2);
     const closed = await this.closedPaillier(queryId);
-    if (!round || round.status !== 'open' || !closed) throw new ApiError(409, 'not_ready', `query ${queryId} has no aggregate awaiting decryption`);
+    if (!round || round.status !== 'open' || !closed) throw new QueryRefusal('not_ready', `query ${queryId} has no aggregate awaiting decryption`);
     const verification = thresholdVerificationFromJson(ctx.custodians);
     try {
       checkPostedPartials(verification, queryId, closed.aggregate, posted);
@@ -856,7 +946,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       const digest = createHash('sha256').update(canonicalJson(posted)).digest('hex');
       await this.repos.events.append('decryption.rejected', { queryId, custodian: posted.index, reason: err.message, postedHash: digest }, `decryption.rejected:${queryId}:${digest}`, Date.now(), ctx.studyId);
       this.logger.warn({ queryId, custodian: posted.index, reason: err.message }, 'partial decryption rejected');
-      throw new ApiError(422, 'invalid_partial', `partial decryption rejected: ${err.message}`);
+      throw new QueryRefusal('invalid_partial', `partial decryption rejected: ${err.message}`);
     }
     const now = Date.now();
     if (await this.repos.partials.record({ query_id: queryId, custodian: posted.index, partials_json: JSON.stringify(posted), received_at: now })) {
@@ -864,52 +954,78 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       await this.repos.events.append('decryption.partial', { queryId, custodian: posted.index, partialsHash: digest }, `decryption.partial:${queryId}:${posted.index}`, now, ctx.studyId);
     }
     const rows = await this.repos.partials.list(queryId);
-    if (rows.length < verification.threshold) return { decrypted: rows.length, threshold: verification.threshold, released: false };
-    const used = rows.slice(0, verification.threshold);
-    // Each was checked, proof and all, when it arrived: only read here.
-    const byCustodian = used.map((r) => parsePostedPartials(verification, closed.aggregate.length, JSON.parse(r.partials_json) as PostedPartials));
-    const compiled = compileQuery(ctx.schema, ctx.spec);
-    const context = paillierContext(ctx.plan, compiled);
-    let totals: bigint[];
-    try {
-      totals = unpackTotals(context.layout, combineCustodianPartials(verification, closed.aggregate, byCustodian), closed.contributors.length);
-    } catch (err) {
-      if (!(err instanceof ProtocolError)) throw err;
-      await this.fail(queryId, 2, `the custodians' partial decryptions do not combine: ${err.message}`, new Map());
-      throw new ApiError(409, 'not_ready', `query ${queryId} failed: ${err.message}`);
-    }
-    const decryption = { aggregateHash: aggregateHash(closed.aggregate), custodians: used.map((r) => r.custodian) };
-    await this.decide(queryId, async (tx) => {
-      if (!(await tx.rounds.close(queryId, 2, JSON.stringify({ decrypted: true, custodians: used.map((r) => r.custodian) }), now))) return false;
-      await this.release(tx, ctx, compiled, totals, { contributors: closed.contributors.length, paillier: decryption }, now, { noised: true });
-      await forgetContributions(tx, queryId);
-      return true;
+    const t = run(openRound(roundSpec(ctx.plan, 2, { threshold: verification.threshold })), partialsPosted(rows));
+    let combineError: string | undefined;
+    await this.carry(queryId, t, {
+      close: async () => {
+        combineError = await this.combineCustodians(ctx, closed, rows);
+        return combineError === undefined ? undefined : `the custodians' partial decryptions do not combine: ${combineError}`;
+      },
     });
-    return { decrypted: rows.length, threshold: verification.threshold, released: true };
+    if (combineError !== undefined) throw new QueryRefusal('not_ready', `query ${queryId} failed: ${combineError}`);
+    return { decrypted: rows.length, threshold: verification.threshold, released: t.state.status === 'closing' };
   }
 
-  /** Why a paillier aggregate was not decrypted in time: the key holder's silence, or too few custodians. */
-  private async undecryptedReason(queryId: string): Promise<string> {
-    const ctx = await this.context(queryId);
-    if (!ctx?.custodians) return 'the researcher did not post the decryption of the aggregate before the deadline';
-    const verification = thresholdVerificationFromJson(ctx.custodians);
-    const rows = await this.repos.partials.list(queryId);
-    return `${rows.length} of the ${verification.threshold} custodians needed decrypted the aggregate before the deadline${rows.length ? ` (custodian${rows.length === 1 ? '' : 's'} ${rows.map((r) => r.custodian).join(', ')})` : ''}`;
+  /**
+   * Combines the first t custodians' partial decryptions (each was checked, proof and all, when it arrived), unpacks
+   * the exact totals and releases the result; the contributions and partials are then forgotten.
+   * @returns why the partials do not combine, or undefined once released (or decided by another process)
+   */
+  private async combineCustodians(ctx: PaillierContext, closed: PaillierClosed, rows: readonly { custodian: number; partials_json: string }[]): Promise<string | undefined> {
+    const verification = thresholdVerificationFromJson(ctx.custodians!);
+    const used = rows.slice(0, verification.threshold);
+    const byCustodian = used.map((r) => parsePostedPartials(verification, closed.aggregate.length, JSON.parse(r.partials_json) as PostedPartials));
+    const compiled = compileQuery(ctx.schema, ctx.spec);
+    let totals: bigint[];
+    try {
+      totals = unpackTotals(paillierContext(ctx.plan, compiled).layout, combineCustodianPartials(verification, closed.aggregate, byCustodian), closed.contributors.length);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      return err.message;
+    }
+    const now = Date.now();
+    const decryption = { aggregateHash: aggregateHash(closed.aggregate), custodians: used.map((r) => r.custodian) };
+    await this.decide(ctx.queryId, async (tx) => {
+      if (!(await tx.rounds.close(ctx.queryId, 2, JSON.stringify({ decrypted: true, custodians: used.map((r) => r.custodian) }), now))) return false;
+      await this.release(tx, ctx, compiled, totals, { contributors: closed.contributors.length, paillier: decryption }, now, { noised: true });
+      await forgetContributions(tx, ctx.queryId);
+      return true;
+    });
+    return undefined;
+  }
+
+  /**
+   * A paillier decryption round's deadline: the machine fails the query, naming the key holder's silence or which
+   * custodians decrypted; or, when t custodians' partials are in but were never combined (the coordinator stopped
+   * in between), combines them now.
+   */
+  private async decryptionDeadline(ctx: PaillierContext): Promise<void> {
+    const custodians = ctx.custodians ? { threshold: thresholdVerificationFromJson(ctx.custodians).threshold } : null;
+    const rows = custodians ? await this.repos.partials.list(ctx.queryId) : [];
+    const t = run(openRound(roundSpec(ctx.plan, 2, custodians)), [...partialsPosted(rows), { type: 'deadline', round: 2 }]);
+    await this.carry(ctx.queryId, t, {
+      close: async () => {
+        const closed = await this.closedPaillier(ctx.queryId);
+        if (!closed) return 'the aggregate awaiting decryption is gone';
+        const error = await this.combineCustodians(ctx, closed, rows);
+        return error === undefined ? undefined : `the custodians' partial decryptions do not combine: ${error}`;
+      },
+    });
   }
 
   /**
    * Accepts the researcher's decryption of the aggregate (DESIGN.md "Protocol paillier"): every posted plaintext m
    * and randomness r must re-encrypt to its aggregate ciphertext, c = (1 + n)^m · r^n mod n²; then the exact totals
    * are unpacked and the statistics derived exactly as for shamir, and the result is released to the ledger.
-   * @throws ApiError 422 invalid_decryption for a posted result that does not verify (recorded in the ledger);
-   *   404/403/409 as {@link aggregateFor}
+   * @throws QueryRefusal invalid_decryption for a posted result that does not verify (recorded in the ledger);
+   *   the others as {@link aggregateFor}
    */
   async acceptDecryption(queryId: string, keyId: string, posted: PaillierDecryption): Promise<void> {
     const ctx = await this.paillierContextFor(queryId, keyId);
-    if (ctx.custodians) throw new ApiError(409, 'custodial', `query ${queryId} is decrypted by custodians: each posts POST /v1/queries/${queryId}/partial-decryptions`);
+    if (ctx.custodians) throw new QueryRefusal('custodial', `query ${queryId} is decrypted by custodians: each posts POST /v1/queries/${queryId}/partial-decryptions`);
     const round = await this.repos.rounds.get(queryId, 2);
     const closed = await this.closedPaillier(queryId);
-    if (!round || round.status !== 'open' || !closed) throw new ApiError(409, 'not_ready', `query ${queryId} has no aggregate awaiting decryption`);
+    if (!round || round.status !== 'open' || !closed) throw new QueryRefusal('not_ready', `query ${queryId} has no aggregate awaiting decryption`);
     const compiled = compileQuery(ctx.schema, ctx.spec);
     let totals: bigint[];
     try {
@@ -919,16 +1035,22 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       const digest = createHash('sha256').update(canonicalJson(posted)).digest('hex');
       await this.repos.events.append('decryption.rejected', { queryId, reason: err.message, postedHash: digest }, `decryption.rejected:${queryId}:${digest}`, Date.now(), ctx.studyId);
       this.logger.warn({ queryId, reason: err.message }, 'posted decryption rejected');
-      throw new ApiError(422, 'invalid_decryption', `decryption rejected: ${err.message}`);
+      throw new QueryRefusal('invalid_decryption', `decryption rejected: ${err.message}`);
     }
     const now = Date.now();
-    const released = await this.decide(queryId, async (tx) => {
-      if (!(await tx.rounds.close(queryId, 2, JSON.stringify({ decrypted: true }), now))) return false;
-      await this.release(tx, ctx, compiled, totals, { contributors: closed.contributors.length, paillier: { aggregateHash: aggregateHash(closed.aggregate), custodians: null } }, now, { noised: true });
-      await forgetContributions(tx, queryId);
-      return true;
+    let released = false;
+    await this.carry(queryId, step(openRound(roundSpec(ctx.plan, 2, null)), { type: 'decryption', round: 2 }), {
+      close: async () => {
+        released = await this.decide(queryId, async (tx) => {
+          if (!(await tx.rounds.close(queryId, 2, JSON.stringify({ decrypted: true }), now))) return false;
+          await this.release(tx, ctx, compiled, totals, { contributors: closed.contributors.length, paillier: { aggregateHash: aggregateHash(closed.aggregate), custodians: null } }, now, { noised: true });
+          await forgetContributions(tx, queryId);
+          return true;
+        });
+        return undefined;
+      },
     });
-    if (!released) throw new ApiError(409, 'not_ready', `query ${queryId} is already decided`);
+    if (!released) throw new QueryRefusal('not_ready', `query ${queryId} is already decided`);
   }
 
   /**
@@ -938,12 +1060,12 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    */
   private async paillierContextFor(queryId: string, keyId: string, { custodians = false }: { custodians?: boolean } = {}): Promise<PaillierContext> {
     const q = await this.repos.queries.get(queryId);
-    if (!q) throw new ApiError(404, 'not_found', `no query ${queryId}`);
-    if (q.protocol !== 'paillier') throw new ApiError(409, 'not_paillier', `query ${queryId} uses the ${q.protocol} protocol`);
+    if (!q) throw new QueryRefusal('not_found', `no query ${queryId}`);
+    if (q.protocol !== 'paillier') throw new QueryRefusal('not_paillier', `query ${queryId} uses the ${q.protocol} protocol`);
     const custodial = q.options_json !== null && (JSON.parse(q.options_json) as { custodians?: unknown }).custodians !== undefined;
-    if (q.created_by !== keyId && !(custodians && custodial)) throw new ApiError(403, 'forbidden', 'only the researcher who submitted a paillier query gets its aggregate');
+    if (q.created_by !== keyId && !(custodians && custodial)) throw new QueryRefusal('forbidden', 'only the researcher who submitted a paillier query gets its aggregate');
     const ctx = await this.context(queryId);
-    if (!ctx || !isPaillier(ctx)) throw new ApiError(409, 'not_ready', `query ${queryId} is ${q.status}`);
+    if (!ctx || !isPaillier(ctx)) throw new QueryRefusal('not_ready', `query ${queryId} is ${q.status}`);
     return ctx;
   }
 
@@ -994,14 +1116,22 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
         await this.repos.events.append('contribution.rejected', { queryId: ctx.queryId, round: 1, participantId: pid, reason: refusals.get(pid) }, `contribution.rejected:${ctx.queryId}:1:${pid}`, Date.now(), ctx.studyId);
       }
     }
-    if (!pastDeadline && answers.size + refusals.size < plan.participants.length) return;
+    const t = run(openRound(roundSpec(plan, 1)), observed(1, accepted.map((a) => a.bundle.sender), refusals, pastDeadline));
+    await this.carry(ctx.queryId, t, { close: (e) => this.closeShamirRound1(ctx, rows, accepted.filter((a) => e.answered.includes(a.bundle.sender)), e.refused) });
+  }
 
+  /**
+   * Closes shamir round 1 over the accepted bundles: the round's close, `round.closed`, round 2 and its tasks
+   * commit together, then the tasks go out.
+   * @returns why closeRound1 refused the set, or undefined
+   */
+  private async closeShamirRound1(ctx: ShamirContext, rows: readonly Participant[], accepted: readonly { bundle: Round1Bundle; hash: string }[], refused: readonly Refusal[]): Promise<string | undefined> {
+    const { plan } = ctx;
     let closed: Round1Closed;
     try {
       closed = closeRound1(plan, accepted);
     } catch (err) {
-      await this.fail(ctx.queryId, 1, err instanceof Error ? err.message : String(err), refusals);
-      return;
+      return err instanceof Error ? err.message : String(err);
     }
     const now = Date.now();
     const contributors = rows.filter((r) => closed.contributors.some((c) => c.id === r.id)).map(entryOf);
@@ -1009,7 +1139,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     // The round's close, `round.closed`, round 2 and its tasks commit together; then the tasks go out.
     const tasks = await this.repos.transaction(async (tx) => {
       if (!(await tx.rounds.close(ctx.queryId, 1, JSON.stringify(closed), now))) return undefined;
-      const closedIndex = await recordRound1Closed(tx, ctx.queryId, ctx.studyId, plan.participants, closed.contributors, refusals, now);
+      const closedIndex = await recordRound1Closed(tx, ctx.queryId, ctx.studyId, plan.participants, closed.contributors, refused, now);
       this.failpoints.hit('round1.appended');
       await tx.rounds.open({ query_id: ctx.queryId, round: 2, status: 'open', opened_at: now, deadline: plan.deadlines.round2, expected: plan.committee.length });
       await tx.queries.setRound(ctx.queryId, 2);
@@ -1040,11 +1170,12 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       }),
     );
     });
-    if (!tasks) return;
+    if (!tasks) return undefined;
     this.failpoints.hit('round1.committed');
     await this.effect('deadline', () => this.control.remove(deadlineJobId(ctx.queryId, 1)));
     await this.sendTasks(tasks);
     await this.effect('deadline', () => this.scheduleDeadline(ctx.queryId, 2, plan.deadlines.round2));
+    return undefined;
   }
 
   private async advanceRound2(ctx: ShamirContext, pastDeadline: boolean): Promise<void> {
@@ -1053,21 +1184,28 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     if (!roundOne?.closed_json) return;
     const closed = JSON.parse(roundOne.closed_json) as Round1Closed;
     const { answers, refusals } = await this.collect(ctx, 2, plan.committee);
-    const results: unknown[] = [];
+    const results = new Map<string, unknown>();
     for (const [pid, raw] of answers) {
       const parsed = answerSchemas[TASK.shamirRound2].safeParse(raw);
-      if (parsed.success && parsed.data.result.sender === pid) results.push(parsed.data.result);
+      if (parsed.success && parsed.data.result.sender === pid) results.set(pid, parsed.data.result);
       else refusals.set(pid, 'malformed round-2 answer');
     }
-    if (!pastDeadline && answers.size + refusals.size < plan.committee.length) return;
+    const t = run(openRound(roundSpec(plan, 2)), observed(2, results.keys(), refusals, pastDeadline));
+    await this.carry(ctx.queryId, t, { close: (e) => this.finishShamir(ctx, closed, e.answered.map((id) => results.get(id))) });
+  }
 
+  /**
+   * Reconstructs a shamir query's totals from its committee's share sums and releases the result.
+   * @returns why finalizeShamir refused them (too few valid, inconsistent), or undefined
+   */
+  private async finishShamir(ctx: ShamirContext, closed: Round1Closed, results: readonly unknown[]): Promise<string | undefined> {
+    const { plan } = ctx;
     const rows = await this.repos.participants.listByStudy(ctx.studyId);
     let outcome;
     try {
       outcome = finalizeShamir(plan, closed, keyDirectory(rows.filter((r) => plan.committee.includes(r.id))), results, this.encryptionKey);
     } catch (err) {
-      await this.fail(ctx.queryId, 2, err instanceof Error ? err.message : String(err), refusals);
-      return;
+      return err instanceof Error ? err.message : String(err);
     }
     const compiled = compileQuery(ctx.schema, ctx.spec);
     const now = Date.now();
@@ -1076,6 +1214,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       await this.release(tx, ctx, compiled, outcome.totals, { contributors: outcome.contributors, committee: plan.committee, answered: outcome.answered, badMembers: outcome.badMembers, threshold: plan.threshold }, now, { noised: false });
       return true;
     });
+    return undefined;
   }
 
   /**
@@ -1121,9 +1260,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * Fails a query with its reason (and the participants' refusals): the round, `query.failed` and the outcome in one
    * transaction (with `more`, writes that belong to it), then its jobs leave Redis.
    */
-  private async fail(queryId: string, round: number, reason: string, refusals: ReadonlyMap<string, string>, more?: (tx: RepositorySet) => Promise<void>): Promise<void> {
+  private async fail(queryId: string, round: number, reason: string, refused: readonly Refusal[], more?: (tx: RepositorySet) => Promise<void>): Promise<void> {
     const now = Date.now();
-    const refused = [...refusals].map(([id, why]) => ({ participantId: id, reason: why }));
     const full = refused.length ? `${reason}; refusals: ${refused.map((r) => `${r.participantId}: ${r.reason}`).join('; ')}` : reason;
     const failed = await this.repos.transaction(async (tx) => {
       if (!(await tx.rounds.fail(queryId, round, now))) return false;
@@ -1223,7 +1361,7 @@ function recordRound1Closed(
   studyId: string,
   participants: readonly string[],
   contributors: readonly { id: string; bundleHash: string }[],
-  refusals: ReadonlyMap<string, string>,
+  refused: readonly Refusal[],
   now: number,
 ): Promise<number> {
   return tx.events.append(
@@ -1233,7 +1371,7 @@ function recordRound1Closed(
       round: 1,
       contributors,
       missing: participants.filter((p) => !contributors.some((c) => c.id === p)),
-      refusals: [...refusals].map(([participantId, reason]) => ({ participantId, reason })),
+      refusals: refused.map(({ participantId, reason }) => ({ participantId, reason })),
     },
     entryKey(ENTRY.roundClosed, queryId, 1),
     now,
@@ -1270,3 +1408,19 @@ function taskQuery(spec: QuerySpec): TaskQuery {
   return JSON.parse(JSON.stringify({ select, where, groupBy, privacy })) as TaskQuery;
 }
 
+
+/**
+ * A round's collected jobs as events for the round machine: the answers that passed the coordinator's checks, the
+ * refusals (the participants' own, and answers that failed the checks), and the deadline if it passed.
+ */
+function observed(round: 1 | 2, answered: Iterable<string>, refusals: ReadonlyMap<string, string>, pastDeadline: boolean): RoundEvent[] {
+  const events: RoundEvent[] = [...answered].map((from) => ({ type: 'answer', round, from }));
+  for (const [from, reason] of refusals) events.push({ type: 'refusal', round, from, reason });
+  if (pastDeadline) events.push({ type: 'deadline', round });
+  return events;
+}
+
+/** The custodians' stored partial decryptions as events for the decryption round, in the order they arrived. */
+function partialsPosted(rows: readonly { custodian: number }[]): RoundEvent[] {
+  return rows.map((r) => ({ type: 'partial', round: 2, custodian: r.custodian }));
+}
