@@ -30,10 +30,10 @@ import { paillierPlanHash, planPaillier, type PaillierPlan } from './paillier/pr
 import { researcherStatement, signResearcherStatement } from './paillier/researcher';
 import { effectivePrivacy, type PrivacySettings } from './privacy/settings';
 import { compileQuery, type QuerySpec } from './query';
-import { canonicalQuery, queryHash } from './query-hash';
+import { canonicalQuery, queryHash, sha256Hex } from './hashing';
 import { parseStudySchema, type StudySchema, type StudySchemaJson } from './schema';
 import type { Round1Closed } from './shamir/messages';
-import { committeeSeed, nonceCommitment, planHash, planShamir, sha256Hex, type ShamirPlan } from './shamir/plan';
+import { committeeSeed, nonceCommitment, planHash, planShamir, type ShamirPlan } from './shamir/plan';
 import type { WhereCondition } from './where';
 
 // The coordinator is the adversary here: every fixture below is a ledger and a task it could sign. Nothing is

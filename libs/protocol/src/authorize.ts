@@ -5,7 +5,7 @@ import { ENTRY, ledgerSchema, parseEntryBody, type CheckedEntryType, type EntryB
 import { paillierPlanHash, type PaillierPlan } from './paillier/protocol';
 import { checkResearcherBinding, researcherStatementOf } from './paillier/researcher';
 import { assertNotLooser, PrivacyError, privacySettingsSchema, type PrivacySettings } from './privacy/settings';
-import { queryHash } from './query-hash';
+import { queryHash } from './hashing';
 import type { StudySchema } from './schema';
 import type { Round1Closed } from './shamir/messages';
 import { committeeSeed, committeeSize, drawCommittee, nonceCommitment, planHash, thresholdBelowFloor, thresholdFloor, type ShamirPlan } from './shamir/plan';

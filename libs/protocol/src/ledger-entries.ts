@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { formatFixed } from '@confide/crypto';
-import { ledgerValue } from './ledger-value';
+import { ledgerValue } from './hashing';
 import { researcherBindingSchema } from './paillier/researcher';
 import { toStudySchemaJson, type StudySchema } from './schema';
 
@@ -88,7 +88,7 @@ export const querySubmittedBody = z.looseObject({
   studyId: id,
   study: z.string(),
   protocol: z.enum(['shamir', 'paillier']),
-  /** The query in its canonical form (query-hash.ts canonicalQuery), as auditors read it. */
+  /** The query in its canonical form (hashing.ts canonicalQuery), as auditors read it. */
   query: z.record(z.string(), z.unknown()),
   queryHash: hex64,
   submittedBy: z.string().nullable(),

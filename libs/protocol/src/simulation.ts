@@ -3,7 +3,7 @@ import { generateKeyPair, type KeyPair, type RandomSource } from '@confide/crypt
 import { aggregateLocal } from './aggregate';
 import type { DataRecord } from './csv';
 import { assertNoOverflow, compileQuery, deriveResults, type CompiledQuery, type QuerySpec, type StatResult } from './query';
-import { queryHash } from './query-hash';
+import { queryHash } from './hashing';
 import type { StudySchema } from './schema';
 import {
   closeRound1,

@@ -16,7 +16,7 @@ import { ENTRY, ledgerSchema } from '../ledger-entries';
 import { dpNoise } from '../privacy/dp';
 import { effectivePrivacy } from '../privacy/settings';
 import { compileQuery, type QuerySpec } from '../query';
-import { canonicalQuery, queryHash } from '../query-hash';
+import { canonicalQuery, queryHash } from '../hashing';
 import { parseStudySchema, type StudySchemaJson } from '../schema';
 import { AggregateRefusal, checkAggregate, type AggregateBundle } from './key-holder';
 import { addEncryptedNoise, aggregateContributions, contributionHash, CONTRIBUTION_SIGNATURE_DOMAIN, paillierContext, paillierContribute, paillierPlanHash, planPaillier, type PaillierContribution } from './protocol';

@@ -14,7 +14,7 @@ import {
 } from '@confide/crypto';
 import { compileQuery, type CompiledQuery } from '../query';
 import { parseStudySchema } from '../schema';
-import { ProtocolError } from '../shamir/errors';
+import { ProtocolError } from '../errors';
 import { packingLayout, packVector, unpackTotals } from './packing';
 import {
   aggregateContributions,

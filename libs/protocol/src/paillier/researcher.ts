@@ -2,8 +2,8 @@ import { canonicalJson, importPublicKeyBase64Url, keyFingerprint, publicKeyBase6
 import { z } from 'zod';
 import { effectivePrivacy } from '../privacy/settings';
 import type { QuerySpec } from '../query';
-import { queryHash } from '../query-hash';
-import { sha256Hex } from '../shamir/plan';
+import { queryHash } from '../hashing';
+import { sha256Hex } from '../hashing';
 import type { StudySchema } from '../schema';
 
 /**
