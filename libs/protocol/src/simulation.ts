@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { generateKeyPair, type KeyPair, type RandomSource } from '@confide/crypto';
-import { aggregateLocal } from './aggregate';
-import type { DataRecord } from './csv';
-import { assertNoOverflow, compileQuery, deriveResults, type CompiledQuery, type QuerySpec, type StatResult } from './query';
+import { aggregateLocal } from './query/aggregate';
+import type { DataRecord } from './query/csv';
+import { assertNoOverflow, compileQuery, deriveResults, type CompiledQuery, type QuerySpec, type StatResult } from './query/query';
 import { queryHash } from './hashing';
-import type { StudySchema } from './schema';
+import type { StudySchema } from './query/schema';
 import {
   closeRound1,
   committeeRound2,

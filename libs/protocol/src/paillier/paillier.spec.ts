@@ -12,8 +12,8 @@ import {
   type PaillierKeyPair,
   type PublicKey,
 } from '@confide/crypto';
-import { compileQuery, type CompiledQuery } from '../query';
-import { parseStudySchema } from '../schema';
+import { compileQuery, type CompiledQuery } from '../query/query';
+import { parseStudySchema } from '../query/schema';
 import { ProtocolError } from '../errors';
 import { packingLayout, packVector, unpackTotals } from './packing';
 import {

@@ -21,7 +21,7 @@ import {
 import { z } from 'zod';
 import { sha256Hex } from '../hashing';
 import { ProtocolError } from '../errors';
-import { coordinateKey, termMagnitudes, type CompiledQuery } from '../query';
+import { coordinateKey, termMagnitudes, type CompiledQuery } from '../query/query';
 import { noiseBound } from '../privacy/dp';
 import type { DpSettings } from '../privacy/settings';
 import { packingLayout, packNoise, packVector, unpackTotals, type PackingLayout } from './packing';

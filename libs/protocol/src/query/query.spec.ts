@@ -12,9 +12,9 @@ import {
   termMagnitudes,
   type QuerySpec,
 } from './query';
-import { QueryError } from './errors';
+import { QueryError } from '../errors';
 import { parseStudySchema, type StudySchema } from './schema';
-import { parseStudyPrivacy } from './privacy/settings';
+import { parseStudyPrivacy } from '../privacy/settings';
 
 const pima = parseStudySchema({
   name: 'pima',

@@ -1,6 +1,6 @@
 import { aggregateLocal } from './aggregate';
 import type { DataRecord } from './csv';
-import { QueryError } from './errors';
+import { QueryError } from '../errors';
 import { compileQuery, type QuerySpec } from './query';
 import { parseStudySchema } from './schema';
 import { compileWhere } from './where';

@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { formatFixed } from '@confide/crypto';
-import { ledgerValue } from './hashing';
-import { researcherBindingSchema } from './paillier/researcher';
-import { toStudySchemaJson, type StudySchema } from './schema';
+import { ledgerValue } from '../hashing';
+import { researcherBindingSchema } from '../paillier/researcher';
+import { toStudySchemaJson, type StudySchema } from '../query/schema';
 
 /**
  * The ledger entries that parties act on, with one owner for each (STYLE.md "Every wire convention has one
