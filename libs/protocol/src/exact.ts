@@ -2,7 +2,8 @@
  * Exact arithmetic for the query compiler: rationals of bigints for the numbers a query names (where values,
  * histogram edges), and the one correctly rounded step from an exact rational result to a double
  * ({@link ratioToNumber}, {@link sqrtRatioToNumber}). Statistics are derived from exact integer totals, so
- * all of their error is in that last step.
+ * all of their error is in that last step. The privacy layer uses the same arithmetic (noise bounds, the
+ * discrete samplers, the budget), which is why this file sits beside query/ and privacy/ rather than in either.
  */
 
 /** An exact rational n / d with d > 0 (not necessarily in lowest terms). */

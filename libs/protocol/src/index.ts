@@ -1,16 +1,14 @@
-/** libs/protocol: study schemas, CSV loading, query compilation, local aggregation and the protocols. */
-export * from './schema';
-export * from './csv';
+/**
+ * libs/protocol: the query language (query/), output privacy (privacy/), the shamir and paillier protocols, what
+ * the ledger's entries mean to them (ledger/), their rounds as a pure state machine (rounds/), the errors and
+ * hashing they share, and the in-process simulation.
+ */
+export * from './errors';
+export * from './hashing';
 export * from './query';
-export * from './aggregate';
-export * from './shamir';
-export * from './simulation';
-export * from './participant-request';
-export * from './paillier';
 export * from './privacy';
-export * from './ledger-value';
-export * from './query-hash';
-export * from './ledger-entries';
-export * from './authorize';
-export * from './ledger-rules';
+export * from './shamir';
+export * from './paillier';
+export * from './ledger';
+export * from './simulation';
 export * from './rounds';

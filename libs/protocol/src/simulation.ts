@@ -1,11 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { generateKeyPair, type KeyPair, type RandomSource } from '@confide/crypto';
-import { aggregateLocal } from './aggregate';
-import type { DataRecord } from './csv';
-import { assertNoOverflow, compileQuery, deriveResults, type CompiledQuery, type QuerySpec, type StatResult } from './query';
-import { queryHash } from './query-hash';
-import { openRound, roundSpec, run, type RoundEffect, type RoundEvent, type Transition } from './rounds';
-import type { StudySchema } from './schema';
+import { aggregateLocal } from './query/aggregate';
+import type { DataRecord } from './query/csv';
+import { assertNoOverflow, compileQuery, deriveResults, type CompiledQuery, type QuerySpec, type StatResult } from './query/query';
+import { ProtocolError } from './errors';
+import { queryHash } from './hashing';
+import { openRound, run, type RoundEffect, type RoundEvent, type Transition } from './rounds/machine';
+import { roundSpec } from './rounds/specs';
+import type { StudySchema } from './query/schema';
 import {
   closeRound1,
   committeeRound2,
@@ -14,7 +16,6 @@ import {
   participantRound1,
   planShamir,
   verifyRound1Bundle,
-  ProtocolError,
   type KeyDirectory,
   type Round1Bundle,
   type Round2Result,

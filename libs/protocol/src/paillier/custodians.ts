@@ -11,7 +11,7 @@ import {
   type ThresholdVerificationKey,
 } from '@confide/crypto';
 import { z } from 'zod';
-import { ProtocolError } from '../shamir/errors';
+import { ProtocolError } from '../errors';
 
 /**
  * Threshold decryption of a paillier aggregate by custodians (libs/crypto threshold-paillier.ts: Shoup 2000,

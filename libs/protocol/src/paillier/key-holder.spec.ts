@@ -12,12 +12,12 @@ import {
   type PaillierKeyPair,
 } from '@confide/crypto';
 import { MemoryLedger } from '../../../../test/support/memory-ledger';
-import { ENTRY, ledgerSchema } from '../ledger-entries';
+import { ENTRY, ledgerSchema } from '../ledger/ledger-entries';
 import { dpNoise } from '../privacy/dp';
 import { effectivePrivacy } from '../privacy/settings';
-import { compileQuery, type QuerySpec } from '../query';
-import { canonicalQuery, queryHash } from '../query-hash';
-import { parseStudySchema, type StudySchemaJson } from '../schema';
+import { compileQuery, type QuerySpec } from '../query/query';
+import { canonicalQuery, queryHash } from '../hashing';
+import { parseStudySchema, type StudySchemaJson } from '../query/schema';
 import { AggregateRefusal, checkAggregate, type AggregateBundle } from './key-holder';
 import { addEncryptedNoise, aggregateContributions, contributionHash, CONTRIBUTION_SIGNATURE_DOMAIN, paillierContext, paillierContribute, paillierPlanHash, planPaillier, type PaillierContribution } from './protocol';
 

@@ -11,8 +11,8 @@ import {
   type PublicKey,
 } from '@confide/crypto';
 import { z } from 'zod';
-import { ledgerEvidenceSchema, onlyEntry, openEvidence, TaskRefusal, type VerifiedEvidence } from '../authorize';
-import { ENTRY } from '../ledger-entries';
+import { ledgerEvidenceSchema, onlyEntry, openEvidence, TaskRefusal, type VerifiedEvidence } from '../ledger/authorize';
+import { ENTRY } from '../ledger/ledger-entries';
 import { contributionHash, CONTRIBUTION_SIGNATURE_DOMAIN, paillierContributionSchema, type PaillierContribution } from './protocol';
 import { custodiansHash } from './researcher';
 import { encryptedNoiseSchema, noiseProofContext } from './noise';

@@ -12,8 +12,8 @@ import {
 import { discreteLaplaceCdf, dkwRadius, ksDistance } from '../../../../test/support/distributions';
 import { dpNoise } from '../privacy/dp';
 import type { DpSettings } from '../privacy/settings';
-import { compileQuery, type CompiledQuery, type QuerySpec } from '../query';
-import { parseStudySchema } from '../schema';
+import { compileQuery, type CompiledQuery, type QuerySpec } from '../query/query';
+import { parseStudySchema } from '../query/schema';
 import { noiseProofContext } from './noise';
 import { packVector, unpackTotals, type PackingLayout } from './packing';
 import { addEncryptedNoise, aggregateContributions, decryptAggregate, paillierContext, planPaillier, verifyPostedDecryption, type PaillierContext } from './protocol';

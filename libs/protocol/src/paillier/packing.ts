@@ -1,4 +1,4 @@
-import { ProtocolError } from '../shamir/errors';
+import { ProtocolError } from '../errors';
 
 /**
  * Plaintext packing for Paillier (DESIGN.md "Protocol paillier": pack the aggregate vector into plaintext slots

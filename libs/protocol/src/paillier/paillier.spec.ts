@@ -12,9 +12,9 @@ import {
   type PaillierKeyPair,
   type PublicKey,
 } from '@confide/crypto';
-import { compileQuery, type CompiledQuery } from '../query';
-import { parseStudySchema } from '../schema';
-import { ProtocolError } from '../shamir/errors';
+import { compileQuery, type CompiledQuery } from '../query/query';
+import { parseStudySchema } from '../query/schema';
+import { ProtocolError } from '../errors';
 import { packingLayout, packVector, unpackTotals } from './packing';
 import {
   aggregateContributions,

@@ -19,9 +19,9 @@ import {
   type PublicKey,
 } from '@confide/crypto';
 import { z } from 'zod';
-import { sha256Hex } from '../shamir/plan';
-import { ProtocolError } from '../shamir/errors';
-import { coordinateKey, termMagnitudes, type CompiledQuery } from '../query';
+import { sha256Hex } from '../hashing';
+import { ProtocolError } from '../errors';
+import { coordinateKey, termMagnitudes, type CompiledQuery } from '../query/query';
 import { noiseBound } from '../privacy/dp';
 import type { DpSettings } from '../privacy/settings';
 import { packingLayout, packNoise, packVector, unpackTotals, type PackingLayout } from './packing';

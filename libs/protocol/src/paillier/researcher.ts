@@ -1,10 +1,10 @@
 import { canonicalJson, importPublicKeyBase64Url, keyFingerprint, publicKeyBase64Url, signMessage, verifyMessage, type KeyPair } from '@confide/crypto';
 import { z } from 'zod';
 import { effectivePrivacy } from '../privacy/settings';
-import type { QuerySpec } from '../query';
-import { queryHash } from '../query-hash';
-import { sha256Hex } from '../shamir/plan';
-import type { StudySchema } from '../schema';
+import type { QuerySpec } from '../query/query';
+import { queryHash } from '../hashing';
+import { sha256Hex } from '../hashing';
+import type { StudySchema } from '../query/schema';
 
 /**
  * Binding a paillier query's public key to a researcher (DESIGN.md "Protocol paillier"). Participants encrypt to
@@ -13,7 +13,7 @@ import type { StudySchema } from '../schema';
  * generated on its machine, whose fingerprint an admin binds to its API key (the `apikey.created` ledger entry),
  * and signs a statement naming the study, the hash of exactly the query it runs, the Paillier key n, and for a
  * custodian key the custodians' verification keys. The `query.submitted` entry records the statement and the
- * signature; every participant checks both against the ledger before it encrypts (authorize.ts).
+ * signature; every participant checks both against the ledger before it encrypts (ledger/authorize.ts).
  */
 
 const RESEARCHER_DOMAIN = 'paillier/query';

@@ -1,10 +1,10 @@
 import fc from 'fast-check';
 import { discreteGaussianCdf, discreteLaplaceCdf, dkwRadius, ksDistance } from '../../../../test/support/distributions';
 import { seededRandom } from '../../../../test/support/randomness';
-import { aggregateLocal } from '../aggregate';
-import type { DataRecord } from '../csv';
-import { compileQuery, deriveResults, termKey, type CompiledQuery, type StatResult } from '../query';
-import { parseStudySchema } from '../schema';
+import { aggregateLocal } from '../query/aggregate';
+import type { DataRecord } from '../query/csv';
+import { compileQuery, deriveResults, termKey, type CompiledQuery, type StatResult } from '../query/query';
+import { parseStudySchema } from '../query/schema';
 import { clampNoisyTotals, dpNoise, noiseBound, noiseParameters, termSensitivities } from './dp';
 import type { DpSettings } from './settings';
 

@@ -1,7 +1,7 @@
 import { secureRandom, type RandomSource } from '@confide/crypto';
 import { ceilDiv, decimalOf, floorDiv, integerSqrt, type Rational } from '../exact';
-import { termKey, termMagnitudes, type AggregateTerm, type CompiledQuery } from '../query';
-import { fieldIndex, type NumberField, type StudySchema } from '../schema';
+import { termKey, termMagnitudes, type AggregateTerm, type CompiledQuery } from '../query/query';
+import { fieldIndex, type NumberField, type StudySchema } from '../query/schema';
 import { sampleDiscreteGaussian, sampleDiscreteLaplace } from './sampler';
 import type { DpSettings } from './settings';
 

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
-import { aggregateLocal } from '../aggregate';
-import type { DataRecord } from '../csv';
-import { compileQuery, deriveResults, type QuerySpec } from '../query';
-import { parseStudySchema } from '../schema';
+import { aggregateLocal } from '../query/aggregate';
+import type { DataRecord } from '../query/csv';
+import { compileQuery, deriveResults, type QuerySpec } from '../query/query';
+import { parseStudySchema } from '../query/schema';
 import { suppress, type ReleasedResult } from './suppression';
 
 const schema = parseStudySchema({

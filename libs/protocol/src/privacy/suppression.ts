@@ -1,4 +1,4 @@
-import { termKey, type AggregateTerm, type CompiledQuery, type HistogramBin, type StatName, type StatResult, type StatResultOf } from '../query';
+import { termKey, type AggregateTerm, type CompiledQuery, type HistogramBin, type StatName, type StatResult, type StatResultOf } from '../query/query';
 
 /**
  * Small-cell suppression of released statistics (DESIGN.md "Trust model": output privacy, "suppressed below a

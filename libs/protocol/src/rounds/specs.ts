@@ -1,5 +1,5 @@
-import type { PaillierPlan } from '../paillier';
-import type { ShamirPlan } from '../shamir';
+import type { PaillierPlan } from '../paillier/protocol';
+import type { ShamirPlan } from '../shamir/plan';
 import type { RoundNumber, RoundSpec } from './machine';
 
 /** Shamir round 0: the researcher's committee nonce, its one answer; nobody else is asked. */

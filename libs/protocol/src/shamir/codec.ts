@@ -1,5 +1,5 @@
 import { assertFieldElement, type FieldElement } from '@confide/crypto';
-import { ProtocolError } from './errors';
+import { ProtocolError } from '../errors';
 
 const ELEMENT_BYTES = 16;
 

@@ -2,7 +2,7 @@ import { add, openEnvelope, sealEnvelope, signMessage, verifyMessage, type KeyPa
 import { decodeShareVector, encodeShareVector } from './codec';
 import { bundleHash, closedHash } from './coordinator';
 import type { KeyDirectory } from './directory';
-import { ProtocolError } from './errors';
+import { ProtocolError } from '../errors';
 import { DOMAIN, ROUND2_READER, round1ClosedSchema, round1DeliverySchema, type Round1Closed, type Round2Result } from './messages';
 import { envelopeDigest } from './participant';
 import { planHash, type ShamirPlan } from './plan';

@@ -1,7 +1,7 @@
 import { canonicalJson, checkConsistency, decodeSigned, openEnvelope, verifyMessage, type KeyPair } from '@confide/crypto';
 import { decodeShareVector } from './codec';
 import type { KeyDirectory } from './directory';
-import { ProtocolError } from './errors';
+import { ProtocolError } from '../errors';
 import {
   DOMAIN,
   ROUND2_READER,
@@ -12,7 +12,8 @@ import {
   type Round1Delivery,
 } from './messages';
 import { envelopeDigest } from './participant';
-import { planHash, sha256Hex, type ShamirPlan } from './plan';
+import { sha256Hex } from '../hashing';
+import { planHash, type ShamirPlan } from './plan';
 
 /** Hash of a signed round-1 contribution (its signed fields and signature): what the ledger records. */
 export function bundleHash(b: Pick<Round1Bundle, 'jobId' | 'planHash' | 'sender' | 'digests' | 'signature'>): string {

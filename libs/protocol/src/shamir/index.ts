@@ -1,4 +1,3 @@
-export * from './errors';
 export * from './plan';
 export * from './messages';
 export * from './codec';

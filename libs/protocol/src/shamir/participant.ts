@@ -12,7 +12,7 @@ import {
 } from '@confide/crypto';
 import { encodeShareVector } from './codec';
 import type { KeyDirectory } from './directory';
-import { ProtocolError } from './errors';
+import { ProtocolError } from '../errors';
 import { DOMAIN, type Round1Bundle, type Round1Signed } from './messages';
 import { planHash, type ShamirPlan } from './plan';
 

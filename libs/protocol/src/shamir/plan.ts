@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { canonicalJson } from '@confide/crypto';
-import { ProtocolError } from './errors';
+import { ProtocolError } from '../errors';
+import { sha256Hex } from '../hashing';
 
 /** DESIGN.md "Protocol shamir": committees larger than this are drawn from the participants. */
 export const MAX_COMMITTEE = 10;
@@ -160,9 +161,4 @@ export function thresholdBelowFloor(t: number, floor: number, k: number): string
 /** SHA-256 (hex) of the plan's canonical JSON: what every round message signs. */
 export function planHash(plan: ShamirPlan): string {
   return sha256Hex(canonicalJson(plan));
-}
-
-/** Hex SHA-256 of a UTF-8 string. */
-export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex');
 }

@@ -18,7 +18,6 @@ import {
   participantRound1,
   planHash,
   planShamir,
-  ProtocolError,
   verifyRound1Bundle,
   type KeyDirectory,
   type MemberMemory,
@@ -26,6 +25,7 @@ import {
   type Round2Result,
   type ShamirPlan,
 } from './index';
+import { ProtocolError } from '../errors';
 
 interface Party {
   id: string;

@@ -1,4 +1,10 @@
 /**
+ * The errors callers branch on across libs/protocol: a protocol step that refused or failed ({@link ProtocolError},
+ * from shamir and paillier alike) and a query that cannot run ({@link QueryError}, from the query compiler). Errors
+ * that one part alone throws stay with it (SchemaError, DataValidationError, PrivacyError, TaskRefusal, …).
+ */
+
+/**
  * Why a protocol step refused or failed. `permanent` errors will not go away on retry (a bad signature
  * stays bad); the queue layer maps them to BullMQ's UnrecoverableError.
  */
@@ -16,7 +22,7 @@ export type ProtocolErrorCode =
   | 'INCONSISTENT_SHARES'
   | 'OVERFLOW';
 
-/** A refusal or failure of the shamir protocol, with a machine-readable code and a sentence for people. */
+/** A refusal or failure of a protocol step (shamir or paillier), with a machine-readable code and a sentence for people. */
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';
   constructor(
@@ -31,4 +37,9 @@ export class ProtocolError extends Error {
   get permanent(): boolean {
     return this.code !== 'QUORUM';
   }
+}
+
+/** A query that cannot run: the message names the offending part (`select[1].field: unknown field "x"`). */
+export class QueryError extends Error {
+  override readonly name = 'QueryError';
 }

@@ -1,9 +1,9 @@
 import type { z } from 'zod';
 import { appendLeaves, emptyFrontier, frontierRoot, type LedgerEntry } from '@confide/ledger';
 import { ENTRY, ENTRY_BODIES, type CheckedEntryType, type EntryBody } from './ledger-entries';
-import { checkResearcherBinding, researcherStatementOf } from './paillier/researcher';
-import { queryHash } from './query-hash';
-import { committeeSeed, committeeSize, drawCommittee, nonceCommitment, thresholdBelowFloor, thresholdFloor } from './shamir/plan';
+import { checkResearcherBinding, researcherStatementOf } from '../paillier/researcher';
+import { queryHash } from '../hashing';
+import { committeeSeed, committeeSize, drawCommittee, nonceCommitment, thresholdBelowFloor, thresholdFloor } from '../shamir/plan';
 
 /**
  * The auditor's whole-ledger counterpart of authorize.ts (DESIGN.md "Trust model", "Ledger"): a participant checks

@@ -3,7 +3,6 @@ import fc from 'fast-check';
 import {
   MAX_HISTOGRAM_BINS,
   MAX_VECTOR_LENGTH,
-  QueryError,
   assertNoOverflow,
   compileQuery,
   coordinateKey,
@@ -13,8 +12,9 @@ import {
   termMagnitudes,
   type QuerySpec,
 } from './query';
+import { QueryError } from '../errors';
 import { parseStudySchema, type StudySchema } from './schema';
-import { parseStudyPrivacy } from './privacy/settings';
+import { parseStudyPrivacy } from '../privacy/settings';
 
 const pima = parseStudySchema({
   name: 'pima',

@@ -1,6 +1,6 @@
 import { aggregateLocal } from './aggregate';
 import type { DataRecord } from './csv';
-import { QueryError } from './query-error';
+import { QueryError } from '../errors';
 import { compileQuery, type QuerySpec } from './query';
 import { parseStudySchema } from './schema';
 import { compileWhere } from './where';

@@ -225,7 +225,7 @@ describe('loadStudySchema', () => {
   });
 
   it('accepts the Pima example study', async () => {
-    const schema = await loadStudySchema(join(__dirname, '../../../examples/pima/study.json'));
+    const schema = await loadStudySchema(join(__dirname, '../../../../examples/pima/study.json'));
     expect(schema.name).toBe('pima');
     expect(schema.minParticipants).toBe(3);
     expect(schema.fields.map((f) => f.name)).toEqual(['npreg', 'glu', 'bp', 'skin', 'bmi', 'ped', 'age', 'type']);

@@ -1,11 +1,10 @@
 import { MAX_SIGNED, fitsInField, formatFixed, maxAbsSum, maxAbsSumOfProducts, maxAbsSumOfSquares } from '@confide/crypto';
-import { addMultiple, ceilDiv, ceilQuotient, decimalOf, ratioToNumber, scaleRational, sqrtRatioToNumber, subtract, type Rational } from './exact';
-import { QueryError } from './query-error';
+import { addMultiple, ceilDiv, ceilQuotient, decimalOf, ratioToNumber, scaleRational, sqrtRatioToNumber, subtract, type Rational } from '../exact';
+import { QueryError } from '../errors';
 import { fieldIndex, type CategoryField, type NumberField, type StudyField, type StudySchema } from './schema';
 import { compileWhere, type RecordFilter, type WhereCondition } from './where';
 
-export { QueryError } from './query-error';
-export { ratioToNumber, sqrtRatioToNumber } from './exact';
+export { ratioToNumber, sqrtRatioToNumber } from '../exact';
 export { WHERE_OPS, type CategoryFilter, type NumberFilter, type RecordFilter, type WhereCondition, type WhereOp, type WhereValue } from './where';
 
 /**

@@ -3,10 +3,10 @@ import { entryBytes, leafHash, merkleTreeHash, parseEntry, type LedgerEntry } fr
 import { generateKeyPair, keyFingerprint, publicKeyBase64Url } from '@confide/crypto';
 import { ENTRY, ledgerSchema } from './ledger-entries';
 import { checkLedgerRules, prefixRoots, seedRootSizes, type LedgerRule, type LedgerRuleViolation } from './ledger-rules';
-import { custodiansHash, researcherStatement, signResearcherStatement } from './paillier/researcher';
-import { canonicalQuery, queryHash } from './query-hash';
-import { parseStudySchema } from './schema';
-import { committeeSeed, drawCommittee, MAX_COMMITTEE, nonceCommitment, sha256Hex, thresholdFloor } from './shamir/plan';
+import { custodiansHash, researcherStatement, signResearcherStatement } from '../paillier/researcher';
+import { canonicalQuery, queryHash, sha256Hex } from '../hashing';
+import { parseStudySchema } from '../query/schema';
+import { committeeSeed, drawCommittee, MAX_COMMITTEE, nonceCommitment, thresholdFloor } from '../shamir/plan';
 
 // A synthetic ledger with real entry bytes, leaf hashes, roots, nonce commitments, seeds and draws: the histories
 // below are what an honest coordinator appends (apps/coordinator studies, enrollment, queries and orchestrator

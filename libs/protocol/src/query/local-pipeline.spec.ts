@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { generateSalaryCsv, plainCategoryCounts, plainStats, syntheticSalaryStudy } from '../../../test/support/synthetic';
+import { generateSalaryCsv, plainCategoryCounts, plainStats, syntheticSalaryStudy } from '../../../../test/support/synthetic';
 import { aggregateLocal } from './aggregate';
 import { readRecords } from './csv';
 import { assertNoOverflow, compileQuery, deriveResults, termKey } from './query';

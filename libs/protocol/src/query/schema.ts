@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { parseFixed, type FixedBounds } from '@confide/crypto';
 import { z } from 'zod';
-import { parseStudyPrivacy, PrivacyError, type StudyPrivacy } from './privacy/settings';
-import { MAX_COMMITTEE } from './shamir/plan';
+import { parseStudyPrivacy, PrivacyError, type StudyPrivacy } from '../privacy/settings';
+import { MAX_COMMITTEE } from '../shamir/plan';
 
 /**
  * The study schema (DESIGN.md "Who uses it": the admin defines studies with a field schema and bounds).

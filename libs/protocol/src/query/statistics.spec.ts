@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { aggregateLocal } from './aggregate';
 import type { DataRecord } from './csv';
-import { ratioToNumber, sqrtRatioToNumber } from './exact';
+import { ratioToNumber, sqrtRatioToNumber } from '../exact';
 import { compileQuery, deriveResults, type QuerySpec, type StatResult, type StatResultOf, type WhereCondition } from './query';
 import { parseStudySchema } from './schema';
 

@@ -1,9 +1,8 @@
 import fc from 'fast-check';
 import { canonicalJson } from '@confide/crypto';
 import { entryBytes, parseEntry } from '@confide/ledger';
-import { ENTRY } from './ledger-entries';
-import { canonicalQuery, queryHash } from './query-hash';
-import { sha256Hex } from './shamir/plan';
+import { ENTRY } from './ledger/ledger-entries';
+import { canonicalQuery, queryHash, sha256Hex } from './hashing';
 
 /** A query as a task carries it: statistics, filters, grouping and the effective privacy settings (ε 0.5 is not an integer). */
 const QUERY = {

@@ -1,6 +1,28 @@
+import { createHash } from 'node:crypto';
 import { canonicalJson, type CanonicalValue } from '@confide/crypto';
-import { ledgerValue } from './ledger-value';
-import { sha256Hex } from './shamir/plan';
+
+/**
+ * The hashing both protocols and the ledger share: the digest every plan, message and ledger hash is made with
+ * ({@link sha256Hex}), the number encoding that makes a value canonical JSON ({@link ledgerValue}), and the query
+ * hash ({@link queryHash}) built from the two.
+ */
+
+/** Hex SHA-256 of a UTF-8 string. */
+export function sha256Hex(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+/**
+ * A value as a ledger entry may hold it. Entries are canonical JSON with safe integers only (libs/crypto
+ * canonicalJson), so that any verifier in any language re-encodes them byte for byte: every other number (a
+ * statistic, an ε, a histogram edge) goes in as its shortest decimal string, at any depth.
+ */
+export function ledgerValue(value: unknown): unknown {
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? value : String(value);
+  if (Array.isArray(value)) return value.map(ledgerValue);
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, ledgerValue(v)]));
+  return value;
+}
 
 /**
  * The one definition of a query's hash (STYLE.md "Every wire convention has one owner"). The researcher's

@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { formatFixed } from '@confide/crypto';
-import { ledgerValue } from './ledger-value';
-import { researcherBindingSchema } from './paillier/researcher';
-import { toStudySchemaJson, type StudySchema } from './schema';
+import { ledgerValue } from '../hashing';
+import { researcherBindingSchema } from '../paillier/researcher';
+import { toStudySchemaJson, type StudySchema } from '../query/schema';
 
 /**
  * The ledger entries that parties act on, with one owner for each (STYLE.md "Every wire convention has one
@@ -88,7 +88,7 @@ export const querySubmittedBody = z.looseObject({
   studyId: id,
   study: z.string(),
   protocol: z.enum(['shamir', 'paillier']),
-  /** The query in its canonical form (query-hash.ts canonicalQuery), as auditors read it. */
+  /** The query in its canonical form (hashing.ts canonicalQuery), as auditors read it. */
   query: z.record(z.string(), z.unknown()),
   queryHash: hex64,
   submittedBy: z.string().nullable(),

@@ -2,13 +2,13 @@ import { z } from 'zod';
 import { canonicalJson, importPublicKeyBase64Url, keyFingerprint, type PublicKey } from '@confide/crypto';
 import { ledgerOrigin, leafHash, parseEntry, verifyCheckpoint, verifyConsistency, verifyInclusion, type Checkpoint, type LedgerEntry } from '@confide/ledger';
 import { ENTRY, ledgerSchema, parseEntryBody, type CheckedEntryType, type EntryBody, type ParticipantEnrolledBody } from './ledger-entries';
-import { paillierPlanHash, type PaillierPlan } from './paillier/protocol';
-import { checkResearcherBinding, researcherStatementOf } from './paillier/researcher';
-import { assertNotLooser, PrivacyError, privacySettingsSchema, type PrivacySettings } from './privacy/settings';
-import { queryHash } from './query-hash';
-import type { StudySchema } from './schema';
-import type { Round1Closed } from './shamir/messages';
-import { committeeSeed, committeeSize, drawCommittee, nonceCommitment, planHash, thresholdBelowFloor, thresholdFloor, type ShamirPlan } from './shamir/plan';
+import { paillierPlanHash, type PaillierPlan } from '../paillier/protocol';
+import { checkResearcherBinding, researcherStatementOf } from '../paillier/researcher';
+import { assertNotLooser, PrivacyError, privacySettingsSchema, type PrivacySettings } from '../privacy/settings';
+import { queryHash } from '../hashing';
+import type { StudySchema } from '../query/schema';
+import type { Round1Closed } from '../shamir/messages';
+import { committeeSeed, committeeSize, drawCommittee, nonceCommitment, planHash, thresholdBelowFloor, thresholdFloor, type ShamirPlan } from '../shamir/plan';
 
 /**
  * What an honest participant checks before it acts on a task (DESIGN.md "Trust model"): the coordinator and Redis

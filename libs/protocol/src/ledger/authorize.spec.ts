@@ -10,8 +10,8 @@ import {
   type PaillierPublicKeyJson,
 } from '@confide/crypto';
 import { ledgerOrigin } from '@confide/ledger';
-import { MemoryLedger } from '../../../test/support/memory-ledger';
-import { seededRandom } from '../../../test/support/randomness';
+import { MemoryLedger } from '../../../../test/support/memory-ledger';
+import { seededRandom } from '../../../../test/support/randomness';
 import {
   authorizePaillier,
   authorizeShamirRound1,
@@ -26,15 +26,15 @@ import {
   type RefusalCode,
 } from './authorize';
 import { ENTRY, ledgerSchema } from './ledger-entries';
-import { paillierPlanHash, planPaillier, type PaillierPlan } from './paillier/protocol';
-import { researcherStatement, signResearcherStatement } from './paillier/researcher';
-import { effectivePrivacy, type PrivacySettings } from './privacy/settings';
-import { compileQuery, type QuerySpec } from './query';
-import { canonicalQuery, queryHash } from './query-hash';
-import { parseStudySchema, type StudySchema, type StudySchemaJson } from './schema';
-import type { Round1Closed } from './shamir/messages';
-import { committeeSeed, nonceCommitment, planHash, planShamir, sha256Hex, type ShamirPlan } from './shamir/plan';
-import type { WhereCondition } from './where';
+import { paillierPlanHash, planPaillier, type PaillierPlan } from '../paillier/protocol';
+import { researcherStatement, signResearcherStatement } from '../paillier/researcher';
+import { effectivePrivacy, type PrivacySettings } from '../privacy/settings';
+import { compileQuery, type QuerySpec } from '../query/query';
+import { canonicalQuery, queryHash, sha256Hex } from '../hashing';
+import { parseStudySchema, type StudySchema, type StudySchemaJson } from '../query/schema';
+import type { Round1Closed } from '../shamir/messages';
+import { committeeSeed, nonceCommitment, planHash, planShamir, type ShamirPlan } from '../shamir/plan';
+import type { WhereCondition } from '../query/where';
 
 // The coordinator is the adversary here: every fixture below is a ledger and a task it could sign. Nothing is
 // mocked; entries, proofs and checkpoints are made with libs/ledger exactly as the coordinator makes them.

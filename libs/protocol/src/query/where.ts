@@ -1,6 +1,6 @@
 import { formatFixed } from '@confide/crypto';
-import { ceilDiv, decimalOf, floorDiv, scaleRational } from './exact';
-import { QueryError } from './query-error';
+import { ceilDiv, decimalOf, floorDiv, scaleRational } from '../exact';
+import { QueryError } from '../errors';
 import { fieldIndex, type CategoryField, type NumberField, type StudySchema } from './schema';
 
 /**
