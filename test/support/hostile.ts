@@ -28,7 +28,7 @@ import {
   type StudySchema,
   type ViewUpdate,
 } from '@confide/protocol';
-import { signTask, TASK, taskJobId, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
+import { roundOf, signTask, TASK, taskJobId, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
 import { openDatabase, type Database } from '../../apps/coordinator/src/db/database';
 import { EventLog } from '../../apps/coordinator/src/db/repositories';
 import type { Cluster } from './cluster';
@@ -248,7 +248,7 @@ export class HostileCoordinator {
   }
 
   /** Signs a task with the real coordinator key, puts it in its participant's queue and waits for the worker. */
-  async send(task: TaskPayload, jobId = taskJobId(task.queryId, task.kind === TASK.shamirRound2 ? 2 : 1, task.participantId)): Promise<FinishedJob> {
+  async send(task: TaskPayload, jobId = taskJobId(task.queryId, roundOf(task.kind), task.participantId)): Promise<FinishedJob> {
     await this.tasks.add(task.participantId, task.kind, jobId, signTask(this.key, task));
     return this.tasks.waitForFinished(task.participantId, jobId, 30_000);
   }

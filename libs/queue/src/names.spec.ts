@@ -10,7 +10,9 @@ import {
   deadlineJobId,
   DEFAULT_PREFIX,
   participantQueue,
+  roundOf,
   TASK,
+  TASK_ROUND,
   taskJobId,
 } from './names';
 
@@ -94,5 +96,12 @@ describe('assertKeyPrefix / assertQueueName', () => {
     expect(() => assertQueueName(participantQueue('hospital-1'))).not.toThrow();
     expect(() => assertQueueName(CONTROL_QUEUE)).not.toThrow();
     for (const queue of ['', 'a:b', 'participant.*', 'participant.?', 'q[1]', 'q 1']) expect(() => assertQueueName(queue)).toThrow(TypeError);
+  });
+});
+
+describe('the round of each task kind', () => {
+  it('never changes: job ids and stored answers carry it', () => {
+    expect(TASK_ROUND).toEqual({ 'shamir.round1': 1, 'shamir.round2': 2, 'paillier.contribute': 1 });
+    expect(Object.values(TASK).map(roundOf)).toEqual([1, 2, 1]);
   });
 });

@@ -39,6 +39,22 @@ export const TASK = {
 export type TaskName = (typeof TASK)[keyof typeof TASK];
 
 /**
+ * The round each task kind answers: shamir's two rounds, paillier's one contribution round. The round is part of
+ * the task's job id (taskJobId) and of the participant's stored answer, so it must never change for a kind.
+ */
+export const TASK_ROUND = {
+  [TASK.shamirRound1]: 1,
+  [TASK.shamirRound2]: 2,
+  [TASK.paillierContribute]: 1,
+} as const satisfies Record<TaskName, number>;
+export type TaskRound = (typeof TASK_ROUND)[TaskName];
+
+/** The round a task of this kind belongs to ({@link TASK_ROUND}). */
+export function roundOf(kind: TaskName): TaskRound {
+  return TASK_ROUND[kind];
+}
+
+/**
  * The coordinator's Paillier aggregation queue: CPU-heavy checking and multiplying of ciphertexts, taken by
  * aggregation workers in processes of their own (never the HTTP process), one job per query.
  */
