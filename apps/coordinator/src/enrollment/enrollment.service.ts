@@ -1,11 +1,10 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { importPublicKeyBase64Url, keyFingerprint, publicKeyBase64Url, type KeyPair } from '@confide/crypto';
 import { ENTRY, entryKey, toStudySchemaJson } from '@confide/protocol';
-import { generateRedisPassword, hashRedisPassword, participantQueue, provisionParticipantUser, revokeParticipantUser, withRedis } from '@confide/queue';
+import { generateRedisPassword, hashRedisPassword, newParticipantId, participantQueue, provisionParticipantUser, revokeParticipantUser, withRedis } from '@confide/queue';
 import { hashToken } from '../auth/tokens';
 import type { CoordinatorConfig } from '../config';
 import { ApiError } from '../http/error.filter';
-import { newParticipantId } from '../orchestration/ids';
 import type { RedisConnections } from '../orchestration/orchestrator';
 import { Orchestrator } from '../orchestration/orchestrator';
 import { Repositories } from '../storage';

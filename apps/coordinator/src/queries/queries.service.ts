@@ -27,8 +27,8 @@ import {
   type ResearcherBinding,
 } from '@confide/protocol';
 import { importPublicKeyBase64Url, keyFingerprint, publicKeyToJson, thresholdVerificationFromJson } from '@confide/crypto';
+import { newQueryId } from '@confide/queue';
 import { ApiError } from '../http/error.filter';
-import { newQueryId } from '../orchestration/ids';
 import { Orchestrator } from '../orchestration/orchestrator';
 import { StudiesService } from '../studies/studies.service';
 import { Repositories } from '../storage';
