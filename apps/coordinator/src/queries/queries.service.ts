@@ -221,7 +221,7 @@ export class QueriesService {
       study.id,
     );
     if (privacy.dp) {
-      await this.repos.events.append('privacy.spent', { queryId: id, study: study.name, ...(ledgerValue({ mechanism: privacy.dp.mechanism, ...dpCost(privacy.dp) }) as object) }, `privacy.spent:${id}`, now, study.id);
+      await this.repos.events.append(ENTRY.privacySpent, { queryId: id, study: study.name, ...(ledgerValue({ mechanism: privacy.dp.mechanism, ...dpCost(privacy.dp) }) as object) }, entryKey(ENTRY.privacySpent, id), now, study.id);
     }
     try {
       if (req.protocol === 'paillier') {
