@@ -99,6 +99,8 @@ describe('readStudySchema', () => {
     const schema = parseStudySchema(json);
     const stored = JSON.stringify(toStudySchemaJson(schema));
     expect(readStudySchema(stored, 'studies.schema_json')).toEqual(schema);
+    // And the JSON written back from it is the stored JSON (what the orchestrator puts in an aggregation job).
+    expect(toStudySchemaJson(readStudySchema(stored, 'studies.schema_json'))).toEqual(JSON.parse(stored));
     // What the enrollment service shows a participant is unchanged from reading the column with a cast.
     expect(JSON.stringify(toStudySchemaJson(readStudySchema(stored, 'studies.schema_json')))).toBe(JSON.stringify(toStudySchemaJson(JSON.parse(stored) as never)));
   });
