@@ -91,6 +91,9 @@ interface Pending {
 export async function startPlaintextBaseline(opts: BaselineOptions): Promise<PlaintextBaseline> {
   const { protocol, queue: q } = opts.libs;
   const { prefix, schema } = opts;
+  // An id parseTaskJobId cannot read back would leave every query waiting for answers it never hears of.
+  const unreadable = opts.participants.find((p) => !q.parseTaskJobId(q.taskJobId(q.newQueryId(), ROUND, p.id)));
+  if (unreadable) throw new TypeError(`plaintext baseline: participant id ${unreadable.id} is not one the product makes (newParticipantId)`);
   const admin = q.createRedis(opts.redisUrl, { role: 'producer' });
   const connections: Redis[] = [admin];
   const users: string[] = [];
@@ -100,9 +103,6 @@ export async function startPlaintextBaseline(opts: BaselineOptions): Promise<Pla
   const pending = new Map<string, Pending>();
   const chains = new Map<string, Promise<void>>();
   const ids = opts.participants.map((p) => p.id);
-  // An id parseTaskJobId cannot read back would leave every query waiting for answers it never hears of.
-  const unreadable = ids.find((id) => !q.parseTaskJobId(q.taskJobId(q.newQueryId(), ROUND, id)));
-  if (unreadable !== undefined) throw new TypeError(`plaintext baseline: participant id ${unreadable} is not one the product makes (newParticipantId)`);
 
   const close = async (): Promise<void> => {
     await Promise.allSettled(workers.map((w) => w.close()));
