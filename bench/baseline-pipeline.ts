@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { Job, Queue, QueueEvents, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type * as Protocol from '@confide/protocol';
@@ -9,7 +8,8 @@ import type * as QueueLib from '@confide/queue';
  * BENCH-ONLY, NEVER A PRODUCT MODE: participants hand their local aggregates to the coordinator in the clear.
  *
  * What it keeps from the product, so the secure/plaintext ratio measures what security adds: one BullMQ queue
- * per participant under a key prefix (`<prefix>:participant.<id>`), deterministic job ids (`taskJobId`),
+ * per participant under a key prefix (`<prefix>:participant.<id>`), deterministic job ids (`taskJobId`, read back
+ * with `parseTaskJobId`, so participant ids must be the product's: `newParticipantId`),
  * one Redis connection and ACL user per participant worker (`provisionParticipantUser`, concurrency 1), the
  * local aggregate computed from the participant's CSV by libs/protocol (compileQuery + readRecordsFromFile +
  * aggregateLocal), and the orchestrator's completion mechanism: a QueueEvents per participant queue whose
@@ -24,7 +24,7 @@ import type * as QueueLib from '@confide/queue';
 /** The library functions the baseline runs; bench/e2e.bench.ts passes the built ones, as the secure apps run them. */
 export interface BaselineLibs {
   readonly protocol: Pick<typeof Protocol, 'compileQuery' | 'aggregateLocal' | 'readRecordsFromFile' | 'deriveResults'>;
-  readonly queue: Pick<typeof QueueLib, 'createRedis' | 'participantQueue' | 'taskJobId' | 'provisionParticipantUser' | 'generateRedisPassword' | 'removeRunKeys'>;
+  readonly queue: Pick<typeof QueueLib, 'createRedis' | 'participantQueue' | 'taskJobId' | 'parseTaskJobId' | 'newQueryId' | 'provisionParticipantUser' | 'generateRedisPassword' | 'removeRunKeys'>;
 }
 
 /** Options of {@link startPlaintextBaseline}. */
@@ -33,6 +33,7 @@ export interface BaselineOptions {
   /** Key prefix of this baseline's queues; nothing else may use it (close() deletes every key under it). */
   readonly prefix: string;
   readonly schema: Protocol.StudySchema;
+  /** Ids as the product makes them (`newParticipantId`): finished jobs are matched to their query by `parseTaskJobId`. */
   readonly participants: readonly { readonly id: string; readonly dataFile: string }[];
   readonly libs: BaselineLibs;
   /**
@@ -90,6 +91,9 @@ interface Pending {
 export async function startPlaintextBaseline(opts: BaselineOptions): Promise<PlaintextBaseline> {
   const { protocol, queue: q } = opts.libs;
   const { prefix, schema } = opts;
+  // An id parseTaskJobId cannot read back would leave every query waiting for answers it never hears of.
+  const unreadable = opts.participants.find((p) => !q.parseTaskJobId(q.taskJobId(q.newQueryId(), ROUND, p.id)));
+  if (unreadable) throw new TypeError(`plaintext baseline: participant id ${unreadable.id} is not one the product makes (newParticipantId)`);
   const admin = q.createRedis(opts.redisUrl, { role: 'producer' });
   const connections: Redis[] = [admin];
   const users: string[] = [];
@@ -176,8 +180,8 @@ export async function startPlaintextBaseline(opts: BaselineOptions): Promise<Pla
       connections.push(blocking);
       const events = new QueueEvents(name, { connection: blocking, prefix });
       const onFinished = ({ jobId }: { jobId: string }): void => {
-        const at = jobId.indexOf(`-r${ROUND}-`);
-        if (at > 0) nudge(jobId.slice(0, at));
+        const parsed = q.parseTaskJobId(jobId);
+        if (parsed?.round === ROUND) nudge(parsed.queryId);
       };
       events.on('completed', onFinished);
       events.on('failed', onFinished);
@@ -193,7 +197,7 @@ export async function startPlaintextBaseline(opts: BaselineOptions): Promise<Pla
   return {
     async run(spec) {
       const compiled = protocol.compileQuery(schema, spec);
-      const queryId = `b${randomBytes(12).toString('hex')}`;
+      const queryId = q.newQueryId();
       const result = new Promise<Protocol.StatResult[]>((resolve, reject) => pending.set(queryId, { compiled, resolve, reject, done: false }));
       await Promise.all(
         ids.map((id) =>

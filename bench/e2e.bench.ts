@@ -147,7 +147,7 @@ async function startPair(b: Built, root: string, n: number, redis: LocalRedisMod
       redisUrl: redis.adminUrl,
       prefix: `${prefix}-plain`,
       schema: b.protocol.parseStudySchema(b.demo.syntheticSalaryStudy()),
-      participants: files.map((dataFile, i) => ({ id: `p${i + 1}`, dataFile })),
+      participants: files.map((dataFile) => ({ id: b.queue.newParticipantId(), dataFile })),
       libs: { protocol: b.protocol, queue: b.queue },
     });
   } catch (err) {

@@ -5,6 +5,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type * as Protocol from '@confide/protocol';
+import { parseTaskJobId } from '@confide/queue';
 import type * as CliClient from '../apps/cli/src/client';
 import type * as LocalRedisModule from '../apps/cli/src/local-redis';
 import type { QueryView } from '../apps/coordinator/src/queries/queries.service';
@@ -257,7 +258,7 @@ async function startBaselineProcesses(b: Built, dir: string, redis: LocalRedisMo
     redisUrl: redis.adminUrl,
     prefix: `${runPrefix()}-plain`,
     schema: b.protocol.parseStudySchema(study),
-    participants: files.map((dataFile, i) => ({ id: `p${i + 1}`, dataFile })),
+    participants: files.map((dataFile) => ({ id: b.queue.newParticipantId(), dataFile })),
     libs: { protocol: b.protocol, queue: b.queue },
     spawnWorker: async ({ schema: _parsed, ...worker }) => {
       const env = { ...process.env, CONFIDE_BASELINE_WORKER: JSON.stringify({ ...worker, study }) };
@@ -517,7 +518,7 @@ async function takeCounters(redis: Redis, groups: ReadonlyMap<string, () => numb
     cursor = next;
     for (const key of keys) {
       if (key.endsWith(':events')) streams.push(await redis.xlen(key));
-      else if (jobSizes.length < 100 && /:participant\.[^:]+:[^:]+-r\d-[^:]+$/.test(key)) {
+      else if (jobSizes.length < 100 && parseTaskJobId(key.slice(key.lastIndexOf(':') + 1))) {
         jobSizes.push(await redis.hstrlen(key, 'data'));
         if (jobSizes.length > 20) continue;
         const task = (JSON.parse((await redis.hget(key, 'data')) ?? '{}') as { task?: Record<string, unknown> }).task;

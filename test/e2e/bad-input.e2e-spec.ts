@@ -4,13 +4,13 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { canonicalJson } from '@confide/crypto';
 import { compileQuery, parseStudySchema, planShamir } from '@confide/protocol';
-import { signTask, TASK, taskJobId, type TaskOf } from '@confide/queue';
+import { newQueryId, signTask, TASK, taskJobId, type TaskOf } from '@confide/queue';
 import { Cluster, type ParticipantProcess } from '../support/cluster';
 import { singleJson } from '../support/cli';
 import { closeConnection } from '../support/redis';
 import { expectedSalaryResults, SALARY_SELECT } from '../support/salary-query';
 import { generateSalaryCsv, syntheticSalaryStudy } from '../support/synthetic';
-import { coordinatorKey, directoryEntry, freeze, freshQueryId, queryEvents, studyIdOf, TaskQueues, thaw, type FinishedJob } from '../support/task-queues';
+import { coordinatorKey, directoryEntry, freeze, queryEvents, studyIdOf, TaskQueues, thaw, type FinishedJob } from '../support/task-queues';
 
 // Bad input from every side, each refused with a clear error and nothing lost: a participant's broken CSV (read
 // only when a task comes, so enrollment succeeds), a replayed task, a task for another study, an expired or
@@ -201,7 +201,7 @@ describe('bad input end to end (four participant processes, SQLite)', () => {
     writeFileSync(file, JSON.stringify({ ...syntheticSalaryStudy(), name: 'other-study' }));
     const otherStudyId = String((await cluster.cliJson(['admin', 'study', 'create', '--file', file])).id);
     const target = sites[1]!;
-    const queryId = freshQueryId();
+    const queryId = newQueryId();
     const spec = { select: [{ stat: 'count' as const, field: 'salary' }] };
     const now = Date.now();
     const plan = planShamir({

@@ -21,13 +21,13 @@ import {
   type Round1Bundle,
   type StudySchema,
 } from '@confide/protocol';
-import { TASK, taskJobId, type DirectoryEntry, type TaskOf } from '@confide/queue';
+import { newQueryId, TASK, taskJobId, type DirectoryEntry, type TaskOf } from '@confide/queue';
 import { ParticipantHome } from '../../apps/participant/src/home';
 import { Cluster, type ParticipantProcess, until } from '../support/cluster';
 import { singleJson } from '../support/cli';
 import { HostileCoordinator, inventedBundle, inventParticipant, type ForgedQuery } from '../support/hostile';
 import { generateSalaryCsv, syntheticSalaryStudy } from '../support/synthetic';
-import { directoryEntry, freshQueryId, participantKeys, studyIdOf, type FinishedJob } from '../support/task-queues';
+import { directoryEntry, participantKeys, studyIdOf, type FinishedJob } from '../support/task-queues';
 
 // DESIGN.md "Trust model": the coordinator and Redis are actively malicious. They sign whatever they like with the
 // coordinator key, forge, replay and reorder tasks, enroll fake participants and fork the ledger; researchers and up
@@ -134,7 +134,7 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
 
     it('refuses a task for a query the ledger does not record, and receipts stay clean', async () => {
       const q = await forgeWithRunningCommittee();
-      const unlogged = freshQueryId();
+      const unlogged = newQueryId();
       const job = await hostile.send(await hostile.round1Task(q, victim().participantId, directory, (t) => ({ ...t, queryId: unlogged, plan: { ...t.plan, jobId: unlogged } })));
       await expectRefused(victim(), unlogged, job, new RegExp(`the signed ledger has no query.submitted entry for query ${unlogged}`));
       const receipts = await cluster.cli(['participant', 'receipts', '--home', victim().home, '--verify', '--json'], null);
@@ -189,17 +189,17 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
     const q = await forgeWithRunningCommittee();
     const original = await hostile.round1Task(q, victim().participantId, directory);
     expect((await hostile.send(original)).state).toBe('completed');
-    const other = freshQueryId();
+    const other = newQueryId();
     const relabelled = await hostile.send({ ...original, queryId: other, plan: { ...original.plan, jobId: other } });
     await expectRefused(victim(), other, relabelled, new RegExp(`the signed ledger has no query.submitted entry for query ${other}`));
-    const asIs = await hostile.send(original, taskJobId(freshQueryId(), 1, victim().participantId));
+    const asIs = await hostile.send(original, taskJobId(newQueryId(), 1, victim().participantId));
     expect([asIs.state, asIs.failedReason]).toEqual(['failed', 'task rejected: job id does not match the signed task']);
   }, 60_000);
 
   it('refuses a checkpoint that is not consistent with the one the participant saved: a forked ledger', async () => {
     const saved = JSON.parse(readFileSync(join(victim().home, 'ledger', 'checkpoint.json'), 'utf8')) as { size: number };
     const prefix = saved.size - 3;
-    const queryId = freshQueryId();
+    const queryId = newQueryId();
     const nonce = 'ab'.repeat(32);
     const spec = { select: [{ stat: 'sum', field: 'salary' }], privacy: { minParticipants: 3, minGroupSize: 5, dp: null } } as QuerySpec & { privacy: { minParticipants: number; minGroupSize: number; dp: null } };
     const submitted = { type: ENTRY.querySubmitted, body: { queryId, studyId: study.id, study: 'salaries', protocol: 'shamir', query: canonicalQuery(spec) as object, queryHash: queryHash(spec), submittedBy: 'hostile', seedCommitment: nonceCommitment(nonce) } };

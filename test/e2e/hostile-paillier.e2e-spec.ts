@@ -33,14 +33,14 @@ import {
   type ResearcherBinding,
   type StudySchema,
 } from '@confide/protocol';
-import { TASK, type TaskOf } from '@confide/queue';
+import { newQueryId, TASK, type TaskOf } from '@confide/queue';
 import { Cluster, type ParticipantProcess, until } from '../support/cluster';
 import { runCli, singleJson } from '../support/cli';
 import { HostileCoordinator, inventParticipant } from '../support/hostile';
 import { coordinatorProxy } from '../support/proxy';
 import { expectedSalaryResults, SALARY_SELECT } from '../support/salary-query';
 import { generateSalaryCsv, syntheticSalaryStudy } from '../support/synthetic';
-import { freshQueryId, studyIdOf, type FinishedJob } from '../support/task-queues';
+import { studyIdOf, type FinishedJob } from '../support/task-queues';
 
 // DESIGN.md "Protocol paillier" against the trust model's coordinator: it signs anything with the coordinator key,
 // appends anything to the ledger and serves the researcher's CLI anything it likes. Two attacks of the issue:
@@ -97,7 +97,7 @@ describe('a hostile coordinator against paillier participants and key holders (P
      * binding `researcher` under API key `keyId`, and the tasks' plan (and `paillier.planned`) carries `planN`.
      */
     const forge = async (o: { submittedN: { n: string }; planN: { n: string }; binding: ResearcherBinding; keyId?: string }) => {
-      const queryId = freshQueryId();
+      const queryId = newQueryId();
       const s = spec();
       const enrolled = await hostile.enrolled(study.id);
       const submittedIndex = await hostile.append(

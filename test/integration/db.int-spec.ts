@@ -24,7 +24,7 @@ import {
 import type { NewParticipant } from '../../apps/coordinator/src/db/schema';
 import { generateKeyPair } from '@confide/crypto';
 import { ledgerOrigin, signCheckpoint } from '@confide/ledger';
-import { openEvidence, PrivacyError } from '@confide/protocol';
+import { ENTRY, entryKey, openEvidence, PrivacyError } from '@confide/protocol';
 import { migrationProvider } from '../../apps/coordinator/src/db/migrations';
 
 // The coordinator's storage against real databases: the same suite on an SQLite file in a temporary
@@ -309,13 +309,13 @@ describe.each(targets)('coordinator storage on $name', (target) => {
       const study = await newStudy();
       const tokenHash = key();
       await invitations.create({ token_hash: tokenHash, study_id: study.id, participant_name: 'site-z', created_at: T0, expires_at: T0 + 1000 });
-      const dedupKey = `participant.enrolled:${randomUUID()}`;
+      const dedupKey = entryKey(ENTRY.participantEnrolled, randomUUID());
       const before = await events.count();
       await expect(
         database.db.transaction().execute(async (trx) => {
           const result = await new ParticipantRepository(trx).enroll(tokenHash, T0 + 5, enrolling());
           expect(result.ok).toBe(true);
-          await new EventLog(trx).append('participant.enrolled', { studyId: study.id }, dedupKey, T0 + 5);
+          await new EventLog(trx).append(ENTRY.participantEnrolled, { studyId: study.id }, dedupKey, T0 + 5);
           throw new Error('provisioning the Redis user failed');
         }),
       ).rejects.toThrow('provisioning the Redis user failed');
@@ -621,7 +621,7 @@ describe.each(targets)('coordinator storage on $name', (target) => {
     };
 
     it('stores the body as canonical JSON and appends once per dedup key', async () => {
-      const dedupKey = `study.created:${randomUUID()}`;
+      const dedupKey = entryKey(ENTRY.studyCreated, randomUUID());
       const idx = await events.append('study.created', { name: 'x', b: [2, 1], a: { z: true, y: null } }, dedupKey, T0);
       const count = await events.count();
       expect(idx).toBe(count - 1);

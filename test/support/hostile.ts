@@ -28,11 +28,11 @@ import {
   type StudySchema,
   type ViewUpdate,
 } from '@confide/protocol';
-import { signTask, TASK, taskJobId, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
+import { newParticipantId, newQueryId, roundOf, signTask, TASK, taskJobId, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
 import { openDatabase, type Database } from '../../apps/coordinator/src/db/database';
 import { EventLog } from '../../apps/coordinator/src/db/repositories';
 import type { Cluster } from './cluster';
-import { freshQueryId, TaskQueues, type FinishedJob } from './task-queues';
+import { TaskQueues, type FinishedJob } from './task-queues';
 
 /**
  * The hostile coordinator of DESIGN.md's trust model, played with what a real operator holds: the coordinator's
@@ -136,7 +136,7 @@ export class HostileCoordinator {
     // Grinding, as a coordinator acting with a researcher can: each try is a query submitted with a new nonce
     // commitment, in the ledger for everyone to see, until the draw suits.
     for (let tries = 0; tries < 200; tries++) {
-      const queryId = freshQueryId();
+      const queryId = newQueryId();
       const nonce = randomBytes(32).toString('hex');
       const submittedIndex = await this.append(
         ENTRY.querySubmitted,
@@ -248,7 +248,7 @@ export class HostileCoordinator {
   }
 
   /** Signs a task with the real coordinator key, puts it in its participant's queue and waits for the worker. */
-  async send(task: TaskPayload, jobId = taskJobId(task.queryId, task.kind === TASK.shamirRound2 ? 2 : 1, task.participantId)): Promise<FinishedJob> {
+  async send(task: TaskPayload, jobId = taskJobId(task.queryId, roundOf(task.kind), task.participantId)): Promise<FinishedJob> {
     await this.tasks.add(task.participantId, task.kind, jobId, signTask(this.key, task));
     return this.tasks.waitForFinished(task.participantId, jobId, 30_000);
   }
@@ -296,7 +296,7 @@ export class HostileCoordinator {
 export function inventParticipant(): { id: string; encryption: KeyPair; signing: KeyPair; keys: DirectoryEntry } {
   const encryption = generateKeyPair('x25519');
   const signing = generateKeyPair('ed25519');
-  const id = `p${randomBytes(12).toString('hex')}`;
+  const id = newParticipantId();
   return { id, encryption, signing, keys: { id, encryptionKey: publicKeyBase64Url(encryption.publicKey), signingKey: publicKeyBase64Url(signing.publicKey) } };
 }
 

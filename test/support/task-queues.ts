@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Job, Queue } from 'bullmq';
@@ -106,9 +105,6 @@ export function directoryEntry(p: ParticipantProcess): DirectoryEntry {
 export function studyIdOf(p: ParticipantProcess): string {
   return (JSON.parse(readFileSync(join(p.home, 'identity.json'), 'utf8')) as { studyId: string }).studyId;
 }
-
-/** A fresh query id in the coordinator's format ("q" + 24 hex digits). */
-export const freshQueryId = (): string => `q${randomBytes(12).toString('hex')}`;
 
 /** One entry of GET /v1/events. */
 export interface LoggedEvent {

@@ -25,7 +25,7 @@ import {
   type QuerySpec,
   type StudySchema,
 } from '@confide/protocol';
-import { createRedis, openTask, OutageMonitor, TASK, taskJobId, TaskRejected, type Answer, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
+import { createRedis, openTask, OutageMonitor, roundOf, TASK, taskJobId, TaskRejected, type Answer, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
 import { CoordinatorLink, CoordinatorRequestError, WORKER_OUTAGE_RETRY_MS } from './coordinator-link';
 import { ParticipantHome, type Identity } from './home';
 import { describeQuery, Journal } from './journal';
@@ -133,7 +133,7 @@ export class ParticipantWorker {
       if (err instanceof TaskRejected) throw new UnrecoverableError(`task rejected: ${err.message}`);
       throw err;
     }
-    const round = task.kind === TASK.shamirRound2 ? 2 : 1;
+    const round = roundOf(task.kind);
     if (job.id !== taskJobId(task.queryId, round, this.identity.participantId)) throw new UnrecoverableError('task rejected: job id does not match the signed task');
     let facts: LedgerFacts | null = null;
     try {
@@ -195,7 +195,7 @@ export class ParticipantWorker {
     this.journal.append({
       time: new Date().toISOString(),
       queryId: task.queryId,
-      round: task.kind === TASK.shamirRound2 ? 2 : 1,
+      round: roundOf(task.kind),
       task: task.kind,
       outcome,
       reason,

@@ -6,3 +6,4 @@ export * from './names';
 export * from './payloads';
 export * from './redis';
 export * from './acl';
+export * from './events';

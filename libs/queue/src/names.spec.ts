@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import {
   AGGREGATE,
   AGGREGATION_QUEUE,
@@ -9,8 +10,15 @@ import {
   CONTROL_QUEUE,
   deadlineJobId,
   DEFAULT_PREFIX,
+  newParticipantId,
+  newQueryId,
+  parseAggregationJobId,
+  parseTaskJobId,
   participantQueue,
+  queryOfJob,
+  roundOf,
   TASK,
+  TASK_ROUND,
   taskJobId,
 } from './names';
 
@@ -94,5 +102,86 @@ describe('assertKeyPrefix / assertQueueName', () => {
     expect(() => assertQueueName(participantQueue('hospital-1'))).not.toThrow();
     expect(() => assertQueueName(CONTROL_QUEUE)).not.toThrow();
     for (const queue of ['', 'a:b', 'participant.*', 'participant.?', 'q[1]', 'q 1']) expect(() => assertQueueName(queue)).toThrow(TypeError);
+  });
+});
+
+describe('ids Confide makes', () => {
+  it('are "q" or "p" and 24 hex digits, fresh each time, and fit in job ids and ACL patterns', () => {
+    const queries = Array.from({ length: 50 }, newQueryId);
+    expect(new Set(queries).size).toBe(queries.length);
+    for (const id of queries) expect(id).toMatch(/^q[0-9a-f]{24}$/);
+    for (const id of Array.from({ length: 50 }, newParticipantId)) {
+      expect(id).toMatch(/^p[0-9a-f]{24}$/);
+      expect(() => participantQueue(id)).not.toThrow();
+    }
+  });
+});
+
+describe('reading job ids back', () => {
+  const hex24 = fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), minLength: 24, maxLength: 24 });
+  const queryId = hex24.map((h) => `q${h}`);
+  const participantId = hex24.map((h) => `p${h}`);
+  const kind = fc.constantFrom(...Object.values(TASK));
+
+  it('gives back the query, round and participant of every task job id taskJobId makes', () => {
+    fc.assert(
+      fc.property(queryId, kind, participantId, (q, k, p) => {
+        const id = taskJobId(q, roundOf(k), p);
+        expect(parseTaskJobId(id)).toEqual({ queryId: q, round: roundOf(k), participantId: p });
+        expect(queryOfJob(id)).toBe(q);
+        expect(parseAggregationJobId(id)).toBeUndefined();
+      }),
+    );
+    expect(parseTaskJobId(taskJobId(newQueryId(), 2, newParticipantId()))?.round).toBe(2);
+  });
+
+  it('gives back the query of every aggregation job id aggregationJobId makes', () => {
+    fc.assert(
+      fc.property(queryId, (q) => {
+        expect(parseAggregationJobId(aggregationJobId(q))).toEqual({ queryId: q });
+        expect(queryOfJob(aggregationJobId(q))).toBe(q);
+        expect(parseTaskJobId(aggregationJobId(q))).toBeUndefined();
+      }),
+    );
+  });
+
+  const q = 'q0123456789abcdef01234567';
+  const p = 'p0123456789abcdef01234567';
+  it.each([
+    ['an id of test ids', taskJobId('q-1', 1, 'hospital-1')],
+    ['a query id with "-r1-" in it', taskJobId(`${q}-r1-${p}`, 1, p)],
+    ['a round no task has', taskJobId(q, 3, p)],
+    ['a round written with a leading zero', `${q}-r01-${p}`],
+    ['round 0', `${q}-r0-${p}`],
+    ['a deadline job id', deadlineJobId(q, 1)],
+    ['the nonce deadline job id', deadlineJobId(q, 0)],
+    ['an aggregation job id', aggregationJobId(q)],
+    ['upper-case hex', taskJobId(q.toUpperCase().replace('Q', 'q'), 1, p)],
+    ['a replayed copy of a real id', `${taskJobId(q, 1, p)}-replayed`],
+    ['a prefix before a real id', `x${taskJobId(q, 1, p)}`],
+    ['a participant and query swapped', `${p}-r1-${q}`],
+    ['the empty string', ''],
+  ])('refuses %s as a task job id', (_what, id) => {
+    expect(parseTaskJobId(id)).toBeUndefined();
+  });
+
+  it.each([
+    ['an id of a test query', aggregationJobId('q-1')],
+    ['the regex the orchestrator used to accept', 'anything-aggregate'],
+    ['a task job id', taskJobId(q, 1, p)],
+    ['a suffix after a real id', `${aggregationJobId(q)}-2`],
+  ])('refuses %s as an aggregation job id', (_what, id) => {
+    expect(parseAggregationJobId(id)).toBeUndefined();
+  });
+
+  it('names no query for a job id Confide did not make, nor for a deadline job (no events to scrub there)', () => {
+    for (const id of ['', 'q-1-r1-hospital-1', deadlineJobId(q, 2), `${q}-`, q]) expect(queryOfJob(id)).toBeUndefined();
+  });
+});
+
+describe('the round of each task kind', () => {
+  it('never changes: job ids and stored answers carry it', () => {
+    expect(TASK_ROUND).toEqual({ 'shamir.round1': 1, 'shamir.round2': 2, 'paillier.contribute': 1 });
+    expect(Object.values(TASK).map(roundOf)).toEqual([1, 2, 1]);
   });
 });

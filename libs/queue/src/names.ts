@@ -1,6 +1,9 @@
+import { randomBytes } from 'node:crypto';
+
 /**
- * Queue and job names. NEVER RENAME: a renamed queue strands every job already in Redis, and the names
- * are also baked into each participant's Redis ACL (STYLE.md "Queues").
+ * Queue and job names, and the ids Confide gives queries, participants and jobs: built and read back here only
+ * (STYLE.md "Every wire convention has one owner"). NEVER RENAME: a renamed queue strands every job already in
+ * Redis, and the names are also baked into each participant's Redis ACL (STYLE.md "Queues").
  */
 
 /** Default key prefix; every Redis key Confide writes starts with `<prefix>:`. Tests use a unique one. */
@@ -21,6 +24,16 @@ export function assertQueueName(queue: string): void {
   if (!/^[A-Za-z0-9_.-]{1,200}$/.test(queue)) throw new TypeError(`queue name must be 1–200 of [A-Za-z0-9_.-], got ${JSON.stringify(queue)}`);
 }
 
+/** Query ids: "q" + 24 hex digits, safe inside Redis keys, job ids and ACL patterns. */
+export const newQueryId = (): string => `q${randomBytes(12).toString('hex')}`;
+/** Participant ids: "p" + 24 hex digits. */
+export const newParticipantId = (): string => `p${randomBytes(12).toString('hex')}`;
+
+// The ids above, as job ids embed them. Only these make a job id readable back: `<query>-r<round>-<participant>`
+// with any id parts is ambiguous once a query id holds "-r1-" (taskJobId accepts such ids, which tests use).
+const QUERY_ID = 'q[0-9a-f]{24}';
+const PARTICIPANT_ID = 'p[0-9a-f]{24}';
+
 /** One task queue per participant: the coordinator adds tasks, only that participant's worker takes them. */
 export function participantQueue(participantId: string): string {
   assertIdPart(participantId, 'participant id');
@@ -39,6 +52,24 @@ export const TASK = {
 export type TaskName = (typeof TASK)[keyof typeof TASK];
 
 /**
+ * The round each task kind answers: shamir's two rounds, paillier's one contribution round. The round is part of
+ * the task's job id (taskJobId) and of the participant's stored answer, so it must never change for a kind.
+ */
+export const TASK_ROUND = {
+  [TASK.shamirRound1]: 1,
+  [TASK.shamirRound2]: 2,
+  [TASK.paillierContribute]: 1,
+} as const satisfies Record<TaskName, number>;
+export type TaskRound = (typeof TASK_ROUND)[TaskName];
+
+/** The round a task of this kind belongs to ({@link TASK_ROUND}). */
+export function roundOf(kind: TaskName): TaskRound {
+  return TASK_ROUND[kind];
+}
+
+const TASK_ROUNDS: ReadonlySet<number> = new Set(Object.values(TASK_ROUND));
+
+/**
  * The coordinator's Paillier aggregation queue: CPU-heavy checking and multiplying of ciphertexts, taken by
  * aggregation workers in processes of their own (never the HTTP process), one job per query.
  */
@@ -51,6 +82,17 @@ export const AGGREGATE = 'paillier.aggregate';
 export function aggregationJobId(queryId: string): string {
   assertIdPart(queryId, 'query id');
   return `${queryId}-aggregate`;
+}
+
+const AGGREGATION_JOB_ID = new RegExp(`^(${QUERY_ID})-aggregate$`);
+
+/**
+ * Reads an aggregation job id ({@link aggregationJobId}) back.
+ * @returns its query, or undefined for an id Confide did not make (a query id not made by {@link newQueryId})
+ */
+export function parseAggregationJobId(jobId: string): { queryId: string } | undefined {
+  const m = AGGREGATION_JOB_ID.exec(jobId);
+  return m ? { queryId: m[1]! } : undefined;
 }
 
 /** Job names on the control queue. */
@@ -67,6 +109,28 @@ export function taskJobId(queryId: string, round: number, participantId: string)
   assertRound(round);
   assertIdPart(participantId, 'participant id');
   return `${queryId}-r${round}-${participantId}`;
+}
+
+const TASK_JOB_ID = new RegExp(`^(${QUERY_ID})-r([0-9]+)-(${PARTICIPANT_ID})$`);
+
+/**
+ * Reads a task job id ({@link taskJobId}) back into its parts.
+ * @returns undefined for an id Confide did not make: ids not made by {@link newQueryId} and {@link newParticipantId},
+ *   or a round no task kind has ({@link TASK_ROUND})
+ */
+export function parseTaskJobId(jobId: string): { queryId: string; round: TaskRound; participantId: string } | undefined {
+  const m = TASK_JOB_ID.exec(jobId);
+  const round = Number(m?.[2]);
+  return m && TASK_ROUNDS.has(round) && m[2] === String(round) ? { queryId: m[1]!, round: round as TaskRound, participantId: m[3]! } : undefined;
+}
+
+/**
+ * The query a task or aggregation job belongs to, read from its id (an entry of a queue's events stream names only
+ * its job).
+ * @returns undefined for an id Confide did not make (as {@link parseTaskJobId} and {@link parseAggregationJobId})
+ */
+export function queryOfJob(jobId: string): string | undefined {
+  return (parseTaskJobId(jobId) ?? parseAggregationJobId(jobId))?.queryId;
 }
 
 /** Deterministic id of a round's deadline job (round 0: the wait for a shamir query's committee nonce). */

@@ -13,6 +13,7 @@ import {
   TASK,
   TaskRejected,
   OutageMonitor,
+  roundOf,
   taskJobId,
   type AggregationJob,
   type AggregationResult,
@@ -100,7 +101,7 @@ export class Aggregator {
     const accepted: { sender: string; ciphertexts: bigint[]; hash: string; signed: PaillierContribution }[] = [];
     const rejected: AggregationResult['rejected'] = [];
     for (const { id } of data.answered) {
-      const answerJob = await Job.fromId(this.queueOf(id), taskJobId(data.queryId, 1, id));
+      const answerJob = await Job.fromId(this.queueOf(id), taskJobId(data.queryId, roundOf(TASK.paillierContribute), id));
       const parsed = answerSchemas[TASK.paillierContribute].safeParse(answerJob?.returnvalue);
       try {
         if (!parsed.success) throw new ProtocolError('INVALID_MESSAGE', 'no well-formed contribution in the answer');

@@ -15,6 +15,7 @@ import {
 } from '@confide/ledger';
 import type { LedgerEvidence, ViewUpdate } from '@confide/protocol';
 import type { Kysely } from 'kysely';
+import { eventBodyColumn, readColumn } from './columns';
 import type {
   ApiKey,
   Contribution,
@@ -543,7 +544,9 @@ const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64')
 
 /** The ledger entry bytes of a stored event (libs/ledger entryBytes: its leaf input). */
 export function eventEntryBytes(event: Pick<StoredEvent, 'idx' | 'type' | 'body' | 'created_at'>): Uint8Array {
-  return entryBytes({ index: event.idx, type: event.type, body: JSON.parse(event.body) as LedgerEvent['body'], time: new Date(event.created_at).toISOString() });
+  // An object here; entryBytes checks that every value in it is canonical JSON.
+  const body = readColumn(eventBodyColumn, event.body, `events.body of entry ${event.idx}`) as LedgerEvent['body'];
+  return entryBytes({ index: event.idx, type: event.type, body, time: new Date(event.created_at).toISOString() });
 }
 
 export class EventLog {

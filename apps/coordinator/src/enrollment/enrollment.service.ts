@@ -1,11 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { importPublicKeyBase64Url, keyFingerprint, publicKeyBase64Url, type KeyPair } from '@confide/crypto';
 import { ENTRY, entryKey, toStudySchemaJson } from '@confide/protocol';
-import { generateRedisPassword, hashRedisPassword, participantQueue, provisionParticipantUser, revokeParticipantUser, withRedis } from '@confide/queue';
+import { generateRedisPassword, hashRedisPassword, newParticipantId, participantQueue, provisionParticipantUser, revokeParticipantUser, withRedis } from '@confide/queue';
 import { hashToken } from '../auth/tokens';
 import type { CoordinatorConfig } from '../config';
+import { readStudySchema } from '../db/columns';
 import { ApiError } from '../http/error.filter';
-import { newParticipantId } from '../orchestration/ids';
 import type { RedisConnections } from '../orchestration/orchestrator';
 import { Orchestrator } from '../orchestration/orchestrator';
 import { Repositories } from '../storage';
@@ -67,7 +67,7 @@ export class EnrollmentService {
     if (!study) throw new ApiError(404, 'not_found', 'the study of this invitation no longer exists');
     return {
       studyId: study.id,
-      study: toStudySchemaJson(JSON.parse(study.schema_json) as never),
+      study: toStudySchemaJson(readStudySchema(study.schema_json, `studies.schema_json of study ${study.id}`)),
       participantName: invitation.participant_name,
       expiresAt: new Date(invitation.expires_at).toISOString(),
       ...this.coordinatorKeys(),
@@ -150,7 +150,7 @@ export class EnrollmentService {
     return {
       participantId,
       studyId: study.id,
-      study: toStudySchemaJson(JSON.parse(study.schema_json) as never),
+      study: toStudySchemaJson(readStudySchema(study.schema_json, `studies.schema_json of study ${study.id}`)),
       ...this.coordinatorKeys(),
       redis: { url: this.config.publicRedisUrl, username, password, prefix: this.config.queuePrefix, queue },
     };

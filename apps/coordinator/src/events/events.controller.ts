@@ -3,6 +3,7 @@ import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import { keyFingerprint, publicKeyBase64Url, type KeyPair } from '@confide/crypto';
 import { Roles } from '../auth/decorators';
+import { eventBodyColumn, readColumn } from '../db/columns';
 import { Repositories } from '../storage';
 import { COORDINATOR_KEY } from '../tokens';
 
@@ -25,7 +26,7 @@ export class EventsController {
   @Roles('admin', 'auditor')
   async list(@Query({ schema: page }) q: z.infer<typeof page>) {
     const rows = await this.repos.events.list(q.start, q.limit);
-    return { total: await this.repos.events.count(), events: rows.map((r) => ({ index: r.idx, type: r.type, body: JSON.parse(r.body) as unknown, createdAt: new Date(r.created_at).toISOString() })) };
+    return { total: await this.repos.events.count(), events: rows.map((r) => ({ index: r.idx, type: r.type, body: readColumn(eventBodyColumn, r.body, `events.body of entry ${r.idx}`), createdAt: new Date(r.created_at).toISOString() })) };
   }
 
   @Get('coordinator')

@@ -3,8 +3,10 @@ import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import { publicKeyBase64Url, type KeyPair } from '@confide/crypto';
 import { consistencyProof, formatVerifierKey, inclusionProof, leafHash } from '@confide/ledger';
+import { ENTRY, entryKey } from '@confide/protocol';
 import type { AuthedRequest } from '../auth/api-key.guard';
 import { ParticipantAuth, Roles } from '../auth/decorators';
+import { readColumn, roundClosedColumn } from '../db/columns';
 import { DbNodeStore, eventEntryBytes } from '../db/repositories';
 import { Repositories } from '../storage';
 import { COORDINATOR_KEY } from '../tokens';
@@ -73,9 +75,9 @@ export class LedgerController {
     if (!self) throw new BadRequestException('receipts are for participants: sign the request with the participant key');
     const query = await this.repos.queries.get(q.queryId);
     if (!query || query.study_id !== self.studyId) throw new NotFoundException(`no query ${q.queryId} in this participant's study`);
-    const row = await this.repos.events.findByDedupKey(`round.closed:${q.queryId}:1`);
-    const body = row ? (JSON.parse(row.body) as { contributors?: { id: string }[] }) : undefined;
-    if (!row || !body?.contributors?.some((c) => c.id === self.participantId)) {
+    const row = await this.repos.events.findByDedupKey(entryKey(ENTRY.roundClosed, q.queryId, 1));
+    const body = row ? readColumn(roundClosedColumn, row.body, `events.body of entry ${row.idx} (round.closed)`) : undefined;
+    if (!row || !body?.contributors.some((c) => c.id === self.participantId)) {
       throw new NotFoundException(`the ledger records no contribution of ${self.participantId} to query ${q.queryId} (status: ${query.status})`);
     }
     const entry = eventEntryBytes(row);

@@ -10,7 +10,6 @@ import {
   entryKey,
   ledgerValue,
   nonceCommitment,
-  parseStudySchema,
   planPaillier,
   PrivacyError,
   ProtocolError,
@@ -27,8 +26,9 @@ import {
   type ResearcherBinding,
 } from '@confide/protocol';
 import { importPublicKeyBase64Url, keyFingerprint, publicKeyToJson, thresholdVerificationFromJson } from '@confide/crypto';
+import { newQueryId } from '@confide/queue';
+import { readColumn, readQuerySpec, readStudySchema, resultColumn, shamirOptionsColumn, type PaillierOptions, type ShamirOptions } from '../db/columns';
 import { ApiError } from '../http/error.filter';
-import { newQueryId } from '../orchestration/ids';
 import { Orchestrator } from '../orchestration/orchestrator';
 import { StudiesService } from '../studies/studies.service';
 import { Repositories } from '../storage';
@@ -65,14 +65,6 @@ export interface SubmittedQuery {
   readonly awaitingNonce: boolean;
   /** The ledger index of its `query.submitted` entry. */
   readonly ledgerIndex: number;
-}
-
-/** Submission options a shamir query keeps until the researcher reveals its nonce. */
-interface QueryOptions {
-  readonly threshold?: number;
-  readonly deadlineSeconds?: number;
-  readonly seedCommitment?: string;
-  readonly submittedIndex: number;
 }
 
 /** What GET /v1/queries/:id answers. */
@@ -221,15 +213,15 @@ export class QueriesService {
       study.id,
     );
     if (privacy.dp) {
-      await this.repos.events.append('privacy.spent', { queryId: id, study: study.name, ...(ledgerValue({ mechanism: privacy.dp.mechanism, ...dpCost(privacy.dp) }) as object) }, `privacy.spent:${id}`, now, study.id);
+      await this.repos.events.append(ENTRY.privacySpent, { queryId: id, study: study.name, ...(ledgerValue({ mechanism: privacy.dp.mechanism, ...dpCost(privacy.dp) }) as object) }, entryKey(ENTRY.privacySpent, id), now, study.id);
     }
     try {
       if (req.protocol === 'paillier') {
-        if (req.custodians) await this.repos.queries.setOptions(id, JSON.stringify({ custodians: req.custodians }));
+        if (req.custodians) await this.repos.queries.setOptions(id, JSON.stringify({ custodians: req.custodians } satisfies PaillierOptions));
         await this.orchestrator.startPaillier({ queryId: id, studyId: study.id, spec, schema: study.schema, publicKey: req.publicKey!, deadlineSeconds: req.deadlineSeconds, submittedIndex, submittedBy: createdBy });
         return { id, status: 'running', awaitingNonce: false, ledgerIndex: submittedIndex };
       }
-      const options: QueryOptions = { threshold: req.threshold, deadlineSeconds: req.deadlineSeconds, seedCommitment: req.seedCommitment, submittedIndex };
+      const options: ShamirOptions = { threshold: req.threshold, deadlineSeconds: req.deadlineSeconds, seedCommitment: req.seedCommitment, submittedIndex };
       await this.repos.queries.setOptions(id, JSON.stringify(options));
       await this.orchestrator.awaitNonce(id);
     } catch (err) {
@@ -281,18 +273,18 @@ export class QueriesService {
     if (q.protocol !== 'shamir' || q.status !== 'running' || q.current_round !== 0 || !q.options_json) {
       throw new ApiError(409, 'not_awaiting_nonce', `query ${id} is not waiting for a committee nonce`);
     }
-    const options = JSON.parse(q.options_json) as QueryOptions;
+    const options = readColumn(shamirOptionsColumn, q.options_json, `queries.options_json of query ${id}`);
     if (nonceCommitment(nonce) !== options.seedCommitment) {
       throw new ApiError(422, 'nonce_mismatch', "nonce: it does not match the commitment recorded when the query was submitted");
     }
     const study = await this.repos.studies.getById(q.study_id);
     if (!study) throw new ApiError(404, 'not_found', `the study of query ${id} no longer exists`);
-    const schema = parseStudySchema(JSON.parse(study.schema_json), study.name);
+    const schema = readStudySchema(study.schema_json, `studies.schema_json of study ${study.id}`);
     try {
       await this.orchestrator.start({
         queryId: id,
         studyId: q.study_id,
-        spec: JSON.parse(q.spec_json) as QuerySpec,
+        spec: readQuerySpec(q.spec_json, `queries.spec_json of query ${id}`),
         schema,
         threshold: options.threshold,
         deadlineSeconds: options.deadlineSeconds,
@@ -331,7 +323,7 @@ export class QueriesService {
     const study = await this.repos.studies.getById(q.study_id);
     const round = await this.repos.rounds.get(id, q.current_round);
     const answered = (await this.repos.contributions.list(id, q.current_round)).length;
-    const result = q.result_json ? (JSON.parse(q.result_json) as { results: unknown[]; privacy?: unknown; ledgerIndex: number }) : null;
+    const result = q.result_json ? readColumn(resultColumn, q.result_json, `queries.result_json of query ${id}`) : null;
     return {
       id: q.id,
       study: study?.name ?? q.study_id,

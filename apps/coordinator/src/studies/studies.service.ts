@@ -4,6 +4,7 @@ import { importPublicKeyBase64Url, keyFingerprint } from '@confide/crypto';
 import { ENTRY, entryKey, ledgerSchema, parseStudySchema, toStudySchemaJson, type StudySchema } from '@confide/protocol';
 import { hashToken, newToken, type Role } from '../auth/tokens';
 import type { CoordinatorConfig } from '../config';
+import { readStudySchema } from '../db/columns';
 import { ApiError } from '../http/error.filter';
 import { Repositories } from '../storage';
 import { CONFIG } from '../tokens';
@@ -52,7 +53,7 @@ export class StudiesService {
   async get(name: string): Promise<{ id: string; name: string; schema: StudySchema; minParticipants: number }> {
     const row = await this.repos.studies.getByName(name);
     if (!row) throw new ApiError(404, 'not_found', `no study named ${JSON.stringify(name)}`);
-    return { id: row.id, name: row.name, schema: parseStudySchema(JSON.parse(row.schema_json), name), minParticipants: row.min_participants };
+    return { id: row.id, name: row.name, schema: readStudySchema(row.schema_json, `studies.schema_json of study ${row.id}`), minParticipants: row.min_participants };
   }
 
   async view(name: string): Promise<StudyView> {

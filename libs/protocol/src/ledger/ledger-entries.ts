@@ -5,10 +5,11 @@ import { researcherBindingSchema } from '../paillier/researcher';
 import { toStudySchemaJson, type StudySchema } from '../query/schema';
 
 /**
- * The ledger entries that parties act on, with one owner for each (STYLE.md "Every wire convention has one
- * owner"): their type names, body schemas, the builders the coordinator appends with, and their dedup keys.
- * Participants check tasks against these entries and auditors check the ledger's meaning with them
- * (ledger-rules.ts), so a change here is a change of contract: the type names are never renamed.
+ * The ledger entries the coordinator appends, with one owner for each (STYLE.md "Every wire convention has one
+ * owner"): their type names, the body schemas of those parties act on, the builders the coordinator appends with,
+ * and their dedup keys ({@link entryKey}). Participants check tasks against these entries and auditors check the
+ * ledger's meaning with them (ledger-rules.ts), so a change here is a change of contract: the type names are never
+ * renamed, and existing ledgers hold every dedup key built from them.
  */
 export const ENTRY = {
   coordinatorKeys: 'coordinator.keys',
@@ -21,6 +22,12 @@ export const ENTRY = {
   roundClosed: 'round.closed',
   resultReleased: 'result.released',
   queryFailed: 'query.failed',
+  /** Records no rule checks (ledger-rules.ts): why an answer or a decryption was not counted, and what DP spent. */
+  contributionLate: 'contribution.late',
+  contributionRejected: 'contribution.rejected',
+  decryptionRejected: 'decryption.rejected',
+  decryptionPartial: 'decryption.partial',
+  privacySpent: 'privacy.spent',
 } as const;
 
 /**
