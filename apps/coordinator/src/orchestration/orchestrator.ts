@@ -25,7 +25,6 @@ import {
   type AggregateBundle,
   type EncryptedNoise,
   type PostedPartials,
-  type PaillierContribution,
   type PaillierDecryption,
   type PaillierPlan,
   closeRound1,
@@ -38,7 +37,7 @@ import {
   finalizeShamir,
   ledgerValue,
   paillierPlanHash,
-  parseStudySchema,
+  toStudySchemaJson,
   planHash,
   planShamir,
   ProtocolError,
@@ -71,6 +70,10 @@ import {
   AGGREGATION_QUEUE,
   aggregationJobId,
   aggregationResultSchema,
+  parseAggregationJobId,
+  roundOf,
+  parseTaskJobId,
+  scrubCompletedEvents,
   answerSchemas,
   isRedisOutage,
   openAggregation,
@@ -97,7 +100,7 @@ import { Repositories, type RepositorySet } from '../storage';
 import { CONFIG, COORDINATOR_ENCRYPTION_KEY, COORDINATOR_KEY, LOGGER, REDIS } from '../tokens';
 import { QueryRefusal } from './errors';
 import { Failpoints } from './failpoints';
-import { parseTaskJobId } from './ids';
+import { closedMembersColumn, dispatchPayloadColumn, paillierOptionsColumn, paillierRound1ClosedColumn, partialsColumn, planColumn, readColumn, readQuerySpec, readStudySchema, shamirRound1ClosedColumn, type PaillierClosed } from '../db/columns';
 
 /** The Redis connections the orchestrator uses: one shared for producing, a factory for blocking readers. */
 export interface RedisConnections {
@@ -127,17 +130,6 @@ interface QueryContext {
 /** A shamir query's context (narrowed by its plan). */
 type ShamirContext = QueryContext & { readonly plan: ShamirPlan };
 type PaillierContext = QueryContext & { readonly plan: PaillierPlan };
-
-/**
- * What closing a paillier contribution round stores: the accepted contributors, their signed contributions (the key
- * holder multiplies them again before decrypting), the encrypted DP noise with its proofs, and the aggregate.
- */
-interface PaillierClosed {
-  readonly contributors: { id: string; bundleHash: string }[];
-  readonly contributions: PaillierContribution[];
-  readonly noise: EncryptedNoise | null;
-  readonly aggregate: string[];
-}
 
 interface ParticipantRow {
   readonly id: string;
@@ -213,7 +205,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     this.aggregation = new Queue(AGGREGATION_QUEUE, { connection: this.redis.producer, prefix });
     this.aggregationEvents = new QueueEvents(AGGREGATION_QUEUE, { connection: this.redis.blocking(), prefix });
     const onAggregated = ({ jobId }: { jobId: string }): void => {
-      const queryId = /^(.+)-aggregate$/.exec(jobId)?.[1];
+      const queryId = parseAggregationJobId(jobId)?.queryId;
       if (queryId) void this.nudge(queryId, 1);
     };
     this.aggregationEvents.on('completed', onAggregated);
@@ -419,7 +411,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       // The study's settings, and the researcher's key binding that the query's signature is checked against.
       const more = await tx.events.indicesOf([entryKey(ENTRY.studyCreated, input.studyId), entryKey(ENTRY.apiKeyCreated, input.submittedBy)]);
       const evidence = await tx.events.evidence([input.submittedIndex, plannedIndex, ...more.values()]);
-      return this.prepareTasks(tx, input.studyId, evidence, participants, 1, (pid) => ({
+      return this.prepareTasks(tx, input.studyId, evidence, participants, (pid) => ({
       kind: TASK.paillierContribute,
       queryId: input.queryId,
       studyId: input.studyId,
@@ -512,7 +504,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       const indices = await tx.events.indicesOf([entryKey(ENTRY.studyCreated, input.studyId), ...plan.committee.map((m) => entryKey(ENTRY.participantEnrolled, m))]);
       const evidence = await tx.events.evidence([input.submittedIndex, drawnIndex, ...indices.values()], seedTreeSize);
       const committee = participants.filter((p) => plan.committee.includes(p.id)).map(entryOf);
-      return this.prepareTasks(tx, input.studyId, evidence, participants, 1, (pid) => ({
+      return this.prepareTasks(tx, input.studyId, evidence, participants, (pid) => ({
       kind: TASK.shamirRound1,
       queryId: input.queryId,
       studyId: input.studyId,
@@ -563,7 +555,6 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     studyId: string,
     evidence: LedgerEvidence,
     to: readonly { id: string; ledger_size: number | null }[],
-    round: number,
     task: (participantId: string) => TaskPayload,
   ): Promise<Dispatch[]> {
     const { size } = verifyCheckpoint(evidence.checkpoint, this.key.publicKey, this.repos.origin);
@@ -583,7 +574,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       }
       const payload = task(p.id);
       const signed = signTask(this.key, view ? { ...payload, view } : payload);
-      rows.push({ query_id: payload.queryId, round, participant_id: p.id, job_name: payload.kind, payload_json: JSON.stringify(signed), created_at: now, dispatched_at: null });
+      rows.push({ query_id: payload.queryId, round: roundOf(payload.kind), participant_id: p.id, job_name: payload.kind, payload_json: JSON.stringify(signed), created_at: now, dispatched_at: null });
     }
     await tx.dispatches.store(rows);
     await tx.participants.setLedgerSize(
@@ -609,7 +600,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const sent = new Map<string, { queryId: string; round: number; ids: string[] }>();
     const results = await Promise.allSettled(
       rows.map(async (row) => {
-        await this.queueOf(row.participant_id).add(row.job_name, JSON.parse(row.payload_json) as unknown, { jobId: taskJobId(row.query_id, row.round, row.participant_id), ...TASK_JOB_OPTIONS });
+        await this.queueOf(row.participant_id).add(row.job_name, readColumn(dispatchPayloadColumn, row.payload_json, `dispatches.payload_json of query ${row.query_id} round ${row.round} participant ${row.participant_id}`), { jobId: taskJobId(row.query_id, row.round, row.participant_id), ...TASK_JOB_OPTIONS });
         const key = `${row.query_id}:${row.round}`;
         const group = sent.get(key) ?? { queryId: row.query_id, round: row.round, ids: [] };
         group.ids.push(row.participant_id);
@@ -664,11 +655,11 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     return {
       queryId,
       studyId: q.study_id,
-      spec: JSON.parse(q.spec_json) as QuerySpec,
-      schema: parseStudySchema(JSON.parse(study.schema_json), study.name),
-      plan: JSON.parse(q.plan_json) as ShamirPlan | PaillierPlan,
+      spec: readQuerySpec(q.spec_json, `queries.spec_json of query ${queryId}`),
+      schema: readStudySchema(study.schema_json, `studies.schema_json of study ${study.id}`),
+      plan: readColumn(planColumn, q.plan_json, `queries.plan_json of query ${queryId}`),
       submittedBy: q.created_by,
-      custodians: q.protocol === 'paillier' && q.options_json ? ((JSON.parse(q.options_json) as { custodians?: Record<string, unknown> }).custodians ?? null) : null,
+      custodians: q.protocol === 'paillier' && q.options_json ? readColumn(paillierOptionsColumn, q.options_json, `queries.options_json of query ${queryId}`).custodians : null,
     };
   }
 
@@ -747,9 +738,9 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   private async heardAfterClose(queryId: string, round: 1 | 2, participantId: string, closedJson: string | null): Promise<void> {
     const q = await this.repos.queries.get(queryId);
     if (!q?.plan_json) return;
-    const closed = closedJson ? (JSON.parse(closedJson) as { contributors?: { id: string }[]; answered?: string[] }) : {};
-    const counted = [...(closed.contributors ?? []).map((c) => c.id), ...(closed.answered ?? [])];
-    const spec = roundSpec(JSON.parse(q.plan_json) as ShamirPlan | PaillierPlan, round);
+    const closed = closedJson ? readColumn(closedMembersColumn, closedJson, `rounds.closed_json of query ${queryId} round ${round}`) : undefined;
+    const counted = [...(closed?.contributors ?? []).map((c) => c.id), ...(closed?.answered ?? [])];
+    const spec = roundSpec(readColumn(planColumn, q.plan_json, `queries.plan_json of query ${queryId}`), round);
     await this.carry(queryId, step(closedRound(spec, counted), { type: 'answer', round, from: participantId }), {});
   }
 
@@ -763,7 +754,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     if (!q || !job) return;
     const reason = job.failedReason ? `refused by the participant: ${job.failedReason}` : 'answered after the round closed; not counted';
     this.logger.warn({ queryId, round, participantId, reason }, 'late answer');
-    await this.repos.events.append('contribution.late', { queryId, round, participantId, reason }, `contribution.late:${queryId}:${round}:${participantId}`, Date.now(), q.study_id);
+    await this.repos.events.append(ENTRY.contributionLate, { queryId, round, participantId, reason }, entryKey(ENTRY.contributionLate, queryId, round, participantId), Date.now(), q.study_id);
     await job.remove().catch(() => undefined);
   }
 
@@ -804,7 +795,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     );
     const recordRejections = async (tx: RepositorySet): Promise<void> => {
       for (const r of result.rejected) {
-        await tx.events.append('contribution.rejected', { queryId: ctx.queryId, round: 1, participantId: r.participantId, reason: r.reason }, `contribution.rejected:${ctx.queryId}:1:${r.participantId}`, Date.now(), ctx.studyId);
+        await tx.events.append(ENTRY.contributionRejected, { queryId: ctx.queryId, round: 1, participantId: r.participantId, reason: r.reason }, entryKey(ENTRY.contributionRejected, ctx.queryId, 1, r.participantId), Date.now(), ctx.studyId);
       }
     };
     const t = step(aggregating, result.aggregate ? { type: 'aggregated', round: 1 } : { type: 'refused', round: 1, reason: `round 1: ${result.failure ?? 'no aggregate'}` });
@@ -822,8 +813,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   private async queueAggregation(ctx: PaillierContext, answeredIds: readonly string[]): Promise<void> {
     const rows = await this.repos.participants.listByStudy(ctx.studyId);
     const answered = rows.filter((r) => answeredIds.includes(r.id)).map((r) => ({ id: r.id, signingKey: r.signing_key }));
-    const study = await this.repos.studies.getById(ctx.studyId);
-    const job = signAggregation(this.key, { queryId: ctx.queryId, plan: ctx.plan, query: taskQuery(ctx.spec), schema: JSON.parse(study!.schema_json) as unknown, answered });
+    const job = signAggregation(this.key, { queryId: ctx.queryId, plan: ctx.plan, query: taskQuery(ctx.spec), schema: toStudySchemaJson(ctx.schema), answered });
     await this.aggregation.add(AGGREGATE, job, { jobId: aggregationJobId(ctx.queryId), attempts: 3, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: false, removeOnFail: false });
     this.failpoints.hit('aggregation.queued');
     this.logger.info({ queryId: ctx.queryId, answered: answered.length }, 'contributions handed to aggregation');
@@ -836,7 +826,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    */
   private async closePaillierRound1(
     ctx: PaillierContext,
-    result: { contributors: { id: string; bundleHash: string }[]; contributions: PaillierContribution[]; aggregate: string[] },
+    result: Pick<PaillierClosed, 'contributors' | 'contributions' | 'aggregate'>,
     refused: readonly Refusal[],
     recordRejections: (tx: RepositorySet) => Promise<void>,
   ): Promise<void> {
@@ -871,7 +861,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     // The participants' jobs are no longer needed: the accepted contributions are kept with the round.
     await this.effect('cleanup', () => this.cleanup(ctx));
     // The result carried the signed contributions; they are kept with the round, not in Redis.
-    await this.effect('cleanup', () => this.scrubEvents(AGGREGATION_QUEUE, ctx.queryId));
+    await this.effect('cleanup', () => scrubCompletedEvents(this.redis.producer, this.aggregation, ctx.queryId));
     this.logger.info({ queryId: ctx.queryId, contributors: result.contributors.length }, 'aggregate ready for the researcher');
   }
 
@@ -944,14 +934,14 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       const digest = createHash('sha256').update(canonicalJson(posted)).digest('hex');
-      await this.repos.events.append('decryption.rejected', { queryId, custodian: posted.index, reason: err.message, postedHash: digest }, `decryption.rejected:${queryId}:${digest}`, Date.now(), ctx.studyId);
+      await this.repos.events.append(ENTRY.decryptionRejected, { queryId, custodian: posted.index, reason: err.message, postedHash: digest }, entryKey(ENTRY.decryptionRejected, queryId, digest), Date.now(), ctx.studyId);
       this.logger.warn({ queryId, custodian: posted.index, reason: err.message }, 'partial decryption rejected');
       throw new QueryRefusal('invalid_partial', `partial decryption rejected: ${err.message}`);
     }
     const now = Date.now();
     if (await this.repos.partials.record({ query_id: queryId, custodian: posted.index, partials_json: JSON.stringify(posted), received_at: now })) {
       const digest = createHash('sha256').update(canonicalJson(posted)).digest('hex');
-      await this.repos.events.append('decryption.partial', { queryId, custodian: posted.index, partialsHash: digest }, `decryption.partial:${queryId}:${posted.index}`, now, ctx.studyId);
+      await this.repos.events.append(ENTRY.decryptionPartial, { queryId, custodian: posted.index, partialsHash: digest }, entryKey(ENTRY.decryptionPartial, queryId, posted.index), now, ctx.studyId);
     }
     const rows = await this.repos.partials.list(queryId);
     const t = run(openRound(roundSpec(ctx.plan, 2, { threshold: verification.threshold })), partialsPosted(rows));
@@ -974,7 +964,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   private async combineCustodians(ctx: PaillierContext, closed: PaillierClosed, rows: readonly { custodian: number; partials_json: string }[]): Promise<string | undefined> {
     const verification = thresholdVerificationFromJson(ctx.custodians!);
     const used = rows.slice(0, verification.threshold);
-    const byCustodian = used.map((r) => parsePostedPartials(verification, closed.aggregate.length, JSON.parse(r.partials_json) as PostedPartials));
+    const byCustodian = used.map((r) => parsePostedPartials(verification, closed.aggregate.length, readColumn(partialsColumn, r.partials_json, `partial_decryptions.partials_json of query ${ctx.queryId} custodian ${r.custodian}`)));
     const compiled = compileQuery(ctx.schema, ctx.spec);
     let totals: bigint[];
     try {
@@ -1033,7 +1023,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       const digest = createHash('sha256').update(canonicalJson(posted)).digest('hex');
-      await this.repos.events.append('decryption.rejected', { queryId, reason: err.message, postedHash: digest }, `decryption.rejected:${queryId}:${digest}`, Date.now(), ctx.studyId);
+      await this.repos.events.append(ENTRY.decryptionRejected, { queryId, reason: err.message, postedHash: digest }, entryKey(ENTRY.decryptionRejected, queryId, digest), Date.now(), ctx.studyId);
       this.logger.warn({ queryId, reason: err.message }, 'posted decryption rejected');
       throw new QueryRefusal('invalid_decryption', `decryption rejected: ${err.message}`);
     }
@@ -1062,7 +1052,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const q = await this.repos.queries.get(queryId);
     if (!q) throw new QueryRefusal('not_found', `no query ${queryId}`);
     if (q.protocol !== 'paillier') throw new QueryRefusal('not_paillier', `query ${queryId} uses the ${q.protocol} protocol`);
-    const custodial = q.options_json !== null && (JSON.parse(q.options_json) as { custodians?: unknown }).custodians !== undefined;
+    const custodial = q.options_json !== null && readColumn(paillierOptionsColumn, q.options_json, `queries.options_json of query ${queryId}`).custodians !== undefined;
     if (q.created_by !== keyId && !(custodians && custodial)) throw new QueryRefusal('forbidden', 'only the researcher who submitted a paillier query gets its aggregate');
     const ctx = await this.context(queryId);
     if (!ctx || !isPaillier(ctx)) throw new QueryRefusal('not_ready', `query ${queryId} is ${q.status}`);
@@ -1071,7 +1061,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
 
   private async closedPaillier(queryId: string): Promise<PaillierClosed | undefined> {
     const r1 = await this.repos.rounds.get(queryId, 1);
-    return r1?.closed_json ? (JSON.parse(r1.closed_json) as PaillierClosed) : undefined;
+    return r1?.closed_json ? readColumn(paillierRound1ClosedColumn, r1.closed_json, `rounds.closed_json of query ${queryId} round 1`) : undefined;
   }
 
   /** The jobs of one round, by participant: finished answers and failure reasons. */
@@ -1113,7 +1103,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
         await this.repos.contributions.record({ query_id: ctx.queryId, round: 1, participant_id: pid, bundle_hash: checked.hash, received_at: Date.now() });
       } catch (err) {
         refusals.set(pid, err instanceof Error ? err.message : String(err));
-        await this.repos.events.append('contribution.rejected', { queryId: ctx.queryId, round: 1, participantId: pid, reason: refusals.get(pid) }, `contribution.rejected:${ctx.queryId}:1:${pid}`, Date.now(), ctx.studyId);
+        await this.repos.events.append(ENTRY.contributionRejected, { queryId: ctx.queryId, round: 1, participantId: pid, reason: refusals.get(pid) }, entryKey(ENTRY.contributionRejected, ctx.queryId, 1, pid), Date.now(), ctx.studyId);
       }
     }
     const t = run(openRound(roundSpec(plan, 1)), observed(1, accepted.map((a) => a.bundle.sender), refusals, pastDeadline));
@@ -1153,7 +1143,6 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       ctx.studyId,
       evidence,
       rows.filter((r) => plan.committee.includes(r.id)),
-      2,
       (member) => ({
         kind: TASK.shamirRound2,
         queryId: ctx.queryId,
@@ -1182,7 +1171,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const { plan } = ctx;
     const roundOne = await this.repos.rounds.get(ctx.queryId, 1);
     if (!roundOne?.closed_json) return;
-    const closed = JSON.parse(roundOne.closed_json) as Round1Closed;
+    const closed = readColumn(shamirRound1ClosedColumn, roundOne.closed_json, `rounds.closed_json of query ${ctx.queryId} round 1`);
     const { answers, refusals } = await this.collect(ctx, 2, plan.committee);
     const results = new Map<string, unknown>();
     for (const [pid, raw] of answers) {
@@ -1297,10 +1286,10 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
         locked = true;
       });
     for (const round of [0, 1, 2]) await remove(this.control, deadlineJobId(queryId, round));
-    if (q.plan_json) await this.cleanup({ queryId, plan: JSON.parse(q.plan_json) as ShamirPlan | PaillierPlan });
+    if (q.plan_json) await this.cleanup({ queryId, plan: readColumn(planColumn, q.plan_json, `queries.plan_json of query ${queryId}`) });
     if (q.protocol === 'paillier') {
       await remove(this.aggregation, aggregationJobId(queryId));
-      await this.scrubEvents(AGGREGATION_QUEUE, queryId);
+      await scrubCompletedEvents(this.redis.producer, this.aggregation, queryId);
     }
     if (this.redis.producer.status !== 'ready') throw new RedisUnavailableError('Redis went away during cleanup');
     if (!locked) await this.repos.dispatches.forget(queryId);
@@ -1328,25 +1317,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       }
     }
     await Promise.allSettled(removals);
-    await Promise.allSettled(ctx.plan.participants.map((pid) => this.scrubEvents(participantQueue(pid), ctx.queryId)));
-  }
-
-  /**
-   * Deletes a finished query's `completed` entries from a queue's BullMQ events stream (a participant's, or the
-   * aggregation queue's): each carries the job's return value (a round-1 bundle, a share sum, Paillier
-   * ciphertexts), which would otherwise stay in Redis until the stream is trimmed, long after the job itself was
-   * removed. Nobody needs them once the query is decided: answers are read from the jobs, the events only nudge.
-   */
-  private async scrubEvents(queue: string, queryId: string): Promise<void> {
-    const key = `${this.config.queuePrefix}:${queue}:events`;
-    const entries = (await this.redis.producer.xrange(key, '-', '+')) as [string, string[]][];
-    const ids = entries
-      .filter(([, fields]) => {
-        const at = (name: string): string | undefined => fields[fields.indexOf(name) + 1];
-        return at('event') === 'completed' && at('jobId')?.startsWith(`${queryId}-`) === true;
-      })
-      .map(([id]) => id);
-    if (ids.length) await this.redis.producer.xdel(key, ...ids);
+    await Promise.allSettled(ctx.plan.participants.map((pid) => scrubCompletedEvents(this.redis.producer, this.queueOf(pid), ctx.queryId)));
   }
 }
 
@@ -1365,7 +1336,7 @@ function recordRound1Closed(
   now: number,
 ): Promise<number> {
   return tx.events.append(
-    'round.closed',
+    ENTRY.roundClosed,
     {
       queryId,
       round: 1,
@@ -1385,7 +1356,7 @@ function recordRound1Closed(
  */
 async function forgetContributions(tx: RepositorySet, queryId: string): Promise<void> {
   const r1 = await tx.rounds.get(queryId, 1);
-  const closed = r1?.closed_json ? (JSON.parse(r1.closed_json) as PaillierClosed) : undefined;
+  const closed = r1?.closed_json ? readColumn(paillierRound1ClosedColumn, r1.closed_json, `rounds.closed_json of query ${queryId} round 1`) : undefined;
   if (closed?.contributions.length) await tx.rounds.rewriteClosed(queryId, 1, JSON.stringify({ ...closed, contributions: [], noise: null }));
   await tx.partials.forget(queryId);
 }
