@@ -81,7 +81,7 @@ export function loadBuilt({ quiet = false }: { quiet?: boolean } = {}): Built {
 }
 
 /** Says so on stderr when a source file is newer than the build: the figures would be of older code. */
-function warnIfStale(builtAt: number): void {
+export function warnIfStale(builtAt: number): void {
   const newer: string[] = [];
   const walk = (dir: string): void => {
     for (const e of readdirSync(dir, { withFileTypes: true })) {

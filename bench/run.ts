@@ -6,6 +6,7 @@ import { fieldBench } from './field.bench';
 import { publish, type BenchSection } from './harness';
 import { ledgerBench } from './ledger.bench';
 import { paillierBench } from './paillier.bench';
+import { recoveryBench } from './recovery.bench';
 import { decryptSumBench, simulationBench, splitEncryptBench } from './shamir.bench';
 import { soakBench } from './soak.bench';
 
@@ -24,6 +25,7 @@ const BENCHES: Record<string, () => Promise<BenchSection>> = {
   'paillier-custodians': () => custodiansBench(),
   'local-aggregation': () => aggregateBench(),
   soak: () => soakBench(),
+  recovery: () => recoveryBench(),
 };
 
 async function main(ids: string[]): Promise<void> {

@@ -1,10 +1,8 @@
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { FAILPOINTS, type FailpointName } from '../../apps/coordinator/src/orchestration/failpoints';
-import { Cluster, type ParticipantProcess, until } from '../support/cluster';
+import { until } from '../support/cluster';
 import { singleJson } from '../support/cli';
+import { Harness, SITES, type Protocol } from '../support/faults';
 import { expectedSalaryResults, SALARY_SELECT } from '../support/salary-query';
-import { generateSalaryCsv, syntheticSalaryStudy } from '../support/synthetic';
 import { freeze, thaw } from '../support/task-queues';
 
 // Issue 12, "Survive every restart": real coordinator, participant, Redis and PostgreSQL processes, and the faults an
@@ -14,128 +12,6 @@ import { freeze, thaw } from '../support/task-queues';
 // - no double count: every successful result is exactly the plaintext's, over the participants that answered;
 // - the ledger verifies (`confide ledger verify`, as an auditor runs it);
 // - a new query succeeds within 10 s of the fault clearing, with no human action.
-
-type Protocol = 'shamir' | 'paillier';
-const SITES = 3;
-/** How long after a fault clears a new query must be done (the issue's bound). */
-const RECOVERY_MS = 10_000;
-
-interface Query {
-  id: string;
-  status: string;
-  results?: unknown;
-  participants?: number;
-  failureReason?: string;
-}
-
-/** A cluster with three salary sites, a researcher who can run both protocols, and helpers to drive queries. */
-class Harness {
-  readonly texts: string[] = [];
-  readonly sites: ParticipantProcess[] = [];
-  researcher = '';
-  auditor = '';
-  identityFile = '';
-  keyFile = '';
-
-  private constructor(readonly cluster: Cluster) {}
-
-  static async start(options: Parameters<typeof Cluster.start>[0]): Promise<Harness> {
-    const h = new Harness(await Cluster.start({ round1Seconds: 20, round2Seconds: 20, ...options, env: { CONFIDE_SWEEP_SECONDS: '2', ...options.env } }));
-    const study = await h.cluster.createStudy(syntheticSalaryStudy());
-    for (let i = 1; i <= SITES; i++) {
-      const csv = join(h.cluster.dir, `site-${i}.csv`);
-      const text = generateSalaryCsv(7300 + i, 30);
-      writeFileSync(csv, text);
-      h.texts.push(text);
-      const p = await h.cluster.enroll(study, `site-${i}`, csv);
-      h.sites.push(p);
-      await h.cluster.run(p);
-    }
-    let token: string;
-    ({ token, identityFile: h.identityFile } = await h.cluster.researcher());
-    h.researcher = token;
-    h.auditor = await h.cluster.apiKey('auditor');
-    h.keyFile = join(h.cluster.dir, 'researcher-paillier.json');
-    await h.cluster.cliJson(['keys', 'paillier', '--out', h.keyFile, '--bits', '2048'], null);
-    return h;
-  }
-
-  /** Submits a query with the CLI, as a researcher does; the id, or undefined when the coordinator died first. */
-  async submit(protocol: Protocol): Promise<string | undefined> {
-    const extra = protocol === 'paillier' ? ['--protocol', 'paillier', '--key', this.keyFile, '--identity', this.identityFile] : ['--protocol', 'shamir'];
-    const r = await this.cluster.cli(['query', '--study', 'salaries', ...extra, ...SALARY_SELECT, '--deadline', '20', '--json'], this.researcher);
-    if (r.code !== 0) return undefined;
-    return String(singleJson(r.stdout).id);
-  }
-
-  async query(id: string): Promise<Query> {
-    return this.cluster.get<Query>(`/v1/queries/${id}`, this.researcher);
-  }
-
-  /**
-   * Follows a query to its end, decrypting a paillier aggregate as its key holder when it is ready (again after a
-   * crash: `query decrypt` is what the researcher reruns). Tolerates a coordinator that is down for a while.
-   */
-  async finish(id: string, timeoutMs = 60_000): Promise<Query> {
-    return until(`query ${id} to end`, timeoutMs, async () => {
-      const q = await this.cluster.get<Query & { awaitingDecryption?: boolean }>(`/v1/queries/${id}`, this.researcher);
-      if (q.status !== 'running') return q;
-      if (q.awaitingDecryption) await this.cluster.cli(['query', 'decrypt', id, '--key', this.keyFile, '--json'], this.researcher);
-      return undefined;
-    }, { intervalMs: 250 });
-  }
-
-  /** Every query the ledger knows of. */
-  async loggedQueries(): Promise<string[]> {
-    const { events } = await this.cluster.get<{ events: { type: string; body: { queryId?: string } }[] }>('/v1/events?limit=1000', this.auditor);
-    return events.filter((e) => e.type === 'query.submitted').map((e) => String(e.body.queryId));
-  }
-
-  /**
-   * What every fault test ends with: no query in the ledger is still running once its deadline and the sweep have
-   * passed, each one ended exact (over all sites: none may be counted twice or left out) or failed with a reason,
-   * and the ledger verifies.
-   * @returns how many succeeded and failed
-   */
-  async expectSettled(): Promise<{ succeeded: number; failed: number }> {
-    const counts = { succeeded: 0, failed: 0 };
-    for (const id of await this.loggedQueries()) {
-      const q = await this.finish(id, 90_000);
-      if (q.status === 'succeeded') {
-        expect({ id, participants: q.participants, results: q.results }).toEqual({ id, participants: SITES, results: expectedSalaryResults(this.texts) });
-        counts.succeeded++;
-      } else {
-        expect({ id, status: q.status, reason: q.failureReason }).toEqual({ id, status: 'failed', reason: expect.stringMatching(/\S/) as string });
-        counts.failed++;
-      }
-    }
-    await this.expectLedgerVerifies();
-    return counts;
-  }
-
-  async expectLedgerVerifies(): Promise<void> {
-    const r = await this.cluster.cli(['ledger', 'verify', '--json'], this.auditor);
-    expect({ code: r.code, out: r.code === 0 ? 'ok' : r.stdout + r.stderr }).toEqual({ code: 0, out: 'ok' });
-    // No ledger index skipped or taken twice.
-    const { events } = await this.cluster.get<{ events: { index: number }[] }>('/v1/events?limit=1000', this.auditor);
-    expect(events.map((e) => e.index)).toEqual(events.map((_, i) => i));
-  }
-
-  /** A new query of `protocol` succeeds, exact, within {@link RECOVERY_MS} of `since`. */
-  async expectFreshQueryBy(protocol: Protocol, since: number): Promise<number> {
-    const id = await until('a new query to be accepted', RECOVERY_MS, () => this.submit(protocol));
-    const q = await this.finish(id, RECOVERY_MS + 20_000);
-    const took = Date.now() - since;
-    expect({ status: q.status, participants: q.participants, results: q.results }).toEqual({ status: 'succeeded', participants: SITES, results: expectedSalaryResults(this.texts) });
-    expect(took).toBeLessThan(RECOVERY_MS);
-    return took;
-  }
-
-  async stop(): Promise<void> {
-    this.sites.forEach(thaw);
-    await this.cluster.stop();
-  }
-}
 
 /** The points each protocol passes through: shamir has no aggregation job; both fail the same way. */
 const POINTS: Record<Protocol, readonly FailpointName[]> = {
