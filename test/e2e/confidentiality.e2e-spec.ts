@@ -142,6 +142,18 @@ describe.each(['sqlite', 'postgres'] as const)('confidentiality on %s', (databas
         ],
       });
       const jobKey = (p: ParticipantProcess, round: number) => `${cluster.prefix}:${participantQueue(p.participantId)}:${taskJobId(id, round, p.participantId)}`;
+      // The query's `completed` entries in the participants' BullMQ events streams: each carries its job's return value
+      // (a bundle, a share sum), which would stay until the stream is trimmed, thousands of queries later.
+      const kept = async (): Promise<string[]> => {
+        const found: string[] = [];
+        for (const p of [p1, p2, p3, p4]) {
+          for (const [, fields] of await admin.xrange(`${cluster.prefix}:${participantQueue(p.participantId)}:events`, '-', '+')) {
+            const at = (name: string): string | undefined => fields[fields.indexOf(name) + 1];
+            if (at('event') === 'completed' && at('jobId')?.startsWith(`${id}-`)) found.push(at('jobId')!);
+          }
+        }
+        return found;
+      };
 
       // Round 1 with the tasks queued, then with three of the four encrypted share bundles in.
       // (Boolean checks on dumps: a failing toContain would print the whole dump.)
@@ -157,6 +169,8 @@ describe.each(['sqlite', 'postgres'] as const)('confidentiality on %s', (databas
       await cluster.run(p4);
       await until('three round-2 answers', 30_000, async () => ((await Promise.all([p2, p3, p4].map((p) => admin.hget(jobKey(p, 2), 'finishedOn')))).every(Boolean) ? true : undefined));
       const round2 = await snapshot('round 2, three share sums in');
+      // The check below can see them: while the query runs, its answers' entries are there.
+      expect((await kept()).length).toBeGreaterThanOrEqual(6);
       expect(round2.includes(taskJobId(id, 2, p1.participantId)) && round2.includes(taskJobId(id, 2, p4.participantId))).toBe(true);
       // Each share sum is in Redis only sealed to the coordinator's X25519 key. Opened here (the test holds that key),
       // its field elements become needles: any t of them give the exact totals.
@@ -175,6 +189,8 @@ describe.each(['sqlite', 'postgres'] as const)('confidentiality on %s', (databas
       sampling = false;
       await sampler;
       await snapshot('after the result');
+      // Once the query is decided, they are gone.
+      await until("the query's completed entries gone from every events stream", 15_000, async () => ((await kept()).length === 0 ? true : undefined));
 
       // The released total: all four files, planted rows included.
       const total = plainStats(texts).get('salary')!;

@@ -23,13 +23,19 @@ export function eventsKey(queue: Pick<QueueBase, 'keys' | 'name'>): string {
 export async function scrubCompletedEvents(redis: Pick<Redis, 'xrange' | 'xdel'>, queue: Pick<QueueBase, 'keys' | 'name'>, queryId: string): Promise<number> {
   const key = eventsKey(queue);
   const entries = await redis.xrange(key, '-', '+');
-  const ids = entries
-    .filter(([, fields]) => {
-      // Fields alternate name and value; read them as pairs, so a value never passes for a name.
-      const named = new Map<string, string>();
-      for (let i = 0; i + 1 < fields.length; i += 2) named.set(fields[i]!, fields[i + 1]!);
-      return named.get('event') === 'completed' && queryOfJob(named.get('jobId') ?? '') === queryId;
-    })
-    .map(([id]) => id);
+  // Every query decided reads the whole stream (thousands of entries under load): no allocation per entry, and the
+  // id is parsed only for entries whose job id starts with the query's.
+  const prefix = `${queryId}-`;
+  const ids: string[] = [];
+  for (const [id, fields] of entries) {
+    let event: string | undefined;
+    let jobId: string | undefined;
+    // Fields alternate name and value; read them as pairs, so a value never passes for a name.
+    for (let i = 0; i + 1 < fields.length; i += 2) {
+      if (fields[i] === 'event') event = fields[i + 1];
+      else if (fields[i] === 'jobId') jobId = fields[i + 1];
+    }
+    if (event === 'completed' && jobId?.startsWith(prefix) && queryOfJob(jobId) === queryId) ids.push(id);
+  }
   return ids.length ? redis.xdel(key, ...ids) : 0;
 }

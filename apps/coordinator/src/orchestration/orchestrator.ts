@@ -111,6 +111,9 @@ export interface RedisConnections {
   readonly all?: () => readonly Redis[];
 }
 
+/** An outbox row to send: read back from the database, or just stored, with the signed task it was made from. */
+type Outgoing = Dispatch & { readonly signed?: unknown };
+
 /** How a task job is kept and retried: the same for its first dispatch and every re-dispatch. */
 const TASK_JOB_OPTIONS = { attempts: 3, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: false, removeOnFail: false } as const;
 
@@ -548,7 +551,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * (the checkpoint of the last task it sent it: libs/protocol ViewUpdate), so a participant that answered that task
    * checks consistency without a request of its own; one that did not asks over HTTP. Views starting at the same
    * size share one update.
-   * @returns the stored tasks
+   * @returns the stored tasks, each with the signed task it holds (so sending them now does not read it back)
    */
   private async prepareTasks(
     tx: RepositorySet,
@@ -556,7 +559,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     evidence: LedgerEvidence,
     to: readonly { id: string; ledger_size: number | null }[],
     task: (participantId: string) => TaskPayload,
-  ): Promise<Dispatch[]> {
+  ): Promise<Outgoing[]> {
     const { size } = verifyCheckpoint(evidence.checkpoint, this.key.publicKey, this.repos.origin);
     // Where each view stands now, inside the transaction: the rows passed in were read before it, and another
     // query's tasks may have moved them on since (a stale start makes an update the participant cannot apply, and
@@ -565,6 +568,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const updates = new Map<number, ViewUpdate>();
     const now = Date.now();
     const rows: Dispatch[] = [];
+    const signedTasks: unknown[] = [];
     for (const p of to) {
       let view: ViewUpdate | undefined;
       const from = current.has(p.id) ? current.get(p.id)! : p.ledger_size;
@@ -575,13 +579,14 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       const payload = task(p.id);
       const signed = signTask(this.key, view ? { ...payload, view } : payload);
       rows.push({ query_id: payload.queryId, round: roundOf(payload.kind), participant_id: p.id, job_name: payload.kind, payload_json: JSON.stringify(signed), created_at: now, dispatched_at: null });
+      signedTasks.push(signed);
     }
     await tx.dispatches.store(rows);
     await tx.participants.setLedgerSize(
       to.map((p) => p.id),
       size,
     );
-    return rows;
+    return rows.map((row, i) => ({ ...row, signed: signedTasks[i] }));
   }
 
   /**
@@ -589,7 +594,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * harmless (BullMQ keeps the job it has), and records which went in. While Redis is down they stay in the outbox:
    * the timer and the next recovery send them. `strict` (a recovery) rethrows the first failure instead.
    */
-  private async sendTasks(rows: readonly Dispatch[], { strict = false } = {}): Promise<void> {
+  private async sendTasks(rows: readonly Outgoing[], { strict = false } = {}): Promise<void> {
     if (rows.length === 0) return;
     // A BullMQ queue first used while its connection is down waits for it without a timeout: not in a request.
     if (this.redis.producer.status !== 'ready') {
@@ -600,7 +605,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const sent = new Map<string, { queryId: string; round: number; ids: string[] }>();
     const results = await Promise.allSettled(
       rows.map(async (row) => {
-        await this.queueOf(row.participant_id).add(row.job_name, readColumn(dispatchPayloadColumn, row.payload_json, `dispatches.payload_json of query ${row.query_id} round ${row.round} participant ${row.participant_id}`), { jobId: taskJobId(row.query_id, row.round, row.participant_id), ...TASK_JOB_OPTIONS });
+        await this.queueOf(row.participant_id).add(row.job_name, row.signed ?? readColumn(dispatchPayloadColumn, row.payload_json, `dispatches.payload_json of query ${row.query_id} round ${row.round} participant ${row.participant_id}`), { jobId: taskJobId(row.query_id, row.round, row.participant_id), ...TASK_JOB_OPTIONS });
         const key = `${row.query_id}:${row.round}`;
         const group = sent.get(key) ?? { queryId: row.query_id, round: row.round, ids: [] };
         group.ids.push(row.participant_id);
@@ -756,6 +761,9 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     this.logger.warn({ queryId, round, participantId, reason }, 'late answer');
     await this.repos.events.append(ENTRY.contributionLate, { queryId, round, participantId, reason }, entryKey(ENTRY.contributionLate, queryId, round, participantId), Date.now(), q.study_id);
     await job.remove().catch(() => undefined);
+    // An answer after the decision came after its query's cleanup: its `completed` entry (with the return value) goes
+    // too. While the query runs, its entries are still the listeners' hints, and the decision's cleanup takes them.
+    if (q.status !== 'running') await this.effect('cleanup', () => scrubCompletedEvents(this.redis.producer, this.queueOf(participantId), queryId));
   }
 
   /**
