@@ -335,6 +335,32 @@ export class Cluster {
     return parts.join('\n');
   }
 
+  /**
+   * The job ids of the `completed` entries (each with its job's return value) in every BullMQ events stream under
+   * this cluster's prefix.
+   */
+  async completedInStreams(): Promise<string[]> {
+    const r = new Redis(this.redis.adminUrl);
+    const jobIds: string[] = [];
+    try {
+      let cursor = '0';
+      do {
+        const [next, keys] = await r.scan(cursor, 'MATCH', `${this.prefix}:*:events`, 'COUNT', 1000);
+        cursor = next;
+        for (const key of keys) {
+          if ((await r.type(key)) !== 'stream') continue;
+          for (const [, fields] of await r.xrange(key, '-', '+')) {
+            const at = (name: string): string | undefined => fields[fields.indexOf(name) + 1];
+            if (at('event') === 'completed' && at('jobId') !== undefined) jobIds.push(at('jobId')!);
+          }
+        }
+      } while (cursor !== '0');
+    } finally {
+      r.disconnect();
+    }
+    return jobIds;
+  }
+
   /** Every row of every table of the coordinator's database, as text. */
   async databaseDump(): Promise<string> {
     const tables = ['studies', 'participants', 'invitations', 'api_keys', 'queries', 'rounds', 'contributions', 'partial_decryptions', 'dispatches', 'events'];

@@ -7,3 +7,4 @@ export * from './payloads';
 export * from './redis';
 export * from './acl';
 export * from './events';
+export * from './outcome';

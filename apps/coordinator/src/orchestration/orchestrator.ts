@@ -73,8 +73,11 @@ import {
   parseAggregationJobId,
   roundOf,
   parseTaskJobId,
-  scrubCompletedEvents,
   answerSchemas,
+  CompletedEntries,
+  completedEntries,
+  eventsKey,
+  readOutcome,
   isRedisOutage,
   openAggregation,
   OutageMonitor,
@@ -101,6 +104,9 @@ import { CONFIG, COORDINATOR_ENCRYPTION_KEY, COORDINATOR_KEY, LOGGER, REDIS } fr
 import { QueryRefusal } from './errors';
 import { Failpoints } from './failpoints';
 import { closedMembersColumn, dispatchPayloadColumn, paillierOptionsColumn, paillierRound1ClosedColumn, partialsColumn, planColumn, readColumn, readQuerySpec, readStudySchema, shamirRound1ClosedColumn, type PaillierClosed } from '../db/columns';
+
+/** How often the timer reads the events streams whole, for answers of decided queries that no listener saw. */
+const BACKSTOP_MS = 5 * 60_000;
 
 /** The Redis connections the orchestrator uses: one shared for producing, a factory for blocking readers. */
 export interface RedisConnections {
@@ -177,6 +183,10 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   /** The recovery under way or last run: recoveries run one at a time. */
   private recovery: Promise<void> = Promise.resolve();
   private outages?: OutageMonitor;
+  /** The `completed` entries of running queries' jobs, by id as the listeners read them, to delete once decided. */
+  private entries!: CompletedEntries;
+  /** When the events streams were last read whole ({@link scrubDecidedEntries}). */
+  private backstopAt = Date.now();
 
   constructor(
     private readonly repos: Repositories,
@@ -193,6 +203,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     this.failpoints = new Failpoints(this.config.failpoint);
     if (this.failpoints.armed.length) this.logger.warn({ failpoints: this.failpoints.armed }, 'TEST ONLY: fault points armed (CONFIDE_FAILPOINT); never set it in production');
     const prefix = this.config.queuePrefix;
+    this.entries = new CompletedEntries(this.redis.producer);
     this.outages = new OutageMonitor(this.logger, 'coordinator').watch(this.redis.producer);
     this.control = new Queue(CONTROL_QUEUE, { connection: this.redis.producer, prefix });
     this.controlWorker = new Worker(
@@ -211,7 +222,11 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       const queryId = parseAggregationJobId(jobId)?.queryId;
       if (queryId) void this.nudge(queryId, 1);
     };
-    this.aggregationEvents.on('completed', onAggregated);
+    const aggregationEvents = this.aggregationEvents;
+    this.aggregationEvents.on('completed', (args, id) => {
+      this.sawCompleted(aggregationEvents, args.jobId, id);
+      onAggregated(args);
+    });
     this.aggregationEvents.on('failed', onAggregated);
     this.aggregationEvents.on('error', (err) => this.connectionError(err, 'aggregation events'));
     for (const q of [this.control, this.aggregation]) q.on('error', (err) => this.connectionError(err, 'queue'));
@@ -258,11 +273,40 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       for (const r of open) await this.scheduleDeadline(r.query_id, r.round, r.deadline);
       const decided = await this.repos.dispatches.decidedQueries();
       for (const queryId of decided) await this.cleanupDecided(queryId);
+      // Answers that came in while no listener of this process was reading (before it started, or during an outage).
+      await this.scrubDecidedEntries(participants.map((p) => p.id));
       for (const r of open) void this.nudge(r.query_id, r.round);
       this.logger.info({ why, participants: participants.length, tasks: tasks.length, openRounds: open.length, cleaned: decided.length, ms: Date.now() - started }, 'Redis brought in line with the database');
     });
     this.recovery = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * The backstop of {@link CompletedEntries}: reads the events stream of each of these participants' queues and of the
+   * aggregation queue whole, and deletes the `completed` entries of every query that is decided or unknown here. A
+   * running query's entries stay (they are its listener's hints) and are handed to {@link CompletedEntries}, so that
+   * its decision deletes them although no listener of this process read them.
+   * @returns how many entries it deleted
+   */
+  private async scrubDecidedEntries(participantIds: readonly string[]): Promise<number> {
+    this.backstopAt = Date.now();
+    const found: [string, Map<string, string[]>][] = [];
+    for (const queue of [...participantIds.map((pid) => this.queueOf(pid)), this.aggregation]) {
+      found.push([eventsKey(queue), await completedEntries(this.redis.producer, queue)]);
+    }
+    const statuses = await this.repos.queries.statuses([...new Set(found.flatMap(([, byQuery]) => [...byQuery.keys()]))]);
+    let deleted = 0;
+    for (const [key, byQuery] of found) {
+      const ids: string[] = [];
+      for (const [queryId, entryIds] of byQuery) {
+        if (statuses.get(queryId) === 'running') deleted += await this.entries.found(key, queryId, entryIds);
+        else ids.push(...entryIds);
+      }
+      if (ids.length > 0) deleted += await this.redis.producer.xdel(key, ...ids);
+    }
+    if (deleted > 0) this.logger.info({ deleted }, "decided queries' answers deleted from the events streams");
+    return deleted;
   }
 
   /**
@@ -276,6 +320,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
         await this.sendTasks(await this.repos.dispatches.openRounds({ pendingOnly: true }));
         for (const queryId of await this.repos.dispatches.decidedQueries()) await this.cleanupDecided(queryId);
         for (const r of await this.repos.rounds.listOpen()) if (!this.chains.has(r.query_id)) void this.nudge(r.query_id, r.round);
+        if (Date.now() - this.backstopAt >= BACKSTOP_MS) await this.scrubDecidedEntries((await this.repos.participants.listAll()).map((p) => p.id));
       }
     } catch (err) {
       this.connectionError(err, 'outbox');
@@ -355,6 +400,11 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     return q;
   }
 
+  /** A listener read a `completed` entry: kept by id for its query's cleanup, or deleted now if that already ran. */
+  private sawCompleted(events: QueueEvents, jobId: string, entryId: string): void {
+    this.entries.saw(eventsKey(events), jobId, entryId).catch((err: unknown) => this.connectionError(err, 'events scrub'));
+  }
+
   /** Listens for a participant's finished tasks, to advance their round without waiting for the deadline. */
   watch(participantId: string, from?: string): void {
     if (this.listeners.has(participantId) || this.closing) return;
@@ -363,7 +413,10 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       const parsed = parseTaskJobId(jobId);
       if (parsed) void this.nudge(parsed.queryId, parsed.round, false, parsed.participantId);
     };
-    events.on('completed', onFinished);
+    events.on('completed', (args, id) => {
+      this.sawCompleted(events, args.jobId, id);
+      onFinished(args);
+    });
     events.on('failed', onFinished);
     events.on('error', (err) => this.connectionError(err, `events of ${participantId}`));
     this.listeners.set(participantId, events);
@@ -763,7 +816,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     await job.remove().catch(() => undefined);
     // An answer after the decision came after its query's cleanup: its `completed` entry (with the return value) goes
     // too. While the query runs, its entries are still the listeners' hints, and the decision's cleanup takes them.
-    if (q.status !== 'running') await this.effect('cleanup', () => scrubCompletedEvents(this.redis.producer, this.queueOf(participantId), queryId));
+    if (q.status !== 'running') await this.effect('cleanup', () => this.entries.scrub(queryId));
   }
 
   /**
@@ -867,9 +920,9 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     await this.effect('deadline', () => this.control.remove(deadlineJobId(ctx.queryId, 1)));
     await this.effect('deadline', () => this.scheduleDeadline(ctx.queryId, 2, deadline));
     // The participants' jobs are no longer needed: the accepted contributions are kept with the round.
+    // The participants' jobs, and the aggregation's `completed` entry: the result carried the signed contributions,
+    // which are kept with the round, not in Redis.
     await this.effect('cleanup', () => this.cleanup(ctx));
-    // The result carried the signed contributions; they are kept with the round, not in Redis.
-    await this.effect('cleanup', () => scrubCompletedEvents(this.redis.producer, this.aggregation, ctx.queryId));
     this.logger.info({ queryId: ctx.queryId, contributors: result.contributors.length }, 'aggregate ready for the researcher');
   }
 
@@ -1076,14 +1129,13 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   private async collect(ctx: QueryContext, round: number, expected: readonly string[]) {
     const answers = new Map<string, unknown>();
     const refusals = new Map<string, string>();
-    for (const pid of expected) {
-      const job = await Job.fromId(this.queueOf(pid), taskJobId(ctx.queryId, round, pid));
-      if (!job) continue;
-      if (job.finishedOn && job.returnvalue !== null && job.returnvalue !== undefined) answers.set(pid, job.returnvalue);
-      // finishedOn is set only once a job failed for good: after its last attempt, or at once on an
-      // UnrecoverableError (every worker refusal), when attemptsMade is still below opts.attempts.
-      else if (job.failedReason && job.finishedOn) refusals.set(pid, job.failedReason);
-    }
+    // Outcomes only (readOutcome), all asked at once: this runs on every finished task.
+    const outcomes = await Promise.all(expected.map((pid) => readOutcome(this.redis.producer, this.queueOf(pid), taskJobId(ctx.queryId, round, pid))));
+    expected.forEach((pid, i) => {
+      const outcome = outcomes[i];
+      if (outcome && 'answer' in outcome) answers.set(pid, outcome.answer);
+      else if (outcome) refusals.set(pid, outcome.failedReason);
+    });
     return { answers, refusals };
   }
 
@@ -1297,7 +1349,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     if (q.plan_json) await this.cleanup({ queryId, plan: readColumn(planColumn, q.plan_json, `queries.plan_json of query ${queryId}`) });
     if (q.protocol === 'paillier') {
       await remove(this.aggregation, aggregationJobId(queryId));
-      await scrubCompletedEvents(this.redis.producer, this.aggregation, queryId);
+      await this.entries.scrub(queryId);
     }
     if (this.redis.producer.status !== 'ready') throw new RedisUnavailableError('Redis went away during cleanup');
     if (!locked) await this.repos.dispatches.forget(queryId);
@@ -1325,7 +1377,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       }
     }
     await Promise.allSettled(removals);
-    await Promise.allSettled(ctx.plan.participants.map((pid) => scrubCompletedEvents(this.redis.producer, this.queueOf(pid), ctx.queryId)));
+    // Its `completed` entries in every stream, participants' and aggregation's, from now on too.
+    await this.entries.scrub(ctx.queryId);
   }
 }
 
