@@ -94,7 +94,7 @@ export function checkLines(file: string, study: StudySchema, check: DataCheck): 
   return [
     `${file} matches study ${study.name}: ${check.records} record${check.records === 1 ? '' : 's'}`,
     'what a query would contribute from this file, per field (computed here; never sent as such):',
-    ...table.map((r) => `  ${r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`),
+    ...table.map((r) => `  ${r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`.trimEnd()),
   ].join('\n');
 }
 
