@@ -67,7 +67,9 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
     // The worker's one line for the task goes through a pipe to the log file: on a busy machine it lands a moment
     // after the job is seen failed. Wait for it, then assert.
     const log = () => readFileSync(join(cluster.dir, `participant-${p.name}.log`), 'utf8');
-    const line = new RegExp(`"msg":"[^"]*; refused: [^"]*${reason.source}`);
+    // Inside the JSON string, a character is anything but a quote or a backslash, or an escape (the query's \"Prof\" in the msg).
+    const inString = String.raw`(?:[^"\\]|\\.)*`;
+    const line = new RegExp(`"msg":"${inString}; refused: ${inString}${reason.source}`);
     await until(`${p.name}'s log to record the refusal`, 10_000, () => Promise.resolve(line.test(log()) ? true : undefined)).catch(() => undefined);
     expect(log()).toMatch(line);
   };
