@@ -29,15 +29,16 @@ export interface LoggedTask extends JournalRecord {
   readonly entries: TaskLedger;
 }
 
-/** The ledger entries about each query, by query id. */
-interface QueryEntries {
+/** The ledger entries about one query: its submission, each round's closing, its failure and its result. */
+export interface QueryEntries {
   submitted?: number;
   closings: Map<number, { index: number; body: Record<string, unknown> }>;
   failed?: { index: number; reason: string };
   released?: number;
 }
 
-function entriesByQuery(entries: readonly LedgerEntry[]): Map<string, QueryEntries> {
+/** The entries of a verified ledger view grouped by query id (the first of each kind; the view checks there is one). */
+export function entriesByQuery(entries: readonly LedgerEntry[]): Map<string, QueryEntries> {
   const out = new Map<string, QueryEntries>();
   for (const e of entries) {
     const b = e.body as Record<string, unknown>;
@@ -53,7 +54,7 @@ function entriesByQuery(entries: readonly LedgerEntry[]): Map<string, QueryEntri
 }
 
 /** Where the ledger records one task of this participant (see {@link TaskLedger}). */
-function taskLedger(task: JournalRecord, self: string, q: QueryEntries | undefined): TaskLedger {
+export function taskLedger(task: JournalRecord, self: string, q: QueryEntries | undefined): TaskLedger {
   const submitted = q?.submitted ?? null;
   const failed = q?.failed ?? null;
   const released = q?.released ?? null;
