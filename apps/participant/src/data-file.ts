@@ -122,7 +122,8 @@ export class DataFileMonitor {
 
   private async recheck(sig: string): Promise<DataCheck> {
     const previous = this.checked?.result;
-    const result = await checkDataFile(this.path, this.schema);
+    // The per-field aggregates are not kept: the worker needs only valid or not, and they are the data's sums.
+    const result: DataCheck = { ...(await checkDataFile(this.path, this.schema)), fields: null };
     // The file may have changed while it was read: keep the signature from before, so the next call reads it again.
     this.checked = { signature: sig, result };
     const first = previous === undefined;
