@@ -18,9 +18,9 @@ Commands:
   coordinator start          run the coordinator service
   admin study create|invite|keys create
                              define studies, invite participants, issue API keys
-  participant enroll|run|log|receipts
+  participant enroll|run|log|receipts|check
                              enroll this machine as a participant, run its worker, see what it
-                             computed and for whom, check its contributions in the ledger
+                             computed and for whom, check its data file and its contributions
   query                      submit a query (--wait for the result), or 'query status|decrypt|decrypt-share ID'
   keys researcher|paillier   generate a researcher's identity key, or a Paillier key pair (whole, or split
                              among custodians); private keys stay on this machine

@@ -1,6 +1,7 @@
 import { createInterface } from 'node:readline/promises';
 import { resolve } from 'node:path';
-import type { StudySchema } from '@confide/protocol';
+import { checkDataFile, describeProblems, type DataCheck, type StudySchema } from '@confide/protocol';
+import { DataCheckFailed } from '../../../participant/src/data-file';
 import { enrollParticipant } from '../../../participant/src/enroll';
 import { ParticipantHome } from '../../../participant/src/home';
 import { participantLog, type ParticipantLog } from '../../../participant/src/log';
@@ -15,6 +16,7 @@ export const PARTICIPANT_USAGE = `Usage: confide participant enroll --invite TOK
        confide participant run --home DIR [--redis URL]
        confide participant receipts --home DIR [--verify] [--json]
        confide participant log --home DIR [--json]
+       confide participant check --home DIR [--data FILE.csv] [--json]
 
 enroll shows the study's settings (minimum participants, minimum group size, threshold floor, differential
 privacy) and asks you to accept them, or takes --accept-settings; the worker then refuses any task looser than
@@ -27,7 +29,10 @@ then checks every receipt against the coordinator's current signed checkpoint wi
 checkpoint against the one verified last time, and fails on any contribution to a query the ledger does not
 record. log lists every task this participant received (what was asked, by whom, answered or refused and why)
 beside its study's ledger: queries, committees, closings, results and enrollments. Requests are signed with the
-participant's own key. receipts and log exit 1 if anything fails to verify.`;
+participant's own key. receipts and log exit 1 if anything fails to verify. check validates the data file
+(default: the one given at enrollment) against the study schema pinned in DIR, naming the line, column and a fix
+for every problem, and prints what a query would contribute from it (per field: count, sum, min, max); it reads
+only local files and exits 1 on any problem. enroll runs the same check before it uses the invitation.`;
 
 /** The study's settings as a participant is asked to accept them. */
 export function describeSettings(study: StudySchema): string {
@@ -57,17 +62,40 @@ async function askToAccept(study: StudySchema): Promise<boolean> {
 }
 
 function logLines(log: ParticipantLog): string {
-  const lines: string[] = [`ledger verified up to ${log.treeSize} entries`];
+  const lines: string[] = [log.reason ? `LEDGER VIEW NOT VERIFIED: ${log.reason}` : `ledger verified up to ${log.treeSize} entries`];
   lines.push('tasks:');
   if (!log.tasks.length) lines.push('  none yet');
   for (const t of log.tasks) {
-    const what = t.query ? `${t.query.select.join(', ')}${t.query.where.length ? ` where ${t.query.where.join(' and ')}` : ''}${t.query.groupBy ? ` by ${t.query.groupBy}` : ''}` : '';
-    const ledger = t.inLedger ? `ledger entry ${t.inLedger}` : 'NOT IN THE LEDGER';
-    lines.push(`  ${t.time} ${t.queryId} round ${t.round} ${t.outcome.toUpperCase()}${t.reason ? ` (${t.reason})` : ''}: ${what}; submitted by ${t.submittedBy ?? 'unknown'}; ${ledger}`);
+    const what = t.query ? `${t.query.select.join(', ')}${t.query.where.length ? ` where ${t.query.where.join(' and ')}` : ''}${t.query.groupBy ? ` by ${t.query.groupBy}` : ''}` : '(no query)';
+    const records = typeof t.records === 'number' ? ` (${t.records} record${t.records === 1 ? '' : 's'} read)` : '';
+    lines.push(
+      `  ${t.time} query ${t.queryId} round ${t.round} (${t.task})`,
+      `    asked:   ${what}`,
+      `    fields:  ${t.query?.fields?.join(', ') || 'none'}`,
+      `    by:      ${t.submittedBy ?? 'unknown (the task was not authorised)'}`,
+      `    outcome: ${t.outcome === 'answered' ? 'answered' : `${t.outcome.toUpperCase()}: ${t.reason ?? ''}`}${records}`,
+      `    ledger:  ${t.entries.state === 'none' ? t.entries.text.replace(/^no ledger entry/, 'NO LEDGER ENTRY') : t.entries.text}`,
+    );
   }
   lines.push('study ledger:');
   for (const e of log.study) lines.push(`  ${String(e.index).padStart(6)} ${e.time} ${e.type.padEnd(20)} ${e.summary}`);
   return lines.join('\n');
+}
+
+/** A data check for people: the problems with their fixes, or the per-field aggregates a query would contribute. */
+export function checkLines(file: string, study: StudySchema, check: DataCheck): string {
+  if (!check.ok) {
+    const n = check.problems.length;
+    return [`${file} does not match study ${study.name}: ${n}${check.truncated ? '+' : ''} problem${n === 1 ? '' : 's'}`, ...describeProblems(check).map((l) => `  ${l}`)].join('\n');
+  }
+  const rows = (check.fields ?? []).map((f) => [f.field, f.type, String(f.count), f.sum ?? '', f.min ?? '', f.max ?? '']);
+  const table = [['field', 'type', 'count', 'sum', 'min', 'max'], ...rows];
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
+  return [
+    `${file} matches study ${study.name}: ${check.records} record${check.records === 1 ? '' : 's'}`,
+    'what a query would contribute from this file, per field (computed here; never sent as such):',
+    ...table.map((r) => `  ${r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`.trimEnd()),
+  ].join('\n');
 }
 
 function receiptLine(r: ReceiptStatus): string {
@@ -97,15 +125,24 @@ export async function participantCommand(argv: readonly string[], out: Output): 
     assertTransport(coordinatorUrl, values.insecure === true);
     const pinned = values['coordinator-key'];
     if (pinned !== undefined && !/^[0-9a-f]{64}$/.test(pinned)) throw new UsageError(`--coordinator-key must be the coordinator key fingerprint (64 hex digits), got ${JSON.stringify(pinned)}`);
-    const identity = await enrollParticipant({
-      coordinatorUrl,
-      invitation: values.invite,
-      home: values.home,
-      dataFile: values.data,
-      maxRecords: intOption(values['max-records'], 'max-records', 1),
-      coordinatorKeyFingerprint: pinned,
-      confirmSettings: values['accept-settings'] ? undefined : askToAccept,
-    });
+    let identity;
+    try {
+      identity = await enrollParticipant({
+        coordinatorUrl,
+        invitation: values.invite,
+        home: values.home,
+        dataFile: values.data,
+        maxRecords: intOption(values['max-records'], 'max-records', 1),
+        coordinatorKeyFingerprint: pinned,
+        confirmSettings: values['accept-settings'] ? undefined : askToAccept,
+      });
+    } catch (err) {
+      if (!(err instanceof DataCheckFailed)) throw err;
+      // The same report as `participant check`; the invitation was only read, so it still works once the file is fixed.
+      out.result({ enrolled: false, file: err.path, study: err.study.name, ...err.check }, () => `${checkLines(err.path, err.study, err.check)}\nnot enrolled: fix the file and run enroll again (the invitation is still unused)`);
+      process.exitCode = 1;
+      return;
+    }
     out.result({ participantId: identity.participantId, study: identity.studyName, coordinatorKeyFingerprint: identity.coordinatorKeyFingerprint }, () =>
       [
         `enrolled as ${identity.participantId} in study ${identity.studyName}`,
@@ -158,6 +195,19 @@ export async function participantCommand(argv: readonly string[], out: Output): 
     const log = await participantLog(new ParticipantHome(resolve(values.home)));
     out.result({ ...log }, () => logLines(log));
     if (!log.ok) process.exitCode = 1;
+    return;
+  }
+  if (action === 'check') {
+    const { values } = parseCommandArgs(args, { home: { type: 'string' }, data: { type: 'string' }, json: { type: 'boolean' } });
+    out.json = values.json === true;
+    if (!values.home) throw new UsageError('--home is required');
+    // Local files only: the study schema pinned at enrollment and the data; no coordinator, no Redis.
+    const home = new ParticipantHome(resolve(values.home));
+    const study = home.study();
+    const file = values.data !== undefined ? resolve(values.data) : home.identity().dataFile;
+    const check = await checkDataFile(file, study);
+    out.result({ file, study: study.name, ...check }, () => checkLines(file, study, check));
+    if (!check.ok) process.exitCode = 1;
     return;
   }
   throw new UsageError(`unknown participant command ${JSON.stringify(action ?? '')}`);
