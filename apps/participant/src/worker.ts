@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
 import pino, { type Logger } from 'pino';
 import { importPublicKeyBase64Url, RnPool, type KeyPair, type PaillierPublicKey, type PublicKey } from '@confide/crypto';
 import {
@@ -25,7 +26,7 @@ import {
   type QuerySpec,
   type StudySchema,
 } from '@confide/protocol';
-import { createRedis, openTask, OutageMonitor, roundOf, TASK, taskJobId, TaskRejected, type Answer, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
+import { createRedis, DRAIN_GRACE_MS, openTask, OutageMonitor, roundOf, settledWithin, TASK, taskJobId, TaskRejected, withoutCredentials, type Answer, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
 import { CoordinatorLink, CoordinatorRequestError, WORKER_OUTAGE_RETRY_MS } from './coordinator-link';
 import { ParticipantHome, type Identity } from './home';
 import { describeQuery, Journal } from './journal';
@@ -75,6 +76,7 @@ export class ParticipantWorker {
   private readonly pools = new Map<string, RnPool>();
   private refill?: AbortController;
   private outages?: OutageMonitor;
+  private connection?: Redis;
 
   constructor(private readonly options: WorkerOptions) {
     this.home = new ParticipantHome(resolve(options.home));
@@ -89,6 +91,11 @@ export class ParticipantWorker {
     this.logger = options.logger ?? pino({ name: 'participant', level: process.env.LOG_LEVEL ?? 'info' }, pino.destination(2));
   }
 
+  /** This worker's logger, for its process's last lines. */
+  get log(): Logger {
+    return this.logger;
+  }
+
   get participantId(): string {
     return this.identity.participantId;
   }
@@ -96,29 +103,45 @@ export class ParticipantWorker {
   /** Connects to Redis with this participant's own credentials and starts taking tasks. */
   async start(): Promise<void> {
     const { redis } = this.identity;
-    const connection = createRedis(this.options.redisUrl ?? redis.url, { role: 'worker', username: redis.username, password: redis.password });
+    const url = this.options.redisUrl ?? redis.url;
+    const connection = createRedis(url, { role: 'worker', username: redis.username, password: redis.password });
+    this.connection = connection;
+    // Redis may be down at start or restart at any time: the connection comes back by itself (libs/queue
+    // reconnectBackoff), and the worker says so once per outage, with what to check, not once per retry.
+    const checks = `is redis-server running at ${withoutCredentials(url)}? is that the right address (${this.options.redisUrl ? '--redis or CONFIDE_REDIS_URL' : 'the one given at enrollment; --redis or CONFIDE_REDIS_URL override it'})? After a Redis restart the coordinator must be up to re-create this participant's Redis user.`;
+    this.outages = new OutageMonitor(this.logger, { what: 'task queue', url, checks }).watch(connection, 'task queue');
     this.worker = new Worker(redis.queue, (job) => this.process(job), { connection, prefix: redis.prefix, concurrency: 1, autorun: false });
     this.worker.on('failed', (job, err) => this.logger.warn({ jobId: job?.id, reason: err.message }, `task refused or failed: ${err.message}`));
     this.worker.on('completed', (job) => this.logger.info({ jobId: job.id }, 'task answered'));
-    // Redis may restart at any time: the connection comes back by itself (libs/queue reconnectBackoff), logging one
-    // line when it is lost and one when it is back, not one per retry.
-    this.outages = new OutageMonitor(this.logger, 'task queue').watch(connection);
-    this.worker.on('error', (err) => {
-      if (this.outages?.quiet(err)) this.logger.debug({ err: err.message }, 'worker error during a Redis outage');
-      else this.logger.error({ err: err.message }, 'worker error');
-    });
+    this.outages.listen(this.worker, 'task queue');
     void this.worker.run();
     await this.worker.waitUntilReady();
     this.logger.info({ participantId: this.identity.participantId, study: this.identity.studyName }, 'worker ready');
   }
 
-  /** Finishes the task in hand, then disconnects (SIGTERM drains). */
+  /**
+   * Finishes the task in hand, then disconnects (SIGTERM drains). Draining needs Redis: when it does not answer
+   * within the grace period, the connection is dropped instead (a task in hand is delivered again, and answered
+   * from what this participant stored).
+   */
   async stop(): Promise<void> {
     this.refill?.abort();
     for (const pool of this.pools.values()) pool.clear();
     this.outages?.stop();
-    await this.worker?.close();
-    await this.worker?.disconnect();
+    const drained = (async () => {
+      await this.worker?.close();
+      await this.worker?.disconnect();
+    })();
+    if (await settledWithin(drained, DRAIN_GRACE_MS)) return drained;
+    this.logger.warn({ graceMs: DRAIN_GRACE_MS, stillOpen: this.stillOpen() }, `stopping without draining: Redis did not answer in time; dropping ${this.stillOpen().join(', ')}`);
+    this.connection?.disconnect();
+    await settledWithin(drained, 1_500);
+  }
+
+  /** What a stop has not closed yet, for the line logged if it outlasts its deadline. */
+  stillOpen(): string[] {
+    const c = this.connection;
+    return c && c.status !== 'end' ? [`task queue Redis connection (${c.status})`] : [];
   }
 
   /**

@@ -5,5 +5,7 @@
 export * from './names';
 export * from './payloads';
 export * from './redis';
+export * from './outage';
+export * from './shutdown';
 export * from './acl';
 export * from './events';
