@@ -195,7 +195,11 @@ export class OutageMonitor {
   /** Follows one connection: its errors, and when it is lost, ready, or closed for good. */
   watch(conn: WatchedConnection, name = 'connection'): this {
     this.connections.set(conn, name);
-    conn.on('error', (err) => this.error(err, name));
+    conn.on('error', (err) => {
+      // The cause of the outage line, if the connection closes next (a refused connect: 'error', then 'close').
+      this.lastError = err;
+      this.error(err, name);
+    });
     conn.on('close', () => this.reporter.lost(this.lastError));
     conn.on('ready', () => {
       this.lastError = undefined;
@@ -211,16 +215,15 @@ export class OutageMonitor {
     return this;
   }
 
-  /** One error from a connection or a BullMQ object: an outage's go to debug (and start it), others are logged. */
+  /**
+   * One error from a connection, a BullMQ object or a caller: an outage's go to debug, others are logged. An outage
+   * itself starts only when a watched connection closes: a socket error from elsewhere (a refused database
+   * connection looks the same) is no proof that Redis is down.
+   */
   error(err: unknown, name: string): void {
     const message = err instanceof Error ? err.message : String(err);
-    if (!this.quiet(err)) {
-      this.logger.warn({ connection: name, err: message }, `Redis error (${name}): ${message}`);
-      return;
-    }
-    this.lastError = err;
-    if (isRedisOutage(err)) this.reporter.lost(err);
-    this.logger.debug?.({ connection: name, err: message }, 'Redis error during an outage');
+    if (this.quiet(err)) this.logger.debug?.({ connection: name, err: message }, 'Redis error during an outage');
+    else this.logger.warn({ connection: name, err: message }, `Redis error (${name}): ${message}`);
   }
 
   /** Whether an outage is under way. */

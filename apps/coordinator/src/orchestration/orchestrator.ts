@@ -278,7 +278,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
         for (const r of await this.repos.rounds.listOpen()) if (!this.chains.has(r.query_id)) void this.nudge(r.query_id, r.round);
       }
     } catch (err) {
-      this.connectionError(err, 'outbox');
+      if (isDatabaseOutage(err) && this.redis.producer.status === 'ready') this.logger.debug({ err: (err as Error).message }, 'the outbox waits for the database');
+      else this.connectionError(err, 'outbox');
     }
     // The database's outage is reported once, by its own watch (health/dependencies.ts); a sweep it stops just waits.
     await this.sweep().catch((err: unknown) => (isDatabaseOutage(err) ? this.logger.debug({ err: (err as Error).message }, 'deadline sweep waits for the database') : this.logger.error({ err }, 'deadline sweep failed')));
