@@ -161,6 +161,22 @@ describe('quiet failure modes: Redis goes away under a running coordinator and w
     expect(coordinatorLog.text()).toMatch(/stopping without draining: Redis or the database did not answer in time; dropping .*Redis connection producer/);
     site.process = undefined;
   }, 60_000);
+
+  it('a worker started while Redis is down says so once, and SIGTERM ends it within 10 s', async () => {
+    // Redis is still down from the test before.
+    const file = join(cluster.dir, 'worker-late.stderr');
+    writeFileSync(file, '');
+    const child = spawn(process.execPath, [CLI, 'participant', 'run', '--home', site.home], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr.on('data', (d: Buffer) => writeFileSync(file, d, { flag: 'a' }));
+    const log = new LogTail(file);
+    const started = Date.now();
+    await until('the outage line', 5_000, () => Promise.resolve(/unreachable/.test(log.text(0)) ? true : undefined));
+    await sleep(WINDOW_MS / 2 - (Date.now() - started));
+    expect(seen(log.text(0)).map((l) => l.msg)).toEqual([expect.stringMatching(/^Redis unreachable at redis:\/\/127\.0\.0\.1:\d+ \(task queue\): connect ECONNREFUSED .*Check: /)]);
+    const stopped = await timeStop(child);
+    expect(stopped.ms).toBeLessThan(STOP_BOUND_MS);
+    expect(log.text(0)).not.toMatch(/Unhandled error event|\n\s+at /);
+  }, 30_000);
 });
 
 /** Starts the built coordinator on embedded SQLite (or `env`'s DATABASE_URL) against `redisUrl`; stderr collected. */
