@@ -186,6 +186,17 @@ export class Cluster {
     await this.databaseRelay.up();
   }
 
+  /** Takes the database away (every connection dropped, new ones refused) until {@link databaseUp}. */
+  async databaseDown(): Promise<void> {
+    if (!this.databaseRelay) throw new Error('databaseDown needs a cluster started with database: postgres and databaseProxy: true');
+    await this.databaseRelay.down();
+  }
+
+  /** Brings the database back after {@link databaseDown}. */
+  async databaseUp(): Promise<void> {
+    await this.databaseRelay?.up();
+  }
+
   /** Stops the coordinator (SIGTERM, or SIGKILL) and waits for it to exit. */
   async stopCoordinator(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
     const child = this.coordinator;

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
 import pino, { type Logger } from 'pino';
 import { importPublicKeyBase64Url, RnPool, type KeyPair, type PaillierPublicKey, type PublicKey } from '@confide/crypto';
 import {
@@ -26,7 +27,7 @@ import {
   type QuerySpec,
   type StudySchema,
 } from '@confide/protocol';
-import { createRedis, openTask, OutageMonitor, roundOf, TASK, taskJobId, TaskRejected, type Answer, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
+import { createRedis, DRAIN_GRACE_MS, openTask, OutageMonitor, roundOf, settledWithin, TASK, taskJobId, TaskRejected, withoutCredentials, type Answer, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
 import { CoordinatorLink, CoordinatorRequestError, WORKER_OUTAGE_RETRY_MS } from './coordinator-link';
 import { DataFileMonitor, DataFileRefusal } from './data-file';
 import { ParticipantHome, type Identity } from './home';
@@ -106,6 +107,7 @@ export class ParticipantWorker {
   private refill?: AbortController;
   private outages?: OutageMonitor;
   private readonly data: DataFileMonitor;
+  private connection?: Redis;
 
   constructor(private readonly options: WorkerOptions) {
     this.home = new ParticipantHome(resolve(options.home));
@@ -121,6 +123,11 @@ export class ParticipantWorker {
     this.data = new DataFileMonitor(this.identity.dataFile, this.schema, this.logger);
   }
 
+  /** This worker's logger, for its process's last lines. */
+  get log(): Logger {
+    return this.logger;
+  }
+
   get participantId(): string {
     return this.identity.participantId;
   }
@@ -128,18 +135,18 @@ export class ParticipantWorker {
   /** Connects to Redis with this participant's own credentials and starts taking tasks. */
   async start(): Promise<void> {
     const { redis } = this.identity;
-    const connection = createRedis(this.options.redisUrl ?? redis.url, { role: 'worker', username: redis.username, password: redis.password });
+    const url = this.options.redisUrl ?? redis.url;
+    const connection = createRedis(url, { role: 'worker', username: redis.username, password: redis.password });
+    this.connection = connection;
+    // Redis may be down at start or restart at any time: the connection comes back by itself (libs/queue
+    // reconnectBackoff), and the worker says so once per outage, with what to check, not once per retry.
+    const checks = `is redis-server running at ${withoutCredentials(url)}? is that the right address (${this.options.redisUrl ? '--redis or CONFIDE_REDIS_URL' : 'the one given at enrollment; --redis or CONFIDE_REDIS_URL override it'})? After a Redis restart the coordinator must be up to re-create this participant's Redis user.`;
+    this.outages = new OutageMonitor(this.logger, { what: 'task queue', url, checks }).watch(connection, 'task queue');
     this.worker = new Worker(redis.queue, (job) => this.process(job), { connection, prefix: redis.prefix, concurrency: 1, autorun: false });
     // process() logs each task's one line; these events only repeat it, for debugging.
     this.worker.on('failed', (job, err) => this.logger.debug({ jobId: job?.id, reason: err.message }, `job ${job?.id ?? ''} failed: ${err.message}`));
     this.worker.on('completed', (job) => this.logger.debug({ jobId: job.id }, `job ${job.id ?? ''} completed`));
-    // Redis may restart at any time: the connection comes back by itself (libs/queue reconnectBackoff), logging one
-    // line when it is lost and one when it is back, not one per retry.
-    this.outages = new OutageMonitor(this.logger, 'task queue').watch(connection);
-    this.worker.on('error', (err) => {
-      if (this.outages?.quiet(err)) this.logger.debug({ err: err.message }, 'worker error during a Redis outage');
-      else this.logger.error({ err: err.message }, 'worker error');
-    });
+    this.outages.listen(this.worker, 'task queue');
     // Checked (and logged) before the first task, and again whenever the file changes.
     await this.data.start();
     void this.worker.run();
@@ -147,14 +154,30 @@ export class ParticipantWorker {
     this.logger.info({ participantId: this.identity.participantId, study: this.identity.studyName }, 'worker ready');
   }
 
-  /** Finishes the task in hand, then disconnects (SIGTERM drains). */
+  /**
+   * Finishes the task in hand, then disconnects (SIGTERM drains). Draining needs Redis: when it does not answer
+   * within the grace period, the connection is dropped instead (a task in hand is delivered again, and answered
+   * from what this participant stored).
+   */
   async stop(): Promise<void> {
     this.refill?.abort();
     for (const pool of this.pools.values()) pool.clear();
     this.outages?.stop();
     this.data.stop();
-    await this.worker?.close();
-    await this.worker?.disconnect();
+    const drained = (async () => {
+      await this.worker?.close();
+      await this.worker?.disconnect();
+    })();
+    if (await settledWithin(drained, DRAIN_GRACE_MS)) return drained;
+    this.logger.warn({ graceMs: DRAIN_GRACE_MS, stillOpen: this.stillOpen() }, `stopping without draining: Redis did not answer in time; dropping ${this.stillOpen().join(', ')}`);
+    this.connection?.disconnect();
+    await settledWithin(drained, 1_500);
+  }
+
+  /** What a stop has not closed yet, for the line logged if it outlasts its deadline. */
+  stillOpen(): string[] {
+    const c = this.connection;
+    return c && c.status !== 'end' ? [`task queue Redis connection (${c.status})`] : [];
   }
 
   /**

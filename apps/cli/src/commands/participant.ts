@@ -1,6 +1,7 @@
 import { createInterface } from 'node:readline/promises';
 import { resolve } from 'node:path';
 import { checkDataFile, describeProblems, type DataCheck, type StudySchema } from '@confide/protocol';
+import { stopSignal, stopWithin } from '@confide/queue';
 import { DataCheckFailed } from '../../../participant/src/data-file';
 import { enrollParticipant } from '../../../participant/src/enroll';
 import { ParticipantHome } from '../../../participant/src/home';
@@ -156,11 +157,12 @@ export async function participantCommand(argv: readonly string[], out: Output): 
     const { values } = parseCommandArgs(args, { home: { type: 'string' }, redis: { type: 'string' } });
     if (!values.home) throw new UsageError('--home is required');
     const worker = new ParticipantWorker({ home: values.home, redisUrl: values.redis ?? process.env.CONFIDE_REDIS_URL });
-    await worker.start();
-    await new Promise<void>((resolve) => {
-      for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());
-    });
-    await worker.stop();
+    // Listening before start(): a worker waiting for an unreachable Redis stops on SIGTERM too.
+    const signalled = stopSignal();
+    await Promise.race([worker.start(), signalled]);
+    await signalled;
+    // SIGTERM ends the process within 10 s, whatever Redis does (README "Operations").
+    await stopWithin(() => worker.stop(), { logger: worker.log, stillOpen: () => worker.stillOpen() });
     return;
   }
   if (action === 'receipts') {

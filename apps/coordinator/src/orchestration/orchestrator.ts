@@ -80,7 +80,7 @@ import {
   readOutcome,
   isRedisOutage,
   openAggregation,
-  OutageMonitor,
+  type OutageMonitor,
   RedisUnavailableError,
   signAggregation,
   CONTROL,
@@ -98,6 +98,7 @@ import {
 } from '@confide/queue';
 import type { CoordinatorConfig } from '../config';
 import type { Logger } from '../logging';
+import { isDatabaseOutage } from '../db/database';
 import type { Dispatch, Participant } from '../db/schema';
 import { Repositories, type RepositorySet } from '../storage';
 import { CONFIG, COORDINATOR_ENCRYPTION_KEY, COORDINATOR_KEY, LOGGER, REDIS } from '../tokens';
@@ -111,10 +112,12 @@ const BACKSTOP_MS = 5 * 60_000;
 /** The Redis connections the orchestrator uses: one shared for producing, a factory for blocking readers. */
 export interface RedisConnections {
   readonly producer: Redis;
-  /** A new connection with maxRetriesPerRequest: null, for a Worker or QueueEvents (each blocks one). */
-  readonly blocking: () => Redis;
+  /** A new connection with maxRetriesPerRequest: null, for a Worker or QueueEvents (each blocks one), by what uses it. */
+  readonly blocking: (name: string) => Redis;
   /** Every connection opened so far (the producer and each blocking one), for /health. */
   readonly all?: () => readonly Redis[];
+  /** Where every connection's and BullMQ object's errors go: one line per outage (libs/queue outage.ts). */
+  readonly outages: OutageMonitor;
 }
 
 /** An outbox row to send: read back from the database, or just stored, with the signed task it was made from. */
@@ -182,7 +185,6 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   private failpoints!: Failpoints;
   /** The recovery under way or last run: recoveries run one at a time. */
   private recovery: Promise<void> = Promise.resolve();
-  private outages?: OutageMonitor;
   /** The `completed` entries of running queries' jobs, by id as the listeners read them, to delete once decided. */
   private entries!: CompletedEntries;
   /** When the events streams were last read whole ({@link scrubDecidedEntries}). */
@@ -204,7 +206,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     if (this.failpoints.armed.length) this.logger.warn({ failpoints: this.failpoints.armed }, 'TEST ONLY: fault points armed (CONFIDE_FAILPOINT); never set it in production');
     const prefix = this.config.queuePrefix;
     this.entries = new CompletedEntries(this.redis.producer);
-    this.outages = new OutageMonitor(this.logger, 'coordinator').watch(this.redis.producer);
+    const outages = this.redis.outages;
     this.control = new Queue(CONTROL_QUEUE, { connection: this.redis.producer, prefix });
     this.controlWorker = new Worker(
       CONTROL_QUEUE,
@@ -212,12 +214,12 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
         const data = controlJobSchema.parse(job.data);
         await this.advance(data.queryId, data.round, job.name === CONTROL.deadline);
       },
-      { connection: this.redis.blocking(), prefix, concurrency: 4 },
+      { connection: this.redis.blocking('control worker'), prefix, concurrency: 4 },
     );
     this.controlWorker.on('failed', (job, err) => this.logger.error({ err, jobId: job?.id }, 'control job failed'));
-    this.controlWorker.on('error', (err) => this.connectionError(err, 'control worker'));
+    outages.listen(this.controlWorker, 'control worker');
     this.aggregation = new Queue(AGGREGATION_QUEUE, { connection: this.redis.producer, prefix });
-    this.aggregationEvents = new QueueEvents(AGGREGATION_QUEUE, { connection: this.redis.blocking(), prefix });
+    this.aggregationEvents = new QueueEvents(AGGREGATION_QUEUE, { connection: this.redis.blocking('aggregation events'), prefix });
     const onAggregated = ({ jobId }: { jobId: string }): void => {
       const queryId = parseAggregationJobId(jobId)?.queryId;
       if (queryId) void this.nudge(queryId, 1);
@@ -228,8 +230,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       onAggregated(args);
     });
     this.aggregationEvents.on('failed', onAggregated);
-    this.aggregationEvents.on('error', (err) => this.connectionError(err, 'aggregation events'));
-    for (const q of [this.control, this.aggregation]) q.on('error', (err) => this.connectionError(err, 'queue'));
+    outages.listen(this.aggregationEvents, 'aggregation events').listen(this.control, 'control queue').listen(this.aggregation, 'aggregation queue');
     // Whatever was in flight when this process (re)started: users, tasks, deadlines, cleanup, open rounds.
     await this.recover('boot');
     // Redis keeps ACL users in memory only, and may have lost tasks and deadlines: each time it comes back, again.
@@ -239,10 +240,9 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     this.sweeper.unref();
   }
 
-  /** A Redis connection's error: logged once per outage (the OutageMonitor says when it starts and ends). */
+  /** A Redis error outside a connection's own events: logged once per outage (libs/queue OutageMonitor). */
   private connectionError(err: unknown, what: string): void {
-    if (this.outages?.quiet(err)) this.logger.debug({ err: (err as Error).message, what }, 'Redis error during an outage');
-    else this.logger.warn({ err, what }, 'Redis connection error');
+    this.redis.outages.error(err, what);
   }
 
   /**
@@ -323,9 +323,11 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
         if (Date.now() - this.backstopAt >= BACKSTOP_MS) await this.scrubDecidedEntries((await this.repos.participants.listAll()).map((p) => p.id));
       }
     } catch (err) {
-      this.connectionError(err, 'outbox');
+      if (isDatabaseOutage(err) && this.redis.producer.status === 'ready') this.logger.debug({ err: (err as Error).message }, 'the outbox waits for the database');
+      else this.connectionError(err, 'outbox');
     }
-    await this.sweep().catch((err: unknown) => this.logger.error({ err }, 'deadline sweep failed'));
+    // The database's outage is reported once, by its own watch (health/dependencies.ts); a sweep it stops just waits.
+    await this.sweep().catch((err: unknown) => (isDatabaseOutage(err) ? this.logger.debug({ err: (err as Error).message }, 'deadline sweep waits for the database') : this.logger.error({ err }, 'deadline sweep failed')));
   }
 
   /**
@@ -394,7 +396,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     let q = this.queues.get(participantId);
     if (!q) {
       q = new Queue(participantQueue(participantId), { connection: this.redis.producer, prefix: this.config.queuePrefix });
-      q.on('error', (err) => this.connectionError(err, `queue of ${participantId}`));
+      this.redis.outages.listen(q, `queue of ${participantId}`);
       this.queues.set(participantId, q);
     }
     return q;
@@ -408,7 +410,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   /** Listens for a participant's finished tasks, to advance their round without waiting for the deadline. */
   watch(participantId: string, from?: string): void {
     if (this.listeners.has(participantId) || this.closing) return;
-    const events = new QueueEvents(participantQueue(participantId), { connection: this.redis.blocking(), prefix: this.config.queuePrefix, ...(from ? { lastEventId: from } : {}) });
+    const events = new QueueEvents(participantQueue(participantId), { connection: this.redis.blocking(`events of ${participantId}`), prefix: this.config.queuePrefix, ...(from ? { lastEventId: from } : {}) });
     const onFinished = ({ jobId }: { jobId: string }): void => {
       const parsed = parseTaskJobId(jobId);
       if (parsed) void this.nudge(parsed.queryId, parsed.round, false, parsed.participantId);
@@ -418,7 +420,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       onFinished(args);
     });
     events.on('failed', onFinished);
-    events.on('error', (err) => this.connectionError(err, `events of ${participantId}`));
+    this.redis.outages.listen(events, `events of ${participantId}`);
     this.listeners.set(participantId, events);
   }
 
