@@ -86,6 +86,7 @@ import {
   deadlineJobId,
   participantQueue,
   provisionParticipantUser,
+  revokeParticipantUser,
   signTask,
   TASK,
   taskJobId,
@@ -249,6 +250,11 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       const [seconds, micros] = await this.redis.producer.time();
       const from = `${Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)}-0`;
       for (const p of participants) {
+        // A removed participant's user stays gone, even if Redis lost the deletion (a restart from an older file).
+        if (p.removed_at !== null) {
+          await revokeParticipantUser(this.redis.producer, p.redis_user);
+          continue;
+        }
         await provisionParticipantUser(this.redis.producer, { username: p.redis_user, passwordHash: p.redis_password_sha256, prefix, queue: participantQueue(p.id) });
         this.watch(p.id, from);
       }
@@ -367,6 +373,13 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     events.on('failed', onFinished);
     events.on('error', (err) => this.connectionError(err, `events of ${participantId}`));
     this.listeners.set(participantId, events);
+  }
+
+  /** Stops listening for a removed participant's tasks. */
+  async unwatch(participantId: string): Promise<void> {
+    const events = this.listeners.get(participantId);
+    this.listeners.delete(participantId);
+    await events?.close();
   }
 
   /**
@@ -533,7 +546,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * of the study, and they would refuse it (libs/protocol checkStudyView). Such a participant joins the next query.
    */
   private async enrolledInLedger(studyId: string) {
-    const rows = await this.repos.participants.listByStudy(studyId);
+    const rows = await this.repos.participants.listByStudy(studyId, { active: true });
     const logged = await this.repos.events.indicesOf(rows.map((r) => entryKey(ENTRY.participantEnrolled, r.id)));
     return rows.filter((r) => logged.has(entryKey(ENTRY.participantEnrolled, r.id)));
   }

@@ -122,7 +122,7 @@ export class QueriesService {
     if (req.protocol !== 'paillier' && (req.publicKey || req.researcher || req.custodians)) {
       throw new ApiError(400, 'invalid_query', `${req.publicKey ? 'publicKey' : req.researcher ? 'researcher' : 'custodians'}: only the paillier protocol takes it`);
     }
-    const participants = await this.repos.participants.listByStudy(study.id);
+    const participants = await this.repos.participants.listByStudy(study.id, { active: true });
     if (participants.length < privacy.minParticipants) {
       throw new ApiError(400, 'min_participants', `refused: ${participants.length} participant${participants.length === 1 ? '' : 's'} enrolled in ${study.name}, the study requires at least ${privacy.minParticipants}`);
     }
