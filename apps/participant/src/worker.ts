@@ -211,7 +211,7 @@ export class ParticipantWorker {
     const local = await aggregateLocal(compiled, readRecordsFromFile(this.identity.dataFile, this.schema));
     if (local.records > this.identity.maxRecords) {
       local.vector.fill(0n);
-      throw new UnrecoverableError(`local data has more records than declared at enrollment (${this.identity.maxRecords}); re-enroll with a larger --max-records`);
+      throw new UnrecoverableError(`local data has more records than declared at enrollment (${this.identity.maxRecords}); raise it with 'confide participant update --max-records N'`);
     }
     return { compiled, local };
   }
