@@ -3,12 +3,12 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { generateKeyPair, importPrivateKeyPem, type KeyPair } from '@confide/crypto';
 import { participantRequestHeaders, signUpdateStatement } from '@confide/protocol';
-import { Cluster, type ParticipantProcess } from '../support/cluster';
+import { Cluster, until, type ParticipantProcess } from '../support/cluster';
 import { singleJson } from '../support/cli';
 import { closeConnection } from '../support/redis';
 import { SALARY_SELECT } from '../support/salary-query';
 import { generateSalaryCsv, syntheticSalaryStudy } from '../support/synthetic';
-import { eventLog, type LoggedEvent } from '../support/task-queues';
+import { eventLog, freeze, thaw, type LoggedEvent } from '../support/task-queues';
 
 // Issue 13, "Enrollment is atomic" and "Names": enrollment leaves nothing behind when either side fails, and the
 // same invitation works again; admins list and remove participants (in the ledger, Redis user deleted, out of every
@@ -49,6 +49,8 @@ describe('enrollment lifecycle end to end (SQLite)', () => {
   }, 60_000);
 
   afterAll(async () => {
+    // A worker a failed test left frozen would ignore the SIGTERM that stops it.
+    for (const p of sites) thaw(p);
     await closeConnection(admin);
     await cluster?.stop();
   }, 60_000);
@@ -154,6 +156,19 @@ describe('enrollment lifecycle end to end (SQLite)', () => {
     const events = (await eventLog(cluster)).filter((e) => e.body.queryId === q.id);
     expect(events.find((e) => e.type === 'committee.drawn')?.body.participants).toEqual([h1, h2, h3].map((p) => p.participantId).sort());
     expect(events.find((e) => e.type === 'round.closed' && e.body.round === 1)?.body.missing).toEqual([]);
+
+    // Names: a running round says whom it still waits for, by invited name beside the id.
+    freeze(h2);
+    const held = String((await cluster.cliJson(['query', '--study', STUDY, '--protocol', 'shamir', ...SALARY_SELECT], researcher)).id);
+    const waiting = await until('round 1 to wait for hospital-2 alone', 30_000, async () => {
+      const v = await cluster.get<{ answered: number; waitingFor: string[] }>(`/v1/queries/${held}`, researcher);
+      return v.answered === 2 ? v.waitingFor : undefined;
+    });
+    expect(waiting).toEqual([`hospital-2 (${h2.participantId})`]);
+    const status = await cluster.cli(['query', 'status', held], researcher);
+    expect(status.stdout).toContain(`2/3 answered; waiting for hospital-2 (${h2.participantId})`);
+    thaw(h2);
+    expect((await cluster.waitForQuery(held, researcher)).status).toBe('succeeded');
 
     // Auditors and participants accept the ledger with the new entry, and the participant's view names it.
     const verify = await cluster.cli(['ledger', 'verify', '--json'], await cluster.apiKey('auditor'));

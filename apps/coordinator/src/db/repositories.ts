@@ -495,6 +495,12 @@ export class DispatchRepository {
   }
 
   /** Records that these tasks are in Redis now. */
+  /** The participants a round of a query was sent a task, while the query runs (its rows go once it is decided). */
+  async participantsOf(queryId: string, round: number): Promise<string[]> {
+    const rows = await this.db.selectFrom('dispatches').select('participant_id').where('query_id', '=', queryId).where('round', '=', round).orderBy('participant_id').execute();
+    return rows.map((r) => r.participant_id);
+  }
+
   async markDispatched(queryId: string, round: number, participantIds: readonly string[], now: number): Promise<void> {
     if (participantIds.length === 0) return;
     await this.db.updateTable('dispatches').set({ dispatched_at: now }).where('query_id', '=', queryId).where('round', '=', round).where('participant_id', 'in', participantIds).execute();

@@ -1272,11 +1272,14 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    */
   private async fail(queryId: string, round: number, reason: string, refused: readonly Refusal[], more?: (tx: RepositorySet) => Promise<void>): Promise<void> {
     const now = Date.now();
-    const full = refused.length ? `${reason}; refusals: ${refused.map((r) => `${r.participantId}: ${r.reason}`).join('; ')}` : reason;
     const failed = await this.repos.transaction(async (tx) => {
       if (!(await tx.rounds.fail(queryId, round, now))) return false;
       await more?.(tx);
       const q = await tx.queries.get(queryId);
+      // The researcher reads the reason: each refusing participant by its invited name beside its id.
+      const names = new Map(q ? (await tx.participants.listByStudy(q.study_id)).map((p) => [p.id, p.name]) : []);
+      const label = (id: string): string => (names.has(id) ? `${names.get(id)!} (${id})` : id);
+      const full = refused.length ? `${reason}; refusals: ${refused.map((r) => `${label(r.participantId)}: ${r.reason}`).join('; ')}` : reason;
       await tx.events.append(ENTRY.queryFailed, { queryId, round, reason, refusals: refused }, entryKey(ENTRY.queryFailed, queryId), now, q?.study_id ?? null);
       await tx.queries.finish(queryId, { status: 'failed', failure_reason: full }, now);
       if (q?.protocol === 'paillier') await forgetContributions(tx, queryId);
