@@ -1,7 +1,10 @@
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { generateKeyPair, publicKeyBase64Url } from '@confide/crypto';
+import { signEnrollStatement } from '@confide/protocol';
+import { generateRedisPassword, hashRedisPassword } from '@confide/queue';
 import { ROOT } from '../support/cli';
 import { Cluster } from '../support/cluster';
 import { closeConnection } from '../support/redis';
@@ -45,17 +48,30 @@ const ROUTES: Readonly<Record<string, Access>> = {
   // Participants only, by a request signed with their enrolled key (test/e2e/receipts): no API key may call it.
   'GET /v1/ledger/receipt': [],
   'GET /v1/ledger/study': [],
+  // A study's participants, and removing one (test/e2e/enrollment-lifecycle).
+  'GET /v1/studies/{name}/participants': ['admin'],
+  'DELETE /v1/studies/{name}/participants/{participant}': ['admin'],
+  // A participant's own maximum record count, signed with its enrolled key (test/e2e/enrollment-lifecycle).
+  'POST /v1/participant/max-records': [],
 };
 
 const STUDY = syntheticSalaryStudy().name;
 const UNKNOWN_QUERY = `q${'0123456789abcdef'.repeat(2).slice(0, 24)}`;
 
-/** Fresh public keys as base64url, as `confide participant enroll` sends them. */
-const enrollBody = () => ({
-  encryptionKey: String(generateKeyPairSync('x25519').publicKey.export({ format: 'jwk' }).x),
-  signingKey: String(generateKeyPairSync('ed25519').publicKey.export({ format: 'jwk' }).x),
-  maxRecords: 100,
-});
+/** The id of the study the tests enroll in: an enrollment is signed for it. */
+let studyId = '';
+
+/** Fresh public keys as base64url, signed with the new signing key as `confide participant enroll` sends them. */
+const enrollBody = () => {
+  const signing = generateKeyPair('ed25519');
+  const body = {
+    encryptionKey: publicKeyBase64Url(generateKeyPair('x25519').publicKey),
+    signingKey: publicKeyBase64Url(signing.publicKey),
+    maxRecords: 100,
+    redisPasswordSha256: hashRedisPassword(generateRedisPassword()),
+  };
+  return { ...body, signature: signEnrollStatement(signing, { ...body, studyId }) };
+};
 const queryBody = { study: STUDY, protocol: 'shamir', select: [{ stat: 'mean', field: 'salary' }], seedCommitment: 'c0'.repeat(32) };
 
 /** A request body each route accepts, so that a refusal in the access checks can only be the guard's. */
@@ -120,6 +136,7 @@ describe('coordinator HTTP API: routes, authentication, authorisation and input 
     cluster = await Cluster.start({ database: 'sqlite' });
     const created = await call('POST', '/v1/studies', { token: cluster.adminToken, body: syntheticSalaryStudy() });
     if (created.status !== 201) throw new Error(`creating the study: ${created.status} ${created.text}`);
+    studyId = (created.json as { id: string }).id;
     for (const role of ROLES) {
       const r = await call('POST', '/v1/api-keys', { token: cluster.adminToken, body: { role } });
       if (r.status !== 201) throw new Error(`creating a ${role} key: ${r.status} ${r.text}`);
@@ -185,7 +202,7 @@ describe('coordinator HTTP API: routes, authentication, authorisation and input 
       const access = ROUTES[route];
       if (access === 'public') continue;
       const [method, template] = route.split(' ') as [string, string];
-      const path = template.replace('{name}', STUDY).replace('{id}', UNKNOWN_QUERY);
+      const path = template.replace('{name}', STUDY).replace('{id}', UNKNOWN_QUERY).replace('{participant}', 'nobody');
       const valid = VALID_BODIES[route];
       const send = (opts: { token?: string; authorization?: string }) => call(method, path, { ...opts, body: valid?.() ?? (method === 'GET' ? undefined : {}) });
 
@@ -251,6 +268,7 @@ describe('coordinator HTTP API: routes, authentication, authorisation and input 
       { what: 'enrollment with a small-order Ed25519 key', method: 'POST', path: '/v1/enroll', token: invitation.token, body: { ...enrollBody(), signingKey: Buffer.alloc(32).toString('base64url') }, status: 400, error: 'invalid_key', message: /Ed25519 .*small order/ },
       { what: 'enrollment with extra fields', method: 'POST', path: '/v1/enroll', token: invitation.token, body: { ...enrollBody(), admin: true }, status: 400, error: 'bad_request', message: /"admin"/ },
       { what: 'enrollment with maxRecords 0', method: 'POST', path: '/v1/enroll', token: invitation.token, body: { ...enrollBody(), maxRecords: 0 }, status: 400, error: 'bad_request', message: /^maxRecords: / },
+      { what: 'enrollment signed for other keys', method: 'POST', path: '/v1/enroll', token: invitation.token, body: { ...enrollBody(), signature: enrollBody().signature }, status: 400, error: 'bad_signature', message: /^enrollment refused: the enrollment is not signed by the signing key it registers$/ },
       { what: 'invitation for a malformed participant name', method: 'POST', path: `/v1/studies/${STUDY}/invitations`, token: cluster.adminToken, body: { participant: '<script>' }, status: 400, error: 'bad_request', message: /^participant: / },
       { what: 'invitation to an unknown study', method: 'POST', path: '/v1/studies/no-such-study/invitations', token: cluster.adminToken, body: { participant: 'x' }, status: 404, error: 'not_found', message: /no-such-study/ },
       { what: 'query id that is not one', method: 'GET', path: '/v1/queries/not-an-id', token: keys.researcher, status: 400, error: 'bad_request', message: /query id/ },

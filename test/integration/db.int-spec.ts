@@ -144,7 +144,7 @@ describe.each(targets)('coordinator storage on $name', (target) => {
     try {
       expect(await new StudyRepository(again.db).getById(study.id)).toEqual(study);
       const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(again.db);
-      expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_ledger', '0003_privacy_budget', '0004_event_study', '0005_researcher_identity', '0006_outbox']);
+      expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_ledger', '0003_privacy_budget', '0004_event_study', '0005_researcher_identity', '0006_outbox', '0007_participant_removal']);
     } finally {
       await again.close();
     }
@@ -322,6 +322,32 @@ describe.each(targets)('coordinator storage on $name', (target) => {
       expect(await invitations.get(tokenHash)).toMatchObject({ used_at: null });
       expect(await participants.countByStudy(study.id)).toBe(0);
       expect(await events.count()).toBe(before);
+    });
+
+    it('removes a participant once, leaves it out of the active roster and the count, and keeps its row (issue 13)', async () => {
+      const study = await newStudy();
+      const [a, b] = [participantRow(study.id, 'site-a'), participantRow(study.id, 'site-b')];
+      await participants.create(a);
+      await participants.create(b);
+      expect(await participants.remove(a.id, T0 + 7)).toBe(true);
+      expect(await participants.remove(a.id, T0 + 8)).toBe(false);
+      expect((await participants.listByStudy(study.id, { active: true })).map((p) => p.name)).toEqual(['site-b']);
+      expect((await participants.listByStudy(study.id)).map((p) => [p.name, p.removed_at])).toEqual([
+        ['site-a', T0 + 7],
+        ['site-b', null],
+      ]);
+      expect(await participants.countByStudy(study.id)).toBe(1);
+    });
+
+    it('changes maxRecords only from the value an update was made for, and never for a removed participant', async () => {
+      const study = await newStudy();
+      const row = participantRow(study.id, 'site-m');
+      await participants.create(row);
+      expect(await participants.setMaxRecords(row.id, row.max_records + 1, 500)).toBe(false);
+      expect(await participants.setMaxRecords(row.id, row.max_records, 500)).toBe(true);
+      expect((await participants.get(row.id))?.max_records).toBe(500);
+      await participants.remove(row.id, T0 + 9);
+      expect(await participants.setMaxRecords(row.id, 500, 600)).toBe(false);
     });
   });
 

@@ -39,6 +39,10 @@ export class CoordinatorClient {
     return this.call<T>('POST', path, body);
   }
 
+  delete<T>(path: string): Promise<T> {
+    return this.call<T>('DELETE', path);
+  }
+
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     let res: Response;
     try {

@@ -16,9 +16,9 @@ const USAGE = `Usage: confide <command> [options]
 Commands:
   demo                       a real secure aggregation on this machine, nothing to set up
   coordinator start          run the coordinator service
-  admin study create|invite|keys create
-                             define studies, invite participants, issue API keys
-  participant enroll|run|log|receipts|check
+  admin study create|invite|keys create|participants list|participants remove
+                             define studies, invite, list and remove participants, issue API keys
+  participant enroll|update|run|log|receipts|check
                              enroll this machine as a participant, run its worker, see what it
                              computed and for whom, check its data file and its contributions
   query                      submit a query (--wait for the result), or 'query status|decrypt|decrypt-share ID'

@@ -12,6 +12,8 @@ import { MetricsController } from './health/metrics.controller';
 import { HealthController } from './health/health.controller';
 import { ErrorFilter } from './http/error.filter';
 import { LedgerController } from './ledger/ledger.controller';
+import { ParticipantsController } from './participants/participants.controller';
+import { ParticipantsService } from './participants/participants.service';
 import { validationPipe } from './http/validation';
 import type { Logger } from './logging';
 import { Orchestrator, type RedisConnections } from './orchestration/orchestrator';
@@ -39,7 +41,7 @@ export class AppModule {
   static register(infra: CoordinatorInfrastructure): DynamicModule {
     return {
       module: AppModule,
-      controllers: [HealthController, MetricsController, StudiesController, EnrollmentController, QueriesController, EventsController, LedgerController],
+      controllers: [HealthController, MetricsController, StudiesController, EnrollmentController, QueriesController, EventsController, LedgerController, ParticipantsController],
       providers: [
         { provide: CONFIG, useValue: infra.config },
         { provide: LOGGER, useValue: infra.logger },
@@ -55,6 +57,7 @@ export class AppModule {
         Orchestrator,
         StudiesService,
         EnrollmentService,
+        ParticipantsService,
         QueriesService,
       ],
     };

@@ -22,7 +22,7 @@ export const WORKER_OUTAGE_RETRY_MS = 30_000;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * A participant's read-only HTTP requests to the coordinator, each signed with the participant's enrolled Ed25519
+ * A participant's HTTP requests to the coordinator (reads, and the update of its maximum record count), each signed with the participant's enrolled Ed25519
  * key (libs/protocol participant-request). Nothing secret travels: every answer is public ledger data the
  * participant verifies against the coordinator key it pinned, so plain HTTP carries no secret here.
  */
@@ -59,25 +59,36 @@ export class CoordinatorLink {
     }
   }
 
-  private async once<T>(path: string): Promise<T> {
-    const headers = participantRequestHeaders(this.signing, { method: 'GET', path, participantId: this.participantId, time: Date.now() });
+  /**
+   * POST `body` (JSON) to `path` as this participant, once: the one change a participant asks for (its maximum record
+   * count) carries its own signed statement in the body; the request signature says who sends it.
+   * @throws CoordinatorRequestError with the HTTP status and the coordinator's message, or status 0 when unreachable
+   */
+  post<T>(path: string, body: unknown): Promise<T> {
+    return this.once<T>(path, body);
+  }
+
+  private async once<T>(path: string, body?: unknown): Promise<T> {
+    const method = body === undefined ? 'GET' : 'POST';
+    const headers: Record<string, string> = participantRequestHeaders(this.signing, { method, path, participantId: this.participantId, time: Date.now() });
+    if (body !== undefined) headers['content-type'] = 'application/json';
     let res: Response;
     try {
-      res = await fetch(`${this.base}${path}`, { headers, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+      res = await fetch(`${this.base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
     } catch (err) {
       throw new CoordinatorRequestError(0, `cannot reach the coordinator at ${this.base}: ${(err as Error).message}`);
     }
     const text = await res.text();
-    let body: unknown;
+    let answer: unknown;
     try {
-      body = text ? JSON.parse(text) : {};
+      answer = text ? JSON.parse(text) : {};
     } catch {
       throw new CoordinatorRequestError(res.status, `the coordinator answered ${path} with something that is not JSON (HTTP ${res.status})`);
     }
     if (!res.ok) {
       const retryAfter = Number(res.headers.get('retry-after'));
-      throw new CoordinatorRequestError(res.status, (body as { message?: string }).message ?? `HTTP ${res.status} from ${path}`, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined);
+      throw new CoordinatorRequestError(res.status, (answer as { message?: string }).message ?? `HTTP ${res.status} from ${path}`, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined);
     }
-    return body as T;
+    return answer as T;
   }
 }

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { exportPrivateKeyPem, importPrivateKeyPem, importPublicKeyBase64Url, type KeyPair, type PublicKey } from '@confide/crypto';
@@ -12,6 +12,8 @@ import { parseStudySchema, type StudySchema } from '@confide/protocol';
 const identitySchema = z.strictObject({
   version: z.literal(2),
   participantId: z.string(),
+  /** The name the invitation gave this participant (homes enrolled before names were kept have none). */
+  participantName: z.string().optional(),
   studyId: z.string(),
   studyName: z.string(),
   coordinatorUrl: z.string(),
@@ -27,6 +29,8 @@ export type Identity = z.infer<typeof identitySchema>;
 
 const FILES = {
   identity: 'identity.json',
+  /** The identity written before the coordinator is asked: renamed to identity.json once the enrollment is confirmed. */
+  pending: 'pending.json',
   study: 'study.json',
   encryption: 'x25519.pem',
   signing: 'ed25519.pem',
@@ -58,21 +62,66 @@ export class ParticipantHome {
     return existsSync(this.path(FILES.identity));
   }
 
-  /** Creates the directory (0700) and stores freshly generated private keys (0600). */
-  storeKeys(encryption: KeyPair, signing: KeyPair): void {
+  /** True when an enrollment was written here but not confirmed (the coordinator was asked, or was about to be). */
+  isPending(): boolean {
+    return !this.isEnrolled() && existsSync(this.path(FILES.pending));
+  }
+
+  /**
+   * Writes a whole enrollment before the coordinator is asked (issue 13, "Enrollment is atomic"): the directory
+   * (0700), the private keys and the identity (0600), marked pending, and the study's settings. If this fails,
+   * nothing was sent anywhere.
+   */
+  storePending(encryption: KeyPair, signing: KeyPair, identity: Identity, studyJson: unknown): void {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     chmodSync(this.dir, 0o700);
     writePrivateFile(this.path(FILES.encryption), exportPrivateKeyPem(encryption.privateKey));
     writePrivateFile(this.path(FILES.signing), exportPrivateKeyPem(signing.privateKey));
+    writePrivateFile(this.path(FILES.study), JSON.stringify(studyJson, null, 2));
+    writePrivateFile(this.path(FILES.pending), JSON.stringify(identity, null, 2));
   }
 
-  /** Records a completed enrollment. */
-  storeEnrollment(identity: Identity, studyJson: unknown): void {
-    writePrivateFile(this.path(FILES.study), JSON.stringify(studyJson, null, 2));
-    writePrivateFile(this.path(FILES.identity), JSON.stringify(identity, null, 2));
+  /** The pending enrollment written by {@link storePending}, if any and readable. */
+  pendingIdentity(): Identity | undefined {
+    if (!this.isPending()) return undefined;
+    try {
+      const parsed = identitySchema.safeParse(JSON.parse(readFileSync(this.path(FILES.pending), 'utf8')));
+      return parsed.success ? parsed.data : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Marks the pending enrollment confirmed, with what the coordinator and the ledger settled (one atomic rename). */
+  confirm(identity: Identity): void {
+    writePrivateFile(this.path(FILES.pending), JSON.stringify(identity, null, 2));
+    renameSync(this.path(FILES.pending), this.path(FILES.identity));
+  }
+
+  /**
+   * Removes a pending enrollment the coordinator refused: the whole directory when this enrollment created it,
+   * otherwise only the files it wrote.
+   */
+  discardPending(createdDir: boolean): void {
+    const targets = createdDir ? [this.dir] : [FILES.pending, FILES.study, FILES.encryption, FILES.signing, 'ledger'].map((name) => this.path(name));
+    for (const target of targets) {
+      try {
+        rmSync(target, { recursive: true, force: true });
+      } catch {
+        // A path under a file (ENOTDIR) holds nothing of ours.
+      }
+    }
+  }
+
+  /** Rewrites the confirmed identity with local changes (`confide participant update`). */
+  storeIdentity(identity: Identity): void {
+    writePrivateFile(this.path(FILES.identity), JSON.stringify(identitySchema.parse(identity), null, 2));
   }
 
   identity(): Identity {
+    if (this.isPending()) {
+      throw new HomeError(`${this.dir} holds an enrollment that was not confirmed; run 'confide participant enroll' again with the same invitation and --home to finish it`);
+    }
     if (!this.isEnrolled()) throw new HomeError(`${this.dir} is not an enrolled participant's home (no ${FILES.identity}); run 'confide participant enroll' first`);
     const json = JSON.parse(readFileSync(this.path(FILES.identity), 'utf8')) as { version?: unknown };
     if (json.version === 1) {

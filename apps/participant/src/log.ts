@@ -115,6 +115,10 @@ function summarize(e: LedgerEntry): string {
       return `study ${String(b.name)}`;
     case 'participant.enrolled':
       return `${String(b.name)} (${String(b.participantId)}) enrolled; keys ${String(b.encryptionKeyFingerprint).slice(0, 16)}…/${String(b.signingKeyFingerprint).slice(0, 16)}…`;
+    case 'participant.removed':
+      return `${String(b.name)} (${String(b.participantId)}) removed by ${String(b.removedBy)}`;
+    case 'participant.updated':
+      return `${String(b.name)} (${String(b.participantId)}) maxRecords ${String(b.previousMaxRecords)} → ${String(b.maxRecords)}, signed by its key`;
     case 'query.submitted': {
       const q = describeQuery(b.query);
       return `${String(b.queryId)} by ${String(b.submittedBy)} (${String(b.protocol)}): ${q ? `${q.select.join(', ')}${q.where.length ? ` where ${q.where.join(' and ')}` : ''}${q.groupBy ? ` by ${q.groupBy}` : ''}` : ''}`;

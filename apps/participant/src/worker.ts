@@ -319,7 +319,7 @@ export class ParticipantWorker {
     note.records = local.records;
     if (local.records > this.identity.maxRecords) {
       local.vector.fill(0n);
-      throw new UnrecoverableError(`local data has more records than declared at enrollment (${this.identity.maxRecords}); re-enroll with a larger --max-records`);
+      throw new UnrecoverableError(`local data has more records than declared at enrollment (${this.identity.maxRecords}); raise it with 'confide participant update --max-records N'`);
     }
     return { compiled, local };
   }

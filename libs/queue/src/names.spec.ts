@@ -14,6 +14,7 @@ import {
   newQueryId,
   parseAggregationJobId,
   parseTaskJobId,
+  participantIdOf,
   participantQueue,
   queryOfJob,
   roundOf,
@@ -183,5 +184,18 @@ describe('the round of each task kind', () => {
   it('never changes: job ids and stored answers carry it', () => {
     expect(TASK_ROUND).toEqual({ 'shamir.round1': 1, 'shamir.round2': 2, 'paillier.contribute': 1 });
     expect(Object.values(TASK).map(roundOf)).toEqual([1, 2, 1]);
+  });
+});
+
+describe('participantIdOf', () => {
+  it('derives the id of an enrolling signing key: "p" and the first 24 hex digits of its fingerprint, readable back from job ids', () => {
+    const id = participantIdOf('0123456789abcdef'.repeat(4));
+    expect(id).toBe('p0123456789abcdef01234567');
+    expect(parseTaskJobId(taskJobId(newQueryId(), 1, id))?.participantId).toBe(id);
+  });
+
+  it('refuses anything but a 64-hex-digit fingerprint', () => {
+    expect(() => participantIdOf('ABCD'.repeat(16))).toThrow(/64 lowercase hex digits/);
+    expect(() => participantIdOf('ab')).toThrow(TypeError);
   });
 });

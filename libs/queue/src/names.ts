@@ -29,6 +29,18 @@ export const newQueryId = (): string => `q${randomBytes(12).toString('hex')}`;
 /** Participant ids: "p" + 24 hex digits. */
 export const newParticipantId = (): string => `p${randomBytes(12).toString('hex')}`;
 
+/**
+ * The participant id of an enrolling signing key: "p" + the first 24 hex digits of its fingerprint (libs/crypto
+ * keyFingerprint), the same form as {@link newParticipantId}. A participant knows its id before it enrolls, so it
+ * writes its whole home before the coordinator commits anything, and a retry with the same keys is the same
+ * participant.
+ * @throws TypeError when the fingerprint is not 64 lowercase hex digits
+ */
+export function participantIdOf(signingKeyFingerprint: string): string {
+  if (!/^[0-9a-f]{64}$/.test(signingKeyFingerprint)) throw new TypeError('a signing key fingerprint is 64 lowercase hex digits');
+  return `p${signingKeyFingerprint.slice(0, 24)}`;
+}
+
 // The ids above, as job ids embed them. Only these make a job id readable back: `<query>-r<round>-<participant>`
 // with any id parts is ambiguous once a query id holds "-r1-" (taskJobId accepts such ids, which tests use).
 const QUERY_ID = 'q[0-9a-f]{24}';

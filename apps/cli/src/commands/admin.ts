@@ -6,11 +6,26 @@ import type { Output } from '../output';
 export const ADMIN_USAGE = `Usage: confide admin study create --file study.json
        confide admin invite --study NAME --participant NAME
        confide admin keys create --role researcher|auditor|admin [--label TEXT] [--identity=KEY]
+       confide admin participants list --study NAME
+       confide admin participants remove --study NAME --participant ID-OR-NAME
 --identity binds a researcher's identity public key (from 'confide keys researcher') to the new key, in the
 ledger; a researcher needs one to submit paillier queries. Write it with '=': a base64url key may begin with '-'.
+participants list shows each participant's name, id, when it enrolled and whether it was removed. remove records
+participant.removed in the ledger, deletes its Redis user and leaves it out of every later query (a query
+already running goes on without it); its name stays taken in the study.
 Global: --coordinator URL (CONFIDE_URL), --token TOKEN (CONFIDE_TOKEN), --json`;
 
-/** `confide admin …`: studies, invitations and API keys. */
+/** A participant as `GET /v1/studies/:name/participants` lists it. */
+interface ParticipantRow {
+  id: string;
+  name: string;
+  status: 'active' | 'removed';
+  enrolledAt: string;
+  removedAt: string | null;
+  maxRecords: number;
+}
+
+/** `confide admin …`: studies, invitations, participants and API keys. */
 export async function adminCommand(argv: readonly string[], out: Output): Promise<void> {
   const [area, action, ...rest] = argv;
   const sub = area === 'invite' ? 'invite' : `${area ?? ''} ${action ?? ''}`;
@@ -50,6 +65,26 @@ export async function adminCommand(argv: readonly string[], out: Output): Promis
       });
       const bound = res.identityKeyFingerprint ? `\nbound to identity key ${res.identityKeyFingerprint}` : '';
       out.result({ token: res.token, id: res.id, role: res.role, ...(res.identityKeyFingerprint ? { identityKeyFingerprint: res.identityKeyFingerprint } : {}) }, () => `${res.role} API key ${res.id} (shown once):\n${res.token}${bound}`);
+      return;
+    }
+    case 'participants list': {
+      const { values } = parseCommandArgs(args, { ...GLOBAL_OPTIONS, study: { type: 'string' } });
+      out.json = values.json === true;
+      if (!values.study) throw new UsageError('--study NAME is required');
+      const rows = await CoordinatorClient.from(values).get<ParticipantRow[]>(`/v1/studies/${encodeURIComponent(values.study)}/participants`);
+      out.result({ participants: rows }, () =>
+        rows.length
+          ? rows.map((p) => `${p.name.padEnd(20)} ${p.id}  ${p.status.padEnd(7)}  enrolled ${p.enrolledAt}${p.removedAt ? `  removed ${p.removedAt}` : ''}  maxRecords ${p.maxRecords}`).join('\n')
+          : `no participants in ${values.study}`,
+      );
+      return;
+    }
+    case 'participants remove': {
+      const { values } = parseCommandArgs(args, { ...GLOBAL_OPTIONS, study: { type: 'string' }, participant: { type: 'string' } });
+      out.json = values.json === true;
+      if (!values.study || !values.participant) throw new UsageError('--study NAME and --participant ID-OR-NAME are required');
+      const res = await CoordinatorClient.from(values).delete<ParticipantRow & { ledgerIndex: number }>(`/v1/studies/${encodeURIComponent(values.study)}/participants/${encodeURIComponent(values.participant)}`);
+      out.result({ ...res }, () => `removed ${res.name} (${res.id}) from ${values.study}: ledger entry ${res.ledgerIndex}; its Redis user is deleted and no later query includes it`);
       return;
     }
     default:

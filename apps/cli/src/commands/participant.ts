@@ -7,6 +7,7 @@ import { enrollParticipant } from '../../../participant/src/enroll';
 import { ParticipantHome } from '../../../participant/src/home';
 import { participantLog, type ParticipantLog } from '../../../participant/src/log';
 import { ReceiptBook, type ReceiptStatus } from '../../../participant/src/receipts';
+import { updateParticipant } from '../../../participant/src/update';
 import { ParticipantWorker } from '../../../participant/src/worker';
 import { intOption, parseCommandArgs, UsageError } from '../args';
 import { assertTransport } from '../client';
@@ -14,6 +15,7 @@ import type { Output } from '../output';
 
 export const PARTICIPANT_USAGE = `Usage: confide participant enroll --invite TOKEN --home DIR --data FILE.csv [--max-records N]
            [--coordinator-key FINGERPRINT] [--accept-settings] [--coordinator URL] [--insecure] [--json]
+       confide participant update --home DIR [--data FILE.csv] [--max-records N] [--json]
        confide participant run --home DIR [--redis URL]
        confide participant receipts --home DIR [--verify] [--json]
        confide participant log --home DIR [--json]
@@ -23,7 +25,11 @@ enroll shows the study's settings (minimum participants, minimum group size, thr
 privacy) and asks you to accept them, or takes --accept-settings; the worker then refuses any task looser than
 what you accepted. --coordinator-key is the coordinator key fingerprint your admin gave you out of band:
 enrollment stops if the coordinator has another key. enroll generates this participant's keys in DIR (private
-keys stay there, mode 0600) and registers only the public keys. run is the long-running worker; SIGTERM
+keys stay there, mode 0600) and registers only the public keys. Enrollment is all or nothing: DIR is written
+first, marked pending, and confirmed only once the coordinator has recorded the enrollment in its ledger; a
+failure on either side leaves no enrollment behind, and the same invitation works again. update points the
+home at another data file (kept on this machine only) and changes the maximum record count, with a request
+signed by this participant's key that the ledger records; restart the worker after it. run is the long-running worker; SIGTERM
 finishes the task in hand and exits. receipts fetches and stores, for each contribution, the index and leaf
 hash of the ledger entry that records it (checked against the contribution this participant signed); --verify
 then checks every receipt against the coordinator's current signed checkpoint with an inclusion proof, and the
@@ -144,11 +150,28 @@ export async function participantCommand(argv: readonly string[], out: Output): 
       process.exitCode = 1;
       return;
     }
-    out.result({ participantId: identity.participantId, study: identity.studyName, coordinatorKeyFingerprint: identity.coordinatorKeyFingerprint }, () =>
+    out.result({ participantId: identity.participantId, name: identity.participantName, study: identity.studyName, maxRecords: identity.maxRecords, coordinatorKeyFingerprint: identity.coordinatorKeyFingerprint }, () =>
       [
-        `enrolled as ${identity.participantId} in study ${identity.studyName}`,
+        `enrolled as ${identity.participantName ?? ''} (${identity.participantId}) in study ${identity.studyName}, at most ${identity.maxRecords} records`,
         `coordinator key fingerprint ${identity.coordinatorKeyFingerprint} (compare it with your admin's)`,
         `start the worker with: confide participant run --home ${values.home}`,
+      ].join('\n'),
+    );
+    return;
+  }
+  if (action === 'update') {
+    const { values } = parseCommandArgs(args, { home: { type: 'string' }, data: { type: 'string' }, 'max-records': { type: 'string' }, json: { type: 'boolean' } });
+    out.json = values.json === true;
+    if (!values.home) throw new UsageError('--home is required');
+    if (values.data === undefined && values['max-records'] === undefined) throw new UsageError('give --data FILE.csv, --max-records N, or both');
+    const res = await updateParticipant({ home: values.home, dataFile: values.data, maxRecords: intOption(values['max-records'], 'max-records', 1) });
+    const { identity } = res;
+    const who = `${identity.participantName ?? ''} (${identity.participantId})`;
+    out.result({ participantId: identity.participantId, name: identity.participantName, dataFileChanged: res.dataFileChanged, maxRecords: identity.maxRecords, maxRecordsEntry: res.maxRecordsEntry }, () =>
+      [
+        res.dataFileChanged ? `${who} now reads ${identity.dataFile} (kept on this machine only)` : `${who}: data file unchanged`,
+        res.maxRecordsEntry !== null ? `maxRecords is now ${identity.maxRecords}, recorded in the ledger at entry ${res.maxRecordsEntry}` : `maxRecords unchanged (${identity.maxRecords})`,
+        'restart the worker (confide participant run) for it to take effect',
       ].join('\n'),
     );
     return;

@@ -42,6 +42,8 @@ interface QueryView {
   awaitingNonce?: boolean;
   awaitingDecryption?: boolean;
   answered: number;
+  /** Who the current round still waits for, as `name (id)` (coordinators before issue 13 send none). */
+  waitingFor?: string[];
   expected: number;
   participants: number | null;
   results: ResultRow[] | null;
@@ -55,6 +57,11 @@ function bar(done: number, total: number, width = 20): string {
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
 }
 
+/** `; waiting for hospital-3 (p…)`, when the coordinator says who the round still waits for. */
+function waiting(q: QueryView): string {
+  return q.waitingFor?.length ? `; waiting for ${q.waitingFor.join(', ')}` : '';
+}
+
 function toJson(q: QueryView): Record<string, unknown> {
   const base = { id: q.id, status: q.status, participants: q.participants, results: q.results ?? [], privacy: q.privacy ?? null, ledgerIndex: q.ledgerIndex };
   return q.failureReason ? { ...base, failureReason: q.failureReason } : base;
@@ -62,7 +69,7 @@ function toJson(q: QueryView): Record<string, unknown> {
 
 function human(q: QueryView): string {
   if (q.status === 'running' && q.awaitingNonce) return `query ${q.id}: running, waiting for the researcher's committee nonce`;
-  if (q.status === 'running') return `query ${q.id}: running, round ${q.round}, ${q.answered}/${q.expected} answered`;
+  if (q.status === 'running') return `query ${q.id}: running, round ${q.round}, ${q.answered}/${q.expected} answered${waiting(q)}`;
   if (q.status === 'failed') return `query ${q.id} failed: ${q.failureReason ?? 'unknown reason'}`;
   const lines = [`query ${q.id}: ${q.participants ?? 0} participants contributed (event log index ${q.ledgerIndex ?? '-'})`];
   for (const r of q.results ?? []) lines.push(renderRow(r));
@@ -87,7 +94,7 @@ async function follow(client: CoordinatorClient, id: string, out: Output, timeou
     const q = await client.get<QueryView>(`/v1/queries/${id}`);
     if (q.status !== 'running') return q;
     if (q.awaitingDecryption && holder) return checkDecryptAndPost<QueryView>(client, id, holder.keys, await ledgerKey(client, holder.pinned), out);
-    out.progress(q.awaitingDecryption ? 'aggregate ready; waiting for the key holder (or custodians) to decrypt' : `round ${q.round}/2 ${bar(q.answered, q.expected)} ${q.answered}/${q.expected} answered`);
+    out.progress(q.awaitingDecryption ? 'aggregate ready; waiting for the key holder (or custodians) to decrypt' : `round ${q.round}/2 ${bar(q.answered, q.expected)} ${q.answered}/${q.expected} answered${waiting(q)}`);
     if (Date.now() > until) throw new Error(`query ${id} still running after ${Math.round(timeoutMs / 1000)} s; check it later with 'confide query status ${id}'`);
     await new Promise((r) => setTimeout(r, 250));
   }

@@ -5,7 +5,7 @@ import { CONFIG } from '../tokens';
 import type { CoordinatorConfig } from '../config';
 import { Repositories } from '../storage';
 import { importPublicKeyBase64Url } from '@confide/crypto';
-import { ParticipantRequestError, readParticipantRequestHeaders, verifyParticipantRequest } from '@confide/protocol';
+import { PARTICIPANT_REQUEST_HEADERS, ParticipantRequestError, readParticipantRequestHeaders, verifyParticipantRequest } from '@confide/protocol';
 import { INVITATION_KEY, PARTICIPANT_KEY, PUBLIC_KEY, ROLES_KEY } from './decorators';
 import { hashToken, tokensEqual, type Role } from './tokens';
 
@@ -62,6 +62,9 @@ export class ApiKeyGuard implements CanActivate {
       }
     }
     const roles = this.reflector.getAllAndOverride<Role[] | undefined>(ROLES_KEY, targets);
+    if (!roles && !token && this.reflector.getAllAndOverride<boolean>(PARTICIPANT_KEY, targets)) {
+      throw new UnauthorizedException(`this route takes a request signed with an enrolled participant's key (headers ${Object.values(PARTICIPANT_REQUEST_HEADERS).join(', ')})`);
+    }
     if (!token) throw new UnauthorizedException('a bearer API key is required');
     const principal = await this.authenticate(token);
     if (!principal) throw new UnauthorizedException('unknown or revoked API key');

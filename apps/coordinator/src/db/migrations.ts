@@ -259,12 +259,25 @@ function outbox(dialect: Dialect): Migration {
 }
 
 /**
+ * Participants an admin removed (DESIGN.md "Who uses it"): the row stays, so a running query still verifies what the
+ * participant signed before, but no plan lists it again and its Redis user is gone.
+ */
+function participantRemoval(dialect: Dialect): Migration {
+  const int64 = dialect === 'postgres' ? 'bigint' : 'integer';
+  return {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema.alterTable('participants').addColumn('removed_at', int64).execute();
+    },
+  };
+}
+
+/**
  * The in-code migration provider for Kysely's `Migrator`: migrations are compiled into the app, so
  * there is no directory to find at run time.
  * @param dialect the database the migrations will run on
  */
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
-    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect), '0003_privacy_budget': privacyBudget(dialect), '0004_event_study': eventStudy(), '0005_researcher_identity': researcherIdentity(dialect), '0006_outbox': outbox(dialect) }),
+    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect), '0003_privacy_budget': privacyBudget(dialect), '0004_event_study': eventStudy(), '0005_researcher_identity': researcherIdentity(dialect), '0006_outbox': outbox(dialect), '0007_participant_removal': participantRemoval(dialect) }),
   };
 }

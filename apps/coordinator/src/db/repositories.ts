@@ -190,9 +190,39 @@ export class ParticipantRepository {
     return this.db.selectFrom('participants').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
-  /** A study's participants, by name. */
-  listByStudy(studyId: string): Promise<Participant[]> {
-    return this.db.selectFrom('participants').selectAll().where('study_id', '=', studyId).orderBy('name').execute();
+  /**
+   * A study's participants, by name: removed ones too (a running query still verifies what they signed), unless
+   * `active` asks only for those that take part in new queries.
+   */
+  listByStudy(studyId: string, opts: { active?: boolean } = {}): Promise<Participant[]> {
+    let q = this.db.selectFrom('participants').selectAll().where('study_id', '=', studyId);
+    if (opts.active) q = q.where('removed_at', 'is', null);
+    return q.orderBy('name').execute();
+  }
+
+  /**
+   * Marks a participant removed at `now`, once: a compare-and-set, so two removals record one.
+   * @returns whether this call removed it
+   */
+  async remove(id: string, now: number): Promise<boolean> {
+    const res = await this.db.updateTable('participants').set({ removed_at: now }).where('id', '=', id).where('removed_at', 'is', null).executeTakeFirst();
+    return res.numUpdatedRows === 1n;
+  }
+
+  /**
+   * Sets a participant's maximum record count if it is still `from` and the participant is not removed (a
+   * compare-and-set: of two updates made for one value, one applies).
+   * @returns whether this call changed it
+   */
+  async setMaxRecords(id: string, from: number, to: number): Promise<boolean> {
+    const res = await this.db
+      .updateTable('participants')
+      .set({ max_records: to })
+      .where('id', '=', id)
+      .where('max_records', '=', from)
+      .where('removed_at', 'is', null)
+      .executeTakeFirst();
+    return res.numUpdatedRows === 1n;
   }
 
   /** Every participant of every study, by study then name. */
@@ -200,17 +230,18 @@ export class ParticipantRepository {
     return this.db.selectFrom('participants').selectAll().orderBy('study_id').orderBy('name').execute();
   }
 
-  /** How many participants a study has. */
   /** Records the tree size of the checkpoint the tasks just sent to these participants carry. */
   async setLedgerSize(ids: readonly string[], size: number): Promise<void> {
     if (ids.length) await this.db.updateTable('participants').set({ ledger_size: size }).where('id', 'in', [...ids]).execute();
   }
 
+  /** How many participants take part in a study (removed ones do not). */
   async countByStudy(studyId: string): Promise<number> {
     const { n } = await this.db
       .selectFrom('participants')
       .select((eb) => eb.fn.countAll<number>().as('n'))
       .where('study_id', '=', studyId)
+      .where('removed_at', 'is', null)
       .executeTakeFirstOrThrow();
     return Number(n);
   }
@@ -475,6 +506,12 @@ export class DispatchRepository {
   }
 
   /** Records that these tasks are in Redis now. */
+  /** The participants a round of a query was sent a task, while the query runs (its rows go once it is decided). */
+  async participantsOf(queryId: string, round: number): Promise<string[]> {
+    const rows = await this.db.selectFrom('dispatches').select('participant_id').where('query_id', '=', queryId).where('round', '=', round).orderBy('participant_id').execute();
+    return rows.map((r) => r.participant_id);
+  }
+
   async markDispatched(queryId: string, round: number, participantIds: readonly string[], now: number): Promise<void> {
     if (participantIds.length === 0) return;
     await this.db.updateTable('dispatches').set({ dispatched_at: now }).where('query_id', '=', queryId).where('round', '=', round).where('participant_id', 'in', participantIds).execute();

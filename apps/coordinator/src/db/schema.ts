@@ -39,6 +39,8 @@ export interface ParticipantsTable {
   enrolled_at: number;
   /** The tree size of the checkpoint of the last task sent to this participant: where its ledger view most likely stands. */
   ledger_size: number | null;
+  /** When an admin removed it (its `participant.removed` entry); null while it takes part. */
+  removed_at: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 /** A single-use enrolment invitation, stored by the hash of its token (the token itself is never stored). */

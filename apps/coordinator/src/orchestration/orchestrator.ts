@@ -89,6 +89,7 @@ import {
   deadlineJobId,
   participantQueue,
   provisionParticipantUser,
+  revokeParticipantUser,
   signTask,
   TASK,
   taskJobId,
@@ -264,6 +265,11 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       const [seconds, micros] = await this.redis.producer.time();
       const from = `${Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)}-0`;
       for (const p of participants) {
+        // A removed participant's user stays gone, even if Redis lost the deletion (a restart from an older file).
+        if (p.removed_at !== null) {
+          await revokeParticipantUser(this.redis.producer, p.redis_user);
+          continue;
+        }
         await provisionParticipantUser(this.redis.producer, { username: p.redis_user, passwordHash: p.redis_password_sha256, prefix, queue: participantQueue(p.id) });
         this.watch(p.id, from);
       }
@@ -422,6 +428,13 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     events.on('failed', onFinished);
     this.redis.outages.listen(events, `events of ${participantId}`);
     this.listeners.set(participantId, events);
+  }
+
+  /** Stops listening for a removed participant's tasks. */
+  async unwatch(participantId: string): Promise<void> {
+    const events = this.listeners.get(participantId);
+    this.listeners.delete(participantId);
+    await events?.close();
   }
 
   /**
@@ -588,7 +601,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * of the study, and they would refuse it (libs/protocol checkStudyView). Such a participant joins the next query.
    */
   private async enrolledInLedger(studyId: string) {
-    const rows = await this.repos.participants.listByStudy(studyId);
+    const rows = await this.repos.participants.listByStudy(studyId, { active: true });
     const logged = await this.repos.events.indicesOf(rows.map((r) => entryKey(ENTRY.participantEnrolled, r.id)));
     return rows.filter((r) => logged.has(entryKey(ENTRY.participantEnrolled, r.id)));
   }
@@ -1313,11 +1326,14 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    */
   private async fail(queryId: string, round: number, reason: string, refused: readonly Refusal[], more?: (tx: RepositorySet) => Promise<void>): Promise<void> {
     const now = Date.now();
-    const full = refused.length ? `${reason}; refusals: ${refused.map((r) => `${r.participantId}: ${r.reason}`).join('; ')}` : reason;
     const failed = await this.repos.transaction(async (tx) => {
       if (!(await tx.rounds.fail(queryId, round, now))) return false;
       await more?.(tx);
       const q = await tx.queries.get(queryId);
+      // The researcher reads the reason: each refusing participant by its invited name beside its id.
+      const names = new Map(q ? (await tx.participants.listByStudy(q.study_id)).map((p) => [p.id, p.name]) : []);
+      const label = (id: string): string => (names.has(id) ? `${names.get(id)!} (${id})` : id);
+      const full = refused.length ? `${reason}; refusals: ${refused.map((r) => `${label(r.participantId)}: ${r.reason}`).join('; ')}` : reason;
       await tx.events.append(ENTRY.queryFailed, { queryId, round, reason, refusals: refused }, entryKey(ENTRY.queryFailed, queryId), now, q?.study_id ?? null);
       await tx.queries.finish(queryId, { status: 'failed', failure_reason: full }, now);
       if (q?.protocol === 'paillier') await forgetContributions(tx, queryId);

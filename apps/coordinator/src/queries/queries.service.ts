@@ -80,6 +80,8 @@ export interface QueryView {
   readonly awaitingDecryption: boolean;
   readonly answered: number;
   readonly expected: number;
+  /** While it runs: who the current round still waits for, each as `name (id)`. */
+  readonly waitingFor: string[];
   readonly participants: number | null;
   readonly results: unknown[] | null;
   /** Which output-privacy measures applied to the released results (thresholds, suppressed cells, DP). */
@@ -122,7 +124,7 @@ export class QueriesService {
     if (req.protocol !== 'paillier' && (req.publicKey || req.researcher || req.custodians)) {
       throw new ApiError(400, 'invalid_query', `${req.publicKey ? 'publicKey' : req.researcher ? 'researcher' : 'custodians'}: only the paillier protocol takes it`);
     }
-    const participants = await this.repos.participants.listByStudy(study.id);
+    const participants = await this.repos.participants.listByStudy(study.id, { active: true });
     if (participants.length < privacy.minParticipants) {
       throw new ApiError(400, 'min_participants', `refused: ${participants.length} participant${participants.length === 1 ? '' : 's'} enrolled in ${study.name}, the study requires at least ${privacy.minParticipants}`);
     }
@@ -316,13 +318,23 @@ export class QueriesService {
     return this.view(id);
   }
 
+  /** The participants sent a task of this round that have not answered it, by invited name beside id. */
+  private async waitingFor(studyId: string, queryId: string, round: number, answered: ReadonlySet<string>): Promise<string[]> {
+    const sent = (await this.repos.dispatches.participantsOf(queryId, round)).filter((p) => !answered.has(p));
+    if (!sent.length) return [];
+    const names = new Map((await this.repos.participants.listByStudy(studyId)).map((p) => [p.id, p.name]));
+    return sent.map((p) => (names.has(p) ? `${names.get(p)!} (${p})` : p));
+  }
+
   /** A query's status, progress and, when finished, results or failure reason. @throws ApiError 404 */
   async view(id: string): Promise<QueryView> {
     const q = await this.repos.queries.get(id);
     if (!q) throw new ApiError(404, 'not_found', `no query ${id}`);
     const study = await this.repos.studies.getById(q.study_id);
     const round = await this.repos.rounds.get(id, q.current_round);
-    const answered = (await this.repos.contributions.list(id, q.current_round)).length;
+    const contributions = await this.repos.contributions.list(id, q.current_round);
+    const answered = contributions.length;
+    const waitingFor = q.status === 'running' && round?.status === 'open' ? await this.waitingFor(q.study_id, id, q.current_round, new Set(contributions.map((c) => c.participant_id))) : [];
     const result = q.result_json ? readColumn(resultColumn, q.result_json, `queries.result_json of query ${id}`) : null;
     return {
       id: q.id,
@@ -334,6 +346,7 @@ export class QueriesService {
       awaitingDecryption: q.protocol === 'paillier' && q.status === 'running' && round?.round === 2 && round.status === 'open',
       answered,
       expected: round?.expected ?? 0,
+      waitingFor,
       participants: q.contributors,
       results: result?.results ?? null,
       privacy: result?.privacy ?? null,

@@ -804,6 +804,20 @@ describe('checkStudyView', () => {
     expect(task.plan.participants).toEqual([site(1), site(2), site(3)]);
   });
 
+  it('accepts a plan that leaves out a participant removed from the study before it (issue 13)', async () => {
+    const task = await round1Task({
+      sites: 4,
+      beforeSubmitted: (ledger) => ledger.append(ENTRY.participantRemoved, { participantId: site(4), studyId: STUDY_ID, name: site(4), removedBy: 'admin-1' }),
+      asked: (ids) => ids.filter((id) => id !== site(4)),
+    });
+    expect(view(task, round1(task))).not.toThrow();
+  });
+
+  it('names a removed participant the plan still lists, so that it cannot count toward the minimum or sit on the committee', async () => {
+    const task = await round1Task({ sites: 4, beforeSubmitted: (ledger) => ledger.append(ENTRY.participantRemoved, { participantId: site(4), studyId: STUDY_ID, name: site(4), removedBy: 'admin-1' }) });
+    expectRefusal(view(task, round1(task)), 'ROSTER', /the plan lists 1 participant removed from the study before it: hospital-04 \(entry \d+\)$/);
+  });
+
   it('names a participant the plan pads itself with that the study does not have (a fake the ledger does not know)', async () => {
     const task = await round1Task({ sites: 12, asked: (ids) => [...ids, 'wraith'] });
     // Off the committee (the draw from this seed leaves it out), so round 1's own checks pass: only the view knows

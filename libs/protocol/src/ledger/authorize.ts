@@ -440,8 +440,8 @@ function checkResearcher(plan: PaillierPlan, submitted: Found<typeof ENTRY.query
  * saved, apps/participant ledger-view): what a task's evidence cannot show, because the coordinator chose which
  * entries to carry.
  *
- * - The plan asks every participant enrolled in the study before the query was submitted, and nobody the study
- *   does not have: a coordinator that leaves honest participants out, or pads the plan with participants the ledger
+ * - The plan asks every participant enrolled in the study before the query was submitted and not removed before
+ *   the plan (`participant.removed`), and nobody the study does not have or has removed: a coordinator that leaves honest participants out, or pads the plan with participants the ledger
  *   does not know, makes it easier for ones it controls to fill the committee or the contributor set.
  * - The query has one `query.submitted` and one plan (`committee.drawn` or `paillier.planned`), and round 1 one
  *   `round.closed`, the ones the task rests on: two versions of a query shown to different participants, or two
@@ -452,15 +452,25 @@ function checkResearcher(plan: PaillierPlan, submitted: Found<typeof ENTRY.query
  */
 export function checkStudyView(pinned: PinnedSettings, queryId: string, participants: readonly string[], facts: LedgerFacts, studyEntries: readonly LedgerEntry[]): void {
   const enrolled = new Map<string, number>();
+  const removed = new Map<string, number>();
   for (const e of studyEntries) {
-    if (e.type !== ENTRY.participantEnrolled) continue;
-    const body = parseEntryBody(ENTRY.participantEnrolled, e.body);
-    if (body && body.studyId === pinned.studyId && !enrolled.has(body.participantId)) enrolled.set(body.participantId, e.index);
+    if (e.type === ENTRY.participantEnrolled) {
+      const body = parseEntryBody(ENTRY.participantEnrolled, e.body);
+      if (body && body.studyId === pinned.studyId && !enrolled.has(body.participantId)) enrolled.set(body.participantId, e.index);
+    } else if (e.type === ENTRY.participantRemoved) {
+      const body = parseEntryBody(ENTRY.participantRemoved, e.body);
+      if (body && body.studyId === pinned.studyId && !removed.has(body.participantId)) removed.set(body.participantId, e.index);
+    }
   }
-  const left = [...enrolled].filter(([id, index]) => index < facts.submitted.index && !participants.includes(id)).map(([id]) => id);
+  // A participant removed before the plan is out of it: leaving it out is right, and listing it is refused, so a
+  // removed participant never counts toward the minimum number of participants or sits on a committee.
+  const removedBeforePlan = (id: string): boolean => (removed.get(id) ?? Number.POSITIVE_INFINITY) < facts.plan.index;
+  const left = [...enrolled].filter(([id, index]) => index < facts.submitted.index && !participants.includes(id) && !removedBeforePlan(id)).map(([id]) => id);
   if (left.length) refuse('ROSTER', `the plan leaves out ${left.length} participant${left.length === 1 ? '' : 's'} enrolled in the study before the query: ${left.join(', ')}`);
   const unknown = participants.filter((id) => !(enrolled.get(id)! < facts.plan.index));
   if (unknown.length) refuse('ROSTER', `the plan lists ${unknown.length} participant${unknown.length === 1 ? '' : 's'} not enrolled in the study before it: ${unknown.join(', ')}`);
+  const gone = participants.filter(removedBeforePlan);
+  if (gone.length) refuse('ROSTER', `the plan lists ${gone.length} participant${gone.length === 1 ? '' : 's'} removed from the study before it: ${gone.map((id) => `${id} (entry ${removed.get(id)!})`).join(', ')}`);
   const versions = (types: readonly string[], round?: number): number[] =>
     studyEntries
       .filter((e) => types.includes(e.type) && (e.body as { queryId?: unknown }).queryId === queryId && (round === undefined || (e.body as { round?: unknown }).round === round))

@@ -9,3 +9,4 @@ export * from './ledger-entries';
 export * from './authorize';
 export * from './ledger-rules';
 export * from './participant-request';
+export * from './participant-statements';

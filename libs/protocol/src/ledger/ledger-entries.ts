@@ -16,6 +16,10 @@ export const ENTRY = {
   apiKeyCreated: 'apikey.created',
   studyCreated: 'study.created',
   participantEnrolled: 'participant.enrolled',
+  /** An admin took a participant out of its study: no plan after this entry may list it. */
+  participantRemoved: 'participant.removed',
+  /** A participant changed its declared maximum record count, with a request signed by its enrolled key. */
+  participantUpdated: 'participant.updated',
   querySubmitted: 'query.submitted',
   committeeDrawn: 'committee.drawn',
   paillierPlanned: 'paillier.planned',
@@ -90,6 +94,32 @@ export const participantEnrolledBody = z.looseObject({
 });
 export type ParticipantEnrolledBody = z.infer<typeof participantEnrolledBody>;
 
+export const participantRemovedBody = z.looseObject({
+  participantId: id,
+  studyId: id,
+  /** The participant's invited name, beside its id. */
+  name: z.string(),
+  /** The API key id of the admin who removed it. */
+  removedBy: z.string(),
+});
+export type ParticipantRemovedBody = z.infer<typeof participantRemovedBody>;
+
+/**
+ * A participant's new maximum record count, with the statement it signed (participant-statements.ts): the signing
+ * key is in the entry so anyone can check it against the fingerprint its `participant.enrolled` records.
+ */
+export const participantUpdatedBody = z.looseObject({
+  participantId: id,
+  studyId: id,
+  name: z.string(),
+  maxRecords: z.number().int().min(1),
+  previousMaxRecords: z.number().int().min(1),
+  time: z.number().int().min(0),
+  signingKey: z.string().max(64),
+  signature: z.string().max(200),
+});
+export type ParticipantUpdatedBody = z.infer<typeof participantUpdatedBody>;
+
 export const querySubmittedBody = z.looseObject({
   queryId: id,
   studyId: id,
@@ -153,6 +183,8 @@ export const ENTRY_BODIES = {
   [ENTRY.apiKeyCreated]: apiKeyCreatedBody,
   [ENTRY.studyCreated]: studyCreatedBody,
   [ENTRY.participantEnrolled]: participantEnrolledBody,
+  [ENTRY.participantRemoved]: participantRemovedBody,
+  [ENTRY.participantUpdated]: participantUpdatedBody,
   [ENTRY.querySubmitted]: querySubmittedBody,
   [ENTRY.committeeDrawn]: committeeDrawnBody,
   [ENTRY.paillierPlanned]: paillierPlannedBody,

@@ -1,8 +1,9 @@
 import fc from 'fast-check';
 import { entryBytes, leafHash, merkleTreeHash, parseEntry, type LedgerEntry } from '@confide/ledger';
-import { generateKeyPair, keyFingerprint, publicKeyBase64Url } from '@confide/crypto';
+import { generateKeyPair, keyFingerprint, publicKeyBase64Url, type KeyPair } from '@confide/crypto';
 import { ENTRY, ledgerSchema } from './ledger-entries';
 import { checkLedgerRules, prefixRoots, seedRootSizes, type LedgerRule, type LedgerRuleViolation } from './ledger-rules';
+import { signUpdateStatement } from './participant-statements';
 import { custodiansHash, researcherStatement, signResearcherStatement } from '../paillier/researcher';
 import { canonicalQuery, queryHash, sha256Hex } from '../hashing';
 import { parseStudySchema } from '../query/schema';
@@ -485,5 +486,64 @@ describe('prefixRoots: the roots the committee seeds come from, in one pass', ()
     expect(() => prefixRoots(leaves.slice(0, 3), [4])).toThrow(RangeError);
     expect(() => prefixRoots(leaves, [1.5])).toThrow(RangeError);
     expect(() => prefixRoots(leaves, [3])(4)).toThrow(RangeError);
+  });
+});
+
+describe('checkLedgerRules: removed and updated participants (issue 13)', () => {
+  const removed = (participantId: string, studyId: string): Event => ({ type: ENTRY.participantRemoved, key: participantId, body: { participantId, studyId, name: `site ${participantId}`, removedBy: 'bootstrap-admin' } });
+  const withoutP12 = P.filter((p) => p !== 'p12');
+  /** The honest history, then p12 removed, then shamir query q4 planned over `participants`. */
+  const afterRemoval = (participants: readonly string[]): Event[] => [...honest(), removed('p12', 's1'), submitted('q4', 's1', 'shamir', { threshold: 7 }), drawn('q4', 's1', participants, 7)];
+  const q4Drawn = honest().length + 2;
+
+  it('finds nothing wrong with a plan that leaves out a participant removed before it', () => {
+    expect(violationsOf(build(afterRemoval(withoutP12)))).toEqual([]);
+  });
+
+  it('catches a plan that still lists a participant removed before it (it would count toward the minimum)', () => {
+    expectOnly(build(afterRemoval(P)), 'plan.participants', q4Drawn, 'query q4', `p12 (removed at entry ${honest().length})`);
+  });
+
+  it('catches a plan that leaves out a participant removed only after it', () => {
+    const events = [...honest(), submitted('q4', 's1', 'shamir', { threshold: 7 }), drawn('q4', 's1', withoutP12, 7), removed('p12', 's1')];
+    expectOnly(build(events), 'plan.roster', honest().length + 1, 'query q4', 'p12');
+  });
+
+  it('catches the removal of a participant never enrolled in the study, and a second removal', () => {
+    expectOnly(build([...honest(), removed('p99', 's1')]), 'removal.enrolled', honest().length, 'p99', 'never enrolled');
+    expectOnly(build([...honest(), removed('p12', 's1'), removed('p12', 's1')]), 'removal.enrolled', honest().length + 1, 'already removed at entry');
+  });
+
+  describe('participant.updated', () => {
+    const key = generateKeyPair('ed25519');
+    const stranger = generateKeyPair('ed25519');
+    const withKey: Event = {
+      type: ENTRY.participantEnrolled,
+      key: 'p13',
+      body: { participantId: 'p13', studyId: 's1', name: 'site p13', encryptionKeyFingerprint: 'x25519:p13', signingKeyFingerprint: keyFingerprint(key.publicKey), maxRecords: 100 },
+    };
+    const statement = { participantId: 'p13', studyId: 's1', maxRecords: 250, previousMaxRecords: 100, time: Date.UTC(2026, 0, 3) };
+    const updated = (signer: KeyPair, keyShown = signer, body: Partial<typeof statement> = {}): Event => ({
+      type: ENTRY.participantUpdated,
+      key: 'p13',
+      body: { ...statement, name: 'site p13', signingKey: publicKeyBase64Url(keyShown.publicKey), signature: signUpdateStatement(signer, statement), ...body },
+    });
+    const at = honest().length + 1;
+
+    it('finds nothing wrong with an update signed by the key the participant enrolled with', () => {
+      expect(violationsOf(build([...honest(), withKey, updated(key)]))).toEqual([]);
+    });
+
+    it('catches an update signed with another key than the enrolled one (the coordinator forging it)', () => {
+      expectOnly(build([...honest(), withKey, updated(stranger)]), 'update.signed', at, 'not the key', 'the participant enrolled with');
+    });
+
+    it('catches an update whose value is not the one the participant signed', () => {
+      expectOnly(build([...honest(), withKey, updated(key, key, { maxRecords: 100000 })]), 'update.signed', at, 'the participant did not sign this update');
+    });
+
+    it('catches an update of a removed participant', () => {
+      expectOnly(build([...honest(), withKey, removed('p13', 's1'), updated(key)]), 'update.signed', at + 1, 'already removed');
+    });
   });
 });

@@ -1,6 +1,8 @@
 import type { z } from 'zod';
+import { importPublicKeyBase64Url, keyFingerprint } from '@confide/crypto';
 import { appendLeaves, emptyFrontier, frontierRoot, type LedgerEntry } from '@confide/ledger';
 import { ENTRY, ENTRY_BODIES, type CheckedEntryType, type EntryBody } from './ledger-entries';
+import { updateSignatureValid } from './participant-statements';
 import { checkResearcherBinding, researcherStatementOf } from '../paillier/researcher';
 import { queryHash } from '../hashing';
 import { committeeSeed, committeeSize, drawCommittee, nonceCommitment, thresholdBelowFloor, thresholdFloor } from '../shamir/plan';
@@ -19,11 +21,13 @@ export const LEDGER_RULES = {
   'query.hash': 'a query.submitted records queryHash(query) of the query it shows',
   'query.study': 'a query is submitted to a study created before it',
   'enrollment.study': 'a participant enrolls in a study created before it',
+  'removal.enrolled': 'a participant.removed names a participant enrolled in its study before it, and removes it once',
+  'update.signed': "a participant.updated is signed by the participant's enrolled signing key (the key's fingerprint is the one participant.enrolled records), for a participant of its study not removed before it",
   'plan.once': 'one plan (committee.drawn or paillier.planned) per query',
   'plan.after-query': "a plan comes after its query's query.submitted",
   'plan.matches-query': "a plan is in its query's study and is the query protocol's plan: committee.drawn for shamir, paillier.planned for paillier",
-  'plan.participants': "a plan's participants are distinct and enrolled in the query's study before the plan",
-  'plan.roster': 'a plan leaves out no participant enrolled in the study before the query was submitted',
+  'plan.participants': "a plan's participants are distinct, enrolled in the query's study before the plan, and not removed before it",
+  'plan.roster': 'a plan leaves out no participant enrolled in the study before the query was submitted, unless it was removed before the plan',
   'draw.seed-size': "a committee.drawn records seedTreeSize = its query.submitted's index + 1",
   'draw.nonce': 'a committee.drawn reveals the nonce the researcher committed to in query.submitted',
   'draw.seed': 'the committee seed is committeeSeed(ledger root right after query.submitted, nonce)',
@@ -209,6 +213,10 @@ export function checkLedgerRules(entries: readonly LedgerEntry[], rootAt: (size:
   const enrolled = new Map<string, Map<string, number>>();
   /** Per study, its participants in enrollment order. */
   const rosters = new Map<string, string[]>();
+  /** Where each participant was removed (the first time), and the signing key fingerprint it enrolled with. */
+  const removed = new Map<string, number>();
+  const signingKeys = new Map<string, string>();
+  const removedBefore = (id: string, at: number): boolean => (removed.get(id) ?? Number.POSITIVE_INFINITY) < at;
   const queries = new Map<string, Query>();
   const plans = new Map<string, Plan>();
   const closings = new Map<string, number>();
@@ -271,10 +279,31 @@ export function checkLedgerRules(entries: readonly LedgerEntry[], rootAt: (size:
         enrolled.set(body.studyId, members);
         if (!members.has(body.participantId)) {
           members.set(body.participantId, index);
+          if (body.signingKeyFingerprint !== undefined) signingKeys.set(body.participantId, body.signingKeyFingerprint);
           const roster = rosters.get(body.studyId) ?? [];
           rosters.set(body.studyId, roster);
           roster.push(body.participantId);
         }
+        break;
+      }
+
+      case ENTRY.participantRemoved:
+      case ENTRY.participantUpdated: {
+        const body = entry.type === ENTRY.participantRemoved ? read(ENTRY.participantRemoved, entry.body) : read(ENTRY.participantUpdated, entry.body);
+        if (body.participantId === undefined || body.studyId === undefined) {
+          out.push({ index, rule: 'entry.key', message: `${entry.type} (entry ${index}) records no valid ${body.participantId === undefined ? 'participantId' : 'studyId'}` });
+          break;
+        }
+        const { participantId, studyId } = body;
+        const rule: LedgerRule = entry.type === ENTRY.participantRemoved ? 'removal.enrolled' : 'update.signed';
+        const check = new EntryCheck(entry, `${entry.type} of ${participantId} (entry ${index})`, out);
+        if (!enrolledIn(studyId).has(participantId)) check.fail(rule, `${check.label} names a participant not enrolled in study ${studyId} before it (${notEnrolled(participantId, studyId, index)})`);
+        else if (removed.has(participantId)) check.fail(rule, `${check.label}: ${participantId} was already removed at entry ${removed.get(participantId)!}`);
+        if (entry.type === ENTRY.participantRemoved) {
+          if (!removed.has(participantId)) removed.set(participantId, index);
+          break;
+        }
+        checkUpdateSignature(check, read(ENTRY.participantUpdated, entry.body), signingKeys.get(participantId));
         break;
       }
 
@@ -341,10 +370,11 @@ export function checkLedgerRules(entries: readonly LedgerEntry[], rootAt: (size:
           for (const id of body.participants) {
             if (seen.has(id)) problems.push(`${id} (listed twice)`);
             else if (!members.has(id)) problems.push(`${id} (${notEnrolled(id, studyId, index)})`);
+            else if (removedBefore(id, index)) problems.push(`${id} (removed at entry ${removed.get(id)!})`);
             seen.add(id);
           }
           if (problems.length) check.fail('plan.participants', `${label} lists ${problems.length} participant${s(problems.length)} not enrolled in study ${studyId} before it: ${problems.join(', ')}`);
-          const left = (rosters.get(studyId) ?? []).slice(0, query.rosterLength).filter((id) => !seen.has(id));
+          const left = (rosters.get(studyId) ?? []).slice(0, query.rosterLength).filter((id) => !seen.has(id) && !removedBefore(id, index));
           if (left.length) {
             check.fail(
               'plan.roster',
@@ -420,6 +450,35 @@ export function checkLedgerRules(entries: readonly LedgerEntry[], rootAt: (size:
     }
   }
   return out;
+}
+
+/** A `participant.updated` carries the statement the participant signed, with the key it enrolled. */
+function checkUpdateSignature(check: EntryCheck, body: Fields<typeof ENTRY.participantUpdated>, enrolledFingerprint: string | undefined): void {
+  const { participantId, studyId, maxRecords, previousMaxRecords, time, signingKey, signature } = body;
+  if (
+    !check.has('update.signed', 'signingKey', signingKey) ||
+    !check.has('update.signed', 'signature', signature) ||
+    !check.has('update.signed', 'maxRecords', maxRecords) ||
+    !check.has('update.signed', 'previousMaxRecords', previousMaxRecords) ||
+    !check.has('update.signed', 'time', time) ||
+    participantId === undefined ||
+    studyId === undefined ||
+    enrolledFingerprint === undefined
+  ) {
+    return;
+  }
+  let key;
+  try {
+    key = importPublicKeyBase64Url('ed25519', signingKey);
+  } catch (err) {
+    check.fail('update.signed', `${check.label} carries a signing key that is not an Ed25519 key: ${errorText(err)}`);
+    return;
+  }
+  if (keyFingerprint(key) !== enrolledFingerprint) {
+    check.fail('update.signed', `${check.label} is signed with key ${short(keyFingerprint(key))}, not the key ${short(enrolledFingerprint)} the participant enrolled with`);
+  } else if (!updateSignatureValid(key, { participantId, studyId, maxRecords, previousMaxRecords, time }, signature)) {
+    check.fail('update.signed', `${check.label}: the signature does not verify: the participant did not sign this update`);
+  }
 }
 
 /** A paillier query's key binding: the researcher signed this key for this query, with the identity bound to its API key. */
