@@ -34,7 +34,11 @@ import type {
   StoredEvent,
   Study,
   Tables,
+  TaskOutcomesTable,
 } from './schema';
+
+/** A task outcome row. */
+type TaskOutcomeRow = TaskOutcomesTable;
 
 /**
  * The coordinator's repositories: plain classes over `Kysely<Tables>`, the same SQL on PostgreSQL and
@@ -206,6 +210,19 @@ export class ParticipantRepository {
     if (ids.length) await this.db.updateTable('participants').set({ ledger_size: size }).where('id', 'in', [...ids]).execute();
   }
 
+  /**
+   * Records that the participant was seen at `at` (a signed request, an answer or a refusal); an earlier sighting
+   * never moves its last-seen time back.
+   */
+  async seen(id: string, at: number): Promise<void> {
+    await this.db
+      .updateTable('participants')
+      .set({ last_seen_at: at })
+      .where('id', '=', id)
+      .where((eb) => eb.or([eb('last_seen_at', 'is', null), eb('last_seen_at', '<', at)]))
+      .execute();
+  }
+
   async countByStudy(studyId: string): Promise<number> {
     const { n } = await this.db
       .selectFrom('participants')
@@ -243,6 +260,16 @@ export class ApiKeyRepository {
   /** The unrevoked key with this token hash, if any. */
   findActiveByHash(tokenHash: string): Promise<ApiKey | undefined> {
     return this.db.selectFrom('api_keys').selectAll().where('token_hash', '=', tokenHash).where('revoked_at', 'is', null).executeTakeFirst();
+  }
+
+  /** The key with this token hash, revoked or not: what lets a refusal say the key was revoked. */
+  findByHash(tokenHash: string): Promise<ApiKey | undefined> {
+    return this.db.selectFrom('api_keys').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst();
+  }
+
+  /** Every key, oldest first (their hashes included: the caller shows only what it should). */
+  list(): Promise<ApiKey[]> {
+    return this.db.selectFrom('api_keys').selectAll().orderBy('created_at').orderBy('id').execute();
   }
 
   /** Revokes a key; true when this call revoked it, false when it was unknown or already revoked. */
@@ -332,6 +359,14 @@ export class QueryRepository {
   /** Every query still running, oldest first. */
   listRunning(): Promise<Query[]> {
     return this.db.selectFrom('queries').selectAll().where('status', '=', 'running').orderBy('created_at').execute();
+  }
+
+  /** Queries, newest first, of one study and/or by one API key when given, at most `limit`. */
+  list(filter: { studyId?: string; createdBy?: string; limit: number }): Promise<Query[]> {
+    let q = this.db.selectFrom('queries').selectAll();
+    if (filter.studyId !== undefined) q = q.where('study_id', '=', filter.studyId);
+    if (filter.createdBy !== undefined) q = q.where('created_by', '=', filter.createdBy);
+    return q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit).execute();
   }
 
   listByStudy(studyId: string): Promise<Query[]> {
@@ -426,6 +461,25 @@ export class ContributionRepository {
       .where('round', '=', round)
       .orderBy('participant_id')
       .execute();
+  }
+}
+
+/** Who answered or refused each round's task (migration 0007): metadata only, for the views that name participants. */
+export class TaskOutcomeRepository {
+  constructor(private readonly db: Kysely<Tables>) {}
+
+  /** Records a participant's outcome for a round once; the first one observed stays. */
+  async record(row: TaskOutcomeRow): Promise<void> {
+    await this.db
+      .insertInto('task_outcomes')
+      .values(row)
+      .onConflict((oc) => oc.columns(['query_id', 'round', 'participant_id']).doNothing())
+      .execute();
+  }
+
+  /** A round's outcomes, by participant id. */
+  list(queryId: string, round: number): Promise<TaskOutcomeRow[]> {
+    return this.db.selectFrom('task_outcomes').selectAll().where('query_id', '=', queryId).where('round', '=', round).orderBy('participant_id').execute();
   }
 }
 
@@ -745,6 +799,7 @@ export class RepositorySet {
   readonly contributions: ContributionRepository;
   readonly partials: PartialDecryptionRepository;
   readonly dispatches: DispatchRepository;
+  readonly taskOutcomes: TaskOutcomeRepository;
   readonly events: EventLog;
   readonly privacyBudget: PrivacyBudgetRepository;
 
@@ -761,6 +816,7 @@ export class RepositorySet {
     this.contributions = new ContributionRepository(db);
     this.partials = new PartialDecryptionRepository(db);
     this.dispatches = new DispatchRepository(db);
+    this.taskOutcomes = new TaskOutcomeRepository(db);
     this.privacyBudget = new PrivacyBudgetRepository(db);
     this.events = new EventLog(db, signer);
   }

@@ -95,7 +95,7 @@ import {
 } from '@confide/queue';
 import type { CoordinatorConfig } from '../config';
 import type { Logger } from '../logging';
-import type { Dispatch, Participant } from '../db/schema';
+import type { Dispatch, Participant, TaskOutcome } from '../db/schema';
 import { Repositories, type RepositorySet } from '../storage';
 import { CONFIG, COORDINATOR_ENCRYPTION_KEY, COORDINATOR_KEY, LOGGER, REDIS } from '../tokens';
 import { QueryRefusal } from './errors';
@@ -1072,6 +1072,17 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     return r1?.closed_json ? readColumn(paillierRound1ClosedColumn, r1.closed_json, `rounds.closed_json of query ${queryId} round 1`) : undefined;
   }
 
+  /**
+   * Records who answered or refused a round, and when the participant was last seen, for the views that name
+   * participants (GET /v1/queries/:id, /v1/studies/:name/participants). Only the fact, never the answer. The
+   * job's finish time comes from the worker's side of Redis, so it is capped at now.
+   */
+  private async noteOutcome(queryId: string, round: number, participantId: string, outcome: TaskOutcome, finishedOn: number): Promise<void> {
+    const at = Math.min(finishedOn, Date.now());
+    await this.repos.taskOutcomes.record({ query_id: queryId, round, participant_id: participantId, outcome, at });
+    await this.repos.participants.seen(participantId, at);
+  }
+
   /** The jobs of one round, by participant: finished answers and failure reasons. */
   private async collect(ctx: QueryContext, round: number, expected: readonly string[]) {
     const answers = new Map<string, unknown>();
@@ -1083,6 +1094,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       // finishedOn is set only once a job failed for good: after its last attempt, or at once on an
       // UnrecoverableError (every worker refusal), when attemptsMade is still below opts.attempts.
       else if (job.failedReason && job.finishedOn) refusals.set(pid, job.failedReason);
+      if (answers.has(pid) || refusals.has(pid)) await this.noteOutcome(ctx.queryId, round, pid, answers.has(pid) ? 'answered' : 'refused', job.finishedOn!);
     }
     return { answers, refusals };
   }
