@@ -8,7 +8,8 @@ import { STUDY_NAME, StudiesService } from './studies.service';
 
 const studyName = z.string().regex(STUDY_NAME, 'letters, digits, ".", "-" and "_" only');
 const inviteBody = z.strictObject({ participant: z.string().regex(/^[A-Za-z0-9 _.-]{1,100}$/, '1–100 letters, digits, spaces, ".", "-" or "_"') });
-const apiKeyId = z.uuid('not an API key id');
+/** An API key's id, as `POST /v1/api-keys/:id/revoke` takes it. */
+export const API_KEY_ID = z.uuid('not an API key id');
 const apiKeyBody = z.strictObject({ role: z.enum(ROLES), label: z.string().max(200).optional(), identityKey: z.string().max(64).optional() });
 
 /** Admin routes: studies, invitations, API keys. Thin: parse, call one service method, map. */
@@ -67,7 +68,7 @@ export class StudiesController {
   @HttpCode(200)
   @Roles('admin')
   @ApiOperation({ summary: 'Revokes an API key at once: its next request is refused with 401 naming the key and when it was revoked' })
-  revokeKey(@Param('id', { schema: apiKeyId }) id: string) {
+  revokeKey(@Param('id', { schema: API_KEY_ID }) id: string) {
     return this.studies.revokeApiKey(id);
   }
 }
