@@ -1,14 +1,32 @@
 import { readFile } from 'node:fs/promises';
 import { parseCommandArgs, UsageError } from '../args';
-import { CoordinatorClient, GLOBAL_OPTIONS } from '../client';
+import { CoordinatorClient, GLOBAL_OPTIONS, GLOBAL_USAGE } from '../client';
 import type { Output } from '../output';
 
 export const ADMIN_USAGE = `Usage: confide admin study create --file study.json
        confide admin invite --study NAME --participant NAME
        confide admin keys create --role researcher|auditor|admin [--label TEXT] [--identity=KEY]
+       confide admin keys list [--json]
+       confide admin keys revoke ID [--json]
 --identity binds a researcher's identity public key (from 'confide keys researcher') to the new key, in the
 ledger; a researcher needs one to submit paillier queries. Write it with '=': a base64url key may begin with '-'.
-Global: --coordinator URL (CONFIDE_URL), --token TOKEN (CONFIDE_TOKEN), --json`;
+keys list shows every API key (id, role, label, created, revoked; never a token). keys revoke ID takes effect at
+once: the key's next request is refused with 401 "API key ID was revoked at TIME".
+${GLOBAL_USAGE}`;
+
+/** GET /v1/api-keys, one item. */
+interface ApiKeyItem {
+  id: string;
+  role: string;
+  label: string | null;
+  createdAt: string;
+  revokedAt: string | null;
+  identityKeyFingerprint: string | null;
+}
+
+function keyLine(k: ApiKeyItem): string {
+  return `${k.id}  ${k.role.padEnd(10)} ${k.createdAt}  ${k.revokedAt ? `REVOKED ${k.revokedAt}` : 'active'.padEnd(32)}  ${k.label ?? ''}`;
+}
 
 /** `confide admin …`: studies, invitations and API keys. */
 export async function adminCommand(argv: readonly string[], out: Output): Promise<void> {
@@ -50,6 +68,22 @@ export async function adminCommand(argv: readonly string[], out: Output): Promis
       });
       const bound = res.identityKeyFingerprint ? `\nbound to identity key ${res.identityKeyFingerprint}` : '';
       out.result({ token: res.token, id: res.id, role: res.role, ...(res.identityKeyFingerprint ? { identityKeyFingerprint: res.identityKeyFingerprint } : {}) }, () => `${res.role} API key ${res.id} (shown once):\n${res.token}${bound}`);
+      return;
+    }
+    case 'keys list': {
+      const { values } = parseCommandArgs(args, { ...GLOBAL_OPTIONS });
+      out.json = values.json === true;
+      const keys = await CoordinatorClient.from(values).get<ApiKeyItem[]>('/v1/api-keys');
+      out.result({ keys }, () => (keys.length ? [`${'ID'.padEnd(36)}  ${'ROLE'.padEnd(10)} ${'CREATED'.padEnd(24)}  ${'STATE'.padEnd(32)}  LABEL`, ...keys.map(keyLine)].join('\n') : 'no API keys yet (the bootstrap admin token is not listed)'));
+      return;
+    }
+    case 'keys revoke': {
+      const { values, positionals } = parseCommandArgs(args, { ...GLOBAL_OPTIONS }, true);
+      out.json = values.json === true;
+      const [id, ...extra] = positionals;
+      if (!id || extra.length) throw new UsageError("give one key id: confide admin keys revoke ID (ids from 'confide admin keys list')");
+      const key = await CoordinatorClient.from(values).post<ApiKeyItem>(`/v1/api-keys/${encodeURIComponent(id)}/revoke`, {});
+      out.result({ ...key }, () => `revoked ${key.role} API key ${key.id} at ${key.revokedAt ?? ''}`);
       return;
     }
     default:

@@ -9,12 +9,14 @@ import { ParticipantWorker } from '../../../participant/src/worker';
 import { intOption, parseCommandArgs, UsageError } from '../args';
 import { assertTransport } from '../client';
 import type { Output } from '../output';
+import { participantListCommand } from './participant-list';
 
 export const PARTICIPANT_USAGE = `Usage: confide participant enroll --invite TOKEN --home DIR --data FILE.csv [--max-records N]
            [--coordinator-key FINGERPRINT] [--accept-settings] [--coordinator URL] [--insecure] [--json]
        confide participant run --home DIR [--redis URL]
        confide participant receipts --home DIR [--verify] [--json]
        confide participant log --home DIR [--json]
+       confide participant list --study NAME [--json]
 
 enroll shows the study's settings (minimum participants, minimum group size, threshold floor, differential
 privacy) and asks you to accept them, or takes --accept-settings; the worker then refuses any task looser than
@@ -27,7 +29,10 @@ then checks every receipt against the coordinator's current signed checkpoint wi
 checkpoint against the one verified last time, and fails on any contribution to a query the ledger does not
 record. log lists every task this participant received (what was asked, by whom, answered or refused and why)
 beside its study's ledger: queries, committees, closings, results and enrollments. Requests are signed with the
-participant's own key. receipts and log exit 1 if anything fails to verify.`;
+participant's own key. receipts and log exit 1 if anything fails to verify.
+list (for researchers, auditors and admins, with an API key) shows a study's participants by invited name and id,
+online (seen in the last 10 minutes: a task answered or refused, or a signed request) or offline, and when each
+was last seen. It takes the global options: --coordinator, --token, --profile, --timeout, --json.`;
 
 /** The study's settings as a participant is asked to accept them. */
 export function describeSettings(study: StudySchema): string {
@@ -78,6 +83,7 @@ function receiptLine(r: ReceiptStatus): string {
 /** `confide participant …`: enroll once, then run the worker. */
 export async function participantCommand(argv: readonly string[], out: Output): Promise<void> {
   const [action, ...args] = argv;
+  if (action === 'list') return participantListCommand(args, out);
   if (action === 'enroll') {
     const { values } = parseCommandArgs(args, {
       invite: { type: 'string' },
