@@ -68,6 +68,47 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   simulate: { run: simulateCommand, usage: SIMULATE_USAGE },
 };
 
+/**
+ * The command lines that talk to a coordinator with an API key: each takes the common flags (--coordinator, --token,
+ * --profile, --timeout, --json, --insecure). The participant's own commands (enroll with its invitation; receipts and
+ * log signed with its key, to the coordinator its home pinned) and the local ones are the rest.
+ */
+export const NETWORKED: readonly string[] = [
+  'login',
+  'coordinator info',
+  'admin study create',
+  'admin invite',
+  'admin keys create',
+  'admin keys list',
+  'admin keys revoke',
+  'study list',
+  'study show',
+  'participant list',
+  'query',
+  'query status',
+  'query list',
+  'query decrypt',
+  'query decrypt-share',
+  'ledger verify',
+  'ledger show',
+  'ledger proof',
+];
+
+/** The command lines that do not take an API key: local work, the coordinator's own processes, the participant's. */
+export const NOT_NETWORKED: readonly string[] = [
+  'demo',
+  'logout',
+  'coordinator start',
+  'coordinator aggregate',
+  'participant enroll',
+  'participant run',
+  'participant receipts',
+  'participant log',
+  'keys researcher',
+  'keys paillier',
+  'simulate',
+];
+
 /** One command line a usage string documents: the command, its subcommand words (maybe none) and its flags. */
 export interface UsageLine {
   readonly command: string;

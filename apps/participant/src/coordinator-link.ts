@@ -62,9 +62,11 @@ export class CoordinatorLink {
   private async once<T>(path: string): Promise<T> {
     const headers = participantRequestHeaders(this.signing, { method: 'GET', path, participantId: this.participantId, time: Date.now() });
     let res: Response;
+    const signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
     try {
-      res = await fetch(`${this.base}${path}`, { headers, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+      res = await fetch(`${this.base}${path}`, { headers, signal });
     } catch (err) {
+      if (signal.aborted) throw new CoordinatorRequestError(0, `no answer from the coordinator at ${this.base} within ${REQUEST_TIMEOUT_MS / 1000} s (GET ${path})`);
       throw new CoordinatorRequestError(0, `cannot reach the coordinator at ${this.base}: ${(err as Error).message}`);
     }
     const text = await res.text();
