@@ -4,7 +4,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, type ParticipantProcess, until } from '../support/cluster';
-import { CLI, ROOT, singleJson, type RunResult } from '../support/cli';
+import { CLI, ROOT, singleJson, stderrEvents, type RunResult } from '../support/cli';
 import { SALARY_SELECT } from '../support/salary-query';
 import { generateSalaryCsv, syntheticSalaryStudy } from '../support/synthetic';
 
@@ -50,7 +50,8 @@ describe('CLI views, profiles and robust waiting (three participant processes, S
   beforeAll(async () => {
     cluster = await Cluster.start({ database: 'sqlite', round1Seconds: ROUND_SECONDS, round2Seconds: ROUND_SECONDS });
     // Two of three make a result: a query goes on without the one that is offline, after its round's deadline.
-    await cluster.createStudy({ ...syntheticSalaryStudy(), minParticipants: 2 });
+    const study = { ...syntheticSalaryStudy(), minParticipants: 2 };
+    await cluster.createStudy(study);
     sites = await Promise.all(
       [1, 2, 3].map(async (i) => {
         const csv = join(cluster.dir, `site-${i}.csv`);
@@ -144,10 +145,13 @@ describe('CLI views, profiles and robust waiting (three participant processes, S
       const r = await cluster.cli(['query', '--study', 'salaries', '--stat', 'count', '--field', 'salary', '--deadline', String(ROUND_SECONDS), '--wait', '--json'], researcher);
       expect(r.code).toBe(0);
       const id = String(singleJson(r.stdout).id);
-      const waitingLines = r.stderr.split('\n').filter((l) => l.includes('waiting for'));
+      const events = stderrEvents(r.stderr);
+      expect(events[0]).toEqual({ event: 'submitted', id });
+      const waiting = events.filter((e) => e.event === 'waiting');
       // Once the others answered, only the offline one is named: by its invited name and id, nothing else.
-      expect(waitingLines).toContain(`query ${id} round 1: waiting for ${offline.name} (${offline.participantId})`);
-      expect(waitingLines.at(-1)).toMatch(new RegExp(`^query ${id} round [12]: waiting for ${offline.name} \\(${offline.participantId}\\)$`));
+      const alone = [{ id: offline.participantId, name: offline.name }];
+      expect(waiting).toContainEqual({ event: 'waiting', id, round: 1, participants: alone });
+      expect(waiting.at(-1)).toMatchObject({ event: 'waiting', id, participants: alone });
       expect(singleJson(r.stdout)).toMatchObject({ status: 'succeeded', participants: 2 });
       const status = await cluster.get<{ progress: unknown }>(`/v1/queries/${id}`, researcher);
       expect(status.progress).toBeNull();

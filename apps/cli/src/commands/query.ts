@@ -33,8 +33,8 @@ custodians instead: nobody holds the whole key. Each custodian runs 'query decry
 checks the aggregate as above and posts its partial decryption with a proof; any T of them release the result.
 A shamir query's committee is drawn from a seed that mixes the coordinator's signed ledger root with a
 nonce this CLI commits to and reveals once the commitment is in the ledger.
-With --wait the query's id goes to stderr first (with --json as the JSON line {"event":"submitted","id":…}), then,
-whenever it changes, who the open round still waits for, by invited name and id. If the coordinator restarts or
+With --wait the query's id goes to stderr first, then, whenever it changes, who the open round still waits for, by
+invited name and id; with --json each is a JSON line there ({"event":"submitted","id":…}, {"event":"waiting",…}). If the coordinator restarts or
 does not answer (no connection, a timeout, 502 or 503), --wait retries with backoff until the query's deadline.
 list shows queries newest first (a study's with --study, your own with --mine): id, study, statistics, status,
 submitted and finished. 'confide participant list --study NAME' shows who is online before you submit.
@@ -115,6 +115,11 @@ interface KeyHolder {
   readonly pinned?: string;
 }
 
+/** One event of `query --wait` on stderr: a JSON line with --json (stdout keeps its one result object), else text. */
+function event(out: Output, json: { event: string; id: string } & Record<string, unknown>, text: string): void {
+  out.notice(out.json ? JSON.stringify(json) : text);
+}
+
 /** True for a failure worth retrying while the query runs: no connection, no answer in time, or a coordinator restarting (502, 503). */
 function transient(err: unknown): err is ApiCallError {
   return err instanceof ApiCallError && (err.status === 0 || err.status === 502 || err.status === 503);
@@ -137,20 +142,20 @@ async function follow(client: CoordinatorClient, id: string, out: Output, timeou
       q = await client.get<QueryView>(`/v1/queries/${id}`);
     } catch (err) {
       if (!transient(err) || Date.now() > until) throw err;
-      if (outage === undefined) out.notice(`the coordinator is not answering (${err.message}); retrying until ${new Date(until).toISOString()}`);
+      if (outage === undefined) event(out, { event: 'unreachable', id, reason: err.message, retryingUntil: new Date(until).toISOString() }, `the coordinator is not answering (${err.message}); retrying until ${new Date(until).toISOString()}`);
       outage = err.message;
       await new Promise((r) => setTimeout(r, Math.min(backoff, Math.max(0, until - Date.now()))));
       backoff = Math.min(backoff * 2, 5000);
       continue;
     }
-    if (outage !== undefined) out.notice(`the coordinator answers again; still following query ${id}`);
+    if (outage !== undefined) event(out, { event: 'reachable', id }, `the coordinator answers again; still following query ${id}`);
     outage = undefined;
     backoff = 250;
     if (q.status !== 'running') return q;
     if (q.awaitingDecryption && holder) return checkDecryptAndPost<QueryView>(client, id, holder.keys, await ledgerKey(client, holder.pinned), out);
     const p = q.progress;
     const waiting = p?.waiting.length ? `round ${p.round}: waiting for ${names(p.waiting)}` : '';
-    if (waiting && waiting !== waitingFor) out.notice(`query ${id} ${waiting}`);
+    if (p && waiting && waiting !== waitingFor) event(out, { event: 'waiting', id, round: p.round, participants: p.waiting }, `query ${id} ${waiting}`);
     waitingFor = waiting;
     const answered = p ? p.answered.length : q.answered;
     out.progress(
@@ -278,7 +283,7 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
   const announce = (id: string): void => {
     if (!values.wait || announced) return;
     announced = true;
-    out.notice(out.json ? JSON.stringify({ event: 'submitted', id }) : `submitted query ${id}; waiting for its result ('confide query status ${id}' shows it later)`);
+    event(out, { event: 'submitted', id }, `submitted query ${id}; waiting for its result ('confide query status ${id}' shows it later)`);
   };
   const submitted = paillierKey && identity ? await submitPaillierQuery(client, body, paillierKey, identity, custodians?.json) : await submitQuery(client, body, announce);
   announce(submitted.id);
