@@ -243,3 +243,39 @@ describe('CLI views, profiles and robust waiting (three participant processes, S
     }
   }, 120_000);
 });
+
+describe('the CLI describes itself: --version, help COMMAND, completion', () => {
+  const cli = (args: readonly string[]) => startCli(args, cleanEnv()).done;
+
+  it('prints its version from package.json, a command’s help, and refuses help for what is not a command', async () => {
+    const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+    expect(await cli(['--version'])).toMatchObject({ code: 0, stdout: `confide ${version}\n` });
+    const help = await cli(['help', 'study']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('confide study show NAME');
+    expect(help.stdout).toContain('--timeout SECONDS');
+    const top = await cli(['--help']);
+    for (const line of ['participant enroll|run|receipts|log|list', 'coordinator start|aggregate|info', 'admin study create|invite|keys create|keys list|keys revoke', 'login', 'completion bash|zsh']) expect(top.stdout).toContain(line);
+    const nope = await cli(['help', 'nope']);
+    expect(nope.code).toBe(2);
+    expect(nope.stderr).toContain('confide: no help for "nope": not a command');
+  });
+
+  it('prints a bash completion script that registers confide and completes a prefix', async () => {
+    const script = `source <("${process.execPath}" "${CLI}" completion bash)
+complete -p confide
+COMP_WORDS=(confide admin keys re); COMP_CWORD=3; _confide; echo "\${COMPREPLY[@]}"
+COMP_WORDS=(confide qu); COMP_CWORD=1; _confide; echo "\${COMPREPLY[@]}"`;
+    const r = await new Promise<RunResult>((resolve, reject) => {
+      const child = spawn('bash', ['-c', script], { cwd: ROOT, env: cleanEnv() });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout.split('\n')).toEqual(['complete -o default -F _confide confide', 'revoke', 'query', '']);
+  });
+});
