@@ -70,6 +70,12 @@ describe('CLI views, profiles and robust waiting (three participant processes, S
   const researcherEnv = (): NodeJS.ProcessEnv => cleanEnv({ CONFIDE_URL: cluster.url, CONFIDE_TOKEN: researcher });
 
   it('lists and shows studies, participants with their online state, queries, keys and the coordinator', async () => {
+    // Online before any task: a worker checks in with a signed request when it starts.
+    const seen = await until('every worker to have checked in', 20_000, async () => {
+      const v = await cluster.get<{ participants: { online: boolean }[] }>('/v1/studies/salaries/participants', researcher);
+      return v.participants.length === 3 && v.participants.every((p) => p.online) ? v : undefined;
+    });
+    expect(seen.participants).toHaveLength(3);
     const wait = await cluster.cli(['query', '--study', 'salaries', ...SALARY_SELECT, '--wait', '--json'], researcher);
     expect(wait.code).toBe(0);
     const id = String(singleJson(wait.stdout).id);

@@ -31,8 +31,8 @@ record. log lists every task this participant received (what was asked, by whom,
 beside its study's ledger: queries, committees, closings, results and enrollments. Requests are signed with the
 participant's own key. receipts and log exit 1 if anything fails to verify.
 list (for researchers, auditors and admins, with an API key) shows a study's participants by invited name and id,
-online (seen in the last 10 minutes: a task answered or refused, or a signed request) or offline, and when each
-was last seen. It takes the global options: --coordinator, --token, --profile, --timeout, --json.`;
+online (seen in the last 10 minutes: a task answered or refused, or a signed request, which a running worker
+makes at start and every 2 minutes) or offline, and when each was last seen. It takes the global options: --coordinator, --token, --profile, --timeout, --json.`;
 
 /** The study's settings as a participant is asked to accept them. */
 export function describeSettings(study: StudySchema): string {

@@ -24,7 +24,8 @@ export interface StudyView {
 
 /**
  * How recently a participant must have been seen to count as online. A worker is seen when it answers or refuses a
- * task and when it makes a signed request (it does on every task), so an idle worker reads as offline after this.
+ * task and when it makes a signed request: on every task, and its heartbeat at start and every 2 minutes
+ * (apps/participant worker HEARTBEAT_MS), so a running idle worker stays online and a stopped one goes offline.
  */
 export const ONLINE_WINDOW_MS = 10 * 60 * 1000;
 
