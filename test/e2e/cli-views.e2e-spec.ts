@@ -46,6 +46,7 @@ describe('CLI views, profiles and robust waiting (three participant processes, S
   let cluster: Cluster;
   let researcher: string;
   let sites: ParticipantProcess[] = [];
+  let workersStarted = 0;
 
   beforeAll(async () => {
     cluster = await Cluster.start({ database: 'sqlite', round1Seconds: ROUND_SECONDS, round2Seconds: ROUND_SECONDS });
@@ -59,6 +60,8 @@ describe('CLI views, profiles and robust waiting (three participant processes, S
         return cluster.enroll('salaries', `site-${i}`, csv);
       }),
     );
+    // Enrollment itself made signed requests: only a check-in after this counts as the worker's.
+    workersStarted = Date.now();
     await Promise.all(sites.map((p) => cluster.run(p)));
     researcher = await cluster.apiKey('researcher');
   }, 120_000);
@@ -72,8 +75,8 @@ describe('CLI views, profiles and robust waiting (three participant processes, S
   it('lists and shows studies, participants with their online state, queries, keys and the coordinator', async () => {
     // Online before any task: a worker checks in with a signed request when it starts.
     const seen = await until('every worker to have checked in', 20_000, async () => {
-      const v = await cluster.get<{ participants: { online: boolean }[] }>('/v1/studies/salaries/participants', researcher);
-      return v.participants.length === 3 && v.participants.every((p) => p.online) ? v : undefined;
+      const v = await cluster.get<{ participants: { online: boolean; lastSeen: string | null }[] }>('/v1/studies/salaries/participants', researcher);
+      return v.participants.length === 3 && v.participants.every((p) => p.online && p.lastSeen !== null && Date.parse(p.lastSeen) >= workersStarted) ? v : undefined;
     });
     expect(seen.participants).toHaveLength(3);
     const wait = await cluster.cli(['query', '--study', 'salaries', ...SALARY_SELECT, '--wait', '--json'], researcher);
