@@ -88,6 +88,7 @@ describe('CLI views, profiles and robust waiting (three participant processes, S
     const studies = (await cluster.cliJson(['study', 'list'], researcher)).studies as Record<string, unknown>[];
     expect(studies).toEqual([expect.objectContaining({ name: 'salaries', participants: 3, minParticipants: 2 })]);
 
+    expect(await cluster.cliJson(['study', 'show', String(studies[0]!.id)], researcher)).toMatchObject({ id: studies[0]!.id, name: 'salaries' });
     const shown = await cluster.cli(['study', 'show', 'salaries'], researcher);
     expect(shown.code).toBe(0);
     expect(shown.stdout).toMatch(/salary\s+number\s+30000 to 400000, 2 decimals/);

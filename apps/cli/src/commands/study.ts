@@ -4,7 +4,7 @@ import { CoordinatorClient, GLOBAL_OPTIONS, GLOBAL_USAGE } from '../client';
 import type { Output } from '../output';
 
 export const STUDY_USAGE = `Usage: confide study list [--json]
-       confide study show NAME [--json]
+       confide study show NAME|ID [--json]
 list shows every study: its name, id, participants enrolled and minimum participants per result.
 show prints what an analyst needs to write a query: each field with its type and range (numbers, with their
 decimals) or its categories, and the study's privacy settings: minimum participants, minimum group size,
@@ -69,7 +69,7 @@ export async function studyCommand(argv: readonly string[], out: Output): Promis
     const { values, positionals } = parseCommandArgs(args, { ...GLOBAL_OPTIONS }, true);
     out.json = values.json === true;
     const [name, ...extra] = positionals;
-    if (!name || extra.length) throw new UsageError('give one study name: confide study show NAME');
+    if (!name || extra.length) throw new UsageError("give one study name or id: confide study show NAME (see 'confide study list')");
     const view = await CoordinatorClient.from(values).get<StudyView>(`/v1/studies/${encodeURIComponent(name)}`);
     const study = parseStudySchema(view.schema, `study ${name}`);
     out.result({ id: view.id, name: view.name, participants: view.participants, schema: view.schema }, () => describeStudy(view, study));

@@ -12,6 +12,8 @@ import { CONFIG } from '../tokens';
 
 /** Study names the routes that address a study (`/v1/studies/:name`) accept; a study must be creatable only with one. */
 export const STUDY_NAME = /^[A-Za-z0-9_.-]{1,100}$/;
+/** A study's id (a UUID): the routes that take a name take it too. */
+const STUDY_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** A study as the API shows it. */
 export interface StudyView {
@@ -74,9 +76,9 @@ export class StudiesService {
     return { id, name: schema.name };
   }
 
-  /** The study and its parsed schema, or 404. */
+  /** The study and its parsed schema, by name (or by id, when no study has that name), or 404. */
   async get(name: string): Promise<{ id: string; name: string; schema: StudySchema; minParticipants: number }> {
-    const row = await this.repos.studies.getByName(name);
+    const row = (await this.repos.studies.getByName(name)) ?? (STUDY_ID.test(name) ? await this.repos.studies.getById(name) : undefined);
     if (!row) throw new ApiError(404, 'not_found', `no study named ${JSON.stringify(name)}`);
     return { id: row.id, name: row.name, schema: readStudySchema(row.schema_json, `studies.schema_json of study ${row.id}`), minParticipants: row.min_participants };
   }
