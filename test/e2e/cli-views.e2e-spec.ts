@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -139,6 +139,20 @@ describe('CLI views, profiles and robust waiting (three participant processes, S
         const took = Date.now() - started;
         expect(r.code).toBe(1);
         expect(r.stderr).toContain(`no answer from the coordinator at ${url} within 2 s`);
+        expect(took).toBeGreaterThanOrEqual(1900);
+        expect(took).toBeLessThan(8000);
+      }
+      // The participant's own commands, whose coordinator is the one its home pinned at enrollment.
+      const home = join(cluster.dir, 'hung-home');
+      cpSync(sites[0]!.home, home, { recursive: true });
+      const identityFile = join(home, 'identity.json');
+      writeFileSync(identityFile, JSON.stringify({ ...(JSON.parse(readFileSync(identityFile, 'utf8')) as object), coordinatorUrl: url }));
+      for (const args of [['participant', 'receipts', '--home', home, '--verify'], ['participant', 'log', '--home', home]]) {
+        const started = Date.now();
+        const r = await startCli([...args, '--timeout', '2'], cleanEnv()).done;
+        const took = Date.now() - started;
+        expect(r.code).toBe(1);
+        expect(`${r.stdout}${r.stderr}`).toContain(`no answer from the coordinator at ${url} within 2 s`);
         expect(took).toBeGreaterThanOrEqual(1900);
         expect(took).toBeLessThan(8000);
       }

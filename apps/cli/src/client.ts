@@ -52,12 +52,20 @@ export function resolveConnection(flags: ConnectionFlags, needToken = true, env:
   const profileToken = profile !== undefined && trimUrl(url) === trimUrl(profile.coordinator) ? profile.token : undefined;
   const token = flags.token ?? env.CONFIDE_TOKEN ?? profileToken;
   if (needToken && !token) throw new UsageError("give --token, set CONFIDE_TOKEN, or store one with 'confide login'");
-  const timeoutText = flags.timeout ?? env.CONFIDE_TIMEOUT;
-  const source = flags.timeout !== undefined ? '--timeout' : 'CONFIDE_TIMEOUT';
-  if (timeoutText !== undefined && !/^\d+(\.\d+)?$/.test(timeoutText)) throw new UsageError(`${source} must be a number of seconds, got ${JSON.stringify(timeoutText)}`);
-  const seconds = timeoutText !== undefined ? Number(timeoutText) : DEFAULT_TIMEOUT_SECONDS;
-  if (!(seconds > 0) || seconds > 3600) throw new UsageError(`${source} must be more than 0 and at most 3600 seconds, got ${JSON.stringify(timeoutText)}`);
-  return { url: trimUrl(url), token, insecure, timeoutMs: seconds * 1000 };
+  return { url: trimUrl(url), token, insecure, timeoutMs: requestTimeoutMs(flags.timeout, env) };
+}
+
+/**
+ * How long each request may take: --timeout SECONDS, else CONFIDE_TIMEOUT, else {@link DEFAULT_TIMEOUT_SECONDS}.
+ * @throws UsageError naming the flag or variable, for anything but a number of seconds in (0, 3600]
+ */
+export function requestTimeoutMs(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): number {
+  const text = flag ?? env.CONFIDE_TIMEOUT;
+  const source = flag !== undefined ? '--timeout' : 'CONFIDE_TIMEOUT';
+  if (text !== undefined && !/^\d+(\.\d+)?$/.test(text)) throw new UsageError(`${source} must be a number of seconds, got ${JSON.stringify(text)}`);
+  const seconds = text !== undefined ? Number(text) : DEFAULT_TIMEOUT_SECONDS;
+  if (!(seconds > 0) || seconds > 3600) throw new UsageError(`${source} must be more than 0 and at most 3600 seconds, got ${JSON.stringify(text)}`);
+  return seconds * 1000;
 }
 
 function trimUrl(url: string): string {

@@ -7,15 +7,15 @@ import { participantLog, type ParticipantLog } from '../../../participant/src/lo
 import { ReceiptBook, type ReceiptStatus } from '../../../participant/src/receipts';
 import { ParticipantWorker } from '../../../participant/src/worker';
 import { intOption, parseCommandArgs, UsageError } from '../args';
-import { assertTransport } from '../client';
+import { assertTransport, requestTimeoutMs } from '../client';
 import type { Output } from '../output';
 import { participantListCommand } from './participant-list';
 
 export const PARTICIPANT_USAGE = `Usage: confide participant enroll --invite TOKEN --home DIR --data FILE.csv [--max-records N]
            [--coordinator-key FINGERPRINT] [--accept-settings] [--coordinator URL] [--insecure] [--json]
        confide participant run --home DIR [--redis URL]
-       confide participant receipts --home DIR [--verify] [--json]
-       confide participant log --home DIR [--json]
+       confide participant receipts --home DIR [--verify] [--timeout SECONDS] [--json]
+       confide participant log --home DIR [--timeout SECONDS] [--json]
        confide participant list --study NAME [--json]
 
 enroll shows the study's settings (minimum participants, minimum group size, threshold floor, differential
@@ -29,7 +29,8 @@ then checks every receipt against the coordinator's current signed checkpoint wi
 checkpoint against the one verified last time, and fails on any contribution to a query the ledger does not
 record. log lists every task this participant received (what was asked, by whom, answered or refused and why)
 beside its study's ledger: queries, committees, closings, results and enrollments. Requests are signed with the
-participant's own key. receipts and log exit 1 if anything fails to verify.
+participant's own key, to the coordinator the home pinned at enrollment; each request gives up after --timeout
+(CONFIDE_TIMEOUT, default 30 s). receipts and log exit 1 if anything fails to verify.
 list (for researchers, auditors and admins, with an API key) shows a study's participants by invited name and id,
 online (seen in the last 10 minutes: a task answered or refused, or a signed request, which a running worker
 makes at start and every 2 minutes) or offline, and when each was last seen. It takes the global options: --coordinator, --token, --profile, --timeout, --json.`;
@@ -133,11 +134,11 @@ export async function participantCommand(argv: readonly string[], out: Output): 
     return;
   }
   if (action === 'receipts') {
-    const { values } = parseCommandArgs(args, { home: { type: 'string' }, verify: { type: 'boolean' }, json: { type: 'boolean' } });
+    const { values } = parseCommandArgs(args, { home: { type: 'string' }, verify: { type: 'boolean' }, json: { type: 'boolean' }, timeout: { type: 'string' } });
     out.json = values.json === true;
     if (!values.home) throw new UsageError('--home is required');
     const home = new ParticipantHome(resolve(values.home));
-    const book = new ReceiptBook(home, home.identity(), home.keys().signing, home.coordinatorKey());
+    const book = new ReceiptBook(home, home.identity(), home.keys().signing, home.coordinatorKey(), requestTimeoutMs(values.timeout));
     if (!values.verify) {
       const receipts = await book.collect();
       const ok = receipts.every((r) => r.status !== 'failed');
@@ -158,10 +159,10 @@ export async function participantCommand(argv: readonly string[], out: Output): 
     return;
   }
   if (action === 'log') {
-    const { values } = parseCommandArgs(args, { home: { type: 'string' }, json: { type: 'boolean' } });
+    const { values } = parseCommandArgs(args, { home: { type: 'string' }, json: { type: 'boolean' }, timeout: { type: 'string' } });
     out.json = values.json === true;
     if (!values.home) throw new UsageError('--home is required');
-    const log = await participantLog(new ParticipantHome(resolve(values.home)));
+    const log = await participantLog(new ParticipantHome(resolve(values.home)), requestTimeoutMs(values.timeout));
     out.result({ ...log }, () => logLines(log));
     if (!log.ok) process.exitCode = 1;
     return;
