@@ -12,8 +12,8 @@ import { expectedSalaryResults, SALARY_SELECT } from '../support/salary-query';
 import { generateSalaryCsv, syntheticSalaryStudy } from '../support/synthetic';
 import { coordinatorKey, directoryEntry, freeze, queryEvents, studyIdOf, TaskQueues, thaw, type FinishedJob } from '../support/task-queues';
 
-// Bad input from every side, each refused with a clear error and nothing lost: a participant's broken CSV (read
-// only when a task comes, so enrollment succeeds), a replayed task, a task for another study, an expired or
+// Bad input from every side, each refused with a clear error and nothing lost: a participant's CSV broken after
+// enrollment (which checks it), a replayed task, a task for another study, an expired or
 // reused invitation. Four real participant processes on SQLite (minimum 3, so one may drop out).
 //
 // Where a refused task must still be in Redis to be inspected, one good participant (the holder) is frozen with
@@ -55,7 +55,7 @@ const BAD_CSVS: readonly BadCsv[] = [
 ];
 
 /** The JSON lines of a process's log file (pino), skipping anything else (and a line still being written). */
-function logEntries(file: string): { queryId?: string; msg?: string }[] {
+function logEntries(file: string): { queryId?: string; outcome?: string; msg?: string }[] {
   return readFileSync(file, 'utf8')
     .split('\n')
     .flatMap((line) => {
@@ -121,7 +121,7 @@ describe('bad input end to end (four participant processes, SQLite)', () => {
 
     it('enrolls, refuses its task with the details only in its own log, and the query completes over the other three', async () => {
       const [holder, , , broken] = sites as [ParticipantProcess, ParticipantProcess, ParticipantProcess, ParticipantProcess];
-      // The CSV is read at task time only: enrollment (done in beforeAll with a good file) is not the check.
+      // The file is broken after enrollment (done in beforeAll with a good file, which enroll checks).
       writeFileSync(csvOf(broken), bad.csv);
       let id: string;
       let redisWhileOpen: string;
@@ -130,9 +130,9 @@ describe('bad input end to end (four participant processes, SQLite)', () => {
         id = await submit();
         const refused = await tasks.waitForFinished(broken.participantId, taskJobId(id, 1, broken.participantId));
         expect(refused.state).toBe('failed');
-        expect(refused.failedReason).toBe("local data file failed validation (1 problem; see the participant's log)");
+        expect(refused.failedReason).toBe("data file failed validation (see the participant's log)");
         redisWhileOpen = await cluster.redisDump();
-        expect(redisWhileOpen).toContain('local data file failed validation'); // the refused job is in the scan
+        expect(redisWhileOpen).toContain('data file failed validation'); // the refused job is in the scan
       } finally {
         thaw(holder);
       }
@@ -147,7 +147,8 @@ describe('bad input end to end (four participant processes, SQLite)', () => {
 
       // The participant's own log names the line and the column (its operator has to fix the file) ...
       const explained = await until('the refusal in the participant log', () => {
-        const mine = logEntries(join(cluster.dir, `participant-${broken.name}.log`)).filter((l) => l.queryId === id);
+        // Its round-1 task's line (its round-2 task, as a committee member, is answered: it reads no data).
+        const mine = logEntries(join(cluster.dir, `participant-${broken.name}.log`)).filter((l) => l.queryId === id && l.outcome === 'refused');
         return mine.length > 0 ? mine.map((l) => l.msg ?? '') : undefined;
       });
       expect(explained).toHaveLength(1);

@@ -123,8 +123,8 @@ describe.each([
     await h.expectSettled();
     // Each worker said once that it lost Redis, not once per retry.
     const log = h.cluster.logText();
-    expect(log.match(/lost the connection to Redis \(task queue\)/g)?.length ?? 0).toBeGreaterThanOrEqual(SITES);
-    expect(log.match(/lost the connection to Redis \(task queue\)/g)?.length ?? 0).toBeLessThanOrEqual(2 * SITES);
+    expect(log.match(/Redis unreachable at \S+ \(task queue\)/g)?.length ?? 0).toBeGreaterThanOrEqual(SITES);
+    expect(log.match(/Redis unreachable at \S+ \(task queue\)/g)?.length ?? 0).toBeLessThanOrEqual(2 * SITES);
     expect(log).toMatch(/Redis brought in line with the database.*Redis reconnected|Redis reconnected.*Redis brought in line with the database/);
   }, 300_000);
 });

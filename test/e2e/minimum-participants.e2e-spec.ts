@@ -76,9 +76,9 @@ describe('minimum participants end to end (SQLite)', () => {
     const q = (await cluster.waitForQuery(String(submitted.id), researcher, 30_000)) as { status: string; failureReason: string };
     expect(q.status).toBe('failed');
     expect(q.failureReason).toBe(
-      `round 1: 2 of 3 participants answered, at least 3 needed; refusals: ${third.participantId}: local data file failed validation (1 problem; see the participant's log)`,
+      `round 1: 2 of 3 participants answered, at least 3 needed; refusals: ${third.participantId}: data file failed validation (see the participant's log)`,
     );
     const failed = (await queryEvents(cluster, String(submitted.id))).find((e) => e.type === 'query.failed')!;
-    expect(failed.body.refusals).toEqual([{ participantId: third.participantId, reason: "local data file failed validation (1 problem; see the participant's log)" }]);
+    expect(failed.body.refusals).toEqual([{ participantId: third.participantId, reason: "data file failed validation (see the participant's log)" }]);
   }, 45_000);
 });

@@ -186,6 +186,17 @@ export class Cluster {
     await this.databaseRelay.up();
   }
 
+  /** Takes the database away (every connection dropped, new ones refused) until {@link databaseUp}. */
+  async databaseDown(): Promise<void> {
+    if (!this.databaseRelay) throw new Error('databaseDown needs a cluster started with database: postgres and databaseProxy: true');
+    await this.databaseRelay.down();
+  }
+
+  /** Brings the database back after {@link databaseDown}. */
+  async databaseUp(): Promise<void> {
+    await this.databaseRelay?.up();
+  }
+
   /** Stops the coordinator (SIGTERM, or SIGKILL) and waits for it to exit. */
   async stopCoordinator(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
     const child = this.coordinator;
@@ -333,6 +344,32 @@ export class Cluster {
       r.disconnect();
     }
     return parts.join('\n');
+  }
+
+  /**
+   * The job ids of the `completed` entries (each with its job's return value) in every BullMQ events stream under
+   * this cluster's prefix.
+   */
+  async completedInStreams(): Promise<string[]> {
+    const r = new Redis(this.redis.adminUrl);
+    const jobIds: string[] = [];
+    try {
+      let cursor = '0';
+      do {
+        const [next, keys] = await r.scan(cursor, 'MATCH', `${this.prefix}:*:events`, 'COUNT', 1000);
+        cursor = next;
+        for (const key of keys) {
+          if ((await r.type(key)) !== 'stream') continue;
+          for (const [, fields] of await r.xrange(key, '-', '+')) {
+            const at = (name: string): string | undefined => fields[fields.indexOf(name) + 1];
+            if (at('event') === 'completed' && at('jobId') !== undefined) jobIds.push(at('jobId')!);
+          }
+        }
+      } while (cursor !== '0');
+    } finally {
+      r.disconnect();
+    }
+    return jobIds;
   }
 
   /** Every row of every table of the coordinator's database, as text. */

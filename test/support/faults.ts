@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { queryOfJob } from '@confide/queue';
 import { join } from 'node:path';
 import { Cluster, type ParticipantProcess, until } from './cluster';
 import { singleJson } from './cli';
@@ -107,7 +108,20 @@ export class Harness {
       }
     }
     await this.expectLedgerVerifies();
+    await this.expectNoAnswersLeft();
     return counts;
+  }
+
+  /**
+   * Once every query ended, none of their answers stays in a BullMQ events stream (each `completed` entry carries its
+   * job's return value), across the fault: entries written before a restart, which no listener of the new process read,
+   * included. Waits a few seconds for cleanups under way, well under the timer's whole-stream backstop (5 minutes).
+   */
+  async expectNoAnswersLeft(): Promise<void> {
+    const ended = new Set(await this.loggedQueries());
+    const left = async (): Promise<string[]> => (await this.cluster.completedInStreams()).filter((jobId) => ended.has(queryOfJob(jobId) ?? ''));
+    await until('no ended query left answers in the events streams', 8_000, async () => ((await left()).length === 0 ? true : undefined)).catch(() => undefined);
+    expect(await left()).toEqual([]);
   }
 
   async expectLedgerVerifies(): Promise<void> {

@@ -27,10 +27,10 @@ Commands:
   admin study create|invite|keys create|keys list|keys revoke
                                define studies, invite participants, issue, list and revoke API keys
   study list|show              the studies, and a study's fields, types, ranges and privacy settings
-  participant enroll|run|receipts|log|list
+  participant enroll|run|receipts|log|check|list
                                enroll this machine as a participant, run its worker, check its
-                               contributions in the ledger, see what it computed and for whom; list a
-                               study's participants with their online state
+                               contributions in the ledger, see what it computed and for whom, check its
+                               data file; list a study's participants with their online state
   query status|list|decrypt|decrypt-share
                                submit a query (--wait for the result), follow one, list them, or
                                decrypt a paillier result
@@ -42,7 +42,7 @@ Commands:
   completion bash|zsh          a shell completion script: source <(confide completion bash)
 
 Global options of every command that talks to a coordinator with an API key (all but demo, simulate, keys,
-completion, coordinator start|aggregate and participant enroll|run|receipts|log, which use the coordinator the
+completion, coordinator start|aggregate and participant enroll|run|receipts|log|check, which use the coordinator the
 participant's home pinned; receipts and log take --timeout and --json):
   --coordinator URL (CONFIDE_URL), --token TOKEN (CONFIDE_TOKEN), --profile NAME (CONFIDE_PROFILE),
   --timeout SECONDS (CONFIDE_TIMEOUT, default 30), --json, --insecure. A flag beats the environment,
@@ -105,6 +105,7 @@ export const NOT_NETWORKED: readonly string[] = [
   'participant run',
   'participant receipts',
   'participant log',
+  'participant check',
   'keys researcher',
   'keys paillier',
   'simulate',

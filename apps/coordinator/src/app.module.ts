@@ -4,6 +4,7 @@ import type { KeyPair } from '@confide/crypto';
 import { ApiKeyGuard } from './auth/api-key.guard';
 import type { CoordinatorConfig } from './config';
 import type { Database } from './db/database';
+import type { Dependencies } from './health/dependencies';
 import { EnrollmentController } from './enrollment/enrollment.controller';
 import { EnrollmentService } from './enrollment/enrollment.service';
 import { EventsController } from './events/events.controller';
@@ -19,7 +20,7 @@ import { QueriesService } from './queries/queries.service';
 import { Repositories } from './storage';
 import { StudiesController } from './studies/studies.controller';
 import { StudiesService } from './studies/studies.service';
-import { CONFIG, COORDINATOR_ENCRYPTION_KEY, COORDINATOR_KEY, DATABASE, LOGGER, REDIS } from './tokens';
+import { CONFIG, COORDINATOR_ENCRYPTION_KEY, COORDINATOR_KEY, DATABASE, DEPENDENCIES, LOGGER, REDIS } from './tokens';
 
 /** Infrastructure created before Nest boots (so boot fails fast with a clear message) and handed in. */
 export interface CoordinatorInfrastructure {
@@ -27,6 +28,7 @@ export interface CoordinatorInfrastructure {
   readonly logger: Logger;
   readonly database: Database;
   readonly redis: RedisConnections;
+  readonly dependencies: Dependencies;
   readonly key: KeyPair;
   readonly encryptionKey: KeyPair;
 }
@@ -43,6 +45,7 @@ export class AppModule {
         { provide: LOGGER, useValue: infra.logger },
         { provide: DATABASE, useValue: infra.database },
         { provide: REDIS, useValue: infra.redis },
+        { provide: DEPENDENCIES, useValue: infra.dependencies },
         { provide: COORDINATOR_KEY, useValue: infra.key },
         { provide: COORDINATOR_ENCRYPTION_KEY, useValue: infra.encryptionKey },
         { provide: APP_GUARD, useClass: ApiKeyGuard },

@@ -11,19 +11,16 @@ import type { NextFunction, Request, Response } from 'express';
 import { keyFingerprint, publicKeyBase64Url, type PublicKey } from '@confide/crypto';
 import { formatVerifierKey, ledgerOrigin } from '@confide/ledger';
 import { ENTRY, entryKey } from '@confide/protocol';
-import { createRedis, redactRedisUrl, secureDefaultUser } from '@confide/queue';
+import { createRedis, DRAIN_GRACE_MS, secureDefaultUser, settledWithin, withoutCredentials } from '@confide/queue';
 import type { Redis } from 'ioredis';
 import { AppModule } from './app.module';
 import type { CoordinatorConfig } from './config';
 import { loadOrCreateCoordinatorKey } from './coordinator-key';
-import { openDatabase } from './db/database';
+import { isDatabaseOutage, openDatabase } from './db/database';
+import { Dependencies } from './health/dependencies';
 import { createLogger, type Logger } from './logging';
 import { Repositories } from './storage';
 
-/** How long a stop waits for BullMQ to drain before it drops its connections (Redis may be down). */
-const SHUTDOWN_GRACE_MS = 10_000;
-
-const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
 
 /** A running coordinator: its URL and how to stop it. */
 export interface RunningCoordinator {
@@ -31,7 +28,10 @@ export interface RunningCoordinator {
   readonly app: INestApplication;
   /** The public key that signs the ledger's checkpoints. */
   readonly coordinatorKey: PublicKey;
+  /** Drains and stops; when Redis or the database does not answer, drops the connections after a grace period. */
   close(): Promise<void>;
+  /** What a stop has not closed yet (named steps, connections not ended), for the line logged at the deadline. */
+  stillOpen(): string[];
 }
 
 /**
@@ -42,31 +42,48 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   const logger = createLogger(config.logLevel);
   const { key, encryption, fingerprint, created } = loadOrCreateCoordinatorKey(config.dataDir);
   logger.info({ fingerprint, created, verifierKey: formatVerifierKey(ledgerOrigin(key.publicKey), key.publicKey) }, 'coordinator signing key (ledger verifier key)');
+  // Every connection's errors go to one reporter: one line per outage (what is down, where, what to check), not a
+  // stack per reconnection attempt, which ioredis prints for a connection without an 'error' listener.
+  const dependencies = new Dependencies(config, logger);
   const producer = createRedis(config.redisUrl, { role: 'producer' });
-  // A connection's errors are reported where it is used (the orchestrator's OutageMonitor: one line per outage, the
-  // HTTP layer: 503); without a listener ioredis would print every reconnection attempt to stderr.
-  const quiet = (): void => undefined;
-  producer.on('error', quiet);
+  dependencies.redis.watch(producer, 'producer');
   try {
     await lockDownRedis(producer, config.redisUrl, logger);
   } catch (err) {
+    dependencies.stop();
     producer.disconnect();
     throw err;
   }
-  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+  let database: Awaited<ReturnType<typeof openDatabase>>;
+  try {
+    database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, onIdleConnectionError: (err) => dependencies.databaseError(err) });
+  } catch (err) {
+    dependencies.stop();
+    producer.disconnect();
+    const cause = (err as Error).cause ?? err;
+    if (config.databaseUrl && isDatabaseOutage(cause)) {
+      const url = withoutCredentials(config.databaseUrl);
+      // A refused connection to a name with several addresses is an AggregateError with an empty message.
+      const reason = (cause as Error).message || (cause as { code?: string }).code || 'no answer';
+      throw new Error(`database unreachable at ${url}: ${reason}. Check: is PostgreSQL running at ${url}? is DATABASE_URL right?`, { cause: err });
+    }
+    throw err;
+  }
   logger.info({ dialect: database.dialect }, 'database ready');
+  dependencies.watchDatabase(database);
   const blocking: ReturnType<typeof createRedis>[] = [];
   const redis = {
     producer,
-    blocking: () => {
+    blocking: (name: string) => {
       const c = createRedis(config.redisUrl, { role: 'worker' });
-      c.on('error', quiet);
+      dependencies.redis.watch(c, name);
       blocking.push(c);
       return c;
     },
     all: () => [producer, ...blocking],
+    outages: dependencies.redis,
   };
-  const app = await NestFactory.create(AppModule.register({ config, logger, database, redis, key, encryptionKey: encryption }), { logger: ['error', 'warn'] });
+  const app = await NestFactory.create(AppModule.register({ config, logger, database, redis, dependencies, key, encryptionKey: encryption }), { logger: ['error', 'warn'] });
   // Both public keys in the ledger: auditors see which keys signed checkpoints and read the committee's share sums.
   const keysBody = { signingKeyFingerprint: keyFingerprint(key.publicKey), encryptionKeyFingerprint: keyFingerprint(encryption.publicKey), encryptionKey: publicKeyBase64Url(encryption.publicKey) };
   await app.get(Repositories).events.append(ENTRY.coordinatorKeys, keysBody, entryKey(ENTRY.coordinatorKeys, keysBody.signingKeyFingerprint, keysBody.encryptionKeyFingerprint), Date.now());
@@ -84,30 +101,42 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   const url = `http://${config.host}:${address.port}`;
   logger.info({ url }, 'coordinator listening');
   const aggregators = forkAggregators(config, logger);
-  let closed = false;
+  let closing: Promise<void> | undefined;
+  const open = new Set<string>();
+  const step = async (name: string, work: () => Promise<unknown>): Promise<void> => {
+    open.add(name);
+    try {
+      await work();
+    } finally {
+      open.delete(name);
+    }
+  };
+  const stillOpen = (): string[] => [
+    ...open,
+    ...dependencies.redis.states().flatMap(({ name, state }) => (state === 'end' ? [] : [`Redis connection ${name} (${state})`])),
+  ];
+  const close = async (): Promise<void> => {
+    // A clean stop drains BullMQ's workers and queues, which needs Redis. When Redis (or the database) is down
+    // that would wait for its return: after the grace period, connections are dropped and the stop goes on. The
+    // aggregation workers are other processes and stop alongside.
+    const drained = Promise.all([step('aggregation workers', () => aggregators.stop()), step('queues and HTTP server', () => app.close())]);
+    if (await settledWithin(drained, DRAIN_GRACE_MS)) {
+      dependencies.stop();
+      await Promise.allSettled([producer.quit(), ...blocking.map((c) => c.quit())]);
+    } else {
+      logger.warn({ graceMs: DRAIN_GRACE_MS, stillOpen: stillOpen() }, `stopping without draining: Redis or the database did not answer in time; dropping ${stillOpen().join(', ')}`);
+      dependencies.stop();
+      for (const c of [producer, ...blocking]) c.disconnect();
+      await settledWithin(drained, 1_500);
+    }
+    await step('database', () => settledWithin(database.close(), 1_000));
+  };
   return {
     url,
     app,
     coordinatorKey: key.publicKey,
-    async close() {
-      if (closed) return;
-      closed = true;
-      // A clean stop drains BullMQ's workers and queues, which needs Redis. When Redis (or the database) is down
-      // that would wait for its return: after the grace period, connections are dropped and the stop goes on.
-      const drained = (async () => {
-        await aggregators.stop();
-        await app.close();
-      })();
-      const timedOut = await Promise.race([drained.then(() => false), delay(SHUTDOWN_GRACE_MS).then(() => true)]);
-      if (timedOut) {
-        logger.warn({ graceMs: SHUTDOWN_GRACE_MS }, 'stopping without draining: Redis or the database did not answer in time');
-        for (const c of [producer, ...blocking]) c.disconnect();
-        await Promise.race([drained.catch(() => undefined), delay(2_000)]);
-      } else {
-        await Promise.allSettled([producer.quit(), ...blocking.map((c) => c.quit())]);
-      }
-      await database.close();
-    },
+    close: () => (closing ??= close()),
+    stillOpen,
   };
 }
 
@@ -125,7 +154,7 @@ async function lockDownRedis(producer: Redis, url: string, logger: Logger): Prom
   };
   if (producer.status !== 'ready') {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`Redis at ${redactRedisUrl(url)} did not answer within 30 s`)), 30_000);
+      const timer = setTimeout(() => reject(new Error(`Redis at ${withoutCredentials(url)} did not answer within 30 s. Check: is redis-server running there? is REDIS_URL right?`)), 30_000);
       producer.once('ready', () => {
         clearTimeout(timer);
         resolve();

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { withoutCredentials } from '@confide/queue';
 
 /**
  * The coordinator's configuration, validated once at boot (STYLE.md "Config"). Every variable is in the
@@ -56,13 +57,6 @@ export interface CoordinatorConfig {
 /** Thrown at boot for a missing or invalid variable; the message names each variable and the rule. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
-}
-
-function withoutCredentials(url: string): string {
-  const u = new URL(url);
-  u.username = '';
-  u.password = '';
-  return u.toString();
 }
 
 /** Reads and validates the coordinator's environment. @throws ConfigError naming every bad variable */

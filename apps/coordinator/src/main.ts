@@ -1,20 +1,21 @@
 import { loadConfig } from './config';
+import { stopSignal, stopWithin } from '@confide/queue';
 import { startCoordinator } from './bootstrap';
+import { createLogger } from './logging';
 
 /** Entry point of the coordinator process (`node dist/.../main.js`; `confide coordinator start` does the same). */
 async function main(): Promise<void> {
-  const running = await startCoordinator(loadConfig());
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, () => {
-      void running.close().then(
-        () => process.exit(0),
-        () => process.exit(1),
-      );
-    });
-  }
+  const config = loadConfig();
+  const running = await startCoordinator(config);
+  await stopSignal();
+  // SIGTERM ends the process within 10 s, whatever Redis or the database do (README "Operations").
+  await stopWithin(() => running.close(), { logger: createLogger(config.logLevel), stillOpen: () => running.stillOpen() });
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`coordinator: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`coordinator: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { canonicalJson, generateKeyPair, importPublicKeyBase64Url, keyFingerprint, publicKeyBase64Url } from '@confide/crypto';
 import { ENTRY, ledgerSchema, parseEntryBody, parseStudySchema, type StudySchema } from '@confide/protocol';
 import { CoordinatorLink } from './coordinator-link';
+import { assertDataFile } from './data-file';
 import { ParticipantHome, type Identity } from './home';
 import { LedgerView } from './ledger-view';
 
@@ -109,18 +110,22 @@ function checkCoordinatorKeys(keys: CoordinatorKeys, expected: string | undefine
  * halves never leave), sends only the public keys with the invitation token, and stores the identity, the study
  * schema (the settings it pinned), the pinned coordinator keys and the Redis credentials it gets. Last, it reads its
  * study's ledger: its own enrollment must be recorded with its keys, and the study with the settings it pinned.
- * @throws CoordinatorError on an unknown, expired or used invitation; EnrollmentRefused when the settings were not
+ * The data file is checked against the study's schema right after the invitation is read, before it is used.
+ * @throws CoordinatorError on an unknown, expired or used invitation; DataCheckFailed when the data file does not
+ *   match the study (nothing is registered); EnrollmentRefused when the settings were not
  *   accepted or the coordinator or its ledger is not what was expected; Error if the home is already enrolled
  */
 export async function enrollParticipant(opts: EnrollOptions): Promise<Identity> {
   const home = new ParticipantHome(resolve(opts.home));
   if (home.isEnrolled()) throw new Error(`${home.dir} already holds an enrolled participant (${home.identity().participantId}); use another --home`);
   const dataFile = resolve(opts.dataFile);
-  const maxRecords = opts.maxRecords ?? Math.max(10, 2 * (await countLines(dataFile)));
   const base = opts.coordinatorUrl.replace(/\/+$/, '');
   const preview = await requestJson<CoordinatorKeys & { study: unknown; studyId: string }>('GET', `${base}/v1/invitation`, opts.invitation);
   checkCoordinatorKeys(preview, opts.coordinatorKeyFingerprint);
   const study = parseStudySchema(preview.study, 'the invitation’s study');
+  // The data is checked against the study before the invitation is used: a broken file is fixed now, not found by a query.
+  await assertDataFile(dataFile, study);
+  const maxRecords = opts.maxRecords ?? Math.max(10, 2 * (await countLines(dataFile)));
   if (opts.confirmSettings && !(await opts.confirmSettings(study))) throw new EnrollmentRefused('the study’s settings were not accepted: not enrolled, the invitation is still unused');
 
   const encryption = generateKeyPair('x25519');

@@ -16,11 +16,13 @@ export interface JournalRecord {
   readonly outcome: 'answered' | 'refused' | 'failed';
   readonly reason: string | null;
   /** The query's statistics and filters, as text (`mean(salary)`, `age>=40`), when the task carried a query. */
-  readonly query: { readonly select: string[]; readonly where: string[]; readonly groupBy: string | null } | null;
+  readonly query: { readonly select: string[]; readonly where: string[]; readonly groupBy: string | null; readonly fields?: string[] } | null;
   /** The API key id that submitted the query, as its ledger entry records it. */
   readonly submittedBy: string | null;
   /** Ledger indices of the entries the task was authorised by (`query.submitted`, the plan, the round's closing). */
   readonly ledger: { readonly submitted: number; readonly plan: number; readonly closing: number | null } | null;
+  /** Records read from the data file for this task (absent in journals written before it was recorded). */
+  readonly records?: number | null;
 }
 
 /** A query's shape as journal text: statistics with their fields, conditions, grouping. */
@@ -31,8 +33,18 @@ export function describeQuery(query: unknown): JournalRecord['query'] {
   const select = Array.isArray(q.select)
     ? q.select.map((s: { stat?: unknown; field?: unknown; x?: unknown; y?: unknown }) => `${text(s.stat)}(${s.field !== undefined ? text(s.field) : `${text(s.x)}, ${text(s.y)}`})`)
     : [];
-  const where = Array.isArray(q.where) ? q.where.map((w: { field?: unknown; op?: unknown; value?: unknown }) => `${text(w.field)}${text(w.op)}${JSON.stringify(w.value)}`) : [];
-  return { select, where, groupBy: typeof q.groupBy === 'string' ? q.groupBy : null };
+  // A word operator (`in`) gets spaces: `rank in ["Prof"]`, not `rankin["Prof"]`.
+  const op = (v: unknown): string => (/^[a-z]/i.test(text(v)) ? ` ${text(v)} ` : text(v));
+  const where = Array.isArray(q.where) ? q.where.map((w: { field?: unknown; op?: unknown; value?: unknown }) => `${text(w.field)}${op(w.op)}${JSON.stringify(w.value)}`) : [];
+  const groupBy = typeof q.groupBy === 'string' ? q.groupBy : null;
+  // The fields the query reads, once each: its statistics', its conditions' and its grouping's.
+  const named = [
+    ...(Array.isArray(q.select) ? q.select.flatMap((s: { field?: unknown; x?: unknown; y?: unknown }) => [s.field, s.x, s.y]) : []),
+    ...(Array.isArray(q.where) ? q.where.map((w: { field?: unknown }) => w.field) : []),
+    groupBy,
+  ];
+  const fields = [...new Set(named.filter((f): f is string => typeof f === 'string'))];
+  return { select, where, groupBy, fields };
 }
 
 export class Journal {

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
 import pino, { type Logger } from 'pino';
 import { importPublicKeyBase64Url, RnPool, type KeyPair, type PaillierPublicKey, type PublicKey } from '@confide/crypto';
 import {
@@ -11,6 +12,7 @@ import {
   committeeRound2,
   compileQuery,
   DataValidationError,
+  describeProblems,
   openEvidence,
   paillierContext,
   paillierContribute,
@@ -25,11 +27,40 @@ import {
   type QuerySpec,
   type StudySchema,
 } from '@confide/protocol';
-import { createRedis, openTask, OutageMonitor, roundOf, TASK, taskJobId, TaskRejected, type Answer, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
+import { createRedis, DRAIN_GRACE_MS, openTask, OutageMonitor, roundOf, settledWithin, TASK, taskJobId, TaskRejected, withoutCredentials, type Answer, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
 import { CoordinatorLink, CoordinatorRequestError, WORKER_OUTAGE_RETRY_MS } from './coordinator-link';
+import { DataFileMonitor, DataFileRefusal } from './data-file';
 import { ParticipantHome, type Identity } from './home';
 import { describeQuery, Journal } from './journal';
 import { LedgerView, LedgerViewError } from './ledger-view';
+import { taskFields, taskSentence, type TaskReport } from './task-line';
+
+/** Pino levels by number, for the plain lines a terminal gets. */
+const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+
+/**
+ * The worker's default logger: JSON lines on stderr, or, when stderr is a terminal, the same lines as
+ * `time LEVEL sentence` (every line's msg is a whole sentence, so nothing a person needs is lost).
+ */
+function defaultLogger(): Logger {
+  const options = { name: 'participant', level: process.env.LOG_LEVEL ?? 'info' };
+  if (!process.stderr.isTTY) return pino(options, pino.destination(2));
+  return pino(options, {
+    write(line: string) {
+      const entry = JSON.parse(line) as { time?: number; level?: number; msg?: string };
+      process.stderr.write(`${new Date(entry.time ?? Date.now()).toISOString()} ${LEVELS[entry.level ?? 30] ?? 'INFO'} ${entry.msg ?? ''}\n`);
+    },
+  });
+}
+
+/** The system calls of a file system error (whose message names its path), as opposed to a network one. */
+const FS_SYSCALLS = new Set(['open', 'read', 'write', 'close', 'rename', 'mkdir', 'rmdir', 'unlink', 'stat', 'lstat', 'fstat', 'scandir', 'access', 'chmod', 'fsync', 'copyfile']);
+
+/** Per task: what the log line reports beyond the task itself. */
+interface TaskNote {
+  records: number | null;
+  details: string | null;
+}
 
 function directoryOf(entries: readonly DirectoryEntry[]): KeyDirectory {
   return new Map(
@@ -79,6 +110,8 @@ export class ParticipantWorker {
   private readonly pools = new Map<string, RnPool>();
   private refill?: AbortController;
   private outages?: OutageMonitor;
+  private readonly data: DataFileMonitor;
+  private connection?: Redis;
 
   constructor(private readonly options: WorkerOptions) {
     this.home = new ParticipantHome(resolve(options.home));
@@ -90,7 +123,13 @@ export class ParticipantWorker {
     this.pinned = { participantId: this.identity.participantId, studyId: this.identity.studyId, study: this.schema };
     this.view = new LedgerView(this.home.dir, this.coordinatorKey, new CoordinatorLink(this.identity.coordinatorUrl, this.identity.participantId, this.keys.signing, WORKER_OUTAGE_RETRY_MS));
     this.journal = new Journal(this.home.dir);
-    this.logger = options.logger ?? pino({ name: 'participant', level: process.env.LOG_LEVEL ?? 'info' }, pino.destination(2));
+    this.logger = options.logger ?? defaultLogger();
+    this.data = new DataFileMonitor(this.identity.dataFile, this.schema, this.logger);
+  }
+
+  /** This worker's logger, for its process's last lines. */
+  get log(): Logger {
+    return this.logger;
   }
 
   get participantId(): string {
@@ -100,17 +139,20 @@ export class ParticipantWorker {
   /** Connects to Redis with this participant's own credentials and starts taking tasks. */
   async start(): Promise<void> {
     const { redis } = this.identity;
-    const connection = createRedis(this.options.redisUrl ?? redis.url, { role: 'worker', username: redis.username, password: redis.password });
+    const url = this.options.redisUrl ?? redis.url;
+    const connection = createRedis(url, { role: 'worker', username: redis.username, password: redis.password });
+    this.connection = connection;
+    // Redis may be down at start or restart at any time: the connection comes back by itself (libs/queue
+    // reconnectBackoff), and the worker says so once per outage, with what to check, not once per retry.
+    const checks = `is redis-server running at ${withoutCredentials(url)}? is that the right address (${this.options.redisUrl ? '--redis or CONFIDE_REDIS_URL' : 'the one given at enrollment; --redis or CONFIDE_REDIS_URL override it'})? After a Redis restart the coordinator must be up to re-create this participant's Redis user.`;
+    this.outages = new OutageMonitor(this.logger, { what: 'task queue', url, checks }).watch(connection, 'task queue');
     this.worker = new Worker(redis.queue, (job) => this.process(job), { connection, prefix: redis.prefix, concurrency: 1, autorun: false });
-    this.worker.on('failed', (job, err) => this.logger.warn({ jobId: job?.id, reason: err.message }, `task refused or failed: ${err.message}`));
-    this.worker.on('completed', (job) => this.logger.info({ jobId: job.id }, 'task answered'));
-    // Redis may restart at any time: the connection comes back by itself (libs/queue reconnectBackoff), logging one
-    // line when it is lost and one when it is back, not one per retry.
-    this.outages = new OutageMonitor(this.logger, 'task queue').watch(connection);
-    this.worker.on('error', (err) => {
-      if (this.outages?.quiet(err)) this.logger.debug({ err: err.message }, 'worker error during a Redis outage');
-      else this.logger.error({ err: err.message }, 'worker error');
-    });
+    // process() logs each task's one line; these events only repeat it, for debugging.
+    this.worker.on('failed', (job, err) => this.logger.debug({ jobId: job?.id, reason: err.message }, `job ${job?.id ?? ''} failed: ${err.message}`));
+    this.worker.on('completed', (job) => this.logger.debug({ jobId: job.id }, `job ${job.id ?? ''} completed`));
+    this.outages.listen(this.worker, 'task queue');
+    // Checked (and logged) before the first task, and again whenever the file changes.
+    await this.data.start();
     void this.worker.run();
     await this.worker.waitUntilReady();
     this.logger.info({ participantId: this.identity.participantId, study: this.identity.studyName }, 'worker ready');
@@ -131,14 +173,31 @@ export class ParticipantWorker {
     this.heartbeat.unref();
   }
 
-  /** Finishes the task in hand, then disconnects (SIGTERM drains). */
+  /**
+   * Finishes the task in hand, then disconnects (SIGTERM drains). Draining needs Redis: when it does not answer
+   * within the grace period, the connection is dropped instead (a task in hand is delivered again, and answered
+   * from what this participant stored).
+   */
   async stop(): Promise<void> {
     clearInterval(this.heartbeat);
     this.refill?.abort();
     for (const pool of this.pools.values()) pool.clear();
     this.outages?.stop();
-    await this.worker?.close();
-    await this.worker?.disconnect();
+    this.data.stop();
+    const drained = (async () => {
+      await this.worker?.close();
+      await this.worker?.disconnect();
+    })();
+    if (await settledWithin(drained, DRAIN_GRACE_MS)) return drained;
+    this.logger.warn({ graceMs: DRAIN_GRACE_MS, stillOpen: this.stillOpen() }, `stopping without draining: Redis did not answer in time; dropping ${this.stillOpen().join(', ')}`);
+    this.connection?.disconnect();
+    await settledWithin(drained, 1_500);
+  }
+
+  /** What a stop has not closed yet, for the line logged if it outlasts its deadline. */
+  stillOpen(): string[] {
+    const c = this.connection;
+    return c && c.status !== 'end' ? [`task queue Redis connection (${c.status})`] : [];
   }
 
   /**
@@ -149,27 +208,58 @@ export class ParticipantWorker {
     let task;
     try {
       task = openTask(job.data, { coordinatorKey: this.coordinatorKey, participantId: this.identity.participantId, studyId: this.identity.studyId });
+      if (job.id !== taskJobId(task.queryId, roundOf(task.kind), this.identity.participantId)) throw new UnrecoverableError('task rejected: job id does not match the signed task');
     } catch (err) {
-      if (err instanceof TaskRejected) throw new UnrecoverableError(`task rejected: ${err.message}`);
-      throw err;
+      const refusal = err instanceof TaskRejected ? new UnrecoverableError(`task rejected: ${err.message}`) : err;
+      const reason = refusal instanceof Error ? refusal.message : String(refusal);
+      const outcome = refusal instanceof UnrecoverableError ? 'refused' : 'failed';
+      this.logTask({ queryId: task?.queryId ?? null, jobId: job.id ?? null, round: task ? roundOf(task.kind) : null, task: task?.kind ?? null, query: task ? describeQuery(task.query) : null, submittedBy: null, records: null, outcome, reason, details: null });
+      throw refusal;
     }
     const round = roundOf(task.kind);
-    if (job.id !== taskJobId(task.queryId, round, this.identity.participantId)) throw new UnrecoverableError('task rejected: job id does not match the signed task');
     let facts: LedgerFacts | null = null;
+    const note: TaskNote = { records: null, details: null };
     try {
       this.refill?.abort();
       const stored = this.home.readAnswer<Answer | { answer: Answer }>(task.queryId, round);
       // A redelivered task gets the answer already given (and already authorised), never a fresh sharing.
-      if (stored && round === 1) return stored as Answer;
+      if (stored && round === 1) {
+        this.logTask(this.report(task, job, 'answered', null, null, note));
+        return stored as Answer;
+      }
       facts = await this.authorize(task);
-      const answer = task.kind === TASK.paillierContribute ? await this.contributePaillier(task) : task.kind === TASK.shamirRound1 ? await this.round1(task) : this.round2(task);
-      this.record(task, 'answered', null, facts);
+      const answer = task.kind === TASK.paillierContribute ? await this.contributePaillier(task, note) : task.kind === TASK.shamirRound1 ? await this.round1(task, note) : this.round2(task);
+      this.record(task, 'answered', null, facts, note);
+      this.logTask(this.report(task, job, 'answered', null, facts, note));
       return answer;
     } catch (err) {
-      const refusal = this.refusal(err, task.queryId);
-      this.record(task, refusal ? 'refused' : 'failed', refusal?.message ?? (err instanceof Error ? err.message : String(err)), facts);
-      throw refusal ?? err;
+      const refusal = this.refusal(err, note);
+      const failure = refusal ?? this.retryable(err, note);
+      this.record(task, refusal ? 'refused' : 'failed', failure.message, facts, note);
+      this.logTask(this.report(task, job, refusal ? 'refused' : 'failed', failure.message, facts, note));
+      throw failure;
     }
+  }
+
+  private report(task: TaskPayload, job: Job, outcome: TaskReport['outcome'], reason: string | null, facts: LedgerFacts | null, note: TaskNote): TaskReport {
+    return {
+      queryId: task.queryId,
+      jobId: job.id ?? null,
+      round: roundOf(task.kind),
+      task: task.kind,
+      query: describeQuery(task.query),
+      submittedBy: facts?.submittedBy ?? null,
+      records: note.records,
+      outcome,
+      reason,
+      details: note.details,
+    };
+  }
+
+  /** The task's one log line (task-line.ts): what was asked, by whom, how many records, and the outcome. */
+  private logTask(report: TaskReport): void {
+    const level = report.outcome === 'answered' ? 'info' : report.outcome === 'refused' ? 'warn' : 'error';
+    this.logger[level](taskFields(report), taskSentence(report));
   }
 
   /**
@@ -194,7 +284,7 @@ export class ParticipantWorker {
   }
 
   /** The UnrecoverableError a refusal becomes, or undefined for an error a retry may cure. */
-  private refusal(err: unknown, queryId: string): UnrecoverableError | undefined {
+  private refusal(err: unknown, note: TaskNote): UnrecoverableError | undefined {
     if (err instanceof UnrecoverableError) return err;
     if (err instanceof TaskRefusal || err instanceof LedgerViewError) return new UnrecoverableError(`task rejected: ${err.message}`);
     // The coordinator could not prove the checkpoint extends the saved one (e.g. a size its ledger never had).
@@ -203,15 +293,29 @@ export class ParticipantWorker {
     }
     if (err instanceof ProtocolError) return new UnrecoverableError(err.message);
     if (err instanceof QueryError) return new UnrecoverableError(`query refused locally: ${err.message}`);
-    if (err instanceof DataValidationError) {
-      // The details name rows and cell values: they stay in this machine's log, never in Redis.
-      this.logger.error({ queryId }, err.message);
-      return new UnrecoverableError(`local data file failed validation (${err.issues.length} problem${err.issues.length === 1 ? '' : 's'}; see the participant's log)`);
+    if (err instanceof DataFileRefusal) {
+      // The details name the file, rows and cells: they stay in this machine's log, never in Redis.
+      note.details = err.details;
+      return new UnrecoverableError(err.message);
     }
     return undefined;
   }
 
-  private record(task: TaskPayload, outcome: 'answered' | 'refused' | 'failed', reason: string | null, facts: LedgerFacts | null): void {
+  /**
+   * The error BullMQ records (and the coordinator reads) for a failure a retry may cure. A file system error's
+   * message names a local path (the home's state files), so it goes to this machine's log and the coordinator
+   * gets its code only.
+   */
+  private retryable(err: unknown, note: TaskNote): Error {
+    const code = (err as NodeJS.ErrnoException | null)?.code;
+    if (typeof code === 'string' && FS_SYSCALLS.has((err as NodeJS.ErrnoException).syscall ?? '')) {
+      note.details = (err as Error).message;
+      return new Error(`local file system error (${code}); see the participant's log`, { cause: err });
+    }
+    return err instanceof Error ? err : new Error(String(err));
+  }
+
+  private record(task: TaskPayload, outcome: 'answered' | 'refused' | 'failed', reason: string | null, facts: LedgerFacts | null, note: TaskNote): void {
     this.journal.append({
       time: new Date().toISOString(),
       queryId: task.queryId,
@@ -222,13 +326,17 @@ export class ParticipantWorker {
       query: describeQuery(task.query),
       submittedBy: facts?.submittedBy ?? null,
       ledger: facts ? { submitted: facts.submitted.index, plan: facts.plan.index, closing: facts.closing?.index ?? null } : null,
+      records: note.records,
     });
   }
 
   /** The local aggregate of a task's query over this participant's CSV, checked against the declared record count. */
-  private async localAggregate(query: TaskOf<typeof TASK.shamirRound1>['query']) {
+  private async localAggregate(query: TaskOf<typeof TASK.shamirRound1>['query'], note: TaskNote) {
     const compiled = compileQuery(this.schema, query as unknown as QuerySpec);
-    const local = await aggregateLocal(compiled, readRecordsFromFile(this.identity.dataFile, this.schema));
+    // Refused while the last check of the file failed; the check is redone first if the file changed.
+    await this.data.assertUsable();
+    const local = await this.readLocal(compiled);
+    note.records = local.records;
     if (local.records > this.identity.maxRecords) {
       local.vector.fill(0n);
       throw new UnrecoverableError(`local data has more records than declared at enrollment (${this.identity.maxRecords}); re-enroll with a larger --max-records`);
@@ -237,16 +345,36 @@ export class ParticipantWorker {
   }
 
   /**
+   * The aggregate over the file as it is now. The file can still change between the check and this read: a
+   * problem found here becomes the same refusal as a failed check, never the reader's error, whose message
+   * names the file's path (ENOENT … open '/…/hospital-1.csv') or its cells.
+   * @throws DataFileRefusal
+   */
+  private async readLocal(compiled: ReturnType<typeof compileQuery>) {
+    try {
+      return await aggregateLocal(compiled, readRecordsFromFile(this.identity.dataFile, this.schema));
+    } catch (err) {
+      if (err instanceof DataValidationError) {
+        const problems = describeProblems({ ok: false, problems: err.issues.map((i) => ({ line: i.line, column: i.column ?? null, message: i.message, fix: i.fix ?? '' })), truncated: err.truncated, records: null, fields: null });
+        throw new DataFileRefusal(DataFileRefusal.INVALID, `data file ${this.identity.dataFile}: ${problems.join('; ')}`);
+      }
+      const code = (err as NodeJS.ErrnoException | null)?.code;
+      if (typeof code === 'string' && code.startsWith('E')) throw new DataFileRefusal(DataFileRefusal.UNREADABLE, `data file ${this.identity.dataFile}: ${(err as Error).message}`);
+      throw err;
+    }
+  }
+
+  /**
    * Paillier's one round (DESIGN.md "Protocol paillier"): validates the researcher's key and the packing layout it
    * implies (recomputed here from the plan, never taken from the coordinator), packs and encrypts the local
    * aggregate with precomputed r^n values, signs, and answers. The worker may exit right after: nothing more is
    * asked of it for this query.
    */
-  private async contributePaillier(task: TaskOf<typeof TASK.paillierContribute>): Promise<Answer> {
+  private async contributePaillier(task: TaskOf<typeof TASK.paillierContribute>, note: TaskNote): Promise<Answer> {
     if (BigInt(this.identity.maxRecords) > BigInt(task.plan.maxRecords)) {
       throw new UnrecoverableError(`task rejected: the plan sizes slots for ${task.plan.maxRecords} records, this participant declared ${this.identity.maxRecords}`);
     }
-    const { compiled, local } = await this.localAggregate(task.query);
+    const { compiled, local } = await this.localAggregate(task.query, note);
     try {
       const context = paillierContext(task.plan, compiled);
       const pool = this.poolFor(context.publicKey);
@@ -284,8 +412,8 @@ export class ParticipantWorker {
     });
   }
 
-  private async round1(task: TaskOf<typeof TASK.shamirRound1>): Promise<Answer> {
-    const { local } = await this.localAggregate(task.query);
+  private async round1(task: TaskOf<typeof TASK.shamirRound1>, note: TaskNote): Promise<Answer> {
+    const { local } = await this.localAggregate(task.query, note);
     const bundle = participantRound1({ plan: task.plan, self: this.identity.participantId, signing: this.keys.signing, directory: directoryOf(task.directory), aggregate: local.vector });
     local.vector.fill(0n);
     const answer: Answer = { kind: TASK.shamirRound1, bundle };

@@ -1,6 +1,4 @@
-import { EventEmitter } from 'node:events';
-import type { Redis } from 'ioredis';
-import { assertRedisReady, OutageMonitor, pingRedis, reconnectBackoff, redactRedisUrl, redisConnectionOptions, redisOptionsFromUrl, RedisUnavailableError } from './redis';
+import { assertRedisReady, pingRedis, reconnectBackoff, redactRedisUrl, redisConnectionOptions, redisOptionsFromUrl, RedisUnavailableError } from './redis';
 
 const SECRET = 'Zx9-s3cr3t_pw';
 
@@ -151,50 +149,5 @@ describe('reconnectBackoff', () => {
   it('is what every connection retries with', () => {
     expect(typeof redisConnectionOptions('redis://127.0.0.1:6379', { role: 'worker' }).retryStrategy).toBe('function');
     expect(typeof redisConnectionOptions('redis://127.0.0.1:6379', { role: 'producer' }).retryStrategy).toBe('function');
-  });
-});
-
-describe('OutageMonitor', () => {
-  const setup = () => {
-    const conn = new EventEmitter();
-    const lines: { level: string; msg: string }[] = [];
-    const logger = { warn: (_: object, msg: string) => lines.push({ level: 'warn', msg }), info: (_: object, msg: string) => lines.push({ level: 'info', msg }) };
-    const monitor = new OutageMonitor(logger, 'task queue', 1000).watch(conn as unknown as Redis);
-    return { conn, lines, monitor };
-  };
-
-  beforeEach(() => jest.useFakeTimers());
-  afterEach(() => jest.useRealTimers());
-
-  it('logs one line when the connection is lost and one when it is back, however many retries lie between', () => {
-    const { conn, lines, monitor } = setup();
-    conn.emit('close');
-    // A login refused until the coordinator re-creates the user: ready and dropped at once, again and again.
-    for (let i = 0; i < 50; i++) {
-      conn.emit('ready');
-      jest.advanceTimersByTime(50);
-      conn.emit('close');
-    }
-    expect(monitor.down).toBe(true);
-    expect(monitor.quiet(new Error('WRONGPASS invalid username-password pair'))).toBe(true);
-    conn.emit('ready');
-    jest.advanceTimersByTime(1000);
-    expect(monitor.down).toBe(false);
-    expect(lines.map((l) => l.level)).toEqual(['warn', 'info']);
-    expect(lines[0]!.msg).toBe('lost the connection to Redis (task queue); reconnecting with backoff');
-    expect(lines[1]!.msg).toMatch(/^Redis is back \(task queue\) after \d+\.\d s$/);
-  });
-
-  it('keeps errors that are not an outage loud while the connection is up', () => {
-    const { monitor } = setup();
-    expect(monitor.quiet(new Error('ERR unknown command'))).toBe(false);
-    expect(monitor.quiet(new Error("Stream isn't writeable and enableOfflineQueue options is false"))).toBe(true);
-  });
-
-  it('says nothing once stopped (a shutdown closes the connection on purpose)', () => {
-    const { conn, lines, monitor } = setup();
-    monitor.stop();
-    conn.emit('close');
-    expect(lines).toEqual([]);
   });
 });

@@ -1,4 +1,6 @@
+import { stopSignal, stopWithin } from '@confide/queue';
 import { loadConfig } from '../../../coordinator/src/config';
+import { createLogger } from '../../../coordinator/src/logging';
 import { intOption, parseCommandArgs, UsageError } from '../args';
 import { CoordinatorClient, GLOBAL_OPTIONS, GLOBAL_USAGE } from '../client';
 import type { Output } from '../output';
@@ -40,8 +42,7 @@ export async function coordinatorCommand(argv: readonly string[], out: Output): 
   const { startCoordinator } = await import('../../../coordinator/src/bootstrap.js');
   const running = await startCoordinator(config);
   process.stderr.write(`coordinator listening on ${running.url} (OpenAPI at ${running.url}/docs)\n`);
-  await new Promise<void>((resolve) => {
-    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());
-  });
-  await running.close();
+  await stopSignal();
+  // SIGTERM ends the process within 10 s, whatever Redis or the database do (README "Operations").
+  await stopWithin(() => running.close(), { logger: createLogger(config.logLevel), stillOpen: () => running.stillOpen() });
 }

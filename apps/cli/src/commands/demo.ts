@@ -157,6 +157,8 @@ export async function demoCommand(argv: readonly string[], out: Output): Promise
 /** Removes the demo's own keys and ACL users (and nothing else) from the Redis it used. */
 async function cleanupRedis(url: string, prefix: string, users: readonly string[]): Promise<void> {
   const r = new Redis(url, { maxRetriesPerRequest: 1 });
+  // Its failure is the command's (caught by the caller); without a listener ioredis would also print each retry's stack.
+  r.on('error', () => undefined);
   try {
     await removeRunKeys(r, prefix, users);
   } finally {

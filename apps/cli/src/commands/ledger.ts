@@ -112,6 +112,41 @@ async function firstBadIndex(client: CoordinatorClient, leaves: readonly Uint8Ar
   return lo - 1;
 }
 
+/** What a state file must hold, field by field (a file this command wrote). */
+const STATE_FIELDS = ['origin', 'publicKey', 'size', 'root', 'note', 'leaves'] as const;
+
+/**
+ * The state a previous `ledger verify --state FILE` saved. Refuses anything else before a request is made and
+ * before the file is overwritten: an auditor who saved a key or a token under that name keeps it.
+ * @throws UsageError naming the file and what it holds instead
+ */
+function readState(file: string): VerifyState {
+  const refuse = (what: string): never => {
+    throw new UsageError(
+      `--state ${file}: ${what}, not a ledger state file. --state names the file where ledger verify keeps the checkpoint it verified last (it creates it on the first run); give it a file of its own, e.g. --state ledger-state.json`,
+    );
+  };
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    return refuse(`cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  if (text.trimStart().startsWith('-----BEGIN')) refuse('holds a PEM key');
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return refuse('is not JSON');
+  }
+  const record = (typeof json === 'object' && json !== null ? json : {}) as Record<string, unknown>;
+  if (typeof record.token === 'string') refuse('holds an API key (a token)');
+  if ('p' in record && 'q' in record) refuse('holds a Paillier private key');
+  const missing = STATE_FIELDS.filter((f) => (f === 'size' ? !Number.isSafeInteger(record[f]) || (record[f] as number) < 0 : typeof record[f] !== 'string'));
+  if (missing.length) refuse(`has no ${missing.join(', ')}`);
+  return record as unknown as VerifyState;
+}
+
 /**
  * The signed note in a checkpoint file another party shared: a bare note, a `ledger verify` state file
  * (`note`), or a participant's receipts.json (`checkpoint.note`).
@@ -162,7 +197,7 @@ function comparePrefix(file: string, note: string, key: ReturnType<typeof import
 async function verify(client: CoordinatorClient, stateFile: string | undefined, compare: readonly string[] = []): Promise<VerifyResult> {
   // Read before any request, so a bad path is a usage error and not a verification failure.
   const shared = compare.map((file) => ({ file, note: readSharedNote(file) }));
-  const state = stateFile && existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, 'utf8')) as VerifyState) : undefined;
+  const state = stateFile && existsSync(stateFile) ? readState(stateFile) : undefined;
   const served = await client.get<PublicKeyView>('/v1/ledger/public-key');
   // The key is pinned on first use; afterwards a different key is itself a failure.
   const pinned = state?.publicKey ?? served.publicKey;

@@ -1,6 +1,8 @@
 import { createInterface } from 'node:readline/promises';
 import { resolve } from 'node:path';
-import type { StudySchema } from '@confide/protocol';
+import { checkDataFile, describeProblems, type DataCheck, type StudySchema } from '@confide/protocol';
+import { stopSignal, stopWithin } from '@confide/queue';
+import { DataCheckFailed } from '../../../participant/src/data-file';
 import { enrollParticipant } from '../../../participant/src/enroll';
 import { ParticipantHome } from '../../../participant/src/home';
 import { participantLog, type ParticipantLog } from '../../../participant/src/log';
@@ -16,6 +18,7 @@ export const PARTICIPANT_USAGE = `Usage: confide participant enroll --invite TOK
        confide participant run --home DIR [--redis URL]
        confide participant receipts --home DIR [--verify] [--timeout SECONDS] [--json]
        confide participant log --home DIR [--timeout SECONDS] [--json]
+       confide participant check --home DIR [--data FILE.csv] [--json]
        confide participant list --study NAME [--json]
 
 enroll shows the study's settings (minimum participants, minimum group size, threshold floor, differential
@@ -30,7 +33,10 @@ checkpoint against the one verified last time, and fails on any contribution to 
 record. log lists every task this participant received (what was asked, by whom, answered or refused and why)
 beside its study's ledger: queries, committees, closings, results and enrollments. Requests are signed with the
 participant's own key, to the coordinator the home pinned at enrollment; each request gives up after --timeout
-(CONFIDE_TIMEOUT, default 30 s). receipts and log exit 1 if anything fails to verify.
+(CONFIDE_TIMEOUT, default 30 s). receipts and log exit 1 if anything fails to verify. check validates the data file
+(default: the one given at enrollment) against the study schema pinned in DIR, naming the line, column and a fix
+for every problem, and prints what a query would contribute from it (per field: count, sum, min, max); it reads
+only local files and exits 1 on any problem. enroll runs the same check before it uses the invitation.
 list (for researchers, auditors and admins, with an API key) shows a study's participants by invited name and id,
 online (seen in the last 10 minutes: a task answered or refused, or a signed request, which a running worker
 makes at start and every 2 minutes) or offline, and when each was last seen. It takes the global options: --coordinator, --token, --profile, --timeout, --json.`;
@@ -63,17 +69,40 @@ async function askToAccept(study: StudySchema): Promise<boolean> {
 }
 
 function logLines(log: ParticipantLog): string {
-  const lines: string[] = [`ledger verified up to ${log.treeSize} entries`];
+  const lines: string[] = [log.reason ? `LEDGER VIEW NOT VERIFIED: ${log.reason}` : `ledger verified up to ${log.treeSize} entries`];
   lines.push('tasks:');
   if (!log.tasks.length) lines.push('  none yet');
   for (const t of log.tasks) {
-    const what = t.query ? `${t.query.select.join(', ')}${t.query.where.length ? ` where ${t.query.where.join(' and ')}` : ''}${t.query.groupBy ? ` by ${t.query.groupBy}` : ''}` : '';
-    const ledger = t.inLedger ? `ledger entry ${t.inLedger}` : 'NOT IN THE LEDGER';
-    lines.push(`  ${t.time} ${t.queryId} round ${t.round} ${t.outcome.toUpperCase()}${t.reason ? ` (${t.reason})` : ''}: ${what}; submitted by ${t.submittedBy ?? 'unknown'}; ${ledger}`);
+    const what = t.query ? `${t.query.select.join(', ')}${t.query.where.length ? ` where ${t.query.where.join(' and ')}` : ''}${t.query.groupBy ? ` by ${t.query.groupBy}` : ''}` : '(no query)';
+    const records = typeof t.records === 'number' ? ` (${t.records} record${t.records === 1 ? '' : 's'} read)` : '';
+    lines.push(
+      `  ${t.time} query ${t.queryId} round ${t.round} (${t.task})`,
+      `    asked:   ${what}`,
+      `    fields:  ${t.query?.fields?.join(', ') || 'none'}`,
+      `    by:      ${t.submittedBy ?? 'unknown (the task was not authorised)'}`,
+      `    outcome: ${t.outcome === 'answered' ? 'answered' : `${t.outcome.toUpperCase()}: ${t.reason ?? ''}`}${records}`,
+      `    ledger:  ${t.entries.state === 'none' ? t.entries.text.replace(/^no ledger entry/, 'NO LEDGER ENTRY') : t.entries.text}`,
+    );
   }
   lines.push('study ledger:');
   for (const e of log.study) lines.push(`  ${String(e.index).padStart(6)} ${e.time} ${e.type.padEnd(20)} ${e.summary}`);
   return lines.join('\n');
+}
+
+/** A data check for people: the problems with their fixes, or the per-field aggregates a query would contribute. */
+export function checkLines(file: string, study: StudySchema, check: DataCheck): string {
+  if (!check.ok) {
+    const n = check.problems.length;
+    return [`${file} does not match study ${study.name}: ${n}${check.truncated ? '+' : ''} problem${n === 1 ? '' : 's'}`, ...describeProblems(check).map((l) => `  ${l}`)].join('\n');
+  }
+  const rows = (check.fields ?? []).map((f) => [f.field, f.type, String(f.count), f.sum ?? '', f.min ?? '', f.max ?? '']);
+  const table = [['field', 'type', 'count', 'sum', 'min', 'max'], ...rows];
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
+  return [
+    `${file} matches study ${study.name}: ${check.records} record${check.records === 1 ? '' : 's'}`,
+    'what a query would contribute from this file, per field (computed here; never sent as such):',
+    ...table.map((r) => `  ${r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`.trimEnd()),
+  ].join('\n');
 }
 
 function receiptLine(r: ReceiptStatus): string {
@@ -104,15 +133,24 @@ export async function participantCommand(argv: readonly string[], out: Output): 
     assertTransport(coordinatorUrl, values.insecure === true);
     const pinned = values['coordinator-key'];
     if (pinned !== undefined && !/^[0-9a-f]{64}$/.test(pinned)) throw new UsageError(`--coordinator-key must be the coordinator key fingerprint (64 hex digits), got ${JSON.stringify(pinned)}`);
-    const identity = await enrollParticipant({
-      coordinatorUrl,
-      invitation: values.invite,
-      home: values.home,
-      dataFile: values.data,
-      maxRecords: intOption(values['max-records'], 'max-records', 1),
-      coordinatorKeyFingerprint: pinned,
-      confirmSettings: values['accept-settings'] ? undefined : askToAccept,
-    });
+    let identity;
+    try {
+      identity = await enrollParticipant({
+        coordinatorUrl,
+        invitation: values.invite,
+        home: values.home,
+        dataFile: values.data,
+        maxRecords: intOption(values['max-records'], 'max-records', 1),
+        coordinatorKeyFingerprint: pinned,
+        confirmSettings: values['accept-settings'] ? undefined : askToAccept,
+      });
+    } catch (err) {
+      if (!(err instanceof DataCheckFailed)) throw err;
+      // The same report as `participant check`; the invitation was only read, so it still works once the file is fixed.
+      out.result({ enrolled: false, file: err.path, study: err.study.name, ...err.check }, () => `${checkLines(err.path, err.study, err.check)}\nnot enrolled: fix the file and run enroll again (the invitation is still unused)`);
+      process.exitCode = 1;
+      return;
+    }
     out.result({ participantId: identity.participantId, study: identity.studyName, coordinatorKeyFingerprint: identity.coordinatorKeyFingerprint }, () =>
       [
         `enrolled as ${identity.participantId} in study ${identity.studyName}`,
@@ -126,11 +164,12 @@ export async function participantCommand(argv: readonly string[], out: Output): 
     const { values } = parseCommandArgs(args, { home: { type: 'string' }, redis: { type: 'string' } });
     if (!values.home) throw new UsageError('--home is required');
     const worker = new ParticipantWorker({ home: values.home, redisUrl: values.redis ?? process.env.CONFIDE_REDIS_URL });
-    await worker.start();
-    await new Promise<void>((resolve) => {
-      for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());
-    });
-    await worker.stop();
+    // Listening before start(): a worker waiting for an unreachable Redis stops on SIGTERM too.
+    const signalled = stopSignal();
+    await Promise.race([worker.start(), signalled]);
+    await signalled;
+    // SIGTERM ends the process within 10 s, whatever Redis does (README "Operations").
+    await stopWithin(() => worker.stop(), { logger: worker.log, stillOpen: () => worker.stillOpen() });
     return;
   }
   if (action === 'receipts') {
@@ -165,6 +204,19 @@ export async function participantCommand(argv: readonly string[], out: Output): 
     const log = await participantLog(new ParticipantHome(resolve(values.home)), requestTimeoutMs(values.timeout));
     out.result({ ...log }, () => logLines(log));
     if (!log.ok) process.exitCode = 1;
+    return;
+  }
+  if (action === 'check') {
+    const { values } = parseCommandArgs(args, { home: { type: 'string' }, data: { type: 'string' }, json: { type: 'boolean' } });
+    out.json = values.json === true;
+    if (!values.home) throw new UsageError('--home is required');
+    // Local files only: the study schema pinned at enrollment and the data; no coordinator, no Redis.
+    const home = new ParticipantHome(resolve(values.home));
+    const study = home.study();
+    const file = values.data !== undefined ? resolve(values.data) : home.identity().dataFile;
+    const check = await checkDataFile(file, study);
+    out.result({ file, study: study.name, ...check }, () => checkLines(file, study, check));
+    if (!check.ok) process.exitCode = 1;
     return;
   }
   throw new UsageError(`unknown participant command ${JSON.stringify(action ?? '')}`);

@@ -12,7 +12,7 @@ import {
   signAggregation,
   TASK,
   TaskRejected,
-  OutageMonitor,
+  type OutageMonitor,
   roundOf,
   taskJobId,
   type AggregationJob,
@@ -28,6 +28,8 @@ export interface AggregatorOptions {
   /** The coordinator's key: verifies the jobs it enqueued and signs the results. */
   readonly key: KeyPair;
   readonly logger: Logger;
+  /** Where the worker's and its queues' errors go: one line per Redis outage. */
+  readonly outages: OutageMonitor;
   readonly concurrency?: number;
 }
 
@@ -45,7 +47,6 @@ const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmedi
 export class Aggregator {
   private worker?: Worker;
   private readonly queues = new Map<string, Queue>();
-  private outages?: OutageMonitor;
 
   constructor(private readonly options: AggregatorOptions) {}
 
@@ -53,19 +54,13 @@ export class Aggregator {
     const { connection, prefix, logger } = this.options;
     this.worker = new Worker(AGGREGATION_QUEUE, (job) => this.process(job), { connection, prefix, concurrency: this.options.concurrency ?? 1, autorun: false });
     this.worker.on('failed', (job, err) => logger.warn({ jobId: job?.id, reason: err.message }, 'aggregation failed'));
-    const outages = new OutageMonitor(logger, 'aggregation queue').watch(connection);
-    this.outages = outages;
-    this.worker.on('error', (err) => {
-      if (outages.quiet(err)) logger.debug({ err: err.message }, 'aggregation worker error during a Redis outage');
-      else logger.error({ err: err.message }, 'aggregation worker error');
-    });
+    this.options.outages.listen(this.worker, 'aggregation worker');
     void this.worker.run();
     await this.worker.waitUntilReady();
     logger.info({ pid: process.pid }, 'aggregation worker ready');
   }
 
   async stop(): Promise<void> {
-    this.outages?.stop();
     await this.worker?.close();
     await Promise.all([...this.queues.values()].map((q) => q.close()));
   }
@@ -74,6 +69,7 @@ export class Aggregator {
     let q = this.queues.get(participantId);
     if (!q) {
       q = new Queue(participantQueue(participantId), { connection: this.options.reader, prefix: this.options.prefix });
+      this.options.outages.listen(q, `queue of ${participantId}`);
       this.queues.set(participantId, q);
     }
     return q;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { createRedis } from '@confide/queue';
+import { createRedis, OutageMonitor, settledWithin, stopWithin } from '@confide/queue';
 import { loadCoordinatorKey } from '../coordinator-key';
 import { createLogger } from '../logging';
 import { Aggregator } from './aggregator';
@@ -11,8 +11,8 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
-/** How long a stop waits for BullMQ to drain before it drops its connections. */
-const STOP_GRACE_MS = 5_000;
+/** How long a stop waits for BullMQ to drain before it drops its connections (within its coordinator's own grace). */
+const STOP_GRACE_MS = 4_000;
 
 /**
  * Runs one Paillier aggregation worker process until SIGTERM: the coordinator forks these (CONFIDE_AGGREGATORS),
@@ -29,9 +29,13 @@ export async function runAggregator(env: NodeJS.ProcessEnv = process.env): Promi
   // clean stop drains BullMQ, which needs Redis): it must not live on as an orphan holding the coordinator's stdout.
   process.once('disconnect', () => setTimeout(() => process.exit(0), STOP_GRACE_MS));
   const key = loadCoordinatorKey(e.CONFIDE_DATA_DIR);
+  // One line per Redis outage, from the coordinator that forked this process (it reports the same Redis) or, run
+  // on its own (`confide coordinator aggregate`, no IPC channel), from here.
+  const outages = new OutageMonitor(logger, { what: 'aggregation worker', url: e.REDIS_URL, quiet: process.send !== undefined });
   const connection = createRedis(e.REDIS_URL, { role: 'worker' });
   const reader = createRedis(e.REDIS_URL, { role: 'producer' });
-  const aggregator = new Aggregator({ connection, reader, prefix: e.CONFIDE_QUEUE_PREFIX, key, logger });
+  outages.watch(connection, 'aggregation worker').watch(reader, 'reader');
+  const aggregator = new Aggregator({ connection, reader, prefix: e.CONFIDE_QUEUE_PREFIX, key, logger, outages });
   await aggregator.start();
   await new Promise<void>((resolve) => {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());
@@ -39,15 +43,21 @@ export async function runAggregator(env: NodeJS.ProcessEnv = process.env): Promi
     process.once('disconnect', () => resolve());
   });
   const stopped = (async () => {
+    outages.stop();
     await aggregator.stop();
     await Promise.allSettled([connection.quit(), reader.quit()]);
   })();
-  // Redis down: drop the connections after the grace period rather than wait for it.
-  if (!(await Promise.race([stopped.then(() => true), new Promise<false>((resolve) => setTimeout(resolve, STOP_GRACE_MS, false).unref())]))) {
-    logger.warn({ graceMs: STOP_GRACE_MS }, 'stopping without draining: Redis did not answer in time');
-    connection.disconnect();
-    reader.disconnect();
-  }
+  await stopWithin(
+    async () => {
+      // Redis down: drop the connections after the grace period rather than wait for it.
+      if (await settledWithin(stopped, STOP_GRACE_MS)) return;
+      logger.warn({ graceMs: STOP_GRACE_MS }, 'stopping without draining: Redis did not answer in time');
+      connection.disconnect();
+      reader.disconnect();
+      await settledWithin(stopped, 1_000);
+    },
+    { logger, stillOpen: () => [connection, reader].filter((c) => c.status !== 'end').map((c) => `Redis connection (${c.status})`) },
+  );
 }
 
 if (require.main === module) {

@@ -308,6 +308,17 @@ export class QueryRepository {
     return this.db.selectFrom('queries').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
+  /** The status of each of these queries that exists. */
+  async statuses(ids: readonly string[]): Promise<Map<string, Query['status']>> {
+    const out = new Map<string, Query['status']>();
+    // SQLite allows 32,766 bound parameters per statement; chunks stay well under it.
+    for (let i = 0; i < ids.length; i += 500) {
+      const rows = await this.db.selectFrom('queries').select(['id', 'status']).where('id', 'in', ids.slice(i, i + 500)).execute();
+      for (const r of rows) out.set(r.id, r.status);
+    }
+    return out;
+  }
+
   /** Records a query's submission options until it starts; true when the query was still running. */
   async setOptions(id: string, optionsJson: string): Promise<boolean> {
     const r = await this.db.updateTable('queries').set({ options_json: optionsJson }).where('id', '=', id).where('status', '=', 'running').executeTakeFirst();

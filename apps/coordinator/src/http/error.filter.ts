@@ -6,7 +6,8 @@ import { isRedisOutage } from '@confide/queue';
 import { isDatabaseOutage } from '../db/database';
 import { ConflictError } from '../db/repositories';
 import { QueryRefusal, type QueryRefusalCode } from '../orchestration/errors';
-import { LOGGER } from '../tokens';
+import type { Dependencies } from '../health/dependencies';
+import { DEPENDENCIES, LOGGER } from '../tokens';
 import type { Logger } from '../logging';
 
 /** The stable JSON error body of every failed request (STYLE.md "Config, errors, logs"). */
@@ -57,7 +58,10 @@ function describeHttpException(e: HttpException): string {
  */
 @Catch()
 export class ErrorFilter implements ExceptionFilter {
-  constructor(@Inject(LOGGER) private readonly logger: Logger) {}
+  constructor(
+    @Inject(LOGGER) private readonly logger: Logger,
+    @Inject(DEPENDENCIES) private readonly dependencies: Dependencies,
+  ) {}
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const ctx = host.switchToHttp();
@@ -107,15 +111,24 @@ export class ErrorFilter implements ExceptionFilter {
       error = 'conflict';
       message = (exception as Error).message;
     }
+    let details: Record<string, unknown> = {};
+    if (exception instanceof HttpException && typeof exception.getResponse() === 'object') {
+      // Fields a route adds to its error body (/health names what is down) are kept; Nest's own are not repeated.
+      const { message: _m, error: _e, statusCode: _s, requestId: _r, ...rest } = exception.getResponse() as Record<string, unknown>;
+      details = rest;
+    }
     if (status === 503) {
-      // An outage, not a bug: one line, no stack trace; the client is told when to retry.
-      this.logger.warn({ requestId, path: req.path, error, reason: message }, 'request refused: unavailable');
+      // An outage, not a bug, and not news per request: its dependency's reporter logs one line per outage
+      // (health/dependencies.ts); each refusal is at debug. The client is told when to retry.
+      // Redis's outages are seen on its connections' own events; the database's here too, as it has no such events.
+      if (error === 'unavailable' && !isRedisOutage(exception)) this.dependencies.databaseError(exception);
+      this.logger.debug({ requestId, path: req.path, error, reason: message }, 'request refused: unavailable');
     } else if (status >= 500) {
       this.logger.error({ err: exception, requestId, path: req.path }, 'request failed');
     } else {
       this.logger.info({ requestId, path: req.path, status, error }, 'request refused');
     }
-    const body: ErrorBody = { error, message, requestId };
+    const body: ErrorBody = { ...details, error, message, requestId };
     // An outage is temporary: say when to try again (RFC 9110 §10.2.3).
     if (status === 503) res.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
     res.status(status).json(body);

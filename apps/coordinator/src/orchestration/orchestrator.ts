@@ -73,11 +73,14 @@ import {
   parseAggregationJobId,
   roundOf,
   parseTaskJobId,
-  scrubCompletedEvents,
   answerSchemas,
+  CompletedEntries,
+  completedEntries,
+  eventsKey,
+  readOutcome,
   isRedisOutage,
   openAggregation,
-  OutageMonitor,
+  type OutageMonitor,
   RedisUnavailableError,
   signAggregation,
   CONTROL,
@@ -95,20 +98,26 @@ import {
 } from '@confide/queue';
 import type { CoordinatorConfig } from '../config';
 import type { Logger } from '../logging';
-import type { Dispatch, Participant, TaskOutcome } from '../db/schema';
+import { isDatabaseOutage } from '../db/database';
+import type { Dispatch, Participant } from '../db/schema';
 import { Repositories, type RepositorySet } from '../storage';
 import { CONFIG, COORDINATOR_ENCRYPTION_KEY, COORDINATOR_KEY, LOGGER, REDIS } from '../tokens';
 import { QueryRefusal } from './errors';
 import { Failpoints } from './failpoints';
 import { closedMembersColumn, dispatchPayloadColumn, paillierOptionsColumn, paillierRound1ClosedColumn, partialsColumn, planColumn, readColumn, readQuerySpec, readStudySchema, shamirRound1ClosedColumn, type PaillierClosed } from '../db/columns';
 
+/** How often the timer reads the events streams whole, for answers of decided queries that no listener saw. */
+const BACKSTOP_MS = 5 * 60_000;
+
 /** The Redis connections the orchestrator uses: one shared for producing, a factory for blocking readers. */
 export interface RedisConnections {
   readonly producer: Redis;
-  /** A new connection with maxRetriesPerRequest: null, for a Worker or QueueEvents (each blocks one). */
-  readonly blocking: () => Redis;
+  /** A new connection with maxRetriesPerRequest: null, for a Worker or QueueEvents (each blocks one), by what uses it. */
+  readonly blocking: (name: string) => Redis;
   /** Every connection opened so far (the producer and each blocking one), for /health. */
   readonly all?: () => readonly Redis[];
+  /** Where every connection's and BullMQ object's errors go: one line per outage (libs/queue outage.ts). */
+  readonly outages: OutageMonitor;
 }
 
 /** An outbox row to send: read back from the database, or just stored, with the signed task it was made from. */
@@ -176,7 +185,10 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   private failpoints!: Failpoints;
   /** The recovery under way or last run: recoveries run one at a time. */
   private recovery: Promise<void> = Promise.resolve();
-  private outages?: OutageMonitor;
+  /** The `completed` entries of running queries' jobs, by id as the listeners read them, to delete once decided. */
+  private entries!: CompletedEntries;
+  /** When the events streams were last read whole ({@link scrubDecidedEntries}). */
+  private backstopAt = Date.now();
 
   constructor(
     private readonly repos: Repositories,
@@ -193,7 +205,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     this.failpoints = new Failpoints(this.config.failpoint);
     if (this.failpoints.armed.length) this.logger.warn({ failpoints: this.failpoints.armed }, 'TEST ONLY: fault points armed (CONFIDE_FAILPOINT); never set it in production');
     const prefix = this.config.queuePrefix;
-    this.outages = new OutageMonitor(this.logger, 'coordinator').watch(this.redis.producer);
+    this.entries = new CompletedEntries(this.redis.producer);
+    const outages = this.redis.outages;
     this.control = new Queue(CONTROL_QUEUE, { connection: this.redis.producer, prefix });
     this.controlWorker = new Worker(
       CONTROL_QUEUE,
@@ -201,20 +214,23 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
         const data = controlJobSchema.parse(job.data);
         await this.advance(data.queryId, data.round, job.name === CONTROL.deadline);
       },
-      { connection: this.redis.blocking(), prefix, concurrency: 4 },
+      { connection: this.redis.blocking('control worker'), prefix, concurrency: 4 },
     );
     this.controlWorker.on('failed', (job, err) => this.logger.error({ err, jobId: job?.id }, 'control job failed'));
-    this.controlWorker.on('error', (err) => this.connectionError(err, 'control worker'));
+    outages.listen(this.controlWorker, 'control worker');
     this.aggregation = new Queue(AGGREGATION_QUEUE, { connection: this.redis.producer, prefix });
-    this.aggregationEvents = new QueueEvents(AGGREGATION_QUEUE, { connection: this.redis.blocking(), prefix });
+    this.aggregationEvents = new QueueEvents(AGGREGATION_QUEUE, { connection: this.redis.blocking('aggregation events'), prefix });
     const onAggregated = ({ jobId }: { jobId: string }): void => {
       const queryId = parseAggregationJobId(jobId)?.queryId;
       if (queryId) void this.nudge(queryId, 1);
     };
-    this.aggregationEvents.on('completed', onAggregated);
+    const aggregationEvents = this.aggregationEvents;
+    this.aggregationEvents.on('completed', (args, id) => {
+      this.sawCompleted(aggregationEvents, args.jobId, id);
+      onAggregated(args);
+    });
     this.aggregationEvents.on('failed', onAggregated);
-    this.aggregationEvents.on('error', (err) => this.connectionError(err, 'aggregation events'));
-    for (const q of [this.control, this.aggregation]) q.on('error', (err) => this.connectionError(err, 'queue'));
+    outages.listen(this.aggregationEvents, 'aggregation events').listen(this.control, 'control queue').listen(this.aggregation, 'aggregation queue');
     // Whatever was in flight when this process (re)started: users, tasks, deadlines, cleanup, open rounds.
     await this.recover('boot');
     // Redis keeps ACL users in memory only, and may have lost tasks and deadlines: each time it comes back, again.
@@ -224,10 +240,9 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     this.sweeper.unref();
   }
 
-  /** A Redis connection's error: logged once per outage (the OutageMonitor says when it starts and ends). */
+  /** A Redis error outside a connection's own events: logged once per outage (libs/queue OutageMonitor). */
   private connectionError(err: unknown, what: string): void {
-    if (this.outages?.quiet(err)) this.logger.debug({ err: (err as Error).message, what }, 'Redis error during an outage');
-    else this.logger.warn({ err, what }, 'Redis connection error');
+    this.redis.outages.error(err, what);
   }
 
   /**
@@ -258,11 +273,40 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       for (const r of open) await this.scheduleDeadline(r.query_id, r.round, r.deadline);
       const decided = await this.repos.dispatches.decidedQueries();
       for (const queryId of decided) await this.cleanupDecided(queryId);
+      // Answers that came in while no listener of this process was reading (before it started, or during an outage).
+      await this.scrubDecidedEntries(participants.map((p) => p.id));
       for (const r of open) void this.nudge(r.query_id, r.round);
       this.logger.info({ why, participants: participants.length, tasks: tasks.length, openRounds: open.length, cleaned: decided.length, ms: Date.now() - started }, 'Redis brought in line with the database');
     });
     this.recovery = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * The backstop of {@link CompletedEntries}: reads the events stream of each of these participants' queues and of the
+   * aggregation queue whole, and deletes the `completed` entries of every query that is decided or unknown here. A
+   * running query's entries stay (they are its listener's hints) and are handed to {@link CompletedEntries}, so that
+   * its decision deletes them although no listener of this process read them.
+   * @returns how many entries it deleted
+   */
+  private async scrubDecidedEntries(participantIds: readonly string[]): Promise<number> {
+    this.backstopAt = Date.now();
+    const found: [string, Map<string, string[]>][] = [];
+    for (const queue of [...participantIds.map((pid) => this.queueOf(pid)), this.aggregation]) {
+      found.push([eventsKey(queue), await completedEntries(this.redis.producer, queue)]);
+    }
+    const statuses = await this.repos.queries.statuses([...new Set(found.flatMap(([, byQuery]) => [...byQuery.keys()]))]);
+    let deleted = 0;
+    for (const [key, byQuery] of found) {
+      const ids: string[] = [];
+      for (const [queryId, entryIds] of byQuery) {
+        if (statuses.get(queryId) === 'running') deleted += await this.entries.found(key, queryId, entryIds);
+        else ids.push(...entryIds);
+      }
+      if (ids.length > 0) deleted += await this.redis.producer.xdel(key, ...ids);
+    }
+    if (deleted > 0) this.logger.info({ deleted }, "decided queries' answers deleted from the events streams");
+    return deleted;
   }
 
   /**
@@ -276,11 +320,14 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
         await this.sendTasks(await this.repos.dispatches.openRounds({ pendingOnly: true }));
         for (const queryId of await this.repos.dispatches.decidedQueries()) await this.cleanupDecided(queryId);
         for (const r of await this.repos.rounds.listOpen()) if (!this.chains.has(r.query_id)) void this.nudge(r.query_id, r.round);
+        if (Date.now() - this.backstopAt >= BACKSTOP_MS) await this.scrubDecidedEntries((await this.repos.participants.listAll()).map((p) => p.id));
       }
     } catch (err) {
-      this.connectionError(err, 'outbox');
+      if (isDatabaseOutage(err) && this.redis.producer.status === 'ready') this.logger.debug({ err: (err as Error).message }, 'the outbox waits for the database');
+      else this.connectionError(err, 'outbox');
     }
-    await this.sweep().catch((err: unknown) => this.logger.error({ err }, 'deadline sweep failed'));
+    // The database's outage is reported once, by its own watch (health/dependencies.ts); a sweep it stops just waits.
+    await this.sweep().catch((err: unknown) => (isDatabaseOutage(err) ? this.logger.debug({ err: (err as Error).message }, 'deadline sweep waits for the database') : this.logger.error({ err }, 'deadline sweep failed')));
   }
 
   /**
@@ -349,23 +396,31 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     let q = this.queues.get(participantId);
     if (!q) {
       q = new Queue(participantQueue(participantId), { connection: this.redis.producer, prefix: this.config.queuePrefix });
-      q.on('error', (err) => this.connectionError(err, `queue of ${participantId}`));
+      this.redis.outages.listen(q, `queue of ${participantId}`);
       this.queues.set(participantId, q);
     }
     return q;
   }
 
+  /** A listener read a `completed` entry: kept by id for its query's cleanup, or deleted now if that already ran. */
+  private sawCompleted(events: QueueEvents, jobId: string, entryId: string): void {
+    this.entries.saw(eventsKey(events), jobId, entryId).catch((err: unknown) => this.connectionError(err, 'events scrub'));
+  }
+
   /** Listens for a participant's finished tasks, to advance their round without waiting for the deadline. */
   watch(participantId: string, from?: string): void {
     if (this.listeners.has(participantId) || this.closing) return;
-    const events = new QueueEvents(participantQueue(participantId), { connection: this.redis.blocking(), prefix: this.config.queuePrefix, ...(from ? { lastEventId: from } : {}) });
+    const events = new QueueEvents(participantQueue(participantId), { connection: this.redis.blocking(`events of ${participantId}`), prefix: this.config.queuePrefix, ...(from ? { lastEventId: from } : {}) });
     const onFinished = ({ jobId }: { jobId: string }): void => {
       const parsed = parseTaskJobId(jobId);
       if (parsed) void this.nudge(parsed.queryId, parsed.round, false, parsed.participantId);
     };
-    events.on('completed', onFinished);
+    events.on('completed', (args, id) => {
+      this.sawCompleted(events, args.jobId, id);
+      onFinished(args);
+    });
     events.on('failed', onFinished);
-    events.on('error', (err) => this.connectionError(err, `events of ${participantId}`));
+    this.redis.outages.listen(events, `events of ${participantId}`);
     this.listeners.set(participantId, events);
   }
 
@@ -763,7 +818,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     await job.remove().catch(() => undefined);
     // An answer after the decision came after its query's cleanup: its `completed` entry (with the return value) goes
     // too. While the query runs, its entries are still the listeners' hints, and the decision's cleanup takes them.
-    if (q.status !== 'running') await this.effect('cleanup', () => scrubCompletedEvents(this.redis.producer, this.queueOf(participantId), queryId));
+    if (q.status !== 'running') await this.effect('cleanup', () => this.entries.scrub(queryId));
   }
 
   /**
@@ -867,9 +922,9 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     await this.effect('deadline', () => this.control.remove(deadlineJobId(ctx.queryId, 1)));
     await this.effect('deadline', () => this.scheduleDeadline(ctx.queryId, 2, deadline));
     // The participants' jobs are no longer needed: the accepted contributions are kept with the round.
+    // The participants' jobs, and the aggregation's `completed` entry: the result carried the signed contributions,
+    // which are kept with the round, not in Redis.
     await this.effect('cleanup', () => this.cleanup(ctx));
-    // The result carried the signed contributions; they are kept with the round, not in Redis.
-    await this.effect('cleanup', () => scrubCompletedEvents(this.redis.producer, this.aggregation, ctx.queryId));
     this.logger.info({ queryId: ctx.queryId, contributors: result.contributors.length }, 'aggregate ready for the researcher');
   }
 
@@ -1073,29 +1128,35 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
-   * Records who answered or refused a round, and when the participant was last seen, for the views that name
-   * participants (GET /v1/queries/:id, /v1/studies/:name/participants). Only the fact, never the answer. The
-   * job's finish time comes from the worker's side of Redis, so it is capped at now.
+   * Records who answered or refused a round, and that the participant was seen, for the views that name participants
+   * (GET /v1/queries/:id, /v1/studies/:name/participants). Only the fact, never the answer; each outcome is written
+   * once, the first time it is observed (one read per call, since this runs on every finished task).
    */
-  private async noteOutcome(queryId: string, round: number, participantId: string, outcome: TaskOutcome, finishedOn: number): Promise<void> {
-    const at = Math.min(finishedOn, Date.now());
-    await this.repos.taskOutcomes.record({ query_id: queryId, round, participant_id: participantId, outcome, at });
-    await this.repos.participants.seen(participantId, at);
+  private async noteOutcomes(queryId: string, round: number, answers: ReadonlyMap<string, unknown>, refusals: ReadonlyMap<string, string>): Promise<void> {
+    if (!answers.size && !refusals.size) return;
+    const known = new Set((await this.repos.taskOutcomes.list(queryId, round)).map((o) => o.participant_id));
+    const now = Date.now();
+    for (const [ids, outcome] of [[answers.keys(), 'answered'], [refusals.keys(), 'refused']] as const) {
+      for (const participantId of ids) {
+        if (known.has(participantId)) continue;
+        await this.repos.taskOutcomes.record({ query_id: queryId, round, participant_id: participantId, outcome, at: now });
+        await this.repos.participants.seen(participantId, now);
+      }
+    }
   }
 
   /** The jobs of one round, by participant: finished answers and failure reasons. */
   private async collect(ctx: QueryContext, round: number, expected: readonly string[]) {
     const answers = new Map<string, unknown>();
     const refusals = new Map<string, string>();
-    for (const pid of expected) {
-      const job = await Job.fromId(this.queueOf(pid), taskJobId(ctx.queryId, round, pid));
-      if (!job) continue;
-      if (job.finishedOn && job.returnvalue !== null && job.returnvalue !== undefined) answers.set(pid, job.returnvalue);
-      // finishedOn is set only once a job failed for good: after its last attempt, or at once on an
-      // UnrecoverableError (every worker refusal), when attemptsMade is still below opts.attempts.
-      else if (job.failedReason && job.finishedOn) refusals.set(pid, job.failedReason);
-      if (answers.has(pid) || refusals.has(pid)) await this.noteOutcome(ctx.queryId, round, pid, answers.has(pid) ? 'answered' : 'refused', job.finishedOn!);
-    }
+    // Outcomes only (readOutcome), all asked at once: this runs on every finished task.
+    const outcomes = await Promise.all(expected.map((pid) => readOutcome(this.redis.producer, this.queueOf(pid), taskJobId(ctx.queryId, round, pid))));
+    expected.forEach((pid, i) => {
+      const outcome = outcomes[i];
+      if (outcome && 'answer' in outcome) answers.set(pid, outcome.answer);
+      else if (outcome) refusals.set(pid, outcome.failedReason);
+    });
+    await this.noteOutcomes(ctx.queryId, round, answers, refusals);
     return { answers, refusals };
   }
 
@@ -1309,7 +1370,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     if (q.plan_json) await this.cleanup({ queryId, plan: readColumn(planColumn, q.plan_json, `queries.plan_json of query ${queryId}`) });
     if (q.protocol === 'paillier') {
       await remove(this.aggregation, aggregationJobId(queryId));
-      await scrubCompletedEvents(this.redis.producer, this.aggregation, queryId);
+      await this.entries.scrub(queryId);
     }
     if (this.redis.producer.status !== 'ready') throw new RedisUnavailableError('Redis went away during cleanup');
     if (!locked) await this.repos.dispatches.forget(queryId);
@@ -1337,7 +1398,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       }
     }
     await Promise.allSettled(removals);
-    await Promise.allSettled(ctx.plan.participants.map((pid) => scrubCompletedEvents(this.redis.producer, this.queueOf(pid), ctx.queryId)));
+    // Its `completed` entries in every stream, participants' and aggregation's, from now on too.
+    await this.entries.scrub(ctx.queryId);
   }
 }
 

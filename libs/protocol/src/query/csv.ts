@@ -22,6 +22,8 @@ export interface DataIssue {
   readonly line: number;
   readonly column?: string;
   readonly message: string;
+  /** How to fix it, for the person editing the file (`confide participant check` prints it). */
+  readonly fix?: string;
 }
 
 /** The participant's data does not match the study schema. The message lists every problem found. */
@@ -73,7 +75,7 @@ interface RawRow {
   /** A row that is a single empty unquoted cell, i.e. an empty line. */
   readonly blank: boolean;
   /** The first syntax problem in the row, with the index of the cell it was found in. */
-  readonly problem: { readonly cell: number; readonly message: string } | undefined;
+  readonly problem: { readonly cell: number; readonly message: string; readonly fix: string } | undefined;
 }
 
 const ROW_START = 0; // before the first cell of a row
@@ -101,7 +103,7 @@ class CsvTokenizer {
   private rowQuoted = false;
   private crInQuote = false;
   private started = false;
-  private problem: { cell: number; message: string } | undefined;
+  private problem: { cell: number; message: string; fix: string } | undefined;
 
   /** Tokenizes one chunk, appending every row it completes to `out`. */
   feed(text: string, out: RawRow[]): void {
@@ -145,7 +147,7 @@ class CsvTokenizer {
           if (i === n) break;
           if (d === QUOTE) {
             // Kept as text so the row can still be counted, but RFC 4180 allows quotes only around a whole cell.
-            this.fail('a quote inside an unquoted cell (quote the whole cell and double the quote)');
+            this.fail('a quote inside an unquoted cell (quote the whole cell and double the quote)', 'write the cell as "…""…" (the whole cell in quotes, each quote inside doubled), or remove the quote');
             i++;
             break;
           }
@@ -199,7 +201,7 @@ class CsvTokenizer {
             state = c === CR ? AFTER_CR : ROW_START;
             i++;
           } else {
-            this.fail('text after the closing quote of a cell');
+            this.fail('text after the closing quote of a cell', 'move the text inside the quotes, or end the cell with a comma after the closing quote');
             state = UNQUOTED;
             seg = i;
           }
@@ -221,7 +223,7 @@ class CsvTokenizer {
       case AFTER_CR:
         return;
       case QUOTED:
-        this.fail(`the quote opened on line ${this.quoteLine} is never closed`);
+        this.fail(`the quote opened on line ${this.quoteLine} is never closed`, `close the quote opened on line ${this.quoteLine}, or remove it`);
         break;
       default:
         break;
@@ -235,7 +237,7 @@ class CsvTokenizer {
     if (to <= from || this.fieldTooLong) return;
     if (this.field.length + (to - from) > MAX_CELL_CHARS) {
       this.fieldTooLong = true;
-      this.fail(`a cell longer than ${MAX_CELL_CHARS} characters (is a quote left open on line ${this.quoteLine}?)`);
+      this.fail(`a cell longer than ${MAX_CELL_CHARS} characters (is a quote left open on line ${this.quoteLine}?)`, `close the quote opened on line ${this.quoteLine}`);
       return;
     }
     this.field += text.slice(from, to);
@@ -247,8 +249,8 @@ class CsvTokenizer {
     this.fieldTooLong = false;
   }
 
-  private fail(message: string): void {
-    this.problem ??= { cell: this.cells.length, message };
+  private fail(message: string, fix: string): void {
+    this.problem ??= { cell: this.cells.length, message, fix };
   }
 
   private endRow(out: RawRow[], lineEnd = true): void {
@@ -269,6 +271,18 @@ class CsvTokenizer {
 
 // ---------------------------------------------------------------------------------------------------------
 // Validation: header mapping, then each row into a DataRecord in schema order.
+
+/** A column name that is probably a misspelt field name: equal ignoring case, or one edit apart. */
+function similar(field: string, column: string): boolean {
+  const a = field.toLowerCase();
+  const b = column.toLowerCase();
+  if (a === b) return true;
+  if (Math.abs(a.length - b.length) > 1) return false;
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  // One substitution, insertion or deletion at the first difference leaves the rest equal.
+  return a.slice(i + 1) === b.slice(i + 1) || a.slice(i) === b.slice(i + 1) || a.slice(i + 1) === b.slice(i);
+}
 
 const NUMBER = /^\s*[+-]?\d+(?:\.\d+)?\s*$/;
 const MISSING_MARKERS = /^\s*(?:na|n\/a|nan|null|none|missing|\?|\.|-)\s*$/i;
@@ -298,6 +312,7 @@ class RecordValidator {
   private columnNames: readonly string[] = [];
   private pendingBlankLines: number[] = [];
   private cellError: string | undefined;
+  private cellFix: string | undefined;
 
   constructor(
     private readonly schema: StudySchema,
@@ -330,8 +345,8 @@ class RecordValidator {
   }
 
   /** Records a problem; throws StopReading once `maxErrors` are collected. */
-  private report(line: number, column: string | undefined, message: string): void {
-    this.issues.push(column === undefined ? { line, message } : { line, column, message });
+  private report(line: number, column: string | undefined, message: string, fix: string): void {
+    this.issues.push(column === undefined ? { line, message, fix } : { line, column, message, fix });
     if (this.issues.length >= this.maxErrors) {
       this.truncated = true;
       throw new StopReading();
@@ -358,7 +373,7 @@ class RecordValidator {
 
   /** Reports the end of the input. */
   end(sawHeader: boolean): void {
-    if (!sawHeader) this.report(1, undefined, 'no header row (the input is empty)');
+    if (!sawHeader) this.report(1, undefined, 'no header row (the input is empty)', `start the file with a header row naming the study's fields: ${this.schema.fields.map((f) => f.name).join(',')}`);
   }
 
   private flushBlankLines(out: DataRecord[]): void {
@@ -367,7 +382,7 @@ class RecordValidator {
     for (const line of lines) {
       // A one-column file's empty line is a row with one missing cell; with more columns it is a stray line.
       if (this.columnNames.length === 1) this.record([''], line, undefined, out);
-      else this.report(line, undefined, `empty line (expected ${this.columnNames.length} cells)`);
+      else this.report(line, undefined, `empty line (expected ${this.columnNames.length} cells)`, 'delete the empty line');
     }
   }
 
@@ -377,34 +392,40 @@ class RecordValidator {
     const mapping = new Int32Array(names.length).fill(-1);
     const fieldByName = new Map(this.schema.fields.map((f, i) => [f.name, i]));
     const columnByName = new Map<string, number>();
-    const problems: { column: string | undefined; message: string }[] = [];
-    if (row.problem !== undefined) problems.push({ column: names[row.problem.cell], message: row.problem.message });
+    const problems: { column: string | undefined; message: string; fix: string }[] = [];
+    if (row.problem !== undefined) problems.push({ column: names[row.problem.cell], message: row.problem.message, fix: row.problem.fix });
+    const fieldList = this.schema.fields.map((f) => f.name).join(',');
     names.forEach((name, col) => {
       if (name === '') {
-        problems.push({ column: undefined, message: `column ${col + 1} has no name` });
+        problems.push({ column: undefined, message: `column ${col + 1} has no name`, fix: `name column ${col + 1} after a study field (${fieldList}) or delete it` });
         return;
       }
       const first = columnByName.get(name);
       if (first !== undefined) {
-        problems.push({ column: name, message: `duplicate column (columns ${first + 1} and ${col + 1})` });
+        problems.push({ column: name, message: `duplicate column (columns ${first + 1} and ${col + 1})`, fix: `keep one of columns ${first + 1} and ${col + 1}` });
         return;
       }
       columnByName.set(name, col);
       const field = fieldByName.get(name);
       if (field === undefined) {
         const known = this.schema.fields.map((f) => f.name).join(', ');
-        problems.push({ column: name, message: `unknown column; the study "${this.schema.name}" has ${known}` });
+        const near = this.schema.fields.map((f) => f.name).find((f) => !names.includes(f) && similar(f, name));
+        problems.push({
+          column: name,
+          message: `unknown column; the study "${this.schema.name}" has ${known}`,
+          fix: near !== undefined ? `rename the column to "${near}" (names are case-sensitive) or delete it` : `rename the column to one of the study's fields (${known}) or delete it`,
+        });
         return;
       }
       mapping[col] = field;
     });
     for (const f of this.schema.fields) {
-      if (!columnByName.has(f.name)) problems.push({ column: f.name, message: 'no column for this study field' });
+      if (!columnByName.has(f.name)) problems.push({ column: f.name, message: 'no column for this study field', fix: `add a column named "${f.name}" (its cells may be left empty for missing values)` });
     }
     this.columnField = mapping;
     // Rows cannot be read against a header that does not match, so header problems end the read.
     if (problems.length > 0) {
-      for (const p of problems) this.issues.push(p.column === undefined ? { line: row.line, message: p.message } : { line: row.line, column: p.column, message: p.message });
+      for (const p of problems) this.issues.push(p.column === undefined ? { line: row.line, message: p.message, fix: p.fix } : { line: row.line, column: p.column, message: p.message, fix: p.fix });
       throw new StopReading();
     }
   }
@@ -412,11 +433,16 @@ class RecordValidator {
   private record(cells: readonly string[], line: number, problem: RawRow['problem'], out: DataRecord[]): void {
     const names = this.columnNames;
     if (problem !== undefined) {
-      this.report(line, names[problem.cell], problem.message);
+      this.report(line, names[problem.cell], problem.message, problem.fix);
       return;
     }
     if (cells.length !== names.length) {
-      this.report(line, undefined, `expected ${names.length} cells, found ${cells.length}`);
+      this.report(
+        line,
+        undefined,
+        `expected ${names.length} cells, found ${cells.length}`,
+        `give the row exactly ${names.length} comma-separated cells, in the header's order (${names.join(',')}); quote a cell that contains a comma`,
+      );
       return;
     }
     const mapping = this.columnField!;
@@ -427,8 +453,9 @@ class RecordValidator {
       const value = this.cell(this.checks[f]!, cells[col]!);
       if (this.cellError !== undefined) {
         ok = false;
-        this.report(line, names[col], this.cellError);
+        this.report(line, names[col], this.cellError, this.cellFix!);
         this.cellError = undefined;
+        this.cellFix = undefined;
       }
       record[f] = value;
     }
@@ -441,12 +468,16 @@ class RecordValidator {
     if (check.type === 'category') {
       if (check.values.has(text)) return text;
       this.cellError = `unknown category ${echo(text)} (expected one of ${check.list})`;
+      this.cellFix = `use one of ${check.list} exactly as written (case-sensitive), or leave the cell empty if unknown`;
       return null;
     }
     if (!NUMBER.test(text)) {
       this.cellError = MISSING_MARKERS.test(text)
         ? `not a number: ${echo(text)} (leave the cell empty for a missing value)`
         : `not a number: ${echo(text)}`;
+      this.cellFix = MISSING_MARKERS.test(text)
+        ? 'leave the cell empty'
+        : `write a plain number in ${check.range}${check.decimals > 0 ? ` with at most ${check.decimals} decimals` : ''} and a "." decimal point (no units, currency or thousands separators), or leave the cell empty if unknown`;
       return null;
     }
     let value: bigint;
@@ -454,16 +485,19 @@ class RecordValidator {
       value = parseFixed(text, check.decimals);
     } catch {
       this.cellError = `${echo(text)} has more decimal places than the ${check.decimals} the study allows`;
+      this.cellFix = `round it to ${check.decimals} decimal place${check.decimals === 1 ? '' : 's'}`;
       return null;
     }
     if (value < check.min) {
       if (this.clamp) return check.min;
       this.cellError = `${echo(text)} is below the study's range ${check.range}`;
+      this.cellFix = `correct it to a value in ${check.range}, or leave the cell empty if unknown`;
       return null;
     }
     if (value > check.max) {
       if (this.clamp) return check.max;
       this.cellError = `${echo(text)} is above the study's range ${check.range}`;
+      this.cellFix = `correct it to a value in ${check.range}, or leave the cell empty if unknown`;
       return null;
     }
     return value;
@@ -561,7 +595,7 @@ function decode(decoder: TextDecoder, chunk: unknown, tokenizer: CsvTokenizer, v
   } catch (err) {
     // Matched by code: `instanceof TypeError` fails across realms (Node's internals vs a vm context such as Jest's).
     if ((err as { code?: unknown } | null)?.code !== 'ERR_ENCODING_INVALID_ENCODED_DATA') throw err;
-    validator.issues.push({ line: tokenizer.line, message: 'the input is not valid UTF-8 text (at or after this line)' });
+    validator.issues.push({ line: tokenizer.line, message: 'the input is not valid UTF-8 text (at or after this line)', fix: 'save the file as UTF-8 text' });
     throw new StopReading('invalid UTF-8', { cause: err });
   }
   throw new TypeError(`readRecords: expected string or byte chunks, got ${typeof chunk}`);

@@ -7,3 +7,4 @@ export * from './schema';
 export * from './csv';
 export * from './query';
 export * from './aggregate';
+export * from './check';
