@@ -279,7 +279,7 @@ describe('the CLI describes itself: --version, help COMMAND, completion', () => 
     expect(help.stdout).toContain('confide study show NAME');
     expect(help.stdout).toContain('--timeout SECONDS');
     const top = await cli(['--help']);
-    for (const line of ['participant enroll|run|receipts|log|list', 'coordinator start|aggregate|info', 'admin study create|invite|keys create|keys list|keys revoke', 'login', 'completion bash|zsh']) expect(top.stdout).toContain(line);
+    for (const line of ['participant enroll|run|receipts|log|check|list', 'coordinator start|aggregate|info', 'admin study create|invite|keys create|keys list|keys revoke', 'login', 'completion bash|zsh']) expect(top.stdout).toContain(line);
     const nope = await cli(['help', 'nope']);
     expect(nope.code).toBe(2);
     expect(nope.stderr).toContain('confide: no help for "nope": not a command');
