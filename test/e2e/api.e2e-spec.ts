@@ -27,6 +27,12 @@ const ROUTES: Readonly<Record<string, Access>> = {
   'GET /v1/studies/{name}': ['admin', 'researcher', 'auditor'],
   'POST /v1/studies/{name}/invitations': ['admin'],
   'POST /v1/api-keys': ['admin'],
+  // Listing and revoking keys (test/e2e/cli-views): admins only.
+  'GET /v1/api-keys': ['admin'],
+  'POST /v1/api-keys/{id}/revoke': ['admin'],
+  // Names, last seen and online state of a study's participants (test/e2e/cli-views).
+  'GET /v1/studies/{name}/participants': ['admin', 'researcher', 'auditor'],
+  'GET /v1/queries': ['admin', 'researcher', 'auditor'],
   'POST /v1/enroll': 'invitation',
   // What an invitation is for, before it is used (test/e2e/enrollment): its token is the bearer.
   'GET /v1/invitation': 'invitation',
@@ -48,8 +54,7 @@ const ROUTES: Readonly<Record<string, Access>> = {
   // Participants only, by a request signed with their enrolled key (test/e2e/receipts): no API key may call it.
   'GET /v1/ledger/receipt': [],
   'GET /v1/ledger/study': [],
-  // A study's participants, and removing one (test/e2e/enrollment-lifecycle).
-  'GET /v1/studies/{name}/participants': ['admin'],
+  // Removing a study's participant (test/e2e/enrollment-lifecycle).
   'DELETE /v1/studies/{name}/participants/{participant}': ['admin'],
   // A participant's own maximum record count, signed with its enrolled key (test/e2e/enrollment-lifecycle).
   'POST /v1/participant/max-records': [],
@@ -273,6 +278,11 @@ describe('coordinator HTTP API: routes, authentication, authorisation and input 
       { what: 'invitation to an unknown study', method: 'POST', path: '/v1/studies/no-such-study/invitations', token: cluster.adminToken, body: { participant: 'x' }, status: 404, error: 'not_found', message: /no-such-study/ },
       { what: 'query id that is not one', method: 'GET', path: '/v1/queries/not-an-id', token: keys.researcher, status: 400, error: 'bad_request', message: /query id/ },
       { what: 'unknown query', method: 'GET', path: `/v1/queries/${UNKNOWN_QUERY}`, token: keys.researcher, status: 404, error: 'not_found', message: new RegExp(UNKNOWN_QUERY) },
+      { what: 'revoking a key id that is not one', method: 'POST', path: '/v1/api-keys/not-a-key/revoke', token: cluster.adminToken, body: {}, status: 400, error: 'bad_request', message: /not an API key id/ },
+      { what: 'revoking an unknown key', method: 'POST', path: '/v1/api-keys/0b0e1e3c-5d0f-4f43-9c3c-1f1e2d3c4b5a/revoke', token: cluster.adminToken, body: {}, status: 404, error: 'not_found', message: /no API key 0b0e1e3c/ },
+      { what: 'queries of an unknown study', method: 'GET', path: '/v1/queries?study=no-such-study', token: keys.researcher, status: 404, error: 'not_found', message: /no-such-study/ },
+      { what: 'queries with mine=yes', method: 'GET', path: '/v1/queries?mine=yes', token: keys.researcher, status: 400, error: 'bad_request', message: /^mine: / },
+      { what: 'participants of an unknown study', method: 'GET', path: '/v1/studies/no-such-study/participants', token: keys.researcher, status: 404, error: 'not_found', message: /no-such-study/ },
       { what: 'events with limit 0', method: 'GET', path: '/v1/events?limit=0', token: keys.auditor, status: 400, error: 'bad_request', message: /^limit: / },
       { what: 'events with an unknown parameter', method: 'GET', path: '/v1/events?from=0', token: keys.auditor, status: 400, error: 'bad_request', message: /"from"/ },
       { what: 'study name with a bad character', method: 'GET', path: '/v1/studies/a%20b', token: keys.auditor, status: 400, error: 'bad_request', message: /letters, digits/ },

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { taskJobId } from '@confide/queue';
 import { Cluster, type ParticipantProcess } from '../support/cluster';
-import { singleJson } from '../support/cli';
+import { singleJson, stderrEvents } from '../support/cli';
 import { expectedSalaryResults, SALARY_SELECT } from '../support/salary-query';
 import { generateSalaryCsv, syntheticSalaryStudy } from '../support/synthetic';
 import { freeze, queryEvents, TaskQueues, thaw } from '../support/task-queues';
@@ -134,9 +134,10 @@ describe('dropouts end to end (five participant processes, SQLite)', () => {
     const down = sites[2]!;
     await cluster.kill(down, 'SIGKILL');
     const r = await cluster.cli(['query', '--study', 'salaries', '--protocol', 'shamir', ...SALARY_SELECT, '--deadline', '3', '--wait', '--json'], researcher);
-    expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const out = singleJson(r.stdout) as { id: string; status: string; participants: number; results: unknown };
+    // Nothing on stderr but --wait's events, the query's id first.
+    expect(stderrEvents(r.stderr)[0]).toEqual({ event: 'submitted', id: out.id });
     expect(out.status).toBe('succeeded');
     expect(out.participants).toBe(4);
     const others = sites.filter((p) => p !== down);

@@ -161,10 +161,10 @@ describe('enrollment lifecycle end to end (SQLite)', () => {
     freeze(h2);
     const held = String((await cluster.cliJson(['query', '--study', STUDY, '--protocol', 'shamir', ...SALARY_SELECT], researcher)).id);
     const waiting = await until('round 1 to wait for hospital-2 alone', 30_000, async () => {
-      const v = await cluster.get<{ answered: number; waitingFor: string[] }>(`/v1/queries/${held}`, researcher);
-      return v.answered === 2 ? v.waitingFor : undefined;
+      const v = await cluster.get<{ progress: { answered: unknown[]; waiting: { id: string; name: string }[] } | null }>(`/v1/queries/${held}`, researcher);
+      return v.progress?.answered.length === 2 ? v.progress.waiting : undefined;
     });
-    expect(waiting).toEqual([`hospital-2 (${h2.participantId})`]);
+    expect(waiting).toEqual([{ id: h2.participantId, name: 'hospital-2' }]);
     const status = await cluster.cli(['query', 'status', held], researcher);
     expect(status.stdout).toContain(`2/3 answered; waiting for hospital-2 (${h2.participantId})`);
     thaw(h2);

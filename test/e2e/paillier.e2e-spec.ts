@@ -200,7 +200,7 @@ describe('paillier end to end (SQLite)', () => {
       const { size } = await cluster.get<{ size: number }>('/v1/ledger/checkpoint');
       // Paged routes are read from their start with their largest page (1000 entries; 200 of a participant's study).
       expect(size).toBeLessThanOrEqual(200);
-      const value: Record<string, string> = { id, name: 'salaries', queryId: id, start: '0', limit: '1000', end: String(size), after: '-1', treeSize: String(size), from: '1', to: String(size), index: String(size - 1) };
+      const value: Record<string, string> = { id, name: 'salaries', study: 'salaries', mine: 'false', queryId: id, start: '0', limit: '1000', end: String(size), after: '-1', treeSize: String(size), from: '1', to: String(size), index: String(size - 1) };
       const fill = (route: OpenApiRoute): string => {
         const missing = route.parameters.filter((p) => value[p.name] === undefined).map((p) => `${p.in} ${p.name}`);
         if (missing.length) throw new Error(`GET ${route.path}: no value for ${missing.join(', ')}; give this scan one`);

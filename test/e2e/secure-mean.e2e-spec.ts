@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cluster } from '../support/cluster';
-import { singleJson } from '../support/cli';
+import { singleJson, stderrEvents } from '../support/cli';
 import { generateSalaryCsv, plainStats, syntheticSalaryStudy } from '../support/synthetic';
 
 // A researcher's secure mean as a user runs it: coordinator, four participant processes, the CLI.
@@ -28,9 +28,10 @@ describe.each(['sqlite', 'postgres'] as const)('secure mean end to end on %s', (
       ['query', '--study', 'salaries', '--protocol', 'shamir', '--stat', 'mean', '--field', 'salary', '--stat', 'sum', '--field', 'salary', '--stat', 'count', '--field', 'yrs_since_phd', '--wait', '--json'],
       researcher,
     );
-    expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const out = singleJson(r.stdout) as { id: string; status: string; participants: number; results: { stat: string; field: string; value: number; count: number }[]; ledgerIndex: number };
+    // Nothing on stderr but --wait's events, the query's id first.
+    expect(stderrEvents(r.stderr)[0]).toEqual({ event: 'submitted', id: out.id });
     const plain = plainStats(texts);
     expect(out.status).toBe('succeeded');
     expect(out.participants).toBe(4);

@@ -20,6 +20,7 @@ import {
   RepositorySet,
   RoundRepository,
   StudyRepository,
+  TaskOutcomeRepository,
 } from '../../apps/coordinator/src/db/repositories';
 import type { NewParticipant } from '../../apps/coordinator/src/db/schema';
 import { generateKeyPair } from '@confide/crypto';
@@ -144,7 +145,7 @@ describe.each(targets)('coordinator storage on $name', (target) => {
     try {
       expect(await new StudyRepository(again.db).getById(study.id)).toEqual(study);
       const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(again.db);
-      expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_ledger', '0003_privacy_budget', '0004_event_study', '0005_researcher_identity', '0006_outbox', '0007_participant_removal']);
+      expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_ledger', '0003_privacy_budget', '0004_event_study', '0005_researcher_identity', '0006_outbox', '0007_participant_removal', '0008_participant_activity']);
     } finally {
       await again.close();
     }
@@ -492,6 +493,64 @@ describe.each(targets)('coordinator storage on $name', (target) => {
       expect(await events.count()).toBe(before);
       // The next append takes the index the rolled-back one would have had: no hole in the ledger.
       expect(await repos.events.append('test.after-rollback', { n: 1 }, `after-${query.id}`, T0 + 2)).toBe(before);
+    });
+  });
+
+  describe('participant activity (migration 0008)', () => {
+    it("moves a participant's last-seen time only forward", async () => {
+      const study = await newStudy();
+      const a = await participants.create(participantRow(study.id, 'a'));
+      expect(a.last_seen_at).toBeNull();
+      await participants.seen(a.id, T0 + 5);
+      await participants.seen(a.id, T0 + 3);
+      expect((await participants.get(a.id))?.last_seen_at).toBe(T0 + 5);
+      await participants.seen(a.id, T0 + 9);
+      expect((await participants.get(a.id))?.last_seen_at).toBe(T0 + 9);
+    });
+
+    it('records who answered or refused each round once (the first outcome stays), for queries that exist only', async () => {
+      const outcomes = new TaskOutcomeRepository(database.db);
+      const { study, query } = await newQuery();
+      const [a, b] = [await participants.create(participantRow(study.id, 'a')), await participants.create(participantRow(study.id, 'b'))];
+      await outcomes.record({ query_id: query.id, round: 1, participant_id: b.id, outcome: 'refused', at: T0 + 1 });
+      await outcomes.record({ query_id: query.id, round: 1, participant_id: a.id, outcome: 'answered', at: T0 + 2 });
+      await outcomes.record({ query_id: query.id, round: 1, participant_id: a.id, outcome: 'refused', at: T0 + 3 });
+      await outcomes.record({ query_id: query.id, round: 2, participant_id: a.id, outcome: 'answered', at: T0 + 4 });
+      expect((await outcomes.list(query.id, 1)).map((o) => [o.participant_id, o.outcome, o.at])).toEqual(
+        [
+          [a.id, 'answered', T0 + 2],
+          [b.id, 'refused', T0 + 1],
+        ].sort((x, y) => (x[0]! < y[0]! ? -1 : 1)),
+      );
+      expect(await outcomes.list(query.id, 3)).toEqual([]);
+      const outcome = 'maybe' as 'answered';
+      await expect(outcomes.record({ query_id: query.id, round: 3, participant_id: a.id, outcome, at: T0 })).rejects.toBeDefined();
+      await expect(outcomes.record({ query_id: 'no such query', round: 1, participant_id: a.id, outcome: 'answered', at: T0 })).rejects.toMatchObject(foreignKeyViolation(target));
+    });
+
+    it('finds a revoked key by its hash (to say it was revoked) and lists every key oldest first', async () => {
+      const tokenHash = key();
+      const created = await apiKeys.create({ id: randomUUID(), token_hash: tokenHash, role: 'auditor', label: 'gone', created_at: T0 + 7 });
+      await apiKeys.revoke(created.id, T0 + 8);
+      expect(await apiKeys.findActiveByHash(tokenHash)).toBeUndefined();
+      expect(await apiKeys.findByHash(tokenHash)).toMatchObject({ id: created.id, revoked_at: T0 + 8 });
+      const listed = await apiKeys.list();
+      expect(listed.find((k) => k.id === created.id)).toMatchObject({ revoked_at: T0 + 8 });
+      expect(listed.map((k) => k.created_at)).toEqual([...listed.map((k) => k.created_at)].sort((x, y) => x - y));
+    });
+
+    it("lists queries newest first, by study, by the key that submitted them, and at most the limit", async () => {
+      const study = await newStudy();
+      const other = await newStudy();
+      const made = [];
+      for (const [i, s, by] of [[1, study, 'key-a'], [2, study, 'key-b'], [3, other, 'key-a'], [4, study, 'key-a']] as const) {
+        made.push(await queries.create({ id: `q-list-${randomUUID()}`, study_id: s.id, protocol: 'shamir', spec_json: '{"select":[]}', created_by: by, created_at: T0 + 100 + i, current_round: 1, plan_json: null }));
+      }
+      const ids = (qs: { id: string }[]) => qs.map((q) => q.id);
+      expect(ids(await queries.list({ studyId: study.id, limit: 10 }))).toEqual([made[3]!.id, made[1]!.id, made[0]!.id]);
+      expect(ids(await queries.list({ studyId: study.id, createdBy: 'key-a', limit: 10 }))).toEqual([made[3]!.id, made[0]!.id]);
+      expect(ids(await queries.list({ studyId: study.id, limit: 1 }))).toEqual([made[3]!.id]);
+      expect(ids(await queries.list({ createdBy: 'key-a', limit: 100 }))).toEqual(expect.arrayContaining([made[2]!.id, made[3]!.id, made[0]!.id]));
     });
   });
 
@@ -878,7 +937,7 @@ describe('PostgreSQL specifics', () => {
       opened.database.db,
     );
     expect(tables.rows.map((r) => r.table_name)).toEqual(
-      ['api_keys', 'checkpoints', 'contributions', 'dispatches', 'event_append_lock', 'events', 'ledger_nodes', 'invitations', 'kysely_migration', 'kysely_migration_lock', 'partial_decryptions', 'participants', 'privacy_spend', 'queries', 'rounds', 'studies'].sort(),
+      ['api_keys', 'checkpoints', 'contributions', 'dispatches', 'event_append_lock', 'events', 'ledger_nodes', 'invitations', 'kysely_migration', 'kysely_migration_lock', 'partial_decryptions', 'participants', 'privacy_spend', 'queries', 'rounds', 'studies', 'task_outcomes'].sort(),
     );
   });
 

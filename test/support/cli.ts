@@ -46,3 +46,18 @@ export function singleJson(stdout: string): Record<string, unknown> {
   if (lines.length !== 1) throw new Error(`expected exactly one line of JSON on stdout, got ${lines.length}:\n${stdout}`);
   return JSON.parse(lines[0]!) as Record<string, unknown>;
 }
+
+/**
+ * The events `query --wait --json` writes to stderr, one JSON line each ({"event":"submitted","id"}, "waiting",
+ * "unreachable", "reachable"). Throws on any other line: with --json, stderr carries nothing else on success.
+ */
+export function stderrEvents(stderr: string): ({ event: string; id: string } & Record<string, unknown>)[] {
+  return stderr
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => {
+      const e = JSON.parse(l) as { event?: unknown; id?: unknown };
+      if (typeof e.event !== 'string' || typeof e.id !== 'string') throw new Error(`not a query --wait event on stderr: ${l}`);
+      return e as { event: string; id: string } & Record<string, unknown>;
+    });
+}

@@ -1,47 +1,8 @@
 #!/usr/bin/env node
 import { UsageError } from './args';
 import { ApiCallError } from './client';
-import { ADMIN_USAGE, adminCommand } from './commands/admin';
-import { COORDINATOR_USAGE, coordinatorCommand } from './commands/coordinator';
-import { DEMO_USAGE, demoCommand } from './commands/demo';
-import { KEYS_USAGE, keysCommand } from './commands/keys';
-import { LEDGER_USAGE, ledgerCommand } from './commands/ledger';
-import { PARTICIPANT_USAGE, participantCommand } from './commands/participant';
-import { QUERY_USAGE, queryCommand } from './commands/query';
-import { SIMULATE_USAGE, simulateCommand } from './commands/simulate';
+import { COMMANDS, completionScript, USAGE, VERSION } from './command-table';
 import { Output } from './output';
-
-const USAGE = `Usage: confide <command> [options]
-
-Commands:
-  demo                       a real secure aggregation on this machine, nothing to set up
-  coordinator start          run the coordinator service
-  admin study create|invite|keys create|participants list|participants remove
-                             define studies, invite, list and remove participants, issue API keys
-  participant enroll|update|run|log|receipts|check
-                             enroll this machine as a participant, run its worker, see what it
-                             computed and for whom, check its data file and its contributions
-  query                      submit a query (--wait for the result), or 'query status|decrypt|decrypt-share ID'
-  keys researcher|paillier   generate a researcher's identity key, or a Paillier key pair (whole, or split
-                             among custodians); private keys stay on this machine
-  ledger verify|show|proof   check the audit ledger: signatures, RFC 6962 root, consistency, proofs
-  simulate                   run the shamir protocol in memory over CSV files
-
-Global options: --coordinator URL (CONFIDE_URL), --token TOKEN (CONFIDE_TOKEN), --json.
-Run 'confide <command> --help' for a command's options.`;
-
-type Command = { run: (argv: readonly string[], out: Output) => Promise<void>; usage: string };
-
-const COMMANDS: Record<string, Command> = {
-  demo: { run: demoCommand, usage: DEMO_USAGE },
-  coordinator: { run: coordinatorCommand, usage: COORDINATOR_USAGE },
-  admin: { run: adminCommand, usage: ADMIN_USAGE },
-  participant: { run: participantCommand, usage: PARTICIPANT_USAGE },
-  query: { run: queryCommand, usage: QUERY_USAGE },
-  keys: { run: keysCommand, usage: KEYS_USAGE },
-  ledger: { run: ledgerCommand, usage: LEDGER_USAGE },
-  simulate: { run: simulateCommand, usage: SIMULATE_USAGE },
-};
 
 /** Maps an error to the CLI's stable error codes. */
 function errorCode(err: Error): string {
@@ -51,6 +12,38 @@ function errorCode(err: Error): string {
   return typeof code === 'string' ? code : err.name;
 }
 
+/** `confide help [COMMAND]` and `confide completion bash|zsh`: answered without running anything. */
+function builtin(name: string, rest: readonly string[]): number | undefined {
+  if (name === '--version' || name === '-V' || name === 'version') {
+    process.stdout.write(`confide ${VERSION}\n`);
+    return 0;
+  }
+  if (name === 'help') {
+    const topic = rest[0];
+    if (topic === undefined) {
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    }
+    const command = COMMANDS[topic];
+    if (!command) {
+      process.stderr.write(`confide: no help for ${JSON.stringify(topic)}: not a command\n\n${USAGE}\n`);
+      return 2;
+    }
+    process.stdout.write(`${command.usage}\n`);
+    return 0;
+  }
+  if (name === 'completion') {
+    const shell = rest[0];
+    if (shell !== 'bash' && shell !== 'zsh') {
+      process.stderr.write(`confide: completion takes bash or zsh, got ${JSON.stringify(shell ?? '')}\nUsage: confide completion bash|zsh   (e.g. source <(confide completion bash))\n`);
+      return 2;
+    }
+    process.stdout.write(completionScript(shell));
+    return 0;
+  }
+  return undefined;
+}
+
 async function main(argv: readonly string[]): Promise<number> {
   const out = new Output();
   const [name, ...rest] = argv;
@@ -58,6 +51,8 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return name ? 0 : 2;
   }
+  const answered = builtin(name, rest);
+  if (answered !== undefined) return answered;
   const command = COMMANDS[name];
   if (!command) {
     process.stderr.write(`confide: unknown command ${JSON.stringify(name)}\n\n${USAGE}\n`);

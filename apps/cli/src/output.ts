@@ -26,6 +26,12 @@ export class Output {
     }
   }
 
+  /** A line on stderr that matters even in a pipe or a log (the id of a query being waited on, an outage): always written. */
+  notice(text: string): void {
+    this.endProgress();
+    this.stderr.write(`${text}\n`);
+  }
+
   /** The command's result: the JSON object with --json, the human rendering otherwise. */
   result(json: Record<string, unknown>, human: () => string): void {
     this.endProgress();

@@ -14,8 +14,8 @@ export class CoordinatorRequestError extends Error {
   }
 }
 
-/** How long one request may take before it counts as unanswered. */
-const REQUEST_TIMEOUT_MS = 30_000;
+/** How long one request may take before it counts as unanswered, unless the caller says otherwise. */
+export const REQUEST_TIMEOUT_MS = 30_000;
 /** How long the worker's requests keep retrying while the coordinator is briefly unavailable (503) or unreachable. */
 export const WORKER_OUTAGE_RETRY_MS = 30_000;
 
@@ -35,6 +35,8 @@ export class CoordinatorLink {
     private readonly signing: KeyPair,
     /** How long to retry through an outage (503 or unreachable): the worker's default; 0 for a command a person waits on. */
     private readonly outageRetryMs = 0,
+    /** How long one request may take before it counts as unanswered (`--timeout` of the participant's commands). */
+    private readonly timeoutMs = REQUEST_TIMEOUT_MS,
   ) {
     this.base = coordinatorUrl.replace(/\/+$/, '');
   }
@@ -73,9 +75,11 @@ export class CoordinatorLink {
     const headers: Record<string, string> = participantRequestHeaders(this.signing, { method, path, participantId: this.participantId, time: Date.now() });
     if (body !== undefined) headers['content-type'] = 'application/json';
     let res: Response;
+    const signal = AbortSignal.timeout(this.timeoutMs);
     try {
-      res = await fetch(`${this.base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+      res = await fetch(`${this.base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
     } catch (err) {
+      if (signal.aborted) throw new CoordinatorRequestError(0, `no answer from the coordinator at ${this.base} within ${this.timeoutMs / 1000} s (${method} ${path})`);
       throw new CoordinatorRequestError(0, `cannot reach the coordinator at ${this.base}: ${(err as Error).message}`);
     }
     const text = await res.text();

@@ -1,6 +1,6 @@
 import type { LedgerEntry } from '@confide/ledger';
 import { describeQuery, Journal, type JournalRecord } from './journal';
-import { CoordinatorLink } from './coordinator-link';
+import { CoordinatorLink, REQUEST_TIMEOUT_MS } from './coordinator-link';
 import type { ParticipantHome } from './home';
 import { LedgerView, LedgerViewError } from './ledger-view';
 
@@ -142,9 +142,9 @@ function summarize(e: LedgerEntry): string {
  * checkpoint (consistent with the one saved, every entry proven), then lists every task from its journal, marking
  * those whose query the ledger does not record, and every entry of its study, enrollments included.
  */
-export async function participantLog(home: ParticipantHome): Promise<ParticipantLog> {
+export async function participantLog(home: ParticipantHome, timeoutMs = REQUEST_TIMEOUT_MS): Promise<ParticipantLog> {
   const identity = home.identity();
-  const view = new LedgerView(home.dir, home.coordinatorKey(), new CoordinatorLink(identity.coordinatorUrl, identity.participantId, home.keys().signing));
+  const view = new LedgerView(home.dir, home.coordinatorKey(), new CoordinatorLink(identity.coordinatorUrl, identity.participantId, home.keys().signing, 0, timeoutMs));
   let reason: string | null = null;
   let entries: LedgerEntry[];
   let treeSize: number | null;

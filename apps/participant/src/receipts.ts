@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { type KeyPair, type PublicKey } from '@confide/crypto';
 import { leafHash, parseEntry, verifyInclusion, type Checkpoint, type LedgerEntry } from '@confide/ledger';
 import { bundleHash, contributionHash, ENTRY, parseEntryBody, type PaillierContribution, type Round1Bundle } from '@confide/protocol';
-import { CoordinatorLink, CoordinatorRequestError } from './coordinator-link';
+import { CoordinatorLink, CoordinatorRequestError, REQUEST_TIMEOUT_MS } from './coordinator-link';
 import { writePrivateFile, type Identity, type ParticipantHome } from './home';
 import { LedgerView, LedgerViewError } from './ledger-view';
 
@@ -82,9 +82,11 @@ export class ReceiptBook {
     private readonly identity: Identity,
     signing: KeyPair,
     coordinatorKey: PublicKey,
+    /** How long each request to the coordinator may take. */
+    timeoutMs = REQUEST_TIMEOUT_MS,
   ) {
     this.file = join(home.dir, FILE);
-    this.link = new CoordinatorLink(identity.coordinatorUrl, identity.participantId, signing);
+    this.link = new CoordinatorLink(identity.coordinatorUrl, identity.participantId, signing, 0, timeoutMs);
     this.view = new LedgerView(home.dir, coordinatorKey, this.link);
   }
 

@@ -13,7 +13,7 @@ import {
 import { checkLedgerRules, prefixRoots, seedRootSizes } from '@confide/protocol';
 import { writePrivateFile } from '../../../participant/src/home';
 import { intOption, parseCommandArgs, UsageError } from '../args';
-import { CoordinatorClient, GLOBAL_OPTIONS } from '../client';
+import { CoordinatorClient, GLOBAL_OPTIONS, GLOBAL_USAGE } from '../client';
 import type { Output } from '../output';
 
 export const LEDGER_USAGE = `Usage: confide ledger verify [--state FILE] [--compare FILE]... [--json]
@@ -30,7 +30,8 @@ it exits 1 and names the first index that differs or breaks it.
 --compare takes a checkpoint another party verified (a participant's receipts.json, another auditor's
 state file, or a signed note) and checks that the ledger served to you extends it: a coordinator that
 shows different histories to different parties signs two trees that cannot both be prefixes of one.
-Global: --coordinator URL (CONFIDE_URL), --token TOKEN (CONFIDE_TOKEN; an auditor or admin key)`;
+An auditor or admin key.
+${GLOBAL_USAGE}`;
 
 interface PublicKeyView {
   origin: string;

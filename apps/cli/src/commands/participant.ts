@@ -10,16 +10,18 @@ import { ReceiptBook, type ReceiptStatus } from '../../../participant/src/receip
 import { updateParticipant } from '../../../participant/src/update';
 import { ParticipantWorker } from '../../../participant/src/worker';
 import { intOption, parseCommandArgs, UsageError } from '../args';
-import { assertTransport } from '../client';
+import { assertTransport, requestTimeoutMs } from '../client';
 import type { Output } from '../output';
+import { participantListCommand } from './participant-list';
 
 export const PARTICIPANT_USAGE = `Usage: confide participant enroll --invite TOKEN --home DIR --data FILE.csv [--max-records N]
            [--coordinator-key FINGERPRINT] [--accept-settings] [--coordinator URL] [--insecure] [--json]
        confide participant update --home DIR [--data FILE.csv] [--max-records N] [--json]
        confide participant run --home DIR [--redis URL]
-       confide participant receipts --home DIR [--verify] [--json]
-       confide participant log --home DIR [--json]
+       confide participant receipts --home DIR [--verify] [--timeout SECONDS] [--json]
+       confide participant log --home DIR [--timeout SECONDS] [--json]
        confide participant check --home DIR [--data FILE.csv] [--json]
+       confide participant list --study NAME [--json]
 
 enroll shows the study's settings (minimum participants, minimum group size, threshold floor, differential
 privacy) and asks you to accept them, or takes --accept-settings; the worker then refuses any task looser than
@@ -36,10 +38,14 @@ then checks every receipt against the coordinator's current signed checkpoint wi
 checkpoint against the one verified last time, and fails on any contribution to a query the ledger does not
 record. log lists every task this participant received (what was asked, by whom, answered or refused and why)
 beside its study's ledger: queries, committees, closings, results and enrollments. Requests are signed with the
-participant's own key. receipts and log exit 1 if anything fails to verify. check validates the data file
+participant's own key, to the coordinator the home pinned at enrollment; each request gives up after --timeout
+(CONFIDE_TIMEOUT, default 30 s). receipts and log exit 1 if anything fails to verify. check validates the data file
 (default: the one given at enrollment) against the study schema pinned in DIR, naming the line, column and a fix
 for every problem, and prints what a query would contribute from it (per field: count, sum, min, max); it reads
-only local files and exits 1 on any problem. enroll runs the same check before it uses the invitation.`;
+only local files and exits 1 on any problem. enroll runs the same check before it uses the invitation.
+list (for researchers, auditors and admins, with an API key) shows a study's participants by invited name and id,
+online (seen in the last 10 minutes: a task answered or refused, or a signed request, which a running worker
+makes at start and every 2 minutes) or offline, and when each was last seen. It takes the global options: --coordinator, --token, --profile, --timeout, --json.`;
 
 /** The study's settings as a participant is asked to accept them. */
 export function describeSettings(study: StudySchema): string {
@@ -113,6 +119,7 @@ function receiptLine(r: ReceiptStatus): string {
 /** `confide participant …`: enroll once, then run the worker. */
 export async function participantCommand(argv: readonly string[], out: Output): Promise<void> {
   const [action, ...args] = argv;
+  if (action === 'list') return participantListCommand(args, out);
   if (action === 'enroll') {
     const { values } = parseCommandArgs(args, {
       invite: { type: 'string' },
@@ -189,11 +196,11 @@ export async function participantCommand(argv: readonly string[], out: Output): 
     return;
   }
   if (action === 'receipts') {
-    const { values } = parseCommandArgs(args, { home: { type: 'string' }, verify: { type: 'boolean' }, json: { type: 'boolean' } });
+    const { values } = parseCommandArgs(args, { home: { type: 'string' }, verify: { type: 'boolean' }, json: { type: 'boolean' }, timeout: { type: 'string' } });
     out.json = values.json === true;
     if (!values.home) throw new UsageError('--home is required');
     const home = new ParticipantHome(resolve(values.home));
-    const book = new ReceiptBook(home, home.identity(), home.keys().signing, home.coordinatorKey());
+    const book = new ReceiptBook(home, home.identity(), home.keys().signing, home.coordinatorKey(), requestTimeoutMs(values.timeout));
     if (!values.verify) {
       const receipts = await book.collect();
       const ok = receipts.every((r) => r.status !== 'failed');
@@ -214,10 +221,10 @@ export async function participantCommand(argv: readonly string[], out: Output): 
     return;
   }
   if (action === 'log') {
-    const { values } = parseCommandArgs(args, { home: { type: 'string' }, json: { type: 'boolean' } });
+    const { values } = parseCommandArgs(args, { home: { type: 'string' }, json: { type: 'boolean' }, timeout: { type: 'string' } });
     out.json = values.json === true;
     if (!values.home) throw new UsageError('--home is required');
-    const log = await participantLog(new ParticipantHome(resolve(values.home)));
+    const log = await participantLog(new ParticipantHome(resolve(values.home)), requestTimeoutMs(values.timeout));
     out.result({ ...log }, () => logLines(log));
     if (!log.ok) process.exitCode = 1;
     return;

@@ -1,6 +1,6 @@
 import type { PaillierKeyPair } from '@confide/crypto';
 import { intOption, orderedOptions, parseCommandArgs, UsageError } from '../args';
-import { CoordinatorClient, GLOBAL_OPTIONS, submitQuery } from '../client';
+import { ApiCallError, CoordinatorClient, GLOBAL_OPTIONS, GLOBAL_USAGE, submitQuery } from '../client';
 import type { Output } from '../output';
 import { renderRow, type ResultRow } from '../render';
 import { paillierFingerprint, readCustodiansFile, readPaillierKeyFile, readShareFile } from './keys';
@@ -12,6 +12,7 @@ export const QUERY_USAGE = `Usage: confide query --study NAME [--protocol shamir
                      [--key FILE --identity FILE] [--coordinator-key FINGERPRINT] [--deadline SECONDS] [--wait] [--json]
        confide query --file QUERY.json [--key FILE --identity FILE] [--wait] [--json]
        confide query status ID [--json]
+       confide query list [--study NAME] [--mine] [--limit N] [--json]
        confide query --study NAME --protocol paillier --custodians FILE --identity FILE … [--wait]
        confide query decrypt ID --key FILE [--coordinator-key FINGERPRINT] [--json]
        confide query decrypt-share ID --share FILE [--coordinator-key FINGERPRINT] [--json]
@@ -32,7 +33,12 @@ custodians instead: nobody holds the whole key. Each custodian runs 'query decry
 checks the aggregate as above and posts its partial decryption with a proof; any T of them release the result.
 A shamir query's committee is drawn from a seed that mixes the coordinator's signed ledger root with a
 nonce this CLI commits to and reveals once the commitment is in the ledger.
-Global: --coordinator URL (CONFIDE_URL), --token TOKEN (CONFIDE_TOKEN), --insecure (plain http beyond loopback)`;
+With --wait the query's id goes to stderr first, then, whenever it changes, who the open round still waits for, by
+invited name and id; with --json each is a JSON line there ({"event":"submitted","id":…}, {"event":"waiting",…}). If the coordinator restarts or
+does not answer (no connection, a timeout, 502 or 503), --wait retries with backoff until the query's deadline.
+list shows queries newest first (a study's with --study, your own with --mine): id, study, statistics, status,
+submitted and finished. 'confide participant list --study NAME' shows who is online before you submit.
+${GLOBAL_USAGE}`;
 
 /** GET /v1/queries/:id as the CLI reads it. */
 interface QueryView {
@@ -42,14 +48,37 @@ interface QueryView {
   awaitingNonce?: boolean;
   awaitingDecryption?: boolean;
   answered: number;
-  /** Who the current round still waits for, as `name (id)` (coordinators before issue 13 send none). */
-  waitingFor?: string[];
   expected: number;
   participants: number | null;
   results: ResultRow[] | null;
   privacy?: { minParticipants: number; minGroupSize: number; suppressed: number; dp: { mechanism: string; epsilon: number; delta: number } | null } | null;
   ledgerIndex: number | null;
   failureReason: string | null;
+  /** Who answered the open round, who refused, who is still awaited (names and ids only). */
+  progress?: { round: number; answered: Named[]; refused: Named[]; waiting: Named[] } | null;
+}
+
+/** A participant as the coordinator names it. */
+interface Named {
+  id: string;
+  name: string;
+}
+
+/** GET /v1/queries, one item. */
+interface QueryItem {
+  id: string;
+  study: string;
+  protocol: string;
+  statistics: string[];
+  status: string;
+  submittedBy: string | null;
+  createdAt: string;
+  finishedAt: string | null;
+}
+
+/** "hospital-3 (p8978…)" for each participant. */
+function names(list: readonly Named[]): string {
+  return list.map((p) => `${p.name} (${p.id})`).join(', ');
 }
 
 function bar(done: number, total: number, width = 20): string {
@@ -57,19 +86,19 @@ function bar(done: number, total: number, width = 20): string {
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
 }
 
-/** `; waiting for hospital-3 (p…)`, when the coordinator says who the round still waits for. */
-function waiting(q: QueryView): string {
-  return q.waitingFor?.length ? `; waiting for ${q.waitingFor.join(', ')}` : '';
-}
 
 function toJson(q: QueryView): Record<string, unknown> {
-  const base = { id: q.id, status: q.status, participants: q.participants, results: q.results ?? [], privacy: q.privacy ?? null, ledgerIndex: q.ledgerIndex };
+  const base = { id: q.id, status: q.status, participants: q.participants, results: q.results ?? [], privacy: q.privacy ?? null, ledgerIndex: q.ledgerIndex, ...(q.progress ? { progress: q.progress } : {}) };
   return q.failureReason ? { ...base, failureReason: q.failureReason } : base;
 }
 
 function human(q: QueryView): string {
   if (q.status === 'running' && q.awaitingNonce) return `query ${q.id}: running, waiting for the researcher's committee nonce`;
-  if (q.status === 'running') return `query ${q.id}: running, round ${q.round}, ${q.answered}/${q.expected} answered${waiting(q)}`;
+  if (q.status === 'running' && q.progress) {
+    const p = q.progress;
+    return `query ${q.id}: running, round ${p.round}, ${p.answered.length}/${q.expected} answered${p.waiting.length ? `; waiting for ${names(p.waiting)}` : ''}${p.refused.length ? `; refused by ${names(p.refused)}` : ''}`;
+  }
+  if (q.status === 'running') return `query ${q.id}: running, round ${q.round}, ${q.answered}/${q.expected} answered`;
   if (q.status === 'failed') return `query ${q.id} failed: ${q.failureReason ?? 'unknown reason'}`;
   const lines = [`query ${q.id}: ${q.participants ?? 0} participants contributed (event log index ${q.ledgerIndex ?? '-'})`];
   for (const r of q.results ?? []) lines.push(renderRow(r));
@@ -87,15 +116,57 @@ interface KeyHolder {
   readonly pinned?: string;
 }
 
-/** Polls a query until it finishes (with a deadline), drawing progress on a terminal; checks and decrypts a paillier aggregate when given the key. */
+/** One event of `query --wait` on stderr: a JSON line with --json (stdout keeps its one result object), else text. */
+function event(out: Output, json: { event: string; id: string } & Record<string, unknown>, text: string): void {
+  out.notice(out.json ? JSON.stringify(json) : text);
+}
+
+/** True for a failure worth retrying while the query runs: no connection, no answer in time, or a coordinator restarting (502, 503). */
+function transient(err: unknown): err is ApiCallError {
+  return err instanceof ApiCallError && (err.status === 0 || err.status === 502 || err.status === 503);
+}
+
+/**
+ * Polls a query until it finishes (with a deadline), drawing progress on a terminal and naming, on stderr, who the
+ * open round still waits for whenever that changes. A coordinator that restarts or stops answering is retried with
+ * backoff (up to 5 s apart) until the deadline. Checks and decrypts a paillier aggregate when given the key.
+ * @throws Error naming the query, who had not answered, and how to look again, when the deadline passes
+ */
 async function follow(client: CoordinatorClient, id: string, out: Output, timeoutMs: number, holder?: KeyHolder): Promise<QueryView> {
   const until = Date.now() + timeoutMs;
+  let waitingFor = '';
+  let outage: string | undefined;
+  let backoff = 250;
   for (;;) {
-    const q = await client.get<QueryView>(`/v1/queries/${id}`);
+    let q: QueryView;
+    try {
+      q = await client.get<QueryView>(`/v1/queries/${id}`);
+    } catch (err) {
+      if (!transient(err) || Date.now() > until) throw err;
+      if (outage === undefined) event(out, { event: 'unreachable', id, reason: err.message, retryingUntil: new Date(until).toISOString() }, `the coordinator is not answering (${err.message}); retrying until ${new Date(until).toISOString()}`);
+      outage = err.message;
+      await new Promise((r) => setTimeout(r, Math.min(backoff, Math.max(0, until - Date.now()))));
+      backoff = Math.min(backoff * 2, 5000);
+      continue;
+    }
+    if (outage !== undefined) event(out, { event: 'reachable', id }, `the coordinator answers again; still following query ${id}`);
+    outage = undefined;
+    backoff = 250;
     if (q.status !== 'running') return q;
     if (q.awaitingDecryption && holder) return checkDecryptAndPost<QueryView>(client, id, holder.keys, await ledgerKey(client, holder.pinned), out);
-    out.progress(q.awaitingDecryption ? 'aggregate ready; waiting for the key holder (or custodians) to decrypt' : `round ${q.round}/2 ${bar(q.answered, q.expected)} ${q.answered}/${q.expected} answered${waiting(q)}`);
-    if (Date.now() > until) throw new Error(`query ${id} still running after ${Math.round(timeoutMs / 1000)} s; check it later with 'confide query status ${id}'`);
+    const p = q.progress;
+    const waiting = p?.waiting.length ? `round ${p.round}: waiting for ${names(p.waiting)}` : '';
+    if (p && waiting && waiting !== waitingFor) event(out, { event: 'waiting', id, round: p.round, participants: p.waiting }, `query ${id} ${waiting}`);
+    waitingFor = waiting;
+    const answered = p ? p.answered.length : q.answered;
+    out.progress(
+      q.awaitingDecryption
+        ? 'aggregate ready; waiting for the key holder (or custodians) to decrypt'
+        : `round ${q.round}/2 ${bar(answered, q.expected)} ${answered}/${q.expected} answered${p?.waiting.length ? `; waiting for ${p.waiting.map((w) => w.name).join(', ')}` : ''}`,
+    );
+    if (Date.now() > until) {
+      throw new Error(`query ${id} still running after ${Math.round(timeoutMs / 1000)} s${p?.waiting.length ? `, waiting for ${names(p.waiting)}` : ''}; check it later with 'confide query status ${id}'`);
+    }
     await new Promise((r) => setTimeout(r, 250));
   }
 }
@@ -115,6 +186,25 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
     if (!id) throw new UsageError('give the query id: confide query status ID');
     const q = await CoordinatorClient.from(values).get<QueryView>(`/v1/queries/${encodeURIComponent(id)}`);
     out.result(toJson(q), () => human(q));
+    return;
+  }
+  if (argv[0] === 'list') {
+    const { values } = parseCommandArgs(argv.slice(1), { ...GLOBAL_OPTIONS, study: { type: 'string' }, mine: { type: 'boolean' }, limit: { type: 'string' } });
+    out.json = values.json === true;
+    const params = new URLSearchParams();
+    if (values.study) params.set('study', values.study);
+    if (values.mine) params.set('mine', 'true');
+    const limit = intOption(values.limit, 'limit', 1);
+    if (limit !== undefined) params.set('limit', String(limit));
+    const queries = await CoordinatorClient.from(values).get<QueryItem[]>(`/v1/queries${params.size ? `?${params.toString()}` : ''}`);
+    out.result({ queries }, () =>
+      queries.length
+        ? [
+            `${'ID'.padEnd(25)}  ${'STUDY'.padEnd(16)} ${'STATUS'.padEnd(9)} ${'SUBMITTED'.padEnd(24)}  ${'FINISHED'.padEnd(24)}  STATISTICS`,
+            ...queries.map((q) => `${q.id.padEnd(25)}  ${q.study.padEnd(16)} ${q.status.padEnd(9)} ${q.createdAt.padEnd(24)}  ${(q.finishedAt ?? '-').padEnd(24)}  ${q.statistics.join(', ')}`),
+          ].join('\n')
+        : 'no queries',
+    );
     return;
   }
   if (argv[0] === 'decrypt-share') {
@@ -189,7 +279,15 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
   const client = CoordinatorClient.from(values);
   // Only the public key ever leaves this machine, with the identity key's signature binding it to this query.
   const paillierKey = keys?.publicKey ?? custodians?.verification.publicKey;
-  const submitted = paillierKey && identity ? await submitPaillierQuery(client, body, paillierKey, identity, custodians?.json) : await submitQuery(client, body);
+  // With --wait, the id goes out first, before anything that can still fail: the researcher can always look the query up.
+  let announced = false;
+  const announce = (id: string): void => {
+    if (!values.wait || announced) return;
+    announced = true;
+    event(out, { event: 'submitted', id }, `submitted query ${id}; waiting for its result ('confide query status ${id}' shows it later)`);
+  };
+  const submitted = paillierKey && identity ? await submitPaillierQuery(client, body, paillierKey, identity, custodians?.json) : await submitQuery(client, body, announce);
+  announce(submitted.id);
   if (!values.wait) {
     const next = keys
       ? `; decrypt it with 'confide query decrypt ${submitted.id} --key ${values.key}' (key ${paillierFingerprint(keys)})`

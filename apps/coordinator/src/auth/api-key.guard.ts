@@ -58,6 +58,7 @@ export class ApiKeyGuard implements CanActivate {
       const participant = await this.authenticateParticipant(req);
       if (participant) {
         req.participant = participant;
+        await this.repos.participants.seen(participant.participantId, Date.now());
         return true;
       }
     }
@@ -67,7 +68,7 @@ export class ApiKeyGuard implements CanActivate {
     }
     if (!token) throw new UnauthorizedException('a bearer API key is required');
     const principal = await this.authenticate(token);
-    if (!principal) throw new UnauthorizedException('unknown or revoked API key');
+    if (!principal) throw new UnauthorizedException(await this.refusal(token));
     if (!roles || !roles.includes(principal.role)) throw new ForbiddenException(`role ${principal.role} may not call this route`);
     req.principal = principal;
     return true;
@@ -87,6 +88,13 @@ export class ApiKeyGuard implements CanActivate {
       if (err instanceof ParticipantRequestError) throw new UnauthorizedException(`participant request refused: ${err.message}`);
       throw err;
     }
+  }
+
+  /** Why a bearer token is not a key: revoked (naming the key and when), or unknown. */
+  private async refusal(token: string): Promise<string> {
+    const key = await this.repos.apiKeys.findByHash(hashToken(token));
+    if (key?.revoked_at != null) return `API key ${key.id} was revoked at ${new Date(key.revoked_at).toISOString()}`;
+    return 'unknown API key';
   }
 
   private async authenticate(token: string): Promise<Principal | undefined> {

@@ -272,12 +272,37 @@ function participantRemoval(dialect: Dialect): Migration {
 }
 
 /**
+ * What the coordinator saw of its participants, for the researcher's and operator's views (`confide participant
+ * list`, the names `query --wait` shows): when each participant was last seen (a signed request, or a task it
+ * answered or refused), and which participants answered or refused each round of a query. Metadata only: never
+ * what an answer contained.
+ */
+function participantActivity(dialect: Dialect): Migration {
+  const int64 = dialect === 'postgres' ? 'bigint' : 'integer';
+  return {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema.alterTable('participants').addColumn('last_seen_at', int64).execute();
+      await db.schema
+        .createTable('task_outcomes')
+        .addColumn('query_id', 'text', (c) => c.notNull().references('queries.id'))
+        .addColumn('round', 'integer', (c) => c.notNull())
+        .addColumn('participant_id', 'text', (c) => c.notNull())
+        .addColumn('outcome', 'text', (c) => c.notNull())
+        .addColumn('at', int64, (c) => c.notNull())
+        .addPrimaryKeyConstraint('task_outcomes_pk', ['query_id', 'round', 'participant_id'])
+        .addCheckConstraint('task_outcomes_outcome_check', sql`outcome in ('answered', 'refused')`)
+        .execute();
+    },
+  };
+}
+
+/**
  * The in-code migration provider for Kysely's `Migrator`: migrations are compiled into the app, so
  * there is no directory to find at run time.
  * @param dialect the database the migrations will run on
  */
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
-    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect), '0003_privacy_budget': privacyBudget(dialect), '0004_event_study': eventStudy(), '0005_researcher_identity': researcherIdentity(dialect), '0006_outbox': outbox(dialect), '0007_participant_removal': participantRemoval(dialect) }),
+    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect), '0003_privacy_budget': privacyBudget(dialect), '0004_event_study': eventStudy(), '0005_researcher_identity': researcherIdentity(dialect), '0006_outbox': outbox(dialect), '0007_participant_removal': participantRemoval(dialect), '0008_participant_activity': participantActivity(dialect) }),
   };
 }

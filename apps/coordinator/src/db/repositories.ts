@@ -34,7 +34,11 @@ import type {
   StoredEvent,
   Study,
   Tables,
+  TaskOutcomesTable,
 } from './schema';
+
+/** A task outcome row. */
+type TaskOutcomeRow = TaskOutcomesTable;
 
 /**
  * The coordinator's repositories: plain classes over `Kysely<Tables>`, the same SQL on PostgreSQL and
@@ -235,6 +239,19 @@ export class ParticipantRepository {
     if (ids.length) await this.db.updateTable('participants').set({ ledger_size: size }).where('id', 'in', [...ids]).execute();
   }
 
+  /**
+   * Records that the participant was seen at `at` (a signed request, an answer or a refusal); an earlier sighting
+   * never moves its last-seen time back.
+   */
+  async seen(id: string, at: number): Promise<void> {
+    await this.db
+      .updateTable('participants')
+      .set({ last_seen_at: at })
+      .where('id', '=', id)
+      .where((eb) => eb.or([eb('last_seen_at', 'is', null), eb('last_seen_at', '<', at)]))
+      .execute();
+  }
+
   /** How many participants take part in a study (removed ones do not). */
   async countByStudy(studyId: string): Promise<number> {
     const { n } = await this.db
@@ -274,6 +291,16 @@ export class ApiKeyRepository {
   /** The unrevoked key with this token hash, if any. */
   findActiveByHash(tokenHash: string): Promise<ApiKey | undefined> {
     return this.db.selectFrom('api_keys').selectAll().where('token_hash', '=', tokenHash).where('revoked_at', 'is', null).executeTakeFirst();
+  }
+
+  /** The key with this token hash, revoked or not: what lets a refusal say the key was revoked. */
+  findByHash(tokenHash: string): Promise<ApiKey | undefined> {
+    return this.db.selectFrom('api_keys').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst();
+  }
+
+  /** Every key, oldest first (their hashes included: the caller shows only what it should). */
+  list(): Promise<ApiKey[]> {
+    return this.db.selectFrom('api_keys').selectAll().orderBy('created_at').orderBy('id').execute();
   }
 
   /** Revokes a key; true when this call revoked it, false when it was unknown or already revoked. */
@@ -376,6 +403,14 @@ export class QueryRepository {
     return this.db.selectFrom('queries').selectAll().where('status', '=', 'running').orderBy('created_at').execute();
   }
 
+  /** Queries, newest first, of one study and/or by one API key when given, at most `limit`. */
+  list(filter: { studyId?: string; createdBy?: string; limit: number }): Promise<Query[]> {
+    let q = this.db.selectFrom('queries').selectAll();
+    if (filter.studyId !== undefined) q = q.where('study_id', '=', filter.studyId);
+    if (filter.createdBy !== undefined) q = q.where('created_by', '=', filter.createdBy);
+    return q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit).execute();
+  }
+
   listByStudy(studyId: string): Promise<Query[]> {
     return this.db.selectFrom('queries').selectAll().where('study_id', '=', studyId).orderBy('created_at').orderBy('id').execute();
   }
@@ -471,6 +506,25 @@ export class ContributionRepository {
   }
 }
 
+/** Who answered or refused each round's task (migration 0008): metadata only, for the views that name participants. */
+export class TaskOutcomeRepository {
+  constructor(private readonly db: Kysely<Tables>) {}
+
+  /** Records a participant's outcome for a round once; the first one observed stays. */
+  async record(row: TaskOutcomeRow): Promise<void> {
+    await this.db
+      .insertInto('task_outcomes')
+      .values(row)
+      .onConflict((oc) => oc.columns(['query_id', 'round', 'participant_id']).doNothing())
+      .execute();
+  }
+
+  /** A round's outcomes, by participant id. */
+  list(queryId: string, round: number): Promise<TaskOutcomeRow[]> {
+    return this.db.selectFrom('task_outcomes').selectAll().where('query_id', '=', queryId).where('round', '=', round).orderBy('participant_id').execute();
+  }
+}
+
 /**
  * The outbox of signed tasks (migration 0006): written in the transaction that opens their round, sent to Redis after
  * it commits, and sent again (same job id, so never twice in Redis) whenever Redis may have lost them. Rows of a
@@ -506,12 +560,6 @@ export class DispatchRepository {
   }
 
   /** Records that these tasks are in Redis now. */
-  /** The participants a round of a query was sent a task, while the query runs (its rows go once it is decided). */
-  async participantsOf(queryId: string, round: number): Promise<string[]> {
-    const rows = await this.db.selectFrom('dispatches').select('participant_id').where('query_id', '=', queryId).where('round', '=', round).orderBy('participant_id').execute();
-    return rows.map((r) => r.participant_id);
-  }
-
   async markDispatched(queryId: string, round: number, participantIds: readonly string[], now: number): Promise<void> {
     if (participantIds.length === 0) return;
     await this.db.updateTable('dispatches').set({ dispatched_at: now }).where('query_id', '=', queryId).where('round', '=', round).where('participant_id', 'in', participantIds).execute();
@@ -793,6 +841,7 @@ export class RepositorySet {
   readonly contributions: ContributionRepository;
   readonly partials: PartialDecryptionRepository;
   readonly dispatches: DispatchRepository;
+  readonly taskOutcomes: TaskOutcomeRepository;
   readonly events: EventLog;
   readonly privacyBudget: PrivacyBudgetRepository;
 
@@ -809,6 +858,7 @@ export class RepositorySet {
     this.contributions = new ContributionRepository(db);
     this.partials = new PartialDecryptionRepository(db);
     this.dispatches = new DispatchRepository(db);
+    this.taskOutcomes = new TaskOutcomeRepository(db);
     this.privacyBudget = new PrivacyBudgetRepository(db);
     this.events = new EventLog(db, signer);
   }

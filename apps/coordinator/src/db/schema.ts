@@ -41,6 +41,8 @@ export interface ParticipantsTable {
   ledger_size: number | null;
   /** When an admin removed it (its `participant.removed` entry); null while it takes part. */
   removed_at: ColumnType<number | null, number | null | undefined, number | null>;
+  /** When the coordinator last saw the participant: a signed request, or a task it answered or refused (migration 0008). */
+  last_seen_at: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 /** A single-use enrolment invitation, stored by the hash of its token (the token itself is never stored). */
@@ -122,6 +124,18 @@ export interface DispatchesTable {
   dispatched_at: number | null;
 }
 
+/** Task outcome of a round as the coordinator observed it: who answered or refused, never what (migration 0008). */
+export type TaskOutcome = 'answered' | 'refused';
+
+/** That a participant answered or refused its task of one round: the metadata `query --wait` names participants from. */
+export interface TaskOutcomesTable {
+  query_id: string;
+  round: number;
+  participant_id: string;
+  outcome: TaskOutcome;
+  at: number;
+}
+
 /** That a participant's bundle arrived for a round: metadata only, never the bundle's contents. */
 export interface ContributionsTable {
   query_id: string;
@@ -162,6 +176,7 @@ export interface Tables {
   contributions: ContributionsTable;
   partial_decryptions: PartialDecryptionsTable;
   dispatches: DispatchesTable;
+  task_outcomes: TaskOutcomesTable;
   events: EventsTable;
   event_append_lock: EventAppendLockTable;
   ledger_nodes: LedgerNodesTable;

@@ -6,6 +6,7 @@ import { Roles } from '../auth/decorators';
 import { eventBodyColumn, readColumn } from '../db/columns';
 import { Repositories } from '../storage';
 import { COORDINATOR_KEY } from '../tokens';
+import { confideVersion } from '../version';
 
 const page = z.strictObject({
   start: z.coerce.number().int().min(0).default(0),
@@ -29,9 +30,10 @@ export class EventsController {
     return { total: await this.repos.events.count(), events: rows.map((r) => ({ index: r.idx, type: r.type, body: readColumn(eventBodyColumn, r.body, `events.body of entry ${r.idx}`), createdAt: new Date(r.created_at).toISOString() })) };
   }
 
+  /** The coordinator's ledger key (its fingerprint is what an admin hands to participants and auditors) and version. */
   @Get('coordinator')
   @Roles('admin', 'researcher', 'auditor')
   coordinator() {
-    return { publicKey: publicKeyBase64Url(this.key.publicKey), fingerprint: keyFingerprint(this.key.publicKey) };
+    return { publicKey: publicKeyBase64Url(this.key.publicKey), fingerprint: keyFingerprint(this.key.publicKey), version: confideVersion() };
   }
 }

@@ -1140,6 +1140,24 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     return r1?.closed_json ? readColumn(paillierRound1ClosedColumn, r1.closed_json, `rounds.closed_json of query ${queryId} round 1`) : undefined;
   }
 
+  /**
+   * Records who answered or refused a round, and that the participant was seen, for the views that name participants
+   * (GET /v1/queries/:id, /v1/studies/:name/participants). Only the fact, never the answer; each outcome is written
+   * once, the first time it is observed (one read per call, since this runs on every finished task).
+   */
+  private async noteOutcomes(queryId: string, round: number, answers: ReadonlyMap<string, unknown>, refusals: ReadonlyMap<string, string>): Promise<void> {
+    if (!answers.size && !refusals.size) return;
+    const known = new Set((await this.repos.taskOutcomes.list(queryId, round)).map((o) => o.participant_id));
+    const now = Date.now();
+    for (const [ids, outcome] of [[answers.keys(), 'answered'], [refusals.keys(), 'refused']] as const) {
+      for (const participantId of ids) {
+        if (known.has(participantId)) continue;
+        await this.repos.taskOutcomes.record({ query_id: queryId, round, participant_id: participantId, outcome, at: now });
+        await this.repos.participants.seen(participantId, now);
+      }
+    }
+  }
+
   /** The jobs of one round, by participant: finished answers and failure reasons. */
   private async collect(ctx: QueryContext, round: number, expected: readonly string[]) {
     const answers = new Map<string, unknown>();
@@ -1151,6 +1169,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       if (outcome && 'answer' in outcome) answers.set(pid, outcome.answer);
       else if (outcome) refusals.set(pid, outcome.failedReason);
     });
+    await this.noteOutcomes(ctx.queryId, round, answers, refusals);
     return { answers, refusals };
   }
 

@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, Param, Post, Req } from '@nestjs/common';
+import { Body, Controller, Delete, Param, Post, Req } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import type { AuthedRequest } from '../auth/api-key.guard';
@@ -24,12 +24,7 @@ const maxRecordsBody = z.strictObject({
 export class ParticipantsController {
   constructor(private readonly participants: ParticipantsService) {}
 
-  /** Every participant of the study, by name: id, status (active or removed), when it enrolled, its limits. */
-  @Get('studies/:name/participants')
-  @Roles('admin')
-  list(@Param('name', { schema: studyName }) name: string) {
-    return this.participants.list(name);
-  }
+  // The list is GET /v1/studies/:name/participants (StudiesController): one view for admins, researchers and auditors.
 
   /** Removes a participant (by id or name): recorded in the ledger, its Redis user deleted, left out of every later plan. */
   @Delete('studies/:name/participants/:participant')

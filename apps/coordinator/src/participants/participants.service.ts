@@ -34,7 +34,8 @@ export interface MaxRecordsUpdate {
 /** How messages name a participant: its invited name, then its id. */
 export const participantLabel = (p: Pick<Participant, 'id' | 'name'>): string => `${p.name} (${p.id})`;
 
-function view(p: Participant): ParticipantView {
+/** A participant row as the API shows it. */
+export function participantView(p: Participant): ParticipantView {
   return {
     id: p.id,
     name: p.name,
@@ -63,15 +64,6 @@ export class ParticipantsService {
   }
 
   /**
-   * Every participant of a study, removed ones too, by name.
-   * @throws ApiError 404 for an unknown study
-   */
-  async list(studyName: string): Promise<ParticipantView[]> {
-    const study = await this.study(studyName);
-    return (await this.repos.participants.listByStudy(study.id)).map(view);
-  }
-
-  /**
    * Removes a participant from its study (issue 13): its row is marked removed and `participant.removed` appended in
    * one transaction, then its Redis ACL user is deleted and its events are no longer read. No plan made after the
    * entry lists it, and honest participants refuse one that does (libs/protocol checkStudyView). A query already
@@ -94,7 +86,7 @@ export class ParticipantsService {
     // After the commit: should Redis be down now, the coordinator deletes the user when Redis comes back (recover).
     await withRedis(this.redis.producer, () => revokeParticipantUser(this.redis.producer, row.redis_user));
     await this.orchestrator.unwatch(row.id);
-    return { ...view({ ...row, removed_at: now }), ledgerIndex: index };
+    return { ...participantView({ ...row, removed_at: now }), ledgerIndex: index };
   }
 
   /**
@@ -130,6 +122,6 @@ export class ParticipantsService {
       );
     });
     if (index === undefined) throw new ApiError(409, 'conflict', `update refused: maxRecords of ${participantLabel(row)} changed meanwhile; sign the update again`);
-    return { ...view({ ...row, max_records: update.maxRecords }), ledgerIndex: index };
+    return { ...participantView({ ...row, max_records: update.maxRecords }), ledgerIndex: index };
   }
 }

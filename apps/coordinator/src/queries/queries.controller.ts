@@ -1,5 +1,5 @@
-import { Body, Controller, Get, Param, Post, Req } from '@nestjs/common';
-import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Get, Param, Post, Query, Req } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import type { AuthedRequest } from '../auth/api-key.guard';
 import { Roles } from '../auth/decorators';
@@ -25,6 +25,11 @@ const queryBody = z.strictObject({
   custodians: z.record(z.string(), z.unknown()).optional(),
 });
 const nonceBody = z.strictObject({ nonce: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits') });
+const listFilter = z.strictObject({
+  study: z.string().min(1).max(100).optional(),
+  mine: z.enum(['true', 'false']).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
 export const QUERY_ID = z.string().regex(/^q[0-9a-f]{24}$/, 'not a query id');
 
 /** Researchers submit queries and follow them; auditors and admins may read them. */
@@ -65,6 +70,13 @@ export class QueriesController {
   @Roles('researcher', 'admin', 'auditor')
   partials(@Param('id', { schema: QUERY_ID }) id: string, @Body({ schema: postedPartialsSchema }) body: z.infer<typeof postedPartialsSchema>, @Req() req: AuthedRequest) {
     return this.queries.partials(id, req.principal?.keyId ?? 'unknown', body);
+  }
+
+  @Get()
+  @Roles('researcher', 'admin', 'auditor')
+  @ApiOperation({ summary: "Queries, newest first: a study's (study=NAME), the caller's own (mine=true), or all; id, study, statistics, status, submitted, finished" })
+  list(@Query({ schema: listFilter }) q: z.infer<typeof listFilter>, @Req() req: AuthedRequest) {
+    return this.queries.list({ study: q.study, createdBy: q.mine === 'true' ? (req.principal?.keyId ?? 'unknown') : undefined, limit: q.limit });
   }
 
   @Get(':id')

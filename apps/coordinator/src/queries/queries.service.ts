@@ -27,7 +27,7 @@ import {
 } from '@confide/protocol';
 import { importPublicKeyBase64Url, keyFingerprint, publicKeyToJson, thresholdVerificationFromJson } from '@confide/crypto';
 import { newQueryId } from '@confide/queue';
-import { readColumn, readQuerySpec, readStudySchema, resultColumn, shamirOptionsColumn, type PaillierOptions, type ShamirOptions } from '../db/columns';
+import { planColumn, readColumn, readQuerySpec, readStudySchema, resultColumn, shamirOptionsColumn, type PaillierOptions, type ShamirOptions } from '../db/columns';
 import { ApiError } from '../http/error.filter';
 import { Orchestrator } from '../orchestration/orchestrator';
 import { StudiesService } from '../studies/studies.service';
@@ -80,8 +80,6 @@ export interface QueryView {
   readonly awaitingDecryption: boolean;
   readonly answered: number;
   readonly expected: number;
-  /** While it runs: who the current round still waits for, each as `name (id)`. */
-  readonly waitingFor: string[];
   readonly participants: number | null;
   readonly results: unknown[] | null;
   /** Which output-privacy measures applied to the released results (thresholds, suppressed cells, DP). */
@@ -90,6 +88,44 @@ export interface QueryView {
   readonly failureReason: string | null;
   readonly createdAt: string;
   readonly finishedAt: string | null;
+  /**
+   * While a round with participant tasks is open: who answered it, who refused it and who has not yet, by invited
+   * name and id. Only who, never what.
+   */
+  readonly progress: RoundProgress | null;
+}
+
+/** A participant as the query views name it. */
+export interface NamedParticipant {
+  readonly id: string;
+  readonly name: string;
+}
+
+/** Who answered the open round of a query. */
+export interface RoundProgress {
+  readonly round: number;
+  readonly answered: readonly NamedParticipant[];
+  readonly refused: readonly NamedParticipant[];
+  readonly waiting: readonly NamedParticipant[];
+}
+
+/** A query as GET /v1/queries lists it. */
+export interface QuerySummary {
+  readonly id: string;
+  readonly study: string;
+  readonly protocol: string;
+  /** The statistics, as `mean(salary)` or `correlation(x, y)`. */
+  readonly statistics: readonly string[];
+  readonly status: 'running' | 'succeeded' | 'failed';
+  readonly submittedBy: string | null;
+  readonly createdAt: string;
+  readonly finishedAt: string | null;
+}
+
+/** One statistic of a query as its list shows it: `mean(salary)`, `regression(y, x)`. */
+function statLabel(item: Readonly<Record<string, unknown>>): string {
+  const field = typeof item.field === 'string' ? item.field : [item.x, item.y].filter((v) => typeof v === 'string').join(', ');
+  return `${String(item.stat)}(${field})`;
 }
 
 /** Submitting and reading queries. The protocol work is the orchestrator's. */
@@ -318,14 +354,6 @@ export class QueriesService {
     return this.view(id);
   }
 
-  /** The participants sent a task of this round that have not answered it, by invited name beside id. */
-  private async waitingFor(studyId: string, queryId: string, round: number, answered: ReadonlySet<string>): Promise<string[]> {
-    const sent = (await this.repos.dispatches.participantsOf(queryId, round)).filter((p) => !answered.has(p));
-    if (!sent.length) return [];
-    const names = new Map((await this.repos.participants.listByStudy(studyId)).map((p) => [p.id, p.name]));
-    return sent.map((p) => (names.has(p) ? `${names.get(p)!} (${p})` : p));
-  }
-
   /** A query's status, progress and, when finished, results or failure reason. @throws ApiError 404 */
   async view(id: string): Promise<QueryView> {
     const q = await this.repos.queries.get(id);
@@ -334,7 +362,6 @@ export class QueriesService {
     const round = await this.repos.rounds.get(id, q.current_round);
     const contributions = await this.repos.contributions.list(id, q.current_round);
     const answered = contributions.length;
-    const waitingFor = q.status === 'running' && round?.status === 'open' ? await this.waitingFor(q.study_id, id, q.current_round, new Set(contributions.map((c) => c.participant_id))) : [];
     const result = q.result_json ? readColumn(resultColumn, q.result_json, `queries.result_json of query ${id}`) : null;
     return {
       id: q.id,
@@ -346,7 +373,6 @@ export class QueriesService {
       awaitingDecryption: q.protocol === 'paillier' && q.status === 'running' && round?.round === 2 && round.status === 'open',
       answered,
       expected: round?.expected ?? 0,
-      waitingFor,
       participants: q.contributors,
       results: result?.results ?? null,
       privacy: result?.privacy ?? null,
@@ -354,6 +380,48 @@ export class QueriesService {
       failureReason: q.failure_reason,
       createdAt: new Date(q.created_at).toISOString(),
       finishedAt: q.finished_at ? new Date(q.finished_at).toISOString() : null,
+      progress: q.status === 'running' && round?.status === 'open' ? await this.progress(q, round.round) : null,
     };
+  }
+
+  /**
+   * Who answered, refused or is still awaited in an open round: round 1's participants, or shamir round 2's
+   * committee, from the plan; null for a round with no participant tasks (the nonce, a paillier decryption).
+   */
+  private async progress(q: { id: string; study_id: string; protocol: string; plan_json: string | null }, round: number): Promise<RoundProgress | null> {
+    if (!q.plan_json || round < 1) return null;
+    const plan = readColumn(planColumn, q.plan_json, `queries.plan_json of query ${q.id}`);
+    const expected = round === 1 ? plan.participants : plan.protocol === 'shamir' && round === 2 ? plan.committee : null;
+    if (!expected) return null;
+    const names = new Map((await this.repos.participants.listByStudy(q.study_id)).map((p) => [p.id, p.name]));
+    const outcomes = new Map((await this.repos.taskOutcomes.list(q.id, round)).map((o) => [o.participant_id, o.outcome]));
+    const named = (id: string): NamedParticipant => ({ id, name: names.get(id) ?? id });
+    return {
+      round,
+      answered: expected.filter((id) => outcomes.get(id) === 'answered').map(named),
+      refused: expected.filter((id) => outcomes.get(id) === 'refused').map(named),
+      waiting: expected.filter((id) => !outcomes.has(id)).map(named),
+    };
+  }
+
+  /** Queries, newest first: of a study (by name), of one API key, or all, at most `limit`. @throws ApiError 404 for an unknown study */
+  async list(filter: { study?: string; createdBy?: string; limit: number }): Promise<QuerySummary[]> {
+    const studies = new Map((await this.repos.studies.list()).map((st) => [st.id, st.name]));
+    let studyId: string | undefined;
+    if (filter.study !== undefined) {
+      studyId = [...studies].find(([, name]) => name === filter.study)?.[0];
+      if (studyId === undefined) throw new ApiError(404, 'not_found', `no study named ${JSON.stringify(filter.study)}`);
+    }
+    const rows = await this.repos.queries.list({ studyId, createdBy: filter.createdBy, limit: filter.limit });
+    return rows.map((q) => ({
+      id: q.id,
+      study: studies.get(q.study_id) ?? q.study_id,
+      protocol: q.protocol,
+      statistics: readQuerySpec(q.spec_json, `queries.spec_json of query ${q.id}`).select.map((item) => statLabel(item as Readonly<Record<string, unknown>>)),
+      status: q.status,
+      submittedBy: q.created_by,
+      createdAt: new Date(q.created_at).toISOString(),
+      finishedAt: q.finished_at ? new Date(q.finished_at).toISOString() : null,
+    }));
   }
 }

@@ -1,16 +1,20 @@
 import { randomUUID } from 'node:crypto';
+import { participantView, type ParticipantView } from '../participants/participants.service';
 import { Inject, Injectable } from '@nestjs/common';
 import { importPublicKeyBase64Url, keyFingerprint } from '@confide/crypto';
 import { ENTRY, entryKey, ledgerSchema, parseStudySchema, toStudySchemaJson, type StudySchema } from '@confide/protocol';
 import { hashToken, newToken, type Role } from '../auth/tokens';
 import type { CoordinatorConfig } from '../config';
 import { readStudySchema } from '../db/columns';
+import type { ApiKey } from '../db/schema';
 import { ApiError } from '../http/error.filter';
 import { Repositories } from '../storage';
 import { CONFIG } from '../tokens';
 
 /** Study names the routes that address a study (`/v1/studies/:name`) accept; a study must be creatable only with one. */
 export const STUDY_NAME = /^[A-Za-z0-9_.-]{1,100}$/;
+/** A study's id (a UUID): the routes that take a name take it too. */
+const STUDY_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** A study as the API shows it. */
 export interface StudyView {
@@ -19,6 +23,30 @@ export interface StudyView {
   readonly minParticipants: number;
   readonly participants: number;
   readonly schema: unknown;
+}
+
+/**
+ * How recently a participant must have been seen to count as online. A worker is seen when it answers or refuses a
+ * task and when it makes a signed request: on every task, and its heartbeat at start and every 2 minutes
+ * (apps/participant worker HEARTBEAT_MS), so a running idle worker stays online and a stopped one goes offline.
+ */
+export const ONLINE_WINDOW_MS = 10 * 60 * 1000;
+
+/** GET /v1/studies/:name/participants. */
+export interface ParticipantsView {
+  readonly study: string;
+  readonly onlineWindowSeconds: number;
+  readonly participants: readonly (ParticipantView & { lastSeen: string | null; online: boolean })[];
+}
+
+/** An API key as GET /v1/api-keys lists it: never its token or the token's hash. */
+export interface ApiKeyView {
+  readonly id: string;
+  readonly role: Role;
+  readonly label: string | null;
+  readonly createdAt: string;
+  readonly revokedAt: string | null;
+  readonly identityKeyFingerprint: string | null;
 }
 
 /** Studies, invitations and API keys: the admin's side of the service. */
@@ -49,9 +77,9 @@ export class StudiesService {
     return { id, name: schema.name };
   }
 
-  /** The study and its parsed schema, or 404. */
+  /** The study and its parsed schema, by name (or by id, when no study has that name), or 404. */
   async get(name: string): Promise<{ id: string; name: string; schema: StudySchema; minParticipants: number }> {
-    const row = await this.repos.studies.getByName(name);
+    const row = (await this.repos.studies.getByName(name)) ?? (STUDY_ID.test(name) ? await this.repos.studies.getById(name) : undefined);
     if (!row) throw new ApiError(404, 'not_found', `no study named ${JSON.stringify(name)}`);
     return { id: row.id, name: row.name, schema: readStudySchema(row.schema_json, `studies.schema_json of study ${row.id}`), minParticipants: row.min_participants };
   }
@@ -61,8 +89,32 @@ export class StudiesService {
     return { id: s.id, name: s.name, minParticipants: s.minParticipants, participants: await this.repos.participants.countByStudy(s.id), schema: toStudySchemaJson(s.schema) };
   }
 
-  async list(): Promise<{ id: string; name: string }[]> {
-    return (await this.repos.studies.list()).map((s) => ({ id: s.id, name: s.name }));
+  /** Every study with its size: what `confide study list` shows. */
+  async list(): Promise<{ id: string; name: string; minParticipants: number; participants: number; createdAt: string }[]> {
+    const rows = await this.repos.studies.list();
+    return Promise.all(
+      rows.map(async (s) => ({ id: s.id, name: s.name, minParticipants: s.min_participants, participants: await this.repos.participants.countByStudy(s.id), createdAt: new Date(s.created_at).toISOString() })),
+    );
+  }
+
+  /**
+   * A study's participants as researchers, auditors and admins see them (removed ones too): invited name, id, status
+   * (active or removed), limits and key fingerprints (all in the ledger already), when each was last seen (a signed
+   * request, or a task answered or refused) and whether that was within {@link ONLINE_WINDOW_MS}.
+   * @throws ApiError 404 for an unknown study
+   */
+  async participants(name: string, now = Date.now()): Promise<ParticipantsView> {
+    const study = await this.get(name);
+    const rows = await this.repos.participants.listByStudy(study.id);
+    return {
+      study: study.name,
+      onlineWindowSeconds: ONLINE_WINDOW_MS / 1000,
+      participants: rows.map((p) => ({
+        ...participantView(p),
+        lastSeen: p.last_seen_at !== null ? new Date(p.last_seen_at).toISOString() : null,
+        online: p.last_seen_at !== null && now - p.last_seen_at <= ONLINE_WINDOW_MS,
+      })),
+    };
   }
 
   /** A one-time invitation for a named participant; only the token's hash is stored. */
@@ -99,4 +151,34 @@ export class StudiesService {
     await this.repos.events.append(ENTRY.apiKeyCreated, { keyId: id, role, createdBy, ...binding }, entryKey(ENTRY.apiKeyCreated, id), now);
     return { id, role, token, ...(fingerprint ? { identityKeyFingerprint: fingerprint } : {}) };
   }
+
+  /** Every API key (bootstrap admin aside), oldest first: id, role, label, dates, bound identity key's fingerprint. */
+  async listApiKeys(): Promise<ApiKeyView[]> {
+    return (await this.repos.apiKeys.list()).map(apiKeyView);
+  }
+
+  /**
+   * Revokes an API key: from the next request on, it fails authentication with 401 naming the key and when it was
+   * revoked.
+   * @throws ApiError 404 for an unknown key, 409 for one already revoked
+   */
+  async revokeApiKey(id: string, now = Date.now()): Promise<ApiKeyView> {
+    if (!(await this.repos.apiKeys.revoke(id, now))) {
+      const key = await this.repos.apiKeys.get(id);
+      if (!key) throw new ApiError(404, 'not_found', `no API key ${id}`);
+      throw new ApiError(409, 'already_revoked', `API key ${id} was already revoked at ${new Date(key.revoked_at ?? now).toISOString()}`);
+    }
+    return apiKeyView((await this.repos.apiKeys.get(id))!);
+  }
+}
+
+function apiKeyView(k: ApiKey): ApiKeyView {
+  return {
+    id: k.id,
+    role: k.role,
+    label: k.label,
+    createdAt: new Date(k.created_at).toISOString(),
+    revokedAt: k.revoked_at !== null ? new Date(k.revoked_at).toISOString() : null,
+    identityKeyFingerprint: k.identity_key ? keyFingerprint(importPublicKeyBase64Url('ed25519', k.identity_key)) : null,
+  };
 }
