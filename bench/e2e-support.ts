@@ -18,6 +18,9 @@ import type * as ParticipantWorkerModule from '../apps/participant/src/worker';
 import { removeRunKeys } from '@confide/queue';
 import { fmt } from './harness';
 
+/** How long a bench's request to the coordinator may take (10 minutes): benches measure slowness, they do not fail on it. */
+const BENCH_REQUEST_TIMEOUT_MS = 600_000;
+
 /**
  * What the end-to-end benchmarks share (bench/e2e.bench.ts, bench/soak.bench.ts): the built apps, the generated
  * data and its plain answer, the check of every answer against it, a private Redis, and the study set-up a user
@@ -201,11 +204,13 @@ export async function setUpStudy(
   users: string[],
   onEnrolled: (home: string, i: number) => Promise<void> = () => Promise.resolve(),
 ): Promise<EnrolledStudy> {
-  const admin = new b.CoordinatorClient(url, adminToken);
+  // A bench times requests, so none is cut short: the CLI's 30 s default would turn a slow answer under load into a
+  // failed run instead of a measured one.
+  const admin = new b.CoordinatorClient(url, adminToken, BENCH_REQUEST_TIMEOUT_MS);
   const study = b.demo.syntheticSalaryStudy();
   await admin.post('/v1/studies', study);
   const identity = b.crypto.generateKeyPair('ed25519');
-  const researcher = new b.CoordinatorClient(url, (await admin.post<{ token: string }>('/v1/api-keys', { role: 'researcher', identityKey: b.crypto.publicKeyBase64Url(identity.publicKey) })).token);
+  const researcher = new b.CoordinatorClient(url, (await admin.post<{ token: string }>('/v1/api-keys', { role: 'researcher', identityKey: b.crypto.publicKeyBase64Url(identity.publicKey) })).token, BENCH_REQUEST_TIMEOUT_MS);
   const homes: string[] = [];
   for (const [i, dataFile] of files.entries()) {
     const { token } = await admin.post<{ token: string }>(`/v1/studies/${study.name}/invitations`, { participant: `hospital-${i + 1}` });

@@ -68,7 +68,11 @@ describe('participant receipts', () => {
   it('stores a receipt naming the entry that records the contribution', async () => {
     const { code, out } = await receipts(sites[0]!, false);
     expect(code).toBe(0);
-    expect(out.receipts).toEqual([{ queryId: queries[0], index: await closingIndex(queries[0]!), leafHash: expect.any(String) as string, status: 'stored', reason: null }]);
+    const { events } = await cluster.get<{ events: { type: string; body: { queryId?: string; submittedBy?: string } }[] }>('/v1/events');
+    const submittedBy = events.find((e) => e.type === 'query.submitted' && e.body.queryId === queries[0])?.body.submittedBy;
+    expect(submittedBy).toEqual(expect.any(String));
+    // With what the query asked and who submitted it (from the participant's own journal), not its id alone.
+    expect(out.receipts).toEqual([{ queryId: queries[0], index: await closingIndex(queries[0]!), leafHash: expect.any(String) as string, status: 'stored', reason: null, asked: 'mean(salary)', submittedBy }]);
   }, 60_000);
 
   it('verifies every receipt against the current checkpoint after more entries were appended', async () => {

@@ -5,6 +5,7 @@ import { stopSignal, stopWithin } from '@confide/queue';
 import { DataCheckFailed } from '../../../participant/src/data-file';
 import { enrollParticipant } from '../../../participant/src/enroll';
 import { ParticipantHome } from '../../../participant/src/home';
+import { Journal } from '../../../participant/src/journal';
 import { participantLog, type ParticipantLog } from '../../../participant/src/log';
 import { ReceiptBook, type ReceiptStatus } from '../../../participant/src/receipts';
 import { updateParticipant } from '../../../participant/src/update';
@@ -111,9 +112,27 @@ export function checkLines(file: string, study: StudySchema, check: DataCheck): 
   ].join('\n');
 }
 
-function receiptLine(r: ReceiptStatus): string {
-  const where = r.index === null ? 'not in the ledger yet' : `entry ${r.index}`;
-  return `${r.status.toUpperCase().padEnd(8)} ${r.queryId}  ${where}${r.reason ? `  (${r.reason})` : ''}`;
+/** What the participant's journal says a query asked and who submitted it, by query id (its round-1 task). */
+function askedByQuery(home: ParticipantHome): Map<string, { asked: string; by: string | null }> {
+  const out = new Map<string, { asked: string; by: string | null }>();
+  for (const r of new Journal(home.dir).read()) {
+    if (r.round !== 1 || !r.query || out.has(r.queryId)) continue;
+    out.set(r.queryId, { asked: [r.query.select.join(', '), r.query.where.length ? `where ${r.query.where.join(' and ')}` : '', r.query.groupBy ? `by ${r.query.groupBy}` : ''].filter(Boolean).join(' '), by: r.submittedBy });
+  }
+  return out;
+}
+
+/** A receipt with what its query asked and who submitted it, so the list says what the data was used for. */
+function withAsked(r: ReceiptStatus, asked: Map<string, { asked: string; by: string | null }>): ReceiptStatus & { asked: string | null; submittedBy: string | null } {
+  const a = asked.get(r.queryId);
+  return { ...r, asked: a?.asked ?? null, submittedBy: a?.by ?? null };
+}
+
+function receiptLine(r: ReceiptStatus & { asked: string | null; submittedBy: string | null }): string {
+  const where =
+    r.index !== null ? `entry ${r.index}` : r.status === 'pending' ? 'no receipt yet: the query is still running, or ended without it (--verify reads the ledger to tell)' : 'not in the ledger';
+  const what = r.asked ? `  ${r.asked}${r.submittedBy ? ` (by ${r.submittedBy})` : ''}` : '';
+  return `${r.status.toUpperCase().padEnd(11)} ${r.queryId}${what}  ${where}${r.reason && r.status !== 'pending' ? `  (${r.reason})` : ''}`;
 }
 
 /** `confide participant …`: enroll once, then run the worker. */
@@ -202,13 +221,16 @@ export async function participantCommand(argv: readonly string[], out: Output): 
     const home = new ParticipantHome(resolve(values.home));
     const book = new ReceiptBook(home, home.identity(), home.keys().signing, home.coordinatorKey(), requestTimeoutMs(values.timeout));
     if (!values.verify) {
-      const receipts = await book.collect();
+      const asked = askedByQuery(home);
+      const receipts = (await book.collect()).map((r) => withAsked(r, asked));
       const ok = receipts.every((r) => r.status !== 'failed');
       out.result({ ok, receipts }, () => (receipts.length ? receipts.map(receiptLine).join('\n') : 'no contributions yet'));
       if (!ok) process.exitCode = 1;
       return;
     }
-    const report = await book.verify();
+    const asked = askedByQuery(home);
+    const verified = await book.verify();
+    const report = { ...verified, receipts: verified.receipts.map((r) => withAsked(r, asked)) };
     out.result({ ...report }, () =>
       [
         ...report.receipts.map(receiptLine),
