@@ -266,6 +266,31 @@ describe('CLI views, profiles and robust waiting (three participant processes, S
       rmSync(config, { recursive: true, force: true });
     }
   }, 120_000);
+  it('reads the key on a terminal without echoing it, so it is not on screen or in scroll-back', async () => {
+    const config = mkdtempSync(join(tmpdir(), 'confide-e2e-tty-'));
+    // script(1) runs the CLI on a real pseudo-terminal and copies everything the terminal shows to its stdout.
+    const child = spawn('script', ['-q', '-e', '-c', `'${process.execPath}' '${CLI}' login --coordinator ${cluster.url} --profile tty`, '/dev/null'], {
+      cwd: ROOT,
+      env: cleanEnv({ XDG_CONFIG_HOME: config }),
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let screen = '';
+    child.stdout.on('data', (d: Buffer) => (screen += d.toString()));
+    const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+    try {
+      await until('the key prompt', 15_000, () => Promise.resolve(screen.includes('API key') ? true : undefined));
+      child.stdin.write(`${researcher}\r`);
+      await until('the login', 15_000, () => Promise.resolve(/logged in|confide:/.test(screen) ? true : undefined));
+      child.stdin.end();
+      expect(await closed).toBe(0);
+      expect(screen).toContain(`logged in to ${cluster.url} as profile tty`);
+      expect(screen).not.toContain(researcher);
+      expect(readFileSync(join(config, 'confide', 'profiles.json'), 'utf8')).toContain(researcher);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      rmSync(config, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 describe('the CLI describes itself: --version, help COMMAND, completion', () => {
@@ -279,7 +304,7 @@ describe('the CLI describes itself: --version, help COMMAND, completion', () => 
     expect(help.stdout).toContain('confide study show NAME');
     expect(help.stdout).toContain('--timeout SECONDS');
     const top = await cli(['--help']);
-    for (const line of ['participant enroll|run|receipts|log|check|list', 'coordinator start|aggregate|info', 'admin study create|invite|keys create|keys list|keys revoke', 'login', 'completion bash|zsh']) expect(top.stdout).toContain(line);
+    for (const line of ['participant enroll|update|run|receipts|log|check|list', 'coordinator start|aggregate|info', 'admin study create|invite|keys create|keys list|keys revoke|participants list|participants remove', 'login', 'completion bash|zsh']) expect(top.stdout).toContain(line);
     const nope = await cli(['help', 'nope']);
     expect(nope.code).toBe(2);
     expect(nope.stderr).toContain('confide: no help for "nope": not a command');

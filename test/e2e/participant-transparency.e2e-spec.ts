@@ -187,7 +187,7 @@ describe('participant transparency', () => {
       expect(q.code).toBe(1);
       const out = singleJson(q.stdout) as { id: string; status: string; failureReason: string };
       expect(out.status).toBe('failed');
-      expect(out.failureReason).toBe(`round 1: 2 of 3 participants answered, at least 3 needed; refusals: ${site.participantId}: data file not readable (see the participant's log)`);
+      expect(out.failureReason).toBe(`round 1: 2 of 3 participants answered, at least 3 needed; refusals: ${site.name} (${site.participantId}): data file not readable (see the participant's log)`);
 
       // The worker's own line has the reason it sent and, for this machine only, the path.
       const line = await taskLine(site, out.id, 1);

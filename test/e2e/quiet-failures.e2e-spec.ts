@@ -100,11 +100,13 @@ describe('quiet failure modes: Redis goes away under a running coordinator and w
     await cluster.killRedis();
     const killed = Date.now();
     // /health: 503, naming the dependency that is down and each connection with its state.
-    const health = await until('/health to answer 503', 5_000, async () => {
+    // (Its ping may fail a moment before the client sees its connection close: wait for both.)
+    const body = await until('/health to answer 503 with the producer connection down', 5_000, async () => {
       const res = await fetch(`${cluster.url}/health`, { signal: AbortSignal.timeout(3000) });
-      return res.status === 503 ? res : undefined;
+      if (res.status !== 503) return undefined;
+      const b = (await res.json()) as { dependencies?: { redis?: { connections?: { name: string; state: string }[] } } } & Record<string, unknown>;
+      return b.dependencies?.redis?.connections?.some((c) => c.name === 'producer' && c.state !== 'ready') ? b : undefined;
     });
-    const body = (await health.json()) as Record<string, unknown>;
     expect(body).toMatchObject({
       status: 'unavailable',
       database: 'ok',

@@ -1,4 +1,3 @@
-import { createInterface } from 'node:readline/promises';
 import { parseCommandArgs, UsageError } from '../args';
 import { assertTransport, CoordinatorClient, GLOBAL_OPTIONS, resolveConnection } from '../client';
 import type { Output } from '../output';
@@ -14,16 +13,46 @@ that --profile or CONFIDE_PROFILE names, else "${DEFAULT_PROFILE}"; a flag or en
 (--coordinator, CONFIDE_URL, --token, CONFIDE_TOKEN). The CLI refuses a profiles file that others may read.
 logout removes the profile.`;
 
-/** Reads the API key from standard input: a prompt on a terminal, else the whole input. */
-async function tokenFromStdin(): Promise<string> {
-  if (process.stdin.isTTY) {
-    const rl = createInterface({ input: process.stdin, output: process.stderr });
-    try {
-      return (await rl.question('API key: ')).trim();
-    } finally {
-      rl.close();
-    }
+/**
+ * Reads a line from the terminal without echoing it (raw mode: the key never shows on screen or in a terminal's
+ * scroll-back); Backspace erases, Ctrl-C stops.
+ * @throws Error when interrupted with Ctrl-C
+ */
+async function hiddenLine(prompt: string): Promise<string> {
+  const stdin = process.stdin;
+  process.stderr.write(prompt);
+  stdin.setRawMode(true);
+  stdin.resume();
+  let line = '';
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      const onData = (chunk: Buffer): void => {
+        for (const ch of chunk.toString('utf8')) {
+          if (ch === '\r' || ch === '\n' || ch === '\u0004') {
+            stdin.off('data', onData);
+            resolve(line);
+            return;
+          }
+          if (ch === '\u0003') {
+            stdin.off('data', onData);
+            reject(new Error('interrupted: no API key read'));
+            return;
+          }
+          line = ch === '\u007f' || ch === '\b' ? line.slice(0, -1) : line + ch;
+        }
+      };
+      stdin.on('data', onData);
+    });
+  } finally {
+    stdin.setRawMode(false);
+    stdin.pause();
+    process.stderr.write('\n');
   }
+}
+
+/** Reads the API key from standard input: a prompt on a terminal (not echoed), else the whole input. */
+async function tokenFromStdin(): Promise<string> {
+  if (process.stdin.isTTY) return (await hiddenLine('API key (not shown): ')).trim();
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8').trim();
