@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cluster } from '../support/cluster';
-import { ROOT, singleJson } from '../support/cli';
+import { ROOT, singleJson, stderrEvents } from '../support/cli';
 import { matchesReference, pima } from '../support/shared';
 
 // The Pima data (four clinics, 532 women) through the real services as a user runs them: the coordinator, one
@@ -29,9 +29,10 @@ describe.each(['sqlite', 'postgres'] as const)('secure mean of glucose over the 
       ['query', '--study', 'pima', '--protocol', 'shamir', '--stat', 'mean', '--field', 'glu', '--stat', 'sum', '--field', 'glu', '--stat', 'count', '--field', 'glu', '--wait', '--json'],
       researcher,
     );
-    expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const out = singleJson(r.stdout) as { status: string; participants: number; results: { stat: string; field: string; value: number; count: number }[] };
+    const out = singleJson(r.stdout) as { id: string; status: string; participants: number; results: { stat: string; field: string; value: number; count: number }[] };
+    // Nothing on stderr but --wait's events, the query's id first.
+    expect(stderrEvents(r.stderr)[0]).toEqual({ event: 'submitted', id: out.id });
     expect(out.status).toBe('succeeded');
     expect(out.participants).toBe(files.length);
     const [mean, sum, count] = out.results;
@@ -46,9 +47,9 @@ describe.each(['sqlite', 'postgres'] as const)('secure mean of glucose over the 
   type Row = { stat: string; field?: string; x?: string; y?: string; group: string | null; value: unknown; count: number };
   const run = async (protocol: 'shamir' | 'paillier', args: string[]): Promise<Row[]> => {
     const r = await cluster.cli(['query', ...args, ...(protocol === 'paillier' ? ['--protocol', 'paillier', '--key', keyFile, '--identity', identityFile] : []), '--wait', '--json'], researcher);
-    expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const out = singleJson(r.stdout) as { status: string; participants: number; results: Row[] };
+    const out = singleJson(r.stdout) as { id: string; status: string; participants: number; results: Row[] };
+    expect(stderrEvents(r.stderr)[0]).toEqual({ event: 'submitted', id: out.id });
     expect(out).toMatchObject({ status: 'succeeded', participants: files.length });
     return out.results;
   };
