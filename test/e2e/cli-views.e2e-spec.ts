@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -156,6 +156,18 @@ describe('CLI views, profiles and robust waiting (three participant processes, S
         expect(took).toBeGreaterThanOrEqual(1900);
         expect(took).toBeLessThan(8000);
       }
+      // Enrollment too, before anything is written: its first request reads the invitation.
+      const csv = join(cluster.dir, 'hung-site.csv');
+      writeFileSync(csv, generateSalaryCsv(4242, 5));
+      const enrollHome = join(cluster.dir, 'hung-enroll-home');
+      const started = Date.now();
+      const r = await startCli(['participant', 'enroll', '--invite', 'inv_never_read', '--home', enrollHome, '--data', csv, '--coordinator', url, '--accept-settings', '--timeout', '2'], cleanEnv()).done;
+      const took = Date.now() - started;
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`no answer from the coordinator at ${url} within 2 s (GET /v1/invitation)`);
+      expect(took).toBeGreaterThanOrEqual(1900);
+      expect(took).toBeLessThan(8000);
+      expect(existsSync(enrollHome)).toBe(false);
     } finally {
       for (const s of sockets) s.destroy();
       hung.close();

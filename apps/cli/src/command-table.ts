@@ -45,7 +45,7 @@ Commands:
 
 Global options of every command that talks to a coordinator with an API key (all but demo, simulate, keys,
 completion, coordinator start|aggregate and participant enroll|update|run|receipts|log|check, which use the
-coordinator the participant's home pinned; receipts and log take --timeout and --json):
+coordinator the participant's home pinned; enroll, receipts and log take --timeout and --json):
   --coordinator URL (CONFIDE_URL), --token TOKEN (CONFIDE_TOKEN), --profile NAME (CONFIDE_PROFILE),
   --timeout SECONDS (CONFIDE_TIMEOUT, default 30), --json, --insecure. A flag beats the environment,
   which beats the profile. --version prints the version.

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { canonicalJson, generateKeyPair, importPublicKeyBase64Url, keyFingerprint, publicKeyBase64Url, type KeyPair } from '@confide/crypto';
 import { ENTRY, ledgerSchema, parseEntryBody, parseStudySchema, signEnrollStatement, toStudySchemaJson, type ParticipantEnrolledBody, type StudySchema } from '@confide/protocol';
 import { generateRedisPassword, hashRedisPassword, participantIdOf } from '@confide/queue';
-import { CoordinatorLink } from './coordinator-link';
+import { CoordinatorLink, REQUEST_TIMEOUT_MS } from './coordinator-link';
 import { assertDataFile } from './data-file';
 import { HomeError, ParticipantHome, type Identity } from './home';
 import { LedgerView } from './ledger-view';
@@ -27,6 +27,8 @@ export interface EnrollOptions {
    * Without it the settings are accepted as they are (`--accept-settings`).
    */
   readonly confirmSettings?: (study: StudySchema) => Promise<boolean>;
+  /** How long each request to the coordinator may take (`--timeout`); default 30 s. */
+  readonly timeoutMs?: number;
 }
 
 /** An HTTP error from the coordinator, with its stable error code. */
@@ -59,19 +61,25 @@ async function countLines(path: string): Promise<number> {
 }
 
 /** Sends JSON to the coordinator with the invitation as the bearer and returns the parsed body, or throws CoordinatorError. */
-export async function requestJson<T>(method: 'GET' | 'POST', url: string, token: string, body?: unknown): Promise<T> {
+export async function requestJson<T>(method: 'GET' | 'POST', url: string, token: string, body?: unknown, timeoutMs = REQUEST_TIMEOUT_MS): Promise<T> {
   let res: Response;
+  const signal = AbortSignal.timeout(timeoutMs);
   try {
     res = await fetch(url, {
       method,
       headers: { ...(body !== undefined ? { 'content-type': 'application/json' } : {}), authorization: `Bearer ${token}` },
       body: body !== undefined ? JSON.stringify(body) : undefined,
-      signal: AbortSignal.timeout(30_000),
+      signal,
     });
   } catch (err) {
+    if (signal.aborted) throw new CoordinatorError(0, 'timeout', `no answer from the coordinator at ${new URL(url).origin} within ${timeoutMs / 1000} s (${method} ${new URL(url).pathname}); --timeout SECONDS waits longer`);
     throw new CoordinatorError(0, 'unreachable', `cannot reach the coordinator at ${new URL(url).origin}: ${(err as Error).message}`);
   }
-  const text = await res.text();
+  // The answer's body comes under the same deadline: a coordinator that sends headers and then stalls is no answer.
+  const text = await res.text().catch((err: unknown) => {
+    if (signal.aborted) throw new CoordinatorError(0, 'timeout', `no answer from the coordinator at ${new URL(url).origin} within ${timeoutMs / 1000} s (${method} ${new URL(url).pathname}); --timeout SECONDS waits longer`);
+    throw err;
+  });
   let parsed: { error?: string; message?: string } = {};
   try {
     parsed = (text ? JSON.parse(text) : {}) as typeof parsed;
@@ -145,7 +153,8 @@ export async function enrollParticipant(opts: EnrollOptions): Promise<Identity> 
   if (home.isEnrolled()) throw new HomeError(`${home.dir} already holds an enrolled participant (${home.identity().participantId}); use another --home`);
   const dataFile = resolve(opts.dataFile);
   const base = opts.coordinatorUrl.replace(/\/+$/, '');
-  const { preview, resumed } = await readInvitation(home, base, opts.invitation);
+  const timeoutMs = opts.timeoutMs ?? REQUEST_TIMEOUT_MS;
+  const { preview, resumed } = await readInvitation(home, base, opts.invitation, timeoutMs);
   const fingerprint = checkCoordinatorKeys(preview, opts.coordinatorKeyFingerprint);
   const study = parseStudySchema(preview.study, 'the invitation’s study');
   // The data is checked against the study before the invitation is used: a broken file is fixed now, not found by a query.
@@ -155,7 +164,7 @@ export async function enrollParticipant(opts: EnrollOptions): Promise<Identity> 
 
   const createdDir = !existsSync(home.dir);
   const pending = writePendingHome(home, { ...preview, coordinatorKeyFingerprint: fingerprint }, base, dataFile, maxRecords);
-  const { answer: res, identity: committed } = await commitEnrollment(home, createdDir, base, opts.invitation, pending);
+  const { answer: res, identity: committed } = await commitEnrollment(home, createdDir, base, opts.invitation, pending, timeoutMs);
   checkCoordinatorKeys(res, opts.coordinatorKeyFingerprint);
   if (res.participantId !== pending.identity.participantId || res.coordinatorKey !== preview.coordinatorKey || res.coordinatorEncryptionKey !== preview.coordinatorEncryptionKey || res.studyId !== preview.studyId) {
     throw new EnrollmentRefused('the coordinator enrolled this participant with another id, other keys or another study than its invitation showed');
@@ -163,7 +172,7 @@ export async function enrollParticipant(opts: EnrollOptions): Promise<Identity> 
   if (canonicalJson(ledgerSchema(parseStudySchema(res.study, 'study'))) !== canonicalJson(ledgerSchema(study))) {
     throw new EnrollmentRefused('the coordinator enrolled this participant in a study with other settings than the ones accepted');
   }
-  const recorded = await checkEnrollmentInLedger(home, committed, study, { encryption: keyFingerprint(pending.encryption.publicKey), signing: keyFingerprint(pending.signing.publicKey) }, pending.signing);
+  const recorded = await checkEnrollmentInLedger(home, committed, study, { encryption: keyFingerprint(pending.encryption.publicKey), signing: keyFingerprint(pending.signing.publicKey) }, pending.signing, timeoutMs);
   // A retry of an enrollment the coordinator had already committed keeps the maximum it recorded then.
   const identity: Identity = { ...committed, participantName: recorded.name, maxRecords: recorded.maxRecords };
   home.confirm(identity);
@@ -178,9 +187,9 @@ type InvitationPreview = CoordinatorKeys & { study: unknown; studyId: string; pa
  * (accepted the first time) stand in for the preview, and the coordinator answers the same participant's retry.
  * @throws CoordinatorError as the coordinator refuses the invitation
  */
-async function readInvitation(home: ParticipantHome, base: string, invitation: string): Promise<{ preview: InvitationPreview; resumed: boolean }> {
+async function readInvitation(home: ParticipantHome, base: string, invitation: string, timeoutMs: number): Promise<{ preview: InvitationPreview; resumed: boolean }> {
   try {
-    return { preview: await requestJson<InvitationPreview>('GET', `${base}/v1/invitation`, invitation), resumed: false };
+    return { preview: await requestJson<InvitationPreview>('GET', `${base}/v1/invitation`, invitation, undefined, timeoutMs), resumed: false };
   } catch (err) {
     const earlier = home.pendingIdentity();
     if (!(err instanceof CoordinatorError) || err.code !== 'invitation_used' || earlier?.coordinatorUrl !== base) throw err;
@@ -239,7 +248,7 @@ function writePendingHome(home: ParticipantHome, preview: InvitationPreview, bas
  * keeps it for a retry, since the coordinator may have committed.
  * @throws CoordinatorError, with what happened to the home in its message
  */
-async function commitEnrollment(home: ParticipantHome, createdDir: boolean, base: string, invitation: string, pending: PendingEnrollment): Promise<{ answer: EnrollAnswer; identity: Identity }> {
+async function commitEnrollment(home: ParticipantHome, createdDir: boolean, base: string, invitation: string, pending: PendingEnrollment, timeoutMs: number): Promise<{ answer: EnrollAnswer; identity: Identity }> {
   const { identity, encryption, signing } = pending;
   const body = {
     encryptionKey: publicKeyBase64Url(encryption.publicKey),
@@ -251,7 +260,7 @@ async function commitEnrollment(home: ParticipantHome, createdDir: boolean, base
   const signature = signEnrollStatement(signing, { ...body, studyId: identity.studyId });
   let res: EnrollAnswer;
   try {
-    res = await requestJson<EnrollAnswer>('POST', `${base}/v1/enroll`, invitation, { ...body, signature });
+    res = await requestJson<EnrollAnswer>('POST', `${base}/v1/enroll`, invitation, { ...body, signature }, timeoutMs);
   } catch (err) {
     if (!(err instanceof CoordinatorError)) throw err;
     if (err.status >= 400 && err.status < 500) {
@@ -272,8 +281,8 @@ async function commitEnrollment(home: ParticipantHome, createdDir: boolean, base
  * @returns its own `participant.enrolled` entry
  * @throws EnrollmentRefused when either entry is missing or differs
  */
-async function checkEnrollmentInLedger(home: ParticipantHome, identity: Identity, study: StudySchema, fingerprints: { encryption: string; signing: string }, signing: KeyPair): Promise<ParticipantEnrolledBody> {
-  const view = new LedgerView(home.dir, importPublicKeyBase64Url('ed25519', identity.coordinatorKey), new CoordinatorLink(identity.coordinatorUrl, identity.participantId, signing));
+async function checkEnrollmentInLedger(home: ParticipantHome, identity: Identity, study: StudySchema, fingerprints: { encryption: string; signing: string }, signing: KeyPair, timeoutMs: number): Promise<ParticipantEnrolledBody> {
+  const view = new LedgerView(home.dir, importPublicKeyBase64Url('ed25519', identity.coordinatorKey), new CoordinatorLink(identity.coordinatorUrl, identity.participantId, signing, 0, timeoutMs));
   const { entries } = await view.catchUp();
   const studyEntry = entries.find((e) => e.type === ENTRY.studyCreated && parseEntryBody(ENTRY.studyCreated, e.body)?.studyId === identity.studyId);
   if (!studyEntry || canonicalJson(parseEntryBody(ENTRY.studyCreated, studyEntry.body)!.schema) !== canonicalJson(ledgerSchema(study))) {

@@ -16,7 +16,7 @@ import type { Output } from '../output';
 import { participantListCommand } from './participant-list';
 
 export const PARTICIPANT_USAGE = `Usage: confide participant enroll --invite TOKEN --home DIR --data FILE.csv [--max-records N]
-           [--coordinator-key FINGERPRINT] [--accept-settings] [--coordinator URL] [--insecure] [--json]
+           [--coordinator-key FINGERPRINT] [--accept-settings] [--coordinator URL] [--insecure] [--timeout SECONDS] [--json]
        confide participant update --home DIR [--data FILE.csv] [--max-records N] [--json]
        confide participant run --home DIR [--redis URL]
        confide participant receipts --home DIR [--verify] [--timeout SECONDS] [--json]
@@ -149,6 +149,7 @@ export async function participantCommand(argv: readonly string[], out: Output): 
       'accept-settings': { type: 'boolean' },
       coordinator: { type: 'string' },
       insecure: { type: 'boolean' },
+      timeout: { type: 'string' },
       json: { type: 'boolean' },
     });
     out.json = values.json === true;
@@ -168,6 +169,7 @@ export async function participantCommand(argv: readonly string[], out: Output): 
         maxRecords: intOption(values['max-records'], 'max-records', 1),
         coordinatorKeyFingerprint: pinned,
         confirmSettings: values['accept-settings'] ? undefined : askToAccept,
+        timeoutMs: requestTimeoutMs(values.timeout),
       });
     } catch (err) {
       if (!(err instanceof DataCheckFailed)) throw err;
