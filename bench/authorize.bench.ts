@@ -20,6 +20,7 @@ import {
   authorizeShamirRound1,
   canonicalQuery,
   checkStudyView,
+  StudyIndex,
   committeeSeed,
   compileQuery,
   effectivePrivacy,
@@ -315,11 +316,13 @@ export async function round1ChecksBench(sizes: readonly number[] = LEDGER_SIZES)
     const authorize = (evidence: ReturnType<typeof openEvidence>) => authorizeShamirRound1({ pinned: t.pinned, plan: t.plan, query: t.query, directory: t.directory, evidence });
     const opened = openEvidence(t.evidence, key);
     const facts = authorize(opened);
+    // As a worker keeps it: the index of its view is built once and kept up, not rebuilt per task.
+    const index = StudyIndex.of(t.pinned.studyId, t.view);
     const [open, auth, view, checks, round1] = await interleaved([
       () => openEvidence(t.evidence, key),
       () => authorize(opened),
-      () => checkStudyView(t.pinned, t.plan.jobId, t.plan.participants, facts, t.view),
-      () => checkStudyView(t.pinned, t.plan.jobId, t.plan.participants, authorize(openEvidence(t.evidence, key)), t.view),
+      () => checkStudyView(t.plan.jobId, t.plan.participants, facts, index, index.query(t.plan.jobId)!),
+      () => checkStudyView(t.plan.jobId, t.plan.participants, authorize(openEvidence(t.evidence, key)), index, index.query(t.plan.jobId)!),
       () => participantRound1({ plan: t.plan, self: t.self.id, signing: t.self.signing, directory: t.keys, aggregate: AGGREGATE }),
     ]);
     rows.push([
@@ -340,7 +343,7 @@ export async function round1ChecksBench(sizes: readonly number[] = LEDGER_SIZES)
     title: 'Shamir round 1: what authorising a task costs, against the round-1 work',
     method: [
       `What a participant's worker checks per round-1 task before it computes (libs/protocol authorize.ts), on a real ledger made in memory with libs/ledger exactly as the coordinator makes it (\`entryBytes\` leaves, \`appendLeaves\` into a \`MemoryNodeStore\`, an Ed25519 checkpoint from \`signCheckpoint\`), at ${sizes.map((s) => s.toLocaleString('en-US')).join(', ')} entries. The study has ${PARTICIPANTS} enrolled participants and ${PAST_QUERIES} earlier queries (query.submitted, committee.drawn, round.closed, result.released each), spread among other studies' entries (per study: study.created, ${OTHER_SITES} enrollments, ${OTHER_QUERIES} queries of the same four entries; their key fingerprints are digests, as no one checks them here). The query's query.submitted (variance of salary: count, sum and sum of squares, 3 values) is followed by ${GAP} other studies' entries, then by its committee.drawn, the ledger's last entry: a committee of 10 drawn from ${PARTICIPANTS} with the seed from the ledger root after query.submitted and the researcher's nonce. The evidence is what the coordinator's \`EventLog.evidence\` puts in every participant's task: the checkpoint, query.submitted, committee.drawn, study.created and the 10 members' enrollments (${carried} entries) with inclusion proofs, and the seed root with its consistency proof; "evidence JSON" is the UTF-8 size of that field, what each task adds to Redis, and it is parsed from JSON before timing as a worker reads it.`,
-      `Per task, in one process, each step timed with the harness's \`measure\` in ${WINDOWS} windows of ≥ ${WINDOW.minMs} ms (after warm-up), the windows of all steps taken in turn so that other load on the machine falls on all of them alike; each cell is the median window's median ms per call: (1) \`openEvidence\` (checkpoint signature, the inclusion proofs, the consistency proof, parsing the entries); (2) \`authorizeShamirRound1\` on the opened evidence (pinned settings, query hash, plan hash against committee.drawn, seed, draw, 10 members' two key fingerprints); (3) \`checkStudyView\` over the participant's view of its study (${viewSize} entries); (4) 1–3 in sequence, timed as one call, and its calls per second. Baseline (5): today's round-1 work for the same plan, \`participantRound1\` (split 3 values with threshold 6, seal 10 X25519+HKDF+AES-256-GCM envelopes, sign with Ed25519: the \`shamir-round1\` row, through the protocol function); (6) = (4) ÷ (5). Local aggregation of the CSV is in neither.`,
+      `Per task, in one process, each step timed with the harness's \`measure\` in ${WINDOWS} windows of ≥ ${WINDOW.minMs} ms (after warm-up), the windows of all steps taken in turn so that other load on the machine falls on all of them alike; each cell is the median window's median ms per call: (1) \`openEvidence\` (checkpoint signature, the inclusion proofs, the consistency proof, parsing the entries); (2) \`authorizeShamirRound1\` on the opened evidence (pinned settings, query hash, plan hash against committee.drawn, seed, draw, 10 members' two key fingerprints); (3) \`checkStudyView\` over the index of the participant's view of its study (${viewSize} entries; a \`StudyIndex\`, built once as a worker keeps it); (4) 1–3 in sequence, timed as one call, and its calls per second. Baseline (5): today's round-1 work for the same plan, \`participantRound1\` (split 3 values with threshold 6, seal 10 X25519+HKDF+AES-256-GCM envelopes, sign with Ed25519: the \`shamir-round1\` row, through the protocol function); (6) = (4) ÷ (5). Local aggregation of the CSV is in neither.`,
       'Not in this figure: the worker\'s ledger view catching up to the task\'s checkpoint (the view update the task carries: a consistency proof and the study\'s new entries with their inclusion proofs, `LedgerView.catchUp`; an HTTP request only when the update is missing or does not fit), which is in the end-to-end latency bench (`e2e-latency`); nor `openTask` (the task\'s schema parse and coordinator signature, now over a task that also carries the evidence).',
     ].join('\n\n'),
     columns: [

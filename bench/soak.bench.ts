@@ -1,6 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -126,36 +126,42 @@ function childrenOf(pid: number): number[] {
 }
 
 /**
- * Starts a Node process, its stdout and stderr going to `log`, and resolves once its output matches `ready`.
+ * Starts a Node process with its stdout and stderr appended to `log` directly (a file descriptor, as a shell
+ * redirect or a service manager's file output gives it: no pipe through this process, whose event loop is busy with
+ * the lanes and would hold a writer up once the pipe's buffer filled), and resolves once the log matches `ready`.
  * @throws Error when it exits first or `timeoutMs` passes (the process is then killed)
  */
 function startProcess(role: string, args: readonly string[], env: NodeJS.ProcessEnv, log: string, ready: RegExp, timeoutMs = 60_000): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
-  const child = spawn(process.execPath, args, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const out = createWriteStream(log, { flags: 'a' });
-  child.stdout.pipe(out, { end: false });
-  child.stderr.pipe(out, { end: false });
-  child.once('exit', () => out.end());
+  const fd = openSync(log, 'a');
+  const start = statSync(log).size;
+  const child = spawn(process.execPath, args, { cwd: REPO, env, stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  const output = (): string => {
+    const text = readFileSync(log).subarray(start).toString('utf8');
+    return text.slice(-8192);
+  };
   return new Promise((resolve, reject) => {
-    let seen = '';
+    const poll = setInterval(() => {
+      const match = ready.exec(output());
+      if (!match) return;
+      finish();
+      resolve({ child, match });
+    }, 50);
     const timer = setTimeout(() => {
+      finish();
       child.kill('SIGKILL');
       reject(new Error(`${role} was not ready after ${timeoutMs} ms (log: ${log})`));
     }, timeoutMs);
-    const watch = (chunk: Buffer): void => {
-      seen = (seen + chunk.toString()).slice(-8192);
-      const match = ready.exec(seen);
-      if (!match) return;
-      clearTimeout(timer);
-      child.stdout.off('data', watch);
-      child.stderr.off('data', watch);
-      resolve({ child, match });
+    const exited = (code: number | null, signal: NodeJS.Signals | null): void => {
+      finish();
+      reject(new Error(`${role} exited (${signal ?? code}) before it was ready; last output: ${output().slice(-600)}`));
     };
-    child.stdout.on('data', watch);
-    child.stderr.on('data', watch);
-    child.once('exit', (code, signal) => {
+    const finish = (): void => {
+      clearInterval(poll);
       clearTimeout(timer);
-      reject(new Error(`${role} exited (${signal ?? code}) before it was ready; last output: ${seen.slice(-600)}`));
-    });
+      child.off('exit', exited);
+    };
+    child.once('exit', exited);
   });
 }
 

@@ -23,6 +23,7 @@ import {
 } from '@confide/protocol';
 import { newQueryId, TASK, taskJobId, type DirectoryEntry, type TaskOf } from '@confide/queue';
 import { ParticipantHome } from '../../apps/participant/src/home';
+import { loadSavedCheckpoint } from '../../apps/participant/src/ledger-view';
 import { Cluster, type ParticipantProcess, until } from '../support/cluster';
 import { singleJson } from '../support/cli';
 import { HostileCoordinator, inventedBundle, inventParticipant, type ForgedQuery } from '../support/hostile';
@@ -198,8 +199,19 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
     expect([asIs.state, asIs.failedReason]).toEqual(['failed', 'task rejected: job id does not match the signed task']);
   }, 60_000);
 
+  it('refuses a query submitted again under the id of one that ended: a second release of the same query', async () => {
+    // A worker keeps only the running queries' entries in memory (StudyIndex); once a query ends, its entries are
+    // read back from the participant's saved view. A coordinator that re-submits an ended query under its id, to
+    // have it computed (and released) twice, is refused all the same, naming both submissions.
+    const ended = await hostile.forgeQuery(study);
+    await hostile.append(ENTRY.queryFailed, { queryId: ended.queryId, round: 1, reason: 'round 1: the deadline passed', refusals: [] }, study.id);
+    const again = await hostile.forgeQuery(study, { queryId: ended.queryId });
+    const job = await hostile.send(await hostile.round1Task(again, victim().participantId, directory));
+    await expectRefused(victim(), ended.queryId, job, new RegExp(`the ledger holds 2 query.submitted entries for query ${ended.queryId} \\(entries ${ended.submittedIndex}, ${again.submittedIndex}\\)`));
+  }, 60_000);
+
   it('refuses a checkpoint that is not consistent with the one the participant saved: a forked ledger', async () => {
-    const saved = JSON.parse(readFileSync(join(victim().home, 'ledger', 'checkpoint.json'), 'utf8')) as { size: number };
+    const saved = loadSavedCheckpoint(join(victim().home, 'ledger'))!.saved;
     const prefix = saved.size - 3;
     const queryId = newQueryId();
     const nonce = 'ab'.repeat(32);
@@ -232,7 +244,7 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
   }, 90_000);
 
   it('refuses a view update that does not prove the checkpoint extends the one the participant saved', async () => {
-    const saved = JSON.parse(readFileSync(join(victim().home, 'ledger', 'checkpoint.json'), 'utf8')) as { size: number };
+    const saved = loadSavedCheckpoint(join(victim().home, 'ledger'))!.saved;
     const q = await forgeWithRunningCommittee();
     const task = await hostile.round1Task(q, victim().participantId, directory);
     // The update starts where the participant stands, so it is used instead of a request; its proof is another's.
@@ -318,7 +330,7 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
       try {
         rmSync(ledgerDir, { recursive: true });
         cpSync(backup, ledgerDir, { recursive: true });
-        const saved = JSON.parse(readFileSync(join(ledgerDir, 'checkpoint.json'), 'utf8')) as { size: number };
+        const saved = loadSavedCheckpoint(ledgerDir)!.saved;
         expect(saved.size).toBeLessThanOrEqual(closingIndex);
         const closing = { queryId: q.queryId, round: 1, contributors: fewer.contributors.map((c) => ({ ...c })), missing: [], refusals: [] };
         const fork = await hostile.fork(closingIndex, [{ type: ENTRY.roundClosed, body: closing, studyId: q.studyId }]);

@@ -72,6 +72,8 @@ export interface ForgeOptions {
   /** Ids that must (or must not) be on the drawn committee: the nonce is re-drawn until they are. */
   readonly onCommittee?: readonly string[];
   readonly offCommittee?: readonly string[];
+  /** The query's id; default: a new one. Give it with no committee wishes: each draw tried appends a query.submitted. */
+  readonly queryId?: string;
 }
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64');
@@ -136,7 +138,7 @@ export class HostileCoordinator {
     // Grinding, as a coordinator acting with a researcher can: each try is a query submitted with a new nonce
     // commitment, in the ledger for everyone to see, until the draw suits.
     for (let tries = 0; tries < 200; tries++) {
-      const queryId = newQueryId();
+      const queryId = options.queryId ?? newQueryId();
       const nonce = randomBytes(32).toString('hex');
       const submittedIndex = await this.append(
         ENTRY.querySubmitted,

@@ -282,8 +282,9 @@ async function commitEnrollment(home: ParticipantHome, createdDir: boolean, base
  * @throws EnrollmentRefused when either entry is missing or differs
  */
 async function checkEnrollmentInLedger(home: ParticipantHome, identity: Identity, study: StudySchema, fingerprints: { encryption: string; signing: string }, signing: KeyPair, timeoutMs: number): Promise<ParticipantEnrolledBody> {
-  const view = new LedgerView(home.dir, importPublicKeyBase64Url('ed25519', identity.coordinatorKey), new CoordinatorLink(identity.coordinatorUrl, identity.participantId, signing, 0, timeoutMs));
-  const { entries } = await view.catchUp();
+  const view = new LedgerView(home.dir, importPublicKeyBase64Url('ed25519', identity.coordinatorKey), new CoordinatorLink(identity.coordinatorUrl, identity.participantId, signing, 0, timeoutMs), identity.studyId);
+  await view.catchUp();
+  const entries = view.studyEntries();
   const studyEntry = entries.find((e) => e.type === ENTRY.studyCreated && parseEntryBody(ENTRY.studyCreated, e.body)?.studyId === identity.studyId);
   if (!studyEntry || canonicalJson(parseEntryBody(ENTRY.studyCreated, studyEntry.body)!.schema) !== canonicalJson(ledgerSchema(study))) {
     throw new EnrollmentRefused(`the ledger does not record study ${identity.studyName} with the settings this participant accepted`);

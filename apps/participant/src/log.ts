@@ -144,14 +144,13 @@ function summarize(e: LedgerEntry): string {
  */
 export async function participantLog(home: ParticipantHome, timeoutMs = REQUEST_TIMEOUT_MS): Promise<ParticipantLog> {
   const identity = home.identity();
-  const view = new LedgerView(home.dir, home.coordinatorKey(), new CoordinatorLink(identity.coordinatorUrl, identity.participantId, home.keys().signing, 0, timeoutMs));
+  const view = new LedgerView(home.dir, home.coordinatorKey(), new CoordinatorLink(identity.coordinatorUrl, identity.participantId, home.keys().signing, 0, timeoutMs), identity.studyId);
   let reason: string | null = null;
   let entries: LedgerEntry[];
   let treeSize: number | null;
   try {
-    const caught = await view.catchUp();
-    entries = caught.entries;
-    treeSize = caught.checkpoint.size;
+    treeSize = (await view.catchUp()).size;
+    entries = view.studyEntries();
   } catch (err) {
     if (!(err instanceof LedgerViewError)) throw err;
     reason = err.message;

@@ -87,7 +87,7 @@ export class ReceiptBook {
   ) {
     this.file = join(home.dir, FILE);
     this.link = new CoordinatorLink(identity.coordinatorUrl, identity.participantId, signing, 0, timeoutMs);
-    this.view = new LedgerView(home.dir, coordinatorKey, this.link);
+    this.view = new LedgerView(home.dir, coordinatorKey, this.link, identity.studyId);
   }
 
   private read(): Book {
@@ -188,7 +188,8 @@ export class ReceiptBook {
     let checkpoint: Checkpoint;
     let entries: LedgerEntry[];
     try {
-      ({ checkpoint, entries } = await this.view.catchUp());
+      checkpoint = await this.view.catchUp();
+      entries = this.view.studyEntries();
     } catch (err) {
       if (!(err instanceof LedgerViewError)) throw err;
       const saved = this.view.saved();

@@ -121,7 +121,9 @@ export class ParticipantWorker {
     this.coordinatorKey = this.home.coordinatorKey();
     this.reader = this.home.coordinatorEncryptionKey();
     this.pinned = { participantId: this.identity.participantId, studyId: this.identity.studyId, study: this.schema };
-    this.view = new LedgerView(this.home.dir, this.coordinatorKey, new CoordinatorLink(this.identity.coordinatorUrl, this.identity.participantId, this.keys.signing, WORKER_OUTAGE_RETRY_MS));
+    this.view = new LedgerView(this.home.dir, this.coordinatorKey, new CoordinatorLink(this.identity.coordinatorUrl, this.identity.participantId, this.keys.signing, WORKER_OUTAGE_RETRY_MS),
+      this.identity.studyId,
+    );
     this.journal = new Journal(this.home.dir);
     this.logger = options.logger ?? defaultLogger();
     this.data = new DataFileMonitor(this.identity.dataFile, this.schema, this.logger);
@@ -278,8 +280,9 @@ export class ParticipantWorker {
         : task.kind === TASK.shamirRound2
           ? authorizeShamirRound2({ pinned, plan: task.plan, query: task.query, closed: task.closed, directory: task.directory, evidence })
           : authorizePaillier({ pinned, plan: task.plan, query: task.query, evidence });
-    const { entries } = await this.view.catchUp(evidence.note, task.view);
-    checkStudyView(pinned, task.queryId, task.plan.participants, facts, entries);
+    // The evidence's checkpoint was verified by openEvidence with the same pinned key: not verified twice.
+    await this.view.catchUp({ note: evidence.note, checkpoint: evidence.checkpoint }, task.view);
+    checkStudyView(task.queryId, task.plan.participants, facts, this.view.studyIndex(), this.view.queryEntries(task.queryId));
     return facts;
   }
 

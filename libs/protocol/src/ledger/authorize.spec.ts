@@ -9,7 +9,7 @@ import {
   type KeyPair,
   type PaillierPublicKeyJson,
 } from '@confide/crypto';
-import { ledgerOrigin } from '@confide/ledger';
+import { ledgerOrigin, type LedgerEntry } from '@confide/ledger';
 import { MemoryLedger } from '../../../../test/support/memory-ledger';
 import { seededRandom } from '../../../../test/support/randomness';
 import {
@@ -17,6 +17,8 @@ import {
   authorizeShamirRound1,
   authorizeShamirRound2,
   checkStudyView,
+  StudyIndex,
+  queryEntriesOf,
   openEvidence,
   TaskRefusal,
   type DirectoryKeys,
@@ -782,8 +784,46 @@ describe('authorizePaillier', () => {
   });
 });
 
+describe('StudyIndex', () => {
+  const entry = (index: number, type: string, body: object): LedgerEntry => ({ v: 1, index, time: '2026-12-07T00:00:00.000Z', type, body }) as LedgerEntry;
+  const enrolled = (index: number, participantId: string, studyId = STUDY_ID) => entry(index, ENTRY.participantEnrolled, { ...enrollment(participantId), studyId });
+
+  it('keeps the roster (first enrollment and removal in its own study) and only the running queries', () => {
+    const index = new StudyIndex(STUDY_ID);
+    index.add(enrolled(0, site(1)));
+    index.add(enrolled(1, site(2), 'payroll-2030'));
+    index.add(entry(2, ENTRY.participantRemoved, { participantId: site(1), studyId: STUDY_ID, name: site(1), removedBy: 'admin-1' }));
+    for (let q = 0; q < 500; q++) {
+      const at = 3 + q * 4;
+      index.add(entry(at, ENTRY.querySubmitted, { queryId: `q-${q}` }));
+      index.add(entry(at + 1, ENTRY.committeeDrawn, { queryId: `q-${q}` }));
+      index.add(entry(at + 2, ENTRY.roundClosed, { queryId: `q-${q}`, round: 1 }));
+      if (q < 499) index.add(entry(at + 3, ENTRY.resultReleased, { queryId: `q-${q}` }));
+    }
+    expect([...index.enrolled]).toEqual([[site(1), 0]]);
+    expect([...index.removed]).toEqual([[site(1), 2]]);
+    expect(index.runningQueries).toBe(1);
+    expect(index.lastIndex).toBe(3 + 499 * 4 + 2);
+    const last = index.query('q-499')!;
+    expect([[...last.submitted], [...last.plans], [...last.closings]]).toEqual([[1999], [2000], [2001]]);
+    expect(index.query('q-3')).toBeUndefined();
+    expect([...index.query('q-never')!.submitted]).toEqual([]);
+  });
+
+  it('counts an entry seen twice at one index once (a view restored from a backup sees it again)', () => {
+    const index = new StudyIndex(STUDY_ID);
+    index.add(entry(7, ENTRY.roundClosed, { queryId: 'q-1', round: 1 }));
+    index.add(entry(7, ENTRY.roundClosed, { queryId: 'q-1', round: 1 }));
+    index.add(entry(9, ENTRY.roundClosed, { queryId: 'q-1', round: 2 }));
+    expect([...index.query('q-1')!.closings]).toEqual([7]);
+  });
+});
+
 describe('checkStudyView', () => {
-  const view = (t: ShamirTask, facts: LedgerFacts) => () => checkStudyView(t.pinned, QUERY_ID, t.plan.participants, facts, t.ledger.entries);
+  const view = (t: ShamirTask, facts: LedgerFacts) => () => {
+    const index = StudyIndex.of(t.pinned.studyId, t.ledger.entries);
+    checkStudyView(QUERY_ID, t.plan.participants, facts, index, index.query(QUERY_ID)!);
+  };
 
   it('accepts a plan that asks exactly the study, with one query, one plan and one closing', async () => {
     const task = await round2Task();
@@ -840,6 +880,22 @@ describe('checkStudyView', () => {
     const submitted = task.ledger.entries.find((e) => e.type === ENTRY.querySubmitted)!;
     task.ledger.append(ENTRY.querySubmitted, { ...submitted.body, query: { ...(submitted.body.query as object), where: [HIGH_EARNERS] } });
     expectRefusal(view(task, facts), 'DUPLICATE', /2 query.submitted entries for query q-7f3a \(entries 5, 7\)/);
+  });
+
+  it('names a second query.submitted under the id of a query that ended, from the whole view: the index keeps no ended query', async () => {
+    const task = await round1Task();
+    const submitted = task.ledger.entries.find((e) => e.type === ENTRY.querySubmitted)!;
+    task.ledger.append(ENTRY.queryFailed, { queryId: QUERY_ID, round: 1, reason: 'round 1: the deadline passed', refusals: [] });
+    task.ledger.append(ENTRY.querySubmitted, submitted.body);
+    const again = task.ledger.last();
+    const index = StudyIndex.of(STUDY_ID, task.ledger.entries);
+    expect(index.query(QUERY_ID)).toBeUndefined();
+    const facts = { ...round1(task), submitted: again };
+    expectRefusal(
+      () => checkStudyView(QUERY_ID, task.plan.participants, facts, index, queryEntriesOf(QUERY_ID, task.ledger.entries)),
+      'DUPLICATE',
+      new RegExp(`2 query.submitted entries for query q-7f3a \\(entries ${submitted.index}, ${again.index}\\)`),
+    );
   });
 
   it('names two plans of one query', async () => {

@@ -435,51 +435,140 @@ function checkResearcher(plan: PaillierPlan, submitted: Found<typeof ENTRY.query
   if (problem) refuse('RESEARCHER', `query ${plan.jobId} (entry ${entry.index}): ${problem}`);
 }
 
+/** The ledger indices of one query's entries that a task rests on: each must be the only one of its kind. */
+export interface QueryEntries {
+  readonly submitted: ReadonlySet<number>;
+  /** `committee.drawn` or `paillier.planned`. */
+  readonly plans: ReadonlySet<number>;
+  /** `round.closed` of round 1. */
+  readonly closings: ReadonlySet<number>;
+}
+
+const emptyQueryEntries = (): { submitted: Set<number>; plans: Set<number>; closings: Set<number> } => ({ submitted: new Set(), plans: new Set(), closings: new Set() });
+
+/**
+ * What {@link checkStudyView} needs of a participant's view of its study, kept up as verified entries arrive, so a
+ * worker that runs for months neither holds every entry in memory nor scans them for each task: when each
+ * participant was enrolled in and removed from the study, and the entries of the queries still running. A query
+ * ends with `result.released` or `query.failed`; its record is then dropped and its id kept, so that a task for a
+ * query that ended (a replay, or a second `query.submitted` under the same id) is answered from the whole view
+ * instead ({@link query} returns undefined and the caller reads its saved entries). Memory: the roster, the
+ * running queries, and one id per ended query.
+ */
+export class StudyIndex {
+  private readonly enrolledAt = new Map<string, number>();
+  private readonly removedAt = new Map<string, number>();
+  private readonly running = new Map<string, ReturnType<typeof emptyQueryEntries>>();
+  private readonly ended = new Set<string>();
+  private last = -1;
+
+  constructor(readonly studyId: string) {}
+
+  /** An index of these entries (in any order; an entry seen twice at one index counts once). */
+  static of(studyId: string, entries: Iterable<LedgerEntry>): StudyIndex {
+    const index = new StudyIndex(studyId);
+    for (const e of entries) index.add(e);
+    return index;
+  }
+
+  /** Where each participant was first enrolled in the study. */
+  get enrolled(): ReadonlyMap<string, number> {
+    return this.enrolledAt;
+  }
+
+  /** Where each participant was first removed from the study. */
+  get removed(): ReadonlyMap<string, number> {
+    return this.removedAt;
+  }
+
+  /** The highest index seen, or -1. */
+  get lastIndex(): number {
+    return this.last;
+  }
+
+  /** The queries running now, by the entries seen: for a bound on memory in tests and benchmarks. */
+  get runningQueries(): number {
+    return this.running.size;
+  }
+
+  /** Takes one verified entry into account. */
+  add(e: LedgerEntry): void {
+    if (e.index > this.last) this.last = e.index;
+    if (e.type === ENTRY.participantEnrolled || e.type === ENTRY.participantRemoved) {
+      const body = parseEntryBody(e.type, e.body);
+      const at = e.type === ENTRY.participantEnrolled ? this.enrolledAt : this.removedAt;
+      if (body && body.studyId === this.studyId && (at.get(body.participantId) ?? Number.POSITIVE_INFINITY) > e.index) at.set(body.participantId, e.index);
+      return;
+    }
+    const queryId = (e.body as { queryId?: unknown }).queryId;
+    if (typeof queryId !== 'string') return;
+    if (e.type === ENTRY.resultReleased || e.type === ENTRY.queryFailed) {
+      this.running.delete(queryId);
+      this.ended.add(queryId);
+      return;
+    }
+    const kind =
+      e.type === ENTRY.querySubmitted
+        ? 'submitted'
+        : e.type === ENTRY.committeeDrawn || e.type === ENTRY.paillierPlanned
+          ? 'plans'
+          : e.type === ENTRY.roundClosed && (e.body as { round?: unknown }).round === 1
+            ? 'closings'
+            : undefined;
+    if (!kind || this.ended.has(queryId)) return;
+    let record = this.running.get(queryId);
+    if (!record) this.running.set(queryId, (record = emptyQueryEntries()));
+    record[kind].add(e.index);
+  }
+
+  /** A running (or not yet seen) query's entries; undefined for a query that ended: read the whole view for it. */
+  query(queryId: string): QueryEntries | undefined {
+    if (this.ended.has(queryId)) return undefined;
+    return this.running.get(queryId) ?? emptyQueryEntries();
+  }
+}
+
+/** One query's entries among these (a query that ended, read back from the saved view). */
+export function queryEntriesOf(queryId: string, entries: Iterable<LedgerEntry>): QueryEntries {
+  const index = new StudyIndex('');
+  for (const e of entries) if ((e.body as { queryId?: unknown }).queryId === queryId && e.type !== ENTRY.resultReleased && e.type !== ENTRY.queryFailed) index.add(e);
+  return index.query(queryId)!;
+}
+
 /**
  * Checks against the participant's own view of its study's ledger (every entry of the study it has verified and
- * saved, apps/participant ledger-view): what a task's evidence cannot show, because the coordinator chose which
- * entries to carry.
+ * saved, apps/participant ledger-view, through its {@link StudyIndex}): what a task's evidence cannot show, because
+ * the coordinator chose which entries to carry.
  *
  * - The plan asks every participant enrolled in the study before the query was submitted and not removed before
- *   the plan (`participant.removed`), and nobody the study does not have or has removed: a coordinator that leaves honest participants out, or pads the plan with participants the ledger
- *   does not know, makes it easier for ones it controls to fill the committee or the contributor set.
+ *   the plan (`participant.removed`), and nobody the study does not have or has removed: a coordinator that leaves
+ *   honest participants out, or pads the plan with participants the ledger does not know, makes it easier for ones
+ *   it controls to fill the committee or the contributor set.
  * - The query has one `query.submitted` and one plan (`committee.drawn` or `paillier.planned`), and round 1 one
  *   `round.closed`, the ones the task rests on: two versions of a query shown to different participants, or two
  *   contributor sets shown to different committee members, are refused by whoever sees both. (Members also answer
  *   once per query, and a majority threshold means two sets cannot both be opened; this makes the attempt a
  *   refusal that names the entries.)
+ * @param query the query's entries in the view: `index.query(queryId)`, or for a query that ended, read from the
+ *   saved view ({@link queryEntriesOf})
  * @throws TaskRefusal ROSTER or DUPLICATE naming the participants or entries
  */
-export function checkStudyView(pinned: PinnedSettings, queryId: string, participants: readonly string[], facts: LedgerFacts, studyEntries: readonly LedgerEntry[]): void {
-  const enrolled = new Map<string, number>();
-  const removed = new Map<string, number>();
-  for (const e of studyEntries) {
-    if (e.type === ENTRY.participantEnrolled) {
-      const body = parseEntryBody(ENTRY.participantEnrolled, e.body);
-      if (body && body.studyId === pinned.studyId && !enrolled.has(body.participantId)) enrolled.set(body.participantId, e.index);
-    } else if (e.type === ENTRY.participantRemoved) {
-      const body = parseEntryBody(ENTRY.participantRemoved, e.body);
-      if (body && body.studyId === pinned.studyId && !removed.has(body.participantId)) removed.set(body.participantId, e.index);
-    }
-  }
+export function checkStudyView(queryId: string, participants: readonly string[], facts: LedgerFacts, index: StudyIndex, query: QueryEntries): void {
+  const { enrolled, removed } = index;
   // A participant removed before the plan is out of it: leaving it out is right, and listing it is refused, so a
   // removed participant never counts toward the minimum number of participants or sits on a committee.
   const removedBeforePlan = (id: string): boolean => (removed.get(id) ?? Number.POSITIVE_INFINITY) < facts.plan.index;
-  const left = [...enrolled].filter(([id, index]) => index < facts.submitted.index && !participants.includes(id) && !removedBeforePlan(id)).map(([id]) => id);
+  const left = [...enrolled].filter(([id, at]) => at < facts.submitted.index && !participants.includes(id) && !removedBeforePlan(id)).map(([id]) => id);
   if (left.length) refuse('ROSTER', `the plan leaves out ${left.length} participant${left.length === 1 ? '' : 's'} enrolled in the study before the query: ${left.join(', ')}`);
   const unknown = participants.filter((id) => !(enrolled.get(id)! < facts.plan.index));
   if (unknown.length) refuse('ROSTER', `the plan lists ${unknown.length} participant${unknown.length === 1 ? '' : 's'} not enrolled in the study before it: ${unknown.join(', ')}`);
   const gone = participants.filter(removedBeforePlan);
   if (gone.length) refuse('ROSTER', `the plan lists ${gone.length} participant${gone.length === 1 ? '' : 's'} removed from the study before it: ${gone.map((id) => `${id} (entry ${removed.get(id)!})`).join(', ')}`);
-  const versions = (types: readonly string[], round?: number): number[] =>
-    studyEntries
-      .filter((e) => types.includes(e.type) && (e.body as { queryId?: unknown }).queryId === queryId && (round === undefined || (e.body as { round?: unknown }).round === round))
-      .map((e) => e.index);
-  const single = (what: string, indices: number[], expected: number): void => {
+  const single = (what: string, indices: ReadonlySet<number>, expected: number): void => {
     const all = [...new Set([...indices, expected])].sort((a, b) => a - b);
     if (all.length > 1) refuse('DUPLICATE', `the ledger holds ${all.length} ${what} entries for query ${queryId} (entries ${all.join(', ')}): refusing to act on either`);
   };
-  single(ENTRY.querySubmitted, versions([ENTRY.querySubmitted]), facts.submitted.index);
-  single('plan', versions([ENTRY.committeeDrawn, ENTRY.paillierPlanned]), facts.plan.index);
-  if (facts.closing) single(`${ENTRY.roundClosed} (round 1)`, versions([ENTRY.roundClosed], 1), facts.closing.index);
+  single(ENTRY.querySubmitted, query.submitted, facts.submitted.index);
+  single('plan', query.plans, facts.plan.index);
+  if (facts.closing) single(`${ENTRY.roundClosed} (round 1)`, query.closings, facts.closing.index);
 }
