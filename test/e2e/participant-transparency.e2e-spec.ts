@@ -17,6 +17,7 @@ interface LogLine {
   outcome?: string;
   submittedBy?: string | null;
   records?: number | null;
+  matched?: number | null;
   select?: string[] | null;
   fields?: string[];
   where?: string[] | null;
@@ -90,8 +91,12 @@ describe('participant transparency', () => {
     expect(q.status).toBe('succeeded');
     const id = String(q.id);
     const line = await taskLine(sites[0]!, id, 1);
-    expect(line).toMatchObject({ queryId: id, round: 1, outcome: 'answered', submittedBy: researcher.id, records: 25, select: ['mean(salary)'], fields: ['salary', 'rank'], where: ['rank="Prof"'], reason: null });
-    expect(line.msg).toBe(`query ${id} round 1 (shamir.round1): mean(salary) where rank="Prof"; fields salary, rank; submitted by ${researcher.id}; 25 records read; answered`);
+    // Of its 25 rows, the ones the answer is over: rank Prof (the file's own count, read here).
+    const profs = texts.get('site-1')!.split('\n').filter((row) => /(^|,)"?Prof"?(,|$)/.test(row)).length;
+    expect(profs).toBeGreaterThan(0);
+    expect(profs).toBeLessThan(25);
+    expect(line).toMatchObject({ queryId: id, round: 1, outcome: 'answered', submittedBy: researcher.id, records: 25, matched: profs, select: ['mean(salary)'], fields: ['salary', 'rank'], where: ['rank="Prof"'], reason: null });
+    expect(line.msg).toBe(`query ${id} round 1 (shamir.round1): mean(salary) where rank="Prof"; fields salary, rank; submitted by ${researcher.id}; 25 records read, ${profs} used; answered`);
     // No cell of the file (every salary has cents or is a whole number of 5+ digits) and no aggregate.
     const cells = texts.get('site-1')!.match(/\d{5,}(?:\.\d+)?/g)!;
     expect(cells.length).toBeGreaterThan(20);
@@ -105,7 +110,7 @@ describe('participant transparency', () => {
     const task = log.tasks.find((t) => t.queryId === id && t.round === 1)!;
     expect(task).toMatchObject({ outcome: 'answered', submittedBy: researcher.id, records: 25, query: { select: ['mean(salary)'], where: ['rank="Prof"'], fields: ['salary', 'rank'] } });
     expect(task.entries).toMatchObject({ state: 'contributed', submitted: submitted.index, closing: closing.index });
-    expect(log.text).toContain(`query ${id} round 1 (shamir.round1)\n    asked:   mean(salary) where rank="Prof"\n    fields:  salary, rank\n    by:      ${researcher.id}\n    outcome: answered (25 records read)\n    ledger:  query in ledger entry ${submitted.index}; contribution counted in round 1 (ledger entry ${closing.index})`);
+    expect(log.text).toContain(`query ${id} round 1 (shamir.round1)\n    asked:   mean(salary) where rank="Prof"\n    fields:  salary, rank\n    by:      ${researcher.id}\n    outcome: answered (25 records read, ${profs} used)\n    ledger:  query in ledger entry ${submitted.index}; contribution counted in round 1 (ledger entry ${closing.index})`);
   }, 90_000);
 
   it('participant check passes a good file with its per-field aggregates, and names line, column and fix in a broken one, on this machine only', async () => {

@@ -23,6 +23,8 @@ export interface JournalRecord {
   readonly ledger: { readonly submitted: number; readonly plan: number; readonly closing: number | null } | null;
   /** Records read from the data file for this task (absent in journals written before it was recorded). */
   readonly records?: number | null;
+  /** Of those, the records that met the query's conditions: the ones its answer is over (absent in older journals). */
+  readonly matched?: number | null;
 }
 
 /** A query's shape as journal text: statistics with their fields, conditions, grouping. */

@@ -12,6 +12,8 @@ export interface TaskReport {
   readonly submittedBy: string | null;
   /** Records read from the data file (filtered ones included); null when none were read. */
   readonly records: number | null;
+  /** Of those, the records that met the query's conditions; null when none were read. */
+  readonly matched: number | null;
   readonly outcome: 'answered' | 'refused' | 'failed';
   /** The reason as the coordinator got it. */
   readonly reason: string | null;
@@ -27,7 +29,8 @@ export function queryFields(query: JournalRecord['query']): string[] {
 /**
  * The one line a task gets in the worker's log, the same on a terminal and as a JSON line's msg:
  * `query q1 round 1 (shamir.round1): mean(salary) where rank="Prof"; fields salary, rank; submitted by k1;
- * 48 records read; answered` (or `refused: <reason>`).
+ * 48 records read, 12 used; answered` (or `refused: <reason>`). "used" counts the records that met the query's
+ * conditions (and, grouped, have a group value): what the answer is computed over.
  */
 export function taskSentence(r: TaskReport): string {
   const head = r.queryId ? `query ${r.queryId} round ${r.round ?? '?'}${r.task ? ` (${r.task})` : ''}` : `task ${r.jobId ?? '(no id)'}`;
@@ -38,7 +41,7 @@ export function taskSentence(r: TaskReport): string {
     parts.push(`fields ${queryFields(q).join(', ') || 'none'}`);
   }
   if (r.queryId) parts.push(`submitted by ${r.submittedBy ?? 'unknown (not authorised)'}`);
-  parts.push(r.records === null ? 'no records read' : `${r.records} record${r.records === 1 ? '' : 's'} read`);
+  parts.push(r.records === null ? 'no records read' : `${r.records} record${r.records === 1 ? '' : 's'} read${r.matched === null ? '' : `, ${r.matched} used`}`);
   const outcome =
     r.outcome === 'answered' ? 'answered' : r.outcome === 'refused' ? `refused: ${r.reason ?? ''}` : `failed, will be retried: ${r.reason ?? ''}`;
   parts.push(r.details ? `${outcome} — ${r.details}` : outcome);
@@ -58,6 +61,7 @@ export function taskFields(r: TaskReport): Record<string, unknown> {
     groupBy: r.query?.groupBy ?? null,
     submittedBy: r.submittedBy,
     records: r.records,
+    matched: r.matched,
     outcome: r.outcome,
     reason: r.reason,
   };

@@ -59,6 +59,7 @@ const FS_SYSCALLS = new Set(['open', 'read', 'write', 'close', 'rename', 'mkdir'
 /** Per task: what the log line reports beyond the task itself. */
 interface TaskNote {
   records: number | null;
+  matched: number | null;
   details: string | null;
 }
 
@@ -215,12 +216,12 @@ export class ParticipantWorker {
       const refusal = err instanceof TaskRejected ? new UnrecoverableError(`task rejected: ${err.message}`) : err;
       const reason = refusal instanceof Error ? refusal.message : String(refusal);
       const outcome = refusal instanceof UnrecoverableError ? 'refused' : 'failed';
-      this.logTask({ queryId: task?.queryId ?? null, jobId: job.id ?? null, round: task ? roundOf(task.kind) : null, task: task?.kind ?? null, query: task ? describeQuery(task.query) : null, submittedBy: null, records: null, outcome, reason, details: null });
+      this.logTask({ queryId: task?.queryId ?? null, jobId: job.id ?? null, round: task ? roundOf(task.kind) : null, task: task?.kind ?? null, query: task ? describeQuery(task.query) : null, submittedBy: null, records: null, matched: null, outcome, reason, details: null });
       throw refusal;
     }
     const round = roundOf(task.kind);
     let facts: LedgerFacts | null = null;
-    const note: TaskNote = { records: null, details: null };
+    const note: TaskNote = { records: null, matched: null, details: null };
     try {
       this.refill?.abort();
       const stored = this.home.readAnswer<Answer | { answer: Answer }>(task.queryId, round);
@@ -252,6 +253,7 @@ export class ParticipantWorker {
       query: describeQuery(task.query),
       submittedBy: facts?.submittedBy ?? null,
       records: note.records,
+      matched: note.matched,
       outcome,
       reason,
       details: note.details,
@@ -330,6 +332,7 @@ export class ParticipantWorker {
       submittedBy: facts?.submittedBy ?? null,
       ledger: facts ? { submitted: facts.submitted.index, plan: facts.plan.index, closing: facts.closing?.index ?? null } : null,
       records: note.records,
+      matched: note.matched,
     });
   }
 
@@ -340,6 +343,7 @@ export class ParticipantWorker {
     await this.data.assertUsable();
     const local = await this.readLocal(compiled);
     note.records = local.records;
+    note.matched = local.matched;
     if (local.records > this.identity.maxRecords) {
       local.vector.fill(0n);
       throw new UnrecoverableError(`local data has more records than declared at enrollment (${this.identity.maxRecords}); raise it with 'confide participant update --max-records N'`);

@@ -81,7 +81,8 @@ function logLines(log: ParticipantLog): string {
   if (!log.tasks.length) lines.push('  none yet');
   for (const t of log.tasks) {
     const what = t.query ? `${t.query.select.join(', ')}${t.query.where.length ? ` where ${t.query.where.join(' and ')}` : ''}${t.query.groupBy ? ` by ${t.query.groupBy}` : ''}` : '(no query)';
-    const records = typeof t.records === 'number' ? ` (${t.records} record${t.records === 1 ? '' : 's'} read)` : '';
+    const used = typeof t.matched === 'number' ? `, ${t.matched} used` : '';
+    const records = typeof t.records === 'number' ? ` (${t.records} record${t.records === 1 ? '' : 's'} read${used})` : '';
     lines.push(
       `  ${t.time} query ${t.queryId} round ${t.round} (${t.task})`,
       `    asked:   ${what}`,
@@ -214,6 +215,7 @@ export async function participantCommand(argv: readonly string[], out: Output): 
     await signalled;
     // SIGTERM ends the process within 10 s, whatever Redis does (README "Operations").
     await stopWithin(() => worker.stop(), { logger: worker.log, stillOpen: () => worker.stillOpen() });
+    worker.log.info('worker stopped');
     return;
   }
   if (action === 'receipts') {

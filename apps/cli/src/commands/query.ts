@@ -30,7 +30,8 @@ releases the result; without --wait, run 'query decrypt' later. A refused aggreg
 --coordinator-key pins the ledger key's fingerprint (given out of band) that the evidence must verify with.
 --custodians FILE (custodians.json from 'confide keys paillier --custodians') submits under a key split among
 custodians instead: nobody holds the whole key. Each custodian runs 'query decrypt-share ID --share FILE', which
-checks the aggregate as above and posts its partial decryption with a proof; any T of them release the result.
+waits for the aggregate if the participants are still answering, checks it as above and posts its partial
+decryption with a proof; any T of them release the result.
 A shamir query's committee is drawn from a seed that mixes the coordinator's signed ledger root with a
 nonce this CLI commits to and reveals once the commitment is in the ledger.
 With --wait the query's id goes to stderr first, then, whenever it changes, who the open round still waits for, by
@@ -110,11 +111,17 @@ function human(q: QueryView): string {
   return lines.join('\n');
 }
 
-/** The key holder's side of a paillier query: its key pair, and the ledger key pinned by fingerprint, if any. */
-interface KeyHolder {
-  readonly keys: PaillierKeyPair;
-  readonly pinned?: string;
-}
+/**
+ * The key holder's side of a paillier query, run once its aggregate is ready: the whole key pair's check, decrypt
+ * and post (`decrypt`, `query --wait`), or one custodian's partial decryption (`decrypt-share`).
+ */
+type KeyHolder = () => Promise<QueryView>;
+
+/** The full key pair's part, with the ledger key pinned by fingerprint, if any. */
+const fullKeyHolder =
+  (client: CoordinatorClient, id: string, keys: PaillierKeyPair, pinned: string | undefined, out: Output): KeyHolder =>
+  async () =>
+    checkDecryptAndPost<QueryView>(client, id, keys, await ledgerKey(client, pinned), out);
 
 /** One event of `query --wait` on stderr: a JSON line with --json (stdout keeps its one result object), else text. */
 function event(out: Output, json: { event: string; id: string } & Record<string, unknown>, text: string): void {
@@ -153,7 +160,7 @@ async function follow(client: CoordinatorClient, id: string, out: Output, timeou
     outage = undefined;
     backoff = 250;
     if (q.status !== 'running') return q;
-    if (q.awaitingDecryption && holder) return checkDecryptAndPost<QueryView>(client, id, holder.keys, await ledgerKey(client, holder.pinned), out);
+    if (q.awaitingDecryption && holder) return holder();
     const p = q.progress;
     const waiting = p?.waiting.length ? `round ${p.round}: waiting for ${names(p.waiting)}` : '';
     if (p && waiting && waiting !== waitingFor) event(out, { event: 'waiting', id, round: p.round, participants: p.waiting }, `query ${id} ${waiting}`);
@@ -214,10 +221,16 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
     if (!id || !values.share) throw new UsageError('usage: confide query decrypt-share ID --share FILE');
     const share = readShareFile(values.share);
     const client = CoordinatorClient.from(values);
-    const q = await decryptShareAndPost<QueryView & { decryption: { decrypted: number; threshold: number } }>(client, id, share, await ledgerKey(client, pinnedFingerprint(values['coordinator-key'])), out);
-    out.result({ ...toJson(q), custodian: share.index, decryption: q.decryption }, () =>
-      q.status === 'running' ? `custodian ${share.index} decrypted its share of query ${q.id}: ${q.decryption.decrypted} of the ${q.decryption.threshold} custodians needed so far` : human(q),
+    // A custodian may be asked before the participants have all answered: it follows the query until the aggregate
+    // is ready (as `decrypt` does), then checks it and posts its partial decryption.
+    type Decrypting = QueryView & { decryption?: { decrypted: number; threshold: number } };
+    const q: Decrypting = await follow(client, encodeURIComponent(id), out, 60 * 60 * 1000, async () =>
+      decryptShareAndPost<Decrypting>(client, id, share, await ledgerKey(client, pinnedFingerprint(values['coordinator-key'])), out),
     );
+    out.result({ ...toJson(q), custodian: share.index, ...(q.decryption ? { decryption: q.decryption } : {}) }, () =>
+      q.status === 'running' && q.decryption ? `custodian ${share.index} decrypted its share of query ${q.id}: ${q.decryption.decrypted} of the ${q.decryption.threshold} custodians needed so far` : human(q),
+    );
+    if (q.status === 'failed') process.exitCode = 1;
     return;
   }
   if (argv[0] === 'decrypt') {
@@ -225,8 +238,9 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
     out.json = values.json === true;
     const id = positionals[0];
     if (!id || !values.key) throw new UsageError('usage: confide query decrypt ID --key FILE');
-    const holder = { keys: readPaillierKeyFile(values.key), pinned: pinnedFingerprint(values['coordinator-key']) };
-    const q = await follow(CoordinatorClient.from(values), encodeURIComponent(id), out, 60 * 60 * 1000, holder);
+    const client = CoordinatorClient.from(values);
+    const holder = fullKeyHolder(client, id, readPaillierKeyFile(values.key), pinnedFingerprint(values['coordinator-key']), out);
+    const q = await follow(client, encodeURIComponent(id), out, 60 * 60 * 1000, holder);
     out.result(toJson(q), () => human(q));
     if (q.status === 'failed') process.exitCode = 1;
     return;
@@ -297,7 +311,7 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
     out.result({ id: submitted.id, status: submitted.status }, () => `submitted query ${submitted.id}; follow it with 'confide query status ${submitted.id}'${next}`);
     return;
   }
-  const q = await follow(client, submitted.id, out, ((deadline ?? 120) * 2 + 60) * 1000, keys ? { keys, pinned } : undefined);
+  const q = await follow(client, submitted.id, out, ((deadline ?? 120) * 2 + 60) * 1000, keys ? fullKeyHolder(client, submitted.id, keys, pinned, out) : undefined);
   out.result(toJson(q), () => human(q));
   if (q.status === 'failed') process.exitCode = 1;
 }

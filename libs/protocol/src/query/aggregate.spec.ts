@@ -35,7 +35,15 @@ async function* asAsync<T>(items: Iterable<T>): AsyncGenerator<T> {
 
 describe('aggregateLocal', () => {
   it('sums each term over the records where its field is present, missing values skipped', async () => {
-    expect(await aggregateLocal(compiled, records)).toEqual({ vector: [3n, 482n, 3n, 12n, 3n], records: 5 });
+    expect(await aggregateLocal(compiled, records)).toEqual({ vector: [3n, 482n, 3n, 12n, 3n], records: 5, matched: 5 });
+  });
+
+  it('counts the records that met the query: a where or a grouping leaves the others read but unused', async () => {
+    const filtered = compileQuery(schema, { select: [{ stat: 'sum', field: 'n' }], where: [{ field: 'group', op: '=', value: 'a' }] });
+    expect(await aggregateLocal(filtered, records)).toMatchObject({ records: 5, matched: 2 });
+    const grouped = compileQuery(schema, { select: [{ stat: 'sum', field: 'n' }], groupBy: 'group' });
+    // Grouped by a field: a record without a value for it is in no group.
+    expect(await aggregateLocal(grouped, records)).toMatchObject({ records: 5, matched: 3 });
   });
 
   it('reads async iterables the same as sync ones', async () => {
@@ -43,7 +51,7 @@ describe('aggregateLocal', () => {
   });
 
   it('gives a zero vector of the compiled length for no records', async () => {
-    expect(await aggregateLocal(compiled, [])).toEqual({ vector: [0n, 0n, 0n, 0n, 0n], records: 0 });
+    expect(await aggregateLocal(compiled, [])).toEqual({ vector: [0n, 0n, 0n, 0n, 0n], records: 0, matched: 0 });
     expect(compiled.vectorLength).toBe(5);
   });
 
@@ -56,7 +64,7 @@ describe('aggregateLocal', () => {
 
   it('aggregates records streamed from CSV', async () => {
     const csv = 'n,temp,group\n5,1.2,a\n7,-3,\n,,b\n,,\n0,50,"a"\n';
-    expect(await aggregateLocal(compiled, readRecords(csv, schema))).toEqual({ vector: [3n, 482n, 3n, 12n, 3n], records: 5 });
+    expect(await aggregateLocal(compiled, readRecords(csv, schema))).toEqual({ vector: [3n, 482n, 3n, 12n, 3n], records: 5, matched: 5 });
   });
 
   it('passes on a data error from the record stream', async () => {
@@ -81,7 +89,7 @@ describe('aggregateLocal', () => {
         const present = (i: number): number => rs.filter((r) => r[i] !== null).length;
         const total = (i: number): bigint => rs.reduce((s, r) => s + ((r[i] as bigint | null) ?? 0n), 0n);
         const expected = [BigInt(present(0)), total(0), BigInt(present(2)), total(2), BigInt(present(1))];
-        expect(await aggregateLocal(compiled, rs)).toEqual({ vector: expected, records: rs.length });
+        expect(await aggregateLocal(compiled, rs)).toEqual({ vector: expected, records: rs.length, matched: rs.length });
       }),
     );
   });

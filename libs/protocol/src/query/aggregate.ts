@@ -11,7 +11,10 @@ import type { AggregateTerm, CompiledQuery, RecordFilter } from './query';
 /** A participant's aggregate vector (exact signed integers, one per coordinate) and how many records it read. */
 export interface LocalAggregate {
   readonly vector: bigint[];
+  /** Records read, filtered ones included. */
   readonly records: number;
+  /** Records that met the query's conditions (and, grouped, have a group value): the ones the vector is over. */
+  readonly matched: number;
 }
 
 const COUNT = 0;
@@ -105,7 +108,8 @@ function cellOf(thresholds: readonly bigint[], v: bigint): number {
  *
  * @param compiled the compiled query (its schema fixes the record layout)
  * @param records records in schema field order, e.g. from {@link readRecords}
- * @returns the vector (length `compiled.vectorLength`) and the number of records read (filtered ones included)
+ * @returns the vector (length `compiled.vectorLength`), the number of records read (filtered ones included) and
+ *   the number that met the query's conditions
  * @throws TypeError when a record has the wrong length, a summed, binned or compared number is not a bigint,
  *   or a category value used by where or groupBy is not a string of the field (the records were not
  *   produced against this schema)
@@ -166,6 +170,7 @@ export async function aggregateLocal(
   const sums = new Array<bigint>(termCount * groupCount).fill(0n);
   const cells = new Float64Array(cellsPerGroup * groupCount);
   let n = 0;
+  let matched = 0;
 
   const passes = (record: DataRecord): boolean => {
     for (const f of filters) {
@@ -203,6 +208,7 @@ export async function aggregateLocal(
       if (index === undefined) throw new TypeError(`record ${n + 1}: the group value is not one of the declared values of "${compiled.groupBy}"`);
       g = index;
     }
+    matched++;
     const base = g * termCount;
     for (let k = 0; k < linearTerms.length; k++) {
       const t = linearTerms[k]!;
@@ -260,7 +266,7 @@ export async function aggregateLocal(
       }
     }
   }
-  return { vector, records: n };
+  return { vector, records: n, matched };
 }
 
 function isRecordSource(records: object): records is RecordSource {
