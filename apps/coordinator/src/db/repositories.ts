@@ -15,6 +15,7 @@ import {
 } from '@confide/ledger';
 import type { LedgerEvidence, ViewUpdate } from '@confide/protocol';
 import type { Kysely } from 'kysely';
+import { LEDGER_APPEND_SECONDS } from '../metrics/prometheus';
 import { eventBodyColumn, readColumn } from './columns';
 import type {
   ApiKey,
@@ -668,7 +669,8 @@ export class EventLog {
     if (type.length === 0) throw new TypeError('an event needs a type');
     if (dedupKey.length === 0) throw new TypeError('an event needs a dedup key');
     const text = canonicalJson(body);
-    return inTransaction(this.db, async (trx) => {
+    const started = performance.now();
+    const appended = await inTransaction(this.db, async (trx) => {
       const lock = await trx
         .updateTable('event_append_lock')
         .set((eb) => ({ id: eb.ref('id') }))
@@ -702,6 +704,8 @@ export class EventLog {
       }
       return idx;
     });
+    LEDGER_APPEND_SECONDS.observe((performance.now() - started) / 1000);
+    return appended;
   }
 
   /**

@@ -107,6 +107,10 @@ import { QueryRefusal } from './errors';
 import { Failpoints } from './failpoints';
 import { closedMembersColumn, dispatchPayloadColumn, paillierOptionsColumn, paillierRound1ClosedColumn, partialsColumn, planColumn, readColumn, readQuerySpec, readStudySchema, shamirRound1ClosedColumn, type PaillierClosed } from '../db/columns';
 
+/** The queue states /metrics reports depths of. */
+const QUEUE_STATES = ['waiting', 'active', 'delayed'] as const;
+type QueueState = (typeof QUEUE_STATES)[number];
+
 /** How often the timer reads the events streams whole, for answers of decided queries that no listener saw. */
 const BACKSTOP_MS = 5 * 60_000;
 
@@ -395,6 +399,20 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     await this.control?.close();
     await this.aggregation?.close();
     await Promise.allSettled([...this.chains.values()]);
+  }
+
+  /**
+   * Tasks waiting, being worked on and delayed (a retry's backoff), summed over these participants' queues, and the
+   * same for the aggregation queue: the queue depths /metrics reports. Counts only, from BullMQ's own counters.
+   */
+  async queueDepths(participantIds: readonly string[]): Promise<{ tasks: Record<QueueState, number>; aggregation: Record<QueueState, number> }> {
+    const sum = (counts: readonly Record<string, number>[]): Record<QueueState, number> => {
+      const out = { waiting: 0, active: 0, delayed: 0 };
+      for (const c of counts) for (const state of QUEUE_STATES) out[state] += c[state] ?? 0;
+      return out;
+    };
+    const tasks = await Promise.all(participantIds.map((pid) => this.queueOf(pid).getJobCounts(...QUEUE_STATES)));
+    return { tasks: sum(tasks), aggregation: sum([await this.aggregation.getJobCounts(...QUEUE_STATES)]) };
   }
 
   /** The task queue of one participant (created once, kept open). */

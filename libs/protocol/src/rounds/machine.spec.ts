@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { aggregatingRound, closedRound, openRound, quorumReason, run, step, sweepAction, type RoundEffect, type RoundEvent, type RoundNumber, type RoundSpec, type RoundState } from './machine';
+import { aggregatingRound, closedRound, failureKind, openRound, quorumReason, run, step, sweepAction, type RoundEffect, type RoundEvent, type RoundNumber, type RoundSpec, type RoundState } from './machine';
 import { NONCE_ROUND, roundSpec } from './specs';
 
 const P = ['pa', 'pb', 'pc', 'pd', 'pe'];
@@ -302,5 +302,36 @@ describe('sweepAction: what the deadline sweep does with a running query', () =>
     expect(never.action).toBe('fail');
     expect('reason' in never ? never.reason : '').toMatch(/^round 0 never opened/);
     expect(sweepAction({ currentRound: 0, createdAt: at }, at + 29_000, 30_000)).toEqual({ action: 'wait' });
+  });
+});
+
+describe('failureKind: what /metrics counts a failed query as', () => {
+  const at = Date.parse('2026-12-07T12:00:00Z');
+  const open = { round: 1, status: 'open' as const, deadline: at, openedAt: at - 20_000, closedAt: null };
+  const reasonOf = (action: ReturnType<typeof sweepAction>): string => (action.action === 'wait' ? '' : action.reason);
+
+  it('names each reason this file builds by its kind', () => {
+    expect(failureKind(quorumReason(shamir1, 1))).toBe('too_few_answers');
+    expect(failureKind(quorumReason({ protocol: 'shamir', round: 2, expected: ['pb', 'pd', 'pe'], quorum: 2 }, 1))).toBe('too_few_answers');
+    expect(failureKind(reasonOf(sweepAction({ round: open, currentRound: 1, createdAt: 0 }, at + 60_000, 30_000)))).toBe('deadline');
+    expect(failureKind(reasonOf(sweepAction({ round: { ...open, status: 'closed', closedAt: at }, currentRound: 1, createdAt: 0 }, at + 60_000, 30_000)))).toBe('interrupted');
+  });
+
+  it('names a paillier query nobody decrypted, with or without custodians, before the deadline words match', () => {
+    const undecrypted = (threshold?: number): string => {
+      const spec: RoundSpec = { protocol: 'paillier', round: 2, expected: [], quorum: 0, ...(threshold ? { custodians: { threshold } } : {}) };
+      const t = run(openRound(spec), [{ type: 'deadline', round: 2 }]);
+      const fail = t.effects.find((e) => e.type === 'fail');
+      return fail?.type === 'fail' ? fail.reason : '';
+    };
+    expect(undecrypted()).toMatch(/deadline/);
+    expect(failureKind(undecrypted())).toBe('not_decrypted');
+    expect(failureKind(undecrypted(2))).toBe('not_decrypted');
+  });
+
+  it('names the aggregation step’s refusals, and anything else as other', () => {
+    expect(failureKind('aggregation failed: job stalled more than allowable limit')).toBe('aggregation');
+    expect(failureKind('round 1: no aggregate')).toBe('aggregation');
+    expect(failureKind('the coordinator was asked to stop')).toBe('other');
   });
 });

@@ -232,6 +232,27 @@ function undecryptedReason(state: RoundState): string {
   return `${posted.length} of the ${custodians.threshold} custodians needed decrypted the aggregate before the deadline${which}`;
 }
 
+/**
+ * The kinds of failure reason a query can end with, for counting (the coordinator's /metrics): each is a phrase
+ * that only that kind's messages, built in this file and by the coordinator's aggregation step, contain. A SQL
+ * `LIKE '%phrase%'` finds the same ones. In order: the first that matches names the kind; anything else is `other`.
+ */
+export const FAILURE_KINDS = [
+  { kind: 'too_few_answers', phrase: 'answered, at least' },
+  { kind: 'too_few_answers', phrase: 'committee members answered' },
+  { kind: 'not_decrypted', phrase: 'decrypt' },
+  { kind: 'deadline', phrase: 'did not end by its deadline' },
+  { kind: 'interrupted', phrase: 'stopped between two steps' },
+  { kind: 'aggregation', phrase: 'aggregat' },
+] as const;
+
+export type FailureKind = (typeof FAILURE_KINDS)[number]['kind'] | 'other';
+
+/** The kind of a query's failure reason ({@link FAILURE_KINDS}), `other` when none matches. */
+export function failureKind(reason: string): FailureKind {
+  return FAILURE_KINDS.find((k) => reason.includes(k.phrase))?.kind ?? 'other';
+}
+
 /** What a query's current round looks like to the deadline sweep. */
 export interface SweepInput {
   /** The query's current round, or undefined when it never opened. */
