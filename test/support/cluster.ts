@@ -272,8 +272,8 @@ export class Cluster {
   }
 
   /** Starts a participant's worker process (`confide participant run`) and waits until it is connected. */
-  async run(p: ParticipantProcess): Promise<void> {
-    const child = spawn(process.execPath, [CLI, 'participant', 'run', '--home', p.home], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'debug' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  async run(p: ParticipantProcess, env: Readonly<Record<string, string>> = {}): Promise<void> {
+    const child = spawn(process.execPath, [CLI, 'participant', 'run', '--home', p.home], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'debug', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     const log = this.logFile(`participant-${p.name}`);
     child.stdout.pipe(log, { end: false });
     let ready = false;

@@ -182,6 +182,8 @@ export function assertTransport(url: string, insecure: boolean): void {
 export interface Submitted {
   readonly id: string;
   readonly status: string;
+  /** How many of the study's participants were online at submission, of how many asked. */
+  readonly online?: { readonly count: number; readonly of: number };
 }
 
 /**
@@ -195,5 +197,5 @@ export async function submitQuery(client: CoordinatorClient, body: Record<string
   const submitted = await client.post<Submitted>('/v1/queries', { ...body, seedCommitment: nonceCommitment(nonce) });
   onId?.(submitted.id);
   await client.post(`/v1/queries/${encodeURIComponent(submitted.id)}/nonce`, { nonce });
-  return { id: submitted.id, status: 'running' };
+  return { id: submitted.id, status: 'running', ...(submitted.online ? { online: submitted.online } : {}) };
 }

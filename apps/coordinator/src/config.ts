@@ -25,6 +25,7 @@ const envSchema = z.object({
   CONFIDE_DECRYPTION_SECONDS: positiveSeconds(3600),
   CONFIDE_AGGREGATORS: z.coerce.number().int().min(0).max(64).default(1),
   CONFIDE_SWEEP_SECONDS: positiveSeconds(30),
+  CONFIDE_ONLINE_SECONDS: positiveSeconds(45),
   /** Test only: crash or fail at named points (orchestration/failpoints.ts). */
   CONFIDE_FAILPOINT: z.string().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -49,6 +50,8 @@ export interface CoordinatorConfig {
   readonly aggregators: number;
   /** How often the sweep that ends every query by its deadline runs; also its grace past a deadline. */
   readonly sweepSeconds: number;
+  /** A participant is online when seen within this many seconds (workers send a heartbeat every 15 s) and not stopped since. */
+  readonly onlineSeconds: number;
   /** Test only: CONFIDE_FAILPOINT, the fault points armed (orchestration/failpoints.ts). */
   readonly failpoint: string | undefined;
   readonly logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
@@ -82,6 +85,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorCon
     decryptionSeconds: e.CONFIDE_DECRYPTION_SECONDS,
     aggregators: e.CONFIDE_AGGREGATORS,
     sweepSeconds: e.CONFIDE_SWEEP_SECONDS,
+    onlineSeconds: e.CONFIDE_ONLINE_SECONDS,
     failpoint: e.CONFIDE_FAILPOINT,
     logLevel: e.LOG_LEVEL,
   };

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import pino, { type Logger } from 'pino';
 import { importPublicKeyBase64Url, RnPool, type KeyPair, type PaillierPublicKey, type PublicKey } from '@confide/crypto';
@@ -27,7 +27,7 @@ import {
   type QuerySpec,
   type StudySchema,
 } from '@confide/protocol';
-import { createRedis, DRAIN_GRACE_MS, openTask, OutageMonitor, roundOf, settledWithin, TASK, taskJobId, TaskRejected, withoutCredentials, type Answer, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
+import { confideVersion, createRedis, DRAIN_GRACE_MS, openTask, OutageMonitor, roundOf, settledWithin, TASK, taskJobId, TaskRejected, withoutCredentials, type Answer, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
 import { CoordinatorLink, CoordinatorRequestError, WORKER_OUTAGE_RETRY_MS } from './coordinator-link';
 import { DataFileMonitor, DataFileRefusal } from './data-file';
 import { ParticipantHome, type Identity } from './home';
@@ -60,6 +60,8 @@ const FS_SYSCALLS = new Set(['open', 'read', 'write', 'close', 'rename', 'mkdir'
 interface TaskNote {
   records: number | null;
   matched: number | null;
+  /** A refusal's kind, for the heartbeat's counts (a TaskRefusal's code, data_file, max_records, …). */
+  refusal?: string;
   details: string | null;
 }
 
@@ -81,8 +83,35 @@ export interface WorkerOptions {
   readonly logger?: Logger;
 }
 
-/** How often a running worker makes a signed request the coordinator counts as "seen" (its online window is 10 minutes). */
-export const HEARTBEAT_MS = 2 * 60 * 1000;
+/**
+ * How often a running worker sends its heartbeat (CONFIDE_HEARTBEAT_SECONDS, default 15): the coordinator counts a
+ * participant online while it hears from it within its window (CONFIDE_ONLINE_SECONDS, default 45: three beats).
+ * @throws Error naming the variable when it is not a number of seconds from 1 to 3600
+ */
+export function heartbeatMs(env: NodeJS.ProcessEnv = process.env): number {
+  const text = env.CONFIDE_HEARTBEAT_SECONDS ?? '15';
+  const seconds = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || seconds < 1 || seconds > 3600) throw new Error(`CONFIDE_HEARTBEAT_SECONDS must be a number of seconds from 1 to 3600, not ${JSON.stringify(text)}`);
+  return seconds * 1000;
+}
+
+/** How long the last heartbeat (the one that says the worker is stopping) may take: a stop never waits longer. */
+const GOODBYE_MS = 1_500;
+
+/**
+ * The kind of a refusal, for the heartbeat's counts: a ledger or settings rule's code (libs/protocol TaskRefusal:
+ * `roster`, `duplicate`, `checkpoint`, …), or what else refused it. `known` is a kind set where it was thrown.
+ */
+function refusalKind(err: unknown, known: string | undefined): string {
+  if (known) return known;
+  if (err instanceof TaskRefusal) return err.code.toLowerCase();
+  if (err instanceof LedgerViewError || err instanceof CoordinatorRequestError) return 'ledger_view';
+  if (err instanceof DataFileRefusal) return 'data_file';
+  if (err instanceof QueryError) return 'query';
+  if (err instanceof ProtocolError) return 'protocol';
+  if (err instanceof Error && /already answered/.test(err.message)) return 'already_answered';
+  return 'other';
+}
 
 /**
  * The participant's worker: takes signed tasks from its own queue only (its Redis ACL allows nothing else),
@@ -113,6 +142,12 @@ export class ParticipantWorker {
   private outages?: OutageMonitor;
   private readonly data: DataFileMonitor;
   private connection?: Redis;
+  /** This participant's own task queue, read for the heartbeat's counts (its ACL allows its own keys only). */
+  private queue?: Queue;
+  private readonly link: CoordinatorLink;
+  private lastTask: { queryId: string; round: number; outcome: 'answered' | 'refused' | 'failed'; at: string } | null = null;
+  /** Tasks refused since this worker started, by kind: sent with every heartbeat, counted by the coordinator's /metrics. */
+  private readonly refusedByKind = new Map<string, number>();
 
   constructor(private readonly options: WorkerOptions) {
     this.home = new ParticipantHome(resolve(options.home));
@@ -126,6 +161,7 @@ export class ParticipantWorker {
       this.identity.studyId,
     );
     this.journal = new Journal(this.home.dir);
+    this.link = new CoordinatorLink(this.identity.coordinatorUrl, this.identity.participantId, this.keys.signing, 0, 10_000);
     this.logger = options.logger ?? defaultLogger();
     this.data = new DataFileMonitor(this.identity.dataFile, this.schema, this.logger);
   }
@@ -154,6 +190,7 @@ export class ParticipantWorker {
     this.worker.on('failed', (job, err) => this.logger.debug({ jobId: job?.id, reason: err.message }, `job ${job?.id ?? ''} failed: ${err.message}`));
     this.worker.on('completed', (job) => this.logger.debug({ jobId: job.id }, `job ${job.id ?? ''} completed`));
     this.outages.listen(this.worker, 'task queue');
+    this.queue = new Queue(redis.queue, { connection, prefix: redis.prefix });
     // Checked (and logged) before the first task, and again whenever the file changes.
     await this.data.start();
     void this.worker.run();
@@ -163,17 +200,33 @@ export class ParticipantWorker {
   }
 
   /**
-   * Says "still here" to the coordinator at start and every {@link HEARTBEAT_MS}: one signed read of the public
-   * checkpoint, so `confide participant list` shows an idle worker as online. Nothing about the data travels.
+   * Says "still here" to the coordinator at start and every {@link heartbeatMs}: a signed request (POST
+   * /v1/participant/heartbeat) with this worker's version, its queue's depth and how long its oldest task has waited,
+   * its last task (query, round, outcome) and its refusals by kind. Nothing about the data travels.
    */
   private startHeartbeat(): void {
-    const link = new CoordinatorLink(this.identity.coordinatorUrl, this.identity.participantId, this.keys.signing);
     const beat = (): void => {
-      link.get('/v1/ledger/checkpoint').catch((err: unknown) => this.logger.debug({ err: (err as Error).message }, 'heartbeat to the coordinator failed'));
+      this.sendHeartbeat(false).catch((err: unknown) => this.logger.debug({ err: (err as Error).message }, 'heartbeat to the coordinator failed'));
     };
     beat();
-    this.heartbeat = setInterval(beat, HEARTBEAT_MS);
+    this.heartbeat = setInterval(beat, heartbeatMs());
     this.heartbeat.unref();
+  }
+
+  private async sendHeartbeat(stopping: boolean): Promise<void> {
+    await this.link.post('/v1/participant/heartbeat', { version: confideVersion(), queue: await this.queueState(), lastTask: this.lastTask, refused: Object.fromEntries(this.refusedByKind), stopping });
+  }
+
+  /** This participant's queue as BullMQ counts it, or null when Redis does not answer (the heartbeat goes anyway). */
+  private async queueState(): Promise<{ waiting: number; active: number; delayed: number; oldestWaitingMs: number | null } | null> {
+    if (!this.queue || this.connection?.status !== 'ready') return null;
+    try {
+      const counts = await this.queue.getJobCounts('waiting', 'active', 'delayed');
+      const [oldest] = await this.queue.getWaiting(0, 0);
+      return { waiting: counts.waiting ?? 0, active: counts.active ?? 0, delayed: counts.delayed ?? 0, oldestWaitingMs: oldest ? Math.max(0, Date.now() - oldest.timestamp) : null };
+    } catch {
+      return null;
+    }
   }
 
   /**
@@ -183,12 +236,16 @@ export class ParticipantWorker {
    */
   async stop(): Promise<void> {
     clearInterval(this.heartbeat);
+    // The last heartbeat says this worker is stopping, so it shows offline at once; a coordinator that does not
+    // answer in time is not waited for (it sees the worker offline when its heartbeats stop).
+    if (this.heartbeat) await settledWithin(this.sendHeartbeat(true), GOODBYE_MS);
     this.refill?.abort();
     for (const pool of this.pools.values()) pool.clear();
     this.outages?.stop();
     this.data.stop();
     const drained = (async () => {
       await this.worker?.close();
+      await this.queue?.close();
       await this.worker?.disconnect();
     })();
     if (await settledWithin(drained, DRAIN_GRACE_MS)) return drained;
@@ -216,7 +273,7 @@ export class ParticipantWorker {
       const refusal = err instanceof TaskRejected ? new UnrecoverableError(`task rejected: ${err.message}`) : err;
       const reason = refusal instanceof Error ? refusal.message : String(refusal);
       const outcome = refusal instanceof UnrecoverableError ? 'refused' : 'failed';
-      this.logTask({ queryId: task?.queryId ?? null, jobId: job.id ?? null, round: task ? roundOf(task.kind) : null, task: task?.kind ?? null, query: task ? describeQuery(task.query) : null, submittedBy: null, records: null, matched: null, outcome, reason, details: null });
+      this.logTask({ queryId: task?.queryId ?? null, jobId: job.id ?? null, round: task ? roundOf(task.kind) : null, task: task?.kind ?? null, query: task ? describeQuery(task.query) : null, submittedBy: null, records: null, matched: null, outcome, reason, details: null }, 'task_rejected');
       throw refusal;
     }
     const round = roundOf(task.kind);
@@ -239,7 +296,7 @@ export class ParticipantWorker {
       const refusal = this.refusal(err, note);
       const failure = refusal ?? this.retryable(err, note);
       this.record(task, refusal ? 'refused' : 'failed', failure.message, facts, note);
-      this.logTask(this.report(task, job, refusal ? 'refused' : 'failed', failure.message, facts, note));
+      this.logTask(this.report(task, job, refusal ? 'refused' : 'failed', failure.message, facts, note), note.refusal);
       throw failure;
     }
   }
@@ -261,9 +318,14 @@ export class ParticipantWorker {
   }
 
   /** The task's one log line (task-line.ts): what was asked, by whom, how many records, and the outcome. */
-  private logTask(report: TaskReport): void {
+  private logTask(report: TaskReport, refusal?: string): void {
     const level = report.outcome === 'answered' ? 'info' : report.outcome === 'refused' ? 'warn' : 'error';
     this.logger[level](taskFields(report), taskSentence(report));
+    if (report.queryId !== null && report.round !== null) this.lastTask = { queryId: report.queryId, round: report.round, outcome: report.outcome, at: new Date().toISOString() };
+    if (report.outcome === 'refused') {
+      const kind = refusal ?? 'other';
+      this.refusedByKind.set(kind, (this.refusedByKind.get(kind) ?? 0) + 1);
+    }
   }
 
   /**
@@ -290,6 +352,7 @@ export class ParticipantWorker {
 
   /** The UnrecoverableError a refusal becomes, or undefined for an error a retry may cure. */
   private refusal(err: unknown, note: TaskNote): UnrecoverableError | undefined {
+    note.refusal = refusalKind(err, note.refusal);
     if (err instanceof UnrecoverableError) return err;
     if (err instanceof TaskRefusal || err instanceof LedgerViewError) return new UnrecoverableError(`task rejected: ${err.message}`);
     // The coordinator could not prove the checkpoint extends the saved one (e.g. a size its ledger never had).
@@ -345,6 +408,7 @@ export class ParticipantWorker {
     note.records = local.records;
     note.matched = local.matched;
     if (local.records > this.identity.maxRecords) {
+      note.refusal = 'max_records';
       local.vector.fill(0n);
       throw new UnrecoverableError(`local data has more records than declared at enrollment (${this.identity.maxRecords}); raise it with 'confide participant update --max-records N'`);
     }

@@ -10,3 +10,4 @@ export * from './shutdown';
 export * from './acl';
 export * from './events';
 export * from './outcome';
+export * from './version';

@@ -35,7 +35,7 @@ export async function participantListCommand(argv: readonly string[], out: Outpu
       ? [
           `${'NAME'.padEnd(width)}  ${'ID'.padEnd(26)}  ${'STATE'.padEnd(7)}  LAST SEEN`,
           ...view.participants.map((p) => `${p.name.padEnd(width)}  ${p.id.padEnd(26)}  ${(p.online ? 'online' : 'offline').padEnd(7)}  ${ago(p.lastSeen, now)}${p.lastSeen ? ` (${p.lastSeen})` : ''}`),
-          `online: seen in the last ${view.onlineWindowSeconds / 60} min (a running worker checks in at start and every 2 min, and with every task)`,
+          `online: heard from in the last ${view.onlineWindowSeconds} s and not stopped since (a running worker sends a heartbeat every 15 s, and says so when it stops)`,
         ].join('\n')
       : `no participants enrolled in ${view.study} yet`,
   );

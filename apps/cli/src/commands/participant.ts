@@ -45,8 +45,9 @@ participant's own key, to the coordinator the home pinned at enrollment; each re
 for every problem, and prints what a query would contribute from it (per field: count, sum, min, max); it reads
 only local files and exits 1 on any problem. enroll runs the same check before it uses the invitation.
 list (for researchers, auditors and admins, with an API key) shows a study's participants by invited name and id,
-online (seen in the last 10 minutes: a task answered or refused, or a signed request, which a running worker
-makes at start and every 2 minutes) or offline, and when each was last seen. It takes the global options: --coordinator, --token, --profile, --timeout, --json.`;
+online (heard from within the coordinator's CONFIDE_ONLINE_SECONDS, default 45: a running worker sends a signed
+heartbeat every 15 s with its version, queue and last task, and a last one when it stops) or offline, and when each
+was last seen. It takes the global options: --coordinator, --token, --profile, --timeout, --json.`;
 
 /** The study's settings as a participant is asked to accept them. */
 export function describeSettings(study: StudySchema): string {

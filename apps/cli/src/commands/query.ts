@@ -9,7 +9,7 @@ import { QUERY_OPTIONS, readQueryFile, readSelect, readWhere, SELECT_FLAGS } fro
 
 export const QUERY_USAGE = `Usage: confide query --study NAME [--protocol shamir|paillier] --stat STAT (--field F | --x X --y Y) [--bins MIN:MAX:WIDTH | --edges E1,E2,…] …
                      [--where COND …] [--group-by FIELD] [--min-group-size N] [--threshold T]
-                     [--key FILE --identity FILE] [--coordinator-key FINGERPRINT] [--deadline SECONDS] [--wait] [--json]
+                     [--key FILE --identity FILE] [--coordinator-key FINGERPRINT] [--deadline SECONDS] [--allow-offline] [--wait] [--json]
        confide query --file QUERY.json [--key FILE --identity FILE] [--wait] [--json]
        confide query status ID [--json]
        confide query list [--study NAME] [--mine] [--limit N] [--json]
@@ -19,7 +19,9 @@ export const QUERY_USAGE = `Usage: confide query --study NAME [--protocol shamir
 STAT is count, sum, mean, variance, stddev (sample, n − 1), histogram (--bins or --edges; bins are [a, b)),
 correlation or regression (--x X --y Y: y on x). COND is FIELD OP VALUE with OP = != < <= > >= or in
 (e.g. --where 'age>=40' --where 'type=Yes' --where 'rank in Prof,AssocProf'); conditions are ANDed.
---group-by computes every statistic per value of a category field. --file sends a JSON query as
+--group-by computes every statistic per value of a category field. A query is refused (409) when fewer of the
+study's participants are online than its minimum, naming who is offline; --allow-offline submits it anyway, to wait
+for them until its deadline. --file sends a JSON query as
 POST /v1/queries takes it. With --wait it follows the query to its result (a progress bar on a terminal).
 paillier needs --key FILE from 'confide keys paillier' (only its public key is sent) and --identity FILE
 from 'confide keys researcher', which signs the key's binding to this query; participants refuse a key
@@ -259,6 +261,7 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
     custodians: { type: 'string' },
     'coordinator-key': { type: 'string' },
     wait: { type: 'boolean' },
+    'allow-offline': { type: 'boolean' },
   });
   out.json = values.json === true;
   const fromFile = values.file ? readQueryFile(values.file) : undefined;
@@ -278,8 +281,9 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
   const pinned = pinnedFingerprint(values['coordinator-key']);
   const deadline = intOption(values.deadline, 'deadline', 1);
   const minGroupSize = intOption(values['min-group-size'], 'min-group-size', 1);
+  const allowOffline = values['allow-offline'] === true ? { allowOffline: true } : {};
   const body: Record<string, unknown> = fromFile
-    ? { ...fromFile, protocol }
+    ? { ...fromFile, protocol, ...allowOffline }
     : {
         study: values.study,
         protocol,
@@ -289,6 +293,7 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
         ...(minGroupSize !== undefined ? { privacy: { minGroupSize } } : {}),
         threshold: intOption(values.threshold, 'threshold', 1),
         deadlineSeconds: deadline,
+        ...allowOffline,
       };
   const client = CoordinatorClient.from(values);
   // Only the public key ever leaves this machine, with the identity key's signature binding it to this query.
@@ -308,7 +313,8 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
       : custodians
         ? `; ${custodians.verification.threshold} of its ${custodians.verification.custodians} custodians decrypt it with 'confide query decrypt-share ${submitted.id} --share FILE'`
         : '';
-    out.result({ id: submitted.id, status: submitted.status }, () => `submitted query ${submitted.id}; follow it with 'confide query status ${submitted.id}'${next}`);
+    const online = submitted.online ? ` (${submitted.online.count} of its ${submitted.online.of} participants online)` : '';
+    out.result({ id: submitted.id, status: submitted.status, ...(submitted.online ? { online: submitted.online } : {}) }, () => `submitted query ${submitted.id}${online}; follow it with 'confide query status ${submitted.id}'${next}`);
     return;
   }
   const q = await follow(client, submitted.id, out, ((deadline ?? 120) * 2 + 60) * 1000, keys ? fullKeyHolder(client, submitted.id, keys, pinned, out) : undefined);

@@ -297,12 +297,27 @@ function participantActivity(dialect: Dialect): Migration {
 }
 
 /**
+ * Participant heartbeats (issue 14): the last one each worker sent (its version, queue depth, last task and refusals
+ * by kind, as JSON), and when a worker said it was stopping (a heartbeat with `stopping`), so that it shows offline
+ * at once instead of when its heartbeats are missed.
+ */
+function participantHeartbeat(dialect: Dialect): Migration {
+  const int64 = dialect === 'postgres' ? 'bigint' : 'integer';
+  return {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema.alterTable('participants').addColumn('heartbeat_json', 'text').execute();
+      await db.schema.alterTable('participants').addColumn('stopped_at', int64).execute();
+    },
+  };
+}
+
+/**
  * The in-code migration provider for Kysely's `Migrator`: migrations are compiled into the app, so
  * there is no directory to find at run time.
  * @param dialect the database the migrations will run on
  */
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
-    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect), '0003_privacy_budget': privacyBudget(dialect), '0004_event_study': eventStudy(), '0005_researcher_identity': researcherIdentity(dialect), '0006_outbox': outbox(dialect), '0007_participant_removal': participantRemoval(dialect), '0008_participant_activity': participantActivity(dialect) }),
+    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect), '0003_privacy_budget': privacyBudget(dialect), '0004_event_study': eventStudy(), '0005_researcher_identity': researcherIdentity(dialect), '0006_outbox': outbox(dialect), '0007_participant_removal': participantRemoval(dialect), '0008_participant_activity': participantActivity(dialect), '0009_participant_heartbeat': participantHeartbeat(dialect) }),
   };
 }

@@ -253,6 +253,15 @@ export class ParticipantRepository {
       .execute();
   }
 
+  /** Stores a worker's heartbeat, and when it says it is stopping, that it stopped at `at`. */
+  async heartbeat(id: string, heartbeatJson: string, stoppedAt: number | null): Promise<void> {
+    await this.db
+      .updateTable('participants')
+      .set(stoppedAt === null ? { heartbeat_json: heartbeatJson } : { heartbeat_json: heartbeatJson, stopped_at: stoppedAt })
+      .where('id', '=', id)
+      .execute();
+  }
+
   /** How many participants take part in a study (removed ones do not). */
   async countByStudy(studyId: string): Promise<number> {
     const { n } = await this.db

@@ -43,6 +43,10 @@ export interface ParticipantsTable {
   removed_at: ColumnType<number | null, number | null | undefined, number | null>;
   /** When the coordinator last saw the participant: a signed request, or a task it answered or refused (migration 0008). */
   last_seen_at: ColumnType<number | null, number | null | undefined, number | null>;
+  /** The last heartbeat the worker sent, as JSON (migration 0009; participants.service heartbeatSchema). */
+  heartbeat_json: ColumnType<string | null, string | null | undefined, string | null>;
+  /** When the worker said it was stopping; it is offline until seen again after that (migration 0009). */
+  stopped_at: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 /** A single-use enrolment invitation, stored by the hash of its token (the token itself is never stored). */

@@ -1,4 +1,4 @@
-import { Controller, Get, Header } from '@nestjs/common';
+import { Controller, Get, Header, Inject } from '@nestjs/common';
 import { ApiBearerAuth, ApiProduces, ApiTags } from '@nestjs/swagger';
 import { sql } from 'kysely';
 import { FAILURE_KINDS } from '@confide/protocol';
@@ -6,7 +6,9 @@ import { Roles } from '../auth/decorators';
 import { histogramLines, LEDGER_APPEND_SECONDS, sample } from '../metrics/prometheus';
 import { Orchestrator } from '../orchestration/orchestrator';
 import { Repositories } from '../storage';
-import { ONLINE_WINDOW_MS } from '../studies/studies.service';
+import type { CoordinatorConfig } from '../config';
+import { isOnline, readHeartbeat } from '../participants/presence';
+import { CONFIG } from '../tokens';
 
 /** Upper bounds (seconds) of the round duration histogram: a quick round takes under a second, a deadline minutes. */
 const ROUND_BUCKETS = [0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600];
@@ -26,6 +28,7 @@ export class MetricsController {
   constructor(
     private readonly repos: Repositories,
     private readonly orchestrator: Orchestrator,
+    @Inject(CONFIG) private readonly config: CoordinatorConfig,
   ) {}
 
   @Get()
@@ -59,13 +62,19 @@ export class MetricsController {
       .groupBy(['q.protocol', 'r.round', 'r.status'])
       .execute();
     const studies = await this.repos.studies.list();
-    const people = await db.selectFrom('participants').select(['id', 'study_id', 'removed_at', 'last_seen_at']).execute();
+    const people = await db.selectFrom('participants').select(['id', 'study_id', 'removed_at', 'last_seen_at', 'stopped_at', 'heartbeat_json']).execute();
     const now = Date.now();
     const taking = people.filter((p) => p.removed_at === null);
     const depths = await this.orchestrator.queueDepths(taking.map((p) => p.id));
     const entries = await this.repos.events.count();
     const memory = process.memoryUsage();
-    const online = (p: (typeof taking)[number]): boolean => p.last_seen_at !== null && now - Number(p.last_seen_at) <= ONLINE_WINDOW_MS;
+    const online = (p: (typeof taking)[number]): boolean => isOnline(p, now, this.config.onlineSeconds * 1000);
+    // Refusals by kind, as each running worker counts them since it started (its last heartbeat).
+    const refused = new Map<string, number>();
+    for (const p of taking) {
+      const study = studies.find((s) => s.id === p.study_id)?.name ?? p.study_id;
+      for (const [kind, n] of Object.entries(readHeartbeat(p.heartbeat_json)?.refused ?? {})) refused.set(`${study}\u0000${kind}`, (refused.get(`${study}\u0000${kind}`) ?? 0) + n);
+    }
     const perStudy = (name: string, counted: (p: (typeof taking)[number]) => boolean): string[] =>
       studies.map((s) => sample(name, taking.filter((p) => p.study_id === s.id && counted(p)).length, { study: s.name }));
     return [
@@ -88,9 +97,15 @@ export class MetricsController {
       '# HELP confide_study_participants Participants taking part in each study (not removed).',
       '# TYPE confide_study_participants gauge',
       ...perStudy('confide_study_participants', () => true),
-      `# HELP confide_participants_online Participants of each study seen in the last ${ONLINE_WINDOW_MS / 60_000} min (a signed request, or a task answered or refused).`,
+      `# HELP confide_participants_online Participants of each study seen in the last ${this.config.onlineSeconds} s (a heartbeat, another signed request, or a task answered or refused) and not stopped since.`,
       '# TYPE confide_participants_online gauge',
       ...perStudy('confide_participants_online', online),
+      '# HELP confide_worker_refused_tasks Tasks the workers refused since each started, by study and kind, from their heartbeats.',
+      '# TYPE confide_worker_refused_tasks gauge',
+      ...[...refused].map(([key, n]) => {
+        const [study, reason] = key.split('\u0000') as [string, string];
+        return sample('confide_worker_refused_tasks', n, { study, reason });
+      }),
       '# HELP confide_tasks_queued Tasks in the participants\' queues, by state (waiting, active, delayed).',
       '# TYPE confide_tasks_queued gauge',
       ...Object.entries(depths.tasks).map(([state, n]) => sample('confide_tasks_queued', n, { state })),

@@ -5,6 +5,7 @@ import type { AuthedRequest } from '../auth/api-key.guard';
 import { ParticipantAuth, Roles } from '../auth/decorators';
 import { STUDY_NAME } from '../studies/studies.service';
 import { ParticipantsService } from './participants.service';
+import { heartbeatSchema, type Heartbeat } from './presence';
 
 const studyName = z.string().regex(STUDY_NAME, 'letters, digits, ".", "-" and "_" only');
 const participantRef = z.string().regex(/^[A-Za-z0-9 _.-]{1,128}$/, 'a participant id or name');
@@ -41,5 +42,15 @@ export class ParticipantsController {
   @ParticipantAuth()
   updateMaxRecords(@Body({ schema: maxRecordsBody }) body: z.infer<typeof maxRecordsBody>, @Req() req: AuthedRequest) {
     return this.participants.updateMaxRecords(req.participant!.participantId, body);
+  }
+
+  /**
+   * A worker's heartbeat (every 15 s, and a last one with `stopping` as it stops), signed like every participant
+   * request: its version, queue, last task and refusals by kind. Nothing about its data.
+   */
+  @Post('participant/heartbeat')
+  @ParticipantAuth()
+  heartbeat(@Body({ schema: heartbeatSchema }) body: Heartbeat, @Req() req: AuthedRequest) {
+    return this.participants.heartbeat(req.participant!.participantId, body);
   }
 }

@@ -7,7 +7,9 @@ import { ApiError } from '../http/error.filter';
 import type { RedisConnections } from '../orchestration/orchestrator';
 import { Orchestrator } from '../orchestration/orchestrator';
 import { Repositories } from '../storage';
-import { REDIS } from '../tokens';
+import { CONFIG, REDIS } from '../tokens';
+import type { CoordinatorConfig } from '../config';
+import type { Heartbeat } from './presence';
 
 /** A participant as the admin sees it: its invited name beside its id. */
 export interface ParticipantView {
@@ -55,6 +57,7 @@ export class ParticipantsService {
     private readonly repos: Repositories,
     private readonly orchestrator: Orchestrator,
     @Inject(REDIS) private readonly redis: RedisConnections,
+    @Inject(CONFIG) private readonly config: CoordinatorConfig,
   ) {}
 
   private async study(name: string) {
@@ -96,6 +99,17 @@ export class ParticipantsService {
    * @throws ApiError 400 bad_signature (signed with another key, or for another participant), stale, 403 removed,
    *   409 conflict (made for another current value)
    */
+  /**
+   * Keeps a worker's heartbeat (its sighting is recorded by the guard, as for every signed request); one that says
+   * it is stopping marks the participant offline from now until it is seen again.
+   * @returns how often to send the next, and how long a silence makes it offline
+   */
+  async heartbeat(caller: string, beat: Heartbeat): Promise<{ ok: true; onlineSeconds: number }> {
+    const { stopping, ...kept } = beat;
+    await this.repos.participants.heartbeat(caller, JSON.stringify(kept), stopping ? Date.now() : null);
+    return { ok: true, onlineSeconds: this.config.onlineSeconds };
+  }
+
   async updateMaxRecords(caller: string, update: MaxRecordsUpdate): Promise<ParticipantView & { ledgerIndex: number }> {
     const row = await this.repos.participants.get(caller);
     if (!row) throw new ApiError(404, 'not_found', 'unknown participant');

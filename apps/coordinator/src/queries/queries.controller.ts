@@ -23,6 +23,8 @@ const queryBody = z.strictObject({
   researcher: researcherBindingSchema.optional(),
   // Paillier with custodians: their verification keys (libs/crypto threshold-paillier JSON form).
   custodians: z.record(z.string(), z.unknown()).optional(),
+  // Submit although fewer than the minimum of participants are online (409 too_few_online otherwise).
+  allowOffline: z.boolean().optional(),
 });
 const nonceBody = z.strictObject({ nonce: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits') });
 const listFilter = z.strictObject({

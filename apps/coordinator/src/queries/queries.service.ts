@@ -1,4 +1,4 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import {
   assertNoOverflow,
   canonicalQuery,
@@ -32,6 +32,9 @@ import { ApiError } from '../http/error.filter';
 import { Orchestrator } from '../orchestration/orchestrator';
 import { StudiesService } from '../studies/studies.service';
 import { Repositories } from '../storage';
+import type { CoordinatorConfig } from '../config';
+import { isOnline } from '../participants/presence';
+import { CONFIG } from '../tokens';
 
 /** A query as submitted over the API. */
 export interface QueryRequest {
@@ -55,6 +58,8 @@ export interface QueryRequest {
   readonly researcher?: ResearcherBinding;
   /** Paillier with custodians: their verification keys, which the binding names. */
   readonly custodians?: Readonly<Record<string, unknown>>;
+  /** Submit even when fewer than the query's minimum of participants are online: the round waits for them until its deadline. */
+  readonly allowOffline?: boolean;
 }
 
 /** What POST /v1/queries answers. */
@@ -65,6 +70,8 @@ export interface SubmittedQuery {
   readonly awaitingNonce: boolean;
   /** The ledger index of its `query.submitted` entry. */
   readonly ledgerIndex: number;
+  /** How many of the study's participants were online when it was submitted, of how many asked. */
+  readonly online: { readonly count: number; readonly of: number };
 }
 
 /** What GET /v1/queries/:id answers. */
@@ -135,6 +142,7 @@ export class QueriesService {
     private readonly repos: Repositories,
     private readonly studies: StudiesService,
     private readonly orchestrator: Orchestrator,
+    @Inject(CONFIG) private readonly config: CoordinatorConfig,
   ) {}
 
   /**
@@ -200,6 +208,19 @@ export class QueriesService {
       }
       await this.checkBinding(req, study.name, spec, createdBy);
     }
+    // Before anything is recorded: a query that cannot reach its minimum with the workers running now would only
+    // wait out its deadline and fail, with its privacy budget spent.
+    const now0 = Date.now();
+    const online = participants.filter((p) => isOnline(p, now0, this.config.onlineSeconds * 1000));
+    if (online.length < privacy.minParticipants && req.allowOffline !== true) {
+      const offline = participants.filter((p) => !online.includes(p)).map((p) => `${p.name} (${p.id})`);
+      throw new ApiError(
+        409,
+        'too_few_online',
+        `refused, nothing recorded: ${online.length} of the ${participants.length} participants of ${study.name} are online (seen in the last ${this.config.onlineSeconds} s), the query needs at least ${privacy.minParticipants}; offline: ${offline.join(', ')}. Start their workers, or submit with --allow-offline (allowOffline: true) to wait for them until the deadline`,
+      );
+    }
+    const onlineCount = { count: online.length, of: participants.length };
     const id = newQueryId();
     const now = Date.now();
     const budget = study.schema.privacy.dp?.budget;
@@ -257,7 +278,7 @@ export class QueriesService {
       if (req.protocol === 'paillier') {
         if (req.custodians) await this.repos.queries.setOptions(id, JSON.stringify({ custodians: req.custodians } satisfies PaillierOptions));
         await this.orchestrator.startPaillier({ queryId: id, studyId: study.id, spec, schema: study.schema, publicKey: req.publicKey!, deadlineSeconds: req.deadlineSeconds, submittedIndex, submittedBy: createdBy });
-        return { id, status: 'running', awaitingNonce: false, ledgerIndex: submittedIndex };
+        return { id, status: 'running', awaitingNonce: false, ledgerIndex: submittedIndex, online: onlineCount };
       }
       const options: ShamirOptions = { threshold: req.threshold, deadlineSeconds: req.deadlineSeconds, seedCommitment: req.seedCommitment, submittedIndex };
       await this.repos.queries.setOptions(id, JSON.stringify(options));
@@ -266,7 +287,7 @@ export class QueriesService {
       await this.repos.queries.finish(id, { status: 'failed', failure_reason: err instanceof Error ? err.message : String(err) }, Date.now());
       throw err;
     }
-    return { id, status: 'running', awaitingNonce: true, ledgerIndex: submittedIndex };
+    return { id, status: 'running', awaitingNonce: true, ledgerIndex: submittedIndex, online: onlineCount };
   }
 
   /**

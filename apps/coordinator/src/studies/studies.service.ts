@@ -10,6 +10,7 @@ import type { ApiKey } from '../db/schema';
 import { ApiError } from '../http/error.filter';
 import { Repositories } from '../storage';
 import { CONFIG } from '../tokens';
+import { isOnline, readHeartbeat, type Heartbeat } from '../participants/presence';
 
 /** Study names the routes that address a study (`/v1/studies/:name`) accept; a study must be creatable only with one. */
 export const STUDY_NAME = /^[A-Za-z0-9_.-]{1,100}$/;
@@ -25,18 +26,12 @@ export interface StudyView {
   readonly schema: unknown;
 }
 
-/**
- * How recently a participant must have been seen to count as online. A worker is seen when it answers or refuses a
- * task and when it makes a signed request: on every task, and its heartbeat at start and every 2 minutes
- * (apps/participant worker HEARTBEAT_MS), so a running idle worker stays online and a stopped one goes offline.
- */
-export const ONLINE_WINDOW_MS = 10 * 60 * 1000;
-
 /** GET /v1/studies/:name/participants. */
 export interface ParticipantsView {
   readonly study: string;
+  /** Online: seen within this many seconds (CONFIDE_ONLINE_SECONDS; workers send a heartbeat every 15 s) and not stopped since. */
   readonly onlineWindowSeconds: number;
-  readonly participants: readonly (ParticipantView & { lastSeen: string | null; online: boolean })[];
+  readonly participants: readonly (ParticipantView & { lastSeen: string | null; online: boolean; heartbeat: Omit<Heartbeat, 'stopping'> | null })[];
 }
 
 /** An API key as GET /v1/api-keys lists it: never its token or the token's hash. */
@@ -100,7 +95,8 @@ export class StudiesService {
   /**
    * A study's participants as researchers, auditors and admins see them (removed ones too): invited name, id, status
    * (active or removed), limits and key fingerprints (all in the ledger already), when each was last seen (a signed
-   * request, or a task answered or refused) and whether that was within {@link ONLINE_WINDOW_MS}.
+   * request, or a task answered or refused) and whether it is online ({@link isOnline}), with its worker's last
+   * heartbeat (version, queue, last task, refusals by kind).
    * @throws ApiError 404 for an unknown study
    */
   async participants(name: string, now = Date.now()): Promise<ParticipantsView> {
@@ -108,11 +104,12 @@ export class StudiesService {
     const rows = await this.repos.participants.listByStudy(study.id);
     return {
       study: study.name,
-      onlineWindowSeconds: ONLINE_WINDOW_MS / 1000,
+      onlineWindowSeconds: this.config.onlineSeconds,
       participants: rows.map((p) => ({
         ...participantView(p),
-        lastSeen: p.last_seen_at !== null ? new Date(p.last_seen_at).toISOString() : null,
-        online: p.last_seen_at !== null && now - p.last_seen_at <= ONLINE_WINDOW_MS,
+        lastSeen: p.last_seen_at !== null ? new Date(Number(p.last_seen_at)).toISOString() : null,
+        online: p.removed_at === null && isOnline(p, now, this.config.onlineSeconds * 1000),
+        heartbeat: readHeartbeat(p.heartbeat_json),
       })),
     };
   }
