@@ -22,6 +22,8 @@ type Access = readonly Role[] | 'invitation' | 'public';
 const ROUTES: Readonly<Record<string, Access>> = {
   'GET /health': 'public',
   'GET /metrics': ['admin', 'auditor'],
+  // Counts per study and the ledger size, for `confide admin status` (test/e2e/status-views).
+  'GET /v1/status': ['admin', 'auditor'],
   'POST /v1/studies': ['admin'],
   'GET /v1/studies': ['admin', 'researcher', 'auditor'],
   'GET /v1/studies/{name}': ['admin', 'researcher', 'auditor'],
