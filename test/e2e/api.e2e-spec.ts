@@ -172,6 +172,20 @@ describe('coordinator HTTP API: routes, authentication, authorisation and input 
     expect(handlers).toHaveLength(Object.keys(ROUTES).length);
   });
 
+  it('documents the status view as counts only: GET /v1/status answers what its OpenAPI response schema says', async () => {
+    type Schema = { type?: string; properties?: Record<string, Schema>; items?: Schema };
+    const doc = (await call('GET', '/docs-json')).json as { paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: Schema }> }> }>> };
+    const schema = doc.paths['/v1/status']?.get?.responses['200']?.content?.['application/json']?.schema;
+    expect(Object.keys(schema?.properties ?? {}).sort()).toEqual(['ledgerSize', 'onlineWindowSeconds', 'studies', 'windowSeconds']);
+    const row = schema?.properties?.studies?.items;
+    expect(Object.entries(row?.properties ?? {}).map(([k, v]) => `${k}:${v.type ?? ''}`).sort()).toEqual(
+      ['failedLastHour:integer', 'name:string', 'online:integer', 'participants:integer', 'running:integer', 'succeededLastHour:integer'],
+    );
+    const served = (await call('GET', '/v1/status', { token: keys.auditor })).json as { studies: Record<string, unknown>[] } & Record<string, unknown>;
+    expect(Object.keys(served).sort()).toEqual(Object.keys(schema!.properties!).sort());
+    expect(served.studies.map((s) => Object.keys(s).sort())).toEqual([Object.keys(row!.properties!).sort()]);
+  });
+
   it('serves the OpenAPI UI at /docs without a token', async () => {
     const reply = await call('GET', '/docs');
     expect(reply.status).toBe(200);
