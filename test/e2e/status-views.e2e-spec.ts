@@ -181,3 +181,41 @@ describe('status views: admin status and participant status (three participant p
     }
   });
 });
+
+describe('admin status on PostgreSQL: a running query, then the same query failed', () => {
+  let cluster: Cluster;
+  let researcher: string;
+
+  beforeAll(async () => {
+    cluster = await Cluster.start({ database: 'postgres' });
+    await cluster.createStudy(syntheticSalaryStudy());
+    // Enrolled, no worker running: a query waits for its deadline and fails. Enrolling is a signed request, so all three were seen.
+    await Promise.all(
+      [1, 2, 3].map(async (i) => {
+        const csv = join(cluster.dir, `site-${i}.csv`);
+        writeFileSync(csv, generateSalaryCsv(1500 + i, RECORDS));
+        return cluster.enroll('salaries', `site-${i}`, csv);
+      }),
+    );
+    researcher = await cluster.apiKey('researcher');
+  }, 120_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+  }, 60_000);
+
+  it('counts the query as running, then as failed in the last hour', async () => {
+    const submitted = await cluster.cliJson(['query', '--study', 'salaries', ...SALARY_SELECT, '--deadline', '10'], researcher);
+    const id = String(submitted.id);
+    const row = (status: Record<string, unknown>): unknown => (status.studies as StudyRow[])[0];
+    const running = await cluster.cliJson(['admin', 'status']);
+    // Read after the submission returned and well before the 10 s deadline: still running after it, so running then.
+    expect((await cluster.get<{ status: string }>(`/v1/queries/${id}`, researcher)).status).toBe('running');
+    expect(row(running)).toEqual({ name: 'salaries', participants: 3, online: 3, running: 1, failedLastHour: 0, succeededLastHour: 0 });
+    expect((await cluster.waitForQuery(id, researcher)).status).toBe('failed');
+    const after = await cluster.cliJson(['admin', 'status']);
+    expect(row(after)).toEqual({ name: 'salaries', participants: 3, online: 3, running: 0, failedLastHour: 1, succeededLastHour: 0 });
+    const { total } = await cluster.get<{ total: number }>('/v1/events?limit=1');
+    expect(after.ledgerSize).toBe(total);
+  }, 60_000);
+});
