@@ -22,6 +22,8 @@ type Access = readonly Role[] | 'invitation' | 'public';
 const ROUTES: Readonly<Record<string, Access>> = {
   'GET /health': 'public',
   'GET /metrics': ['admin', 'auditor'],
+  // Counts per study and the ledger size, for `confide admin status` (test/e2e/status-views).
+  'GET /v1/status': ['admin', 'auditor'],
   'POST /v1/studies': ['admin'],
   'GET /v1/studies': ['admin', 'researcher', 'auditor'],
   'GET /v1/studies/{name}': ['admin', 'researcher', 'auditor'],
@@ -168,6 +170,20 @@ describe('coordinator HTTP API: routes, authentication, authorisation and input 
       readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') && !e.name.endsWith('.spec.ts') ? [join(dir, e.name)] : []));
     const handlers = sources(join(ROOT, 'apps/coordinator/src')).flatMap((f) => readFileSync(f, 'utf8').match(/^\s*@(Get|Post|Put|Patch|Delete|All|Head|Options|Search)\(/gm) ?? []);
     expect(handlers).toHaveLength(Object.keys(ROUTES).length);
+  });
+
+  it('documents the status view as counts only: GET /v1/status answers what its OpenAPI response schema says', async () => {
+    type Schema = { type?: string; properties?: Record<string, Schema>; items?: Schema };
+    const doc = (await call('GET', '/docs-json')).json as { paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: Schema }> }> }>> };
+    const schema = doc.paths['/v1/status']?.get?.responses['200']?.content?.['application/json']?.schema;
+    expect(Object.keys(schema?.properties ?? {}).sort()).toEqual(['ledgerSize', 'onlineWindowSeconds', 'studies', 'windowSeconds']);
+    const row = schema?.properties?.studies?.items;
+    expect(Object.entries(row?.properties ?? {}).map(([k, v]) => `${k}:${v.type ?? ''}`).sort()).toEqual(
+      ['failedLastHour:integer', 'name:string', 'online:integer', 'participants:integer', 'running:integer', 'succeededLastHour:integer'],
+    );
+    const served = (await call('GET', '/v1/status', { token: keys.auditor })).json as { studies: Record<string, unknown>[] } & Record<string, unknown>;
+    expect(Object.keys(served).sort()).toEqual(Object.keys(schema!.properties!).sort());
+    expect(served.studies.map((s) => Object.keys(s).sort())).toEqual([Object.keys(row!.properties!).sort()]);
   });
 
   it('serves the OpenAPI UI at /docs without a token', async () => {

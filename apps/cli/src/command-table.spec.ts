@@ -65,6 +65,7 @@ describe('every networked command accepts the common flags', () => {
     'admin keys revoke': ['admin', 'keys', 'revoke', '0b0e1e3c-5d0f-4f43-9c3c-1f1e2d3c4b5a'],
     'admin participants list': ['admin', 'participants', 'list', '--study', 's'],
     'admin participants remove': ['admin', 'participants', 'remove', '--study', 's', '--participant', 'site-1'],
+    'admin status': ['admin', 'status'],
     'study list': ['study', 'list'],
     'study show': ['study', 'show', 's'],
     'participant list': ['participant', 'list', '--study', 's'],
@@ -114,6 +115,8 @@ describe('shell completion', () => {
     expect(complete(['confide', 'admin', 'keys', 're'])).toEqual(['revoke']);
     expect(complete(['confide', 'admin', 'participants', 're'])).toEqual(['remove']);
     expect(complete(['confide', 'admin', 'p'])).toEqual(['participants']);
+    expect(complete(['confide', 'admin', 'st'])).toEqual(['status', 'study']);
+    expect(complete(['confide', 'participant', 'st'])).toEqual(['status']);
   });
 
   it('loads the zsh script through bashcompinit', () => {

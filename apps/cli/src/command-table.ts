@@ -24,15 +24,15 @@ Commands:
   coordinator start|aggregate|info
                                run the coordinator or one more Paillier aggregation worker; show a
                                coordinator's URL, version and key fingerprint
-  admin study create|invite|keys create|keys list|keys revoke|participants list|participants remove
+  admin study create|invite|keys create|keys list|keys revoke|participants list|participants remove|status
                                define studies, invite, list and remove participants, issue, list and
-                               revoke API keys
+                               revoke API keys; every study's participants and queries at a glance
   study list|show              the studies, and a study's fields, types, ranges and privacy settings
-  participant enroll|update|run|receipts|log|check|list
+  participant enroll|update|run|receipts|log|check|status|list
                                enroll this machine as a participant, change its data file or record limit,
                                run its worker, check its contributions in the ledger, see what it computed
-                               and for whom, check its data file; list a study's participants with their
-                               online state
+                               and for whom, check its data file, see its own task queue and latest tasks;
+                               list a study's participants with their online state
   query status|list|decrypt|decrypt-share
                                submit a query (--wait for the result), follow one, list them, or
                                decrypt a paillier result
@@ -44,8 +44,8 @@ Commands:
   completion bash|zsh          a shell completion script: source <(confide completion bash)
 
 Global options of every command that talks to a coordinator with an API key (all but demo, simulate, keys,
-completion, coordinator start|aggregate and participant enroll|update|run|receipts|log|check, which use the
-coordinator the participant's home pinned; enroll, receipts and log take --timeout and --json):
+completion, coordinator start|aggregate and participant enroll|update|run|receipts|log|check|status, which use the
+coordinator the participant's home pinned; enroll, receipts, log and status take --timeout and --json):
   --coordinator URL (CONFIDE_URL), --token TOKEN (CONFIDE_TOKEN), --profile NAME (CONFIDE_PROFILE),
   --timeout SECONDS (CONFIDE_TIMEOUT, default 30), --json, --insecure. A flag beats the environment,
   which beats the profile. --version prints the version.
@@ -86,6 +86,7 @@ export const NETWORKED: readonly string[] = [
   'admin keys revoke',
   'admin participants list',
   'admin participants remove',
+  'admin status',
   'study list',
   'study show',
   'participant list',
@@ -111,6 +112,7 @@ export const NOT_NETWORKED: readonly string[] = [
   'participant receipts',
   'participant log',
   'participant check',
+  'participant status',
   'keys researcher',
   'keys paillier',
   'simulate',

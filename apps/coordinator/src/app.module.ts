@@ -10,6 +10,8 @@ import { EnrollmentService } from './enrollment/enrollment.service';
 import { EventsController } from './events/events.controller';
 import { MetricsController } from './health/metrics.controller';
 import { HealthController } from './health/health.controller';
+import { StatusController } from './health/status.controller';
+import { StatusService } from './health/status.service';
 import { ErrorFilter } from './http/error.filter';
 import { LedgerController } from './ledger/ledger.controller';
 import { ParticipantsController } from './participants/participants.controller';
@@ -41,7 +43,7 @@ export class AppModule {
   static register(infra: CoordinatorInfrastructure): DynamicModule {
     return {
       module: AppModule,
-      controllers: [HealthController, MetricsController, StudiesController, EnrollmentController, QueriesController, EventsController, LedgerController, ParticipantsController],
+      controllers: [HealthController, MetricsController, StudiesController, EnrollmentController, QueriesController, EventsController, LedgerController, ParticipantsController, StatusController],
       providers: [
         { provide: CONFIG, useValue: infra.config },
         { provide: LOGGER, useValue: infra.logger },
@@ -59,6 +61,7 @@ export class AppModule {
         EnrollmentService,
         ParticipantsService,
         QueriesService,
+        StatusService,
       ],
     };
   }

@@ -72,6 +72,52 @@ function contributionHashOf(answer: unknown): string | undefined {
   return a.contribution ? contributionHash(a.contribution) : undefined;
 }
 
+/** The receipt book in the home, or an empty one. @throws Error naming the file when it is damaged */
+function readBook(file: string): Book {
+  if (!existsSync(file)) return { version: 1, receipts: [], checkpoint: null };
+  const parsed = bookSchema.safeParse(JSON.parse(readFileSync(file, 'utf8')));
+  if (!parsed.success) throw new Error(`${file} is damaged: ${parsed.error.issues[0]?.message ?? ''}`);
+  return parsed.data;
+}
+
+/** Queries this participant answered with a contribution (query id to contribution hash), from its own answer store. */
+function contributionsOf(home: ParticipantHome): Map<string, string> {
+  const state = join(home.dir, 'state');
+  const out = new Map<string, string>();
+  if (!existsSync(state)) return out;
+  for (const name of readdirSync(state).sort()) {
+    const m = /^(.+)\.r1\.json$/.exec(name);
+    if (!m) continue;
+    const hash = contributionHashOf(home.readAnswer(m[1]!, 1));
+    if (hash) out.set(m[1]!, hash);
+  }
+  return out;
+}
+
+/** What the home alone says of this participant's receipts, without asking the coordinator. */
+export interface LocalReceipts {
+  /** Contributions this participant made (its stored round-1 answers). */
+  readonly contributions: number;
+  /** Of those, the ones with a receipt in receipts.json ('stored', as `participant receipts` says). */
+  readonly stored: number;
+  /** Contributions with no receipt stored yet: `participant receipts` fetches them. */
+  readonly withoutReceipt: number;
+  /** The tree size of the checkpoint `participant receipts --verify` last verified, if it ran. */
+  readonly verifiedTreeSize: number | null;
+}
+
+/**
+ * Counts this participant's contributions and the receipts stored for them, from the home's files only
+ * (receipts.json and the answer store): no request is made.
+ * @throws Error naming receipts.json when it is damaged
+ */
+export function localReceipts(home: ParticipantHome): LocalReceipts {
+  const book = readBook(join(home.dir, FILE));
+  const contributions = contributionsOf(home);
+  const stored = book.receipts.filter((r) => contributions.has(r.queryId)).length;
+  return { contributions: contributions.size, stored, withoutReceipt: contributions.size - stored, verifiedTreeSize: book.checkpoint?.size ?? null };
+}
+
 export class ReceiptBook {
   private readonly file: string;
   private readonly link: CoordinatorLink;
@@ -91,10 +137,7 @@ export class ReceiptBook {
   }
 
   private read(): Book {
-    if (!existsSync(this.file)) return { version: 1, receipts: [], checkpoint: null };
-    const parsed = bookSchema.safeParse(JSON.parse(readFileSync(this.file, 'utf8')));
-    if (!parsed.success) throw new Error(`${this.file} is damaged: ${parsed.error.issues[0]?.message ?? ''}`);
-    return parsed.data;
+    return readBook(this.file);
   }
 
   private write(book: Book): void {
@@ -103,16 +146,7 @@ export class ReceiptBook {
 
   /** Queries this participant answered with a contribution, from its own answer store. */
   private contributions(): Map<string, string> {
-    const state = join(this.home.dir, 'state');
-    const out = new Map<string, string>();
-    if (!existsSync(state)) return out;
-    for (const name of readdirSync(state).sort()) {
-      const m = /^(.+)\.r1\.json$/.exec(name);
-      if (!m) continue;
-      const hash = contributionHashOf(this.home.readAnswer(m[1]!, 1));
-      if (hash) out.set(m[1]!, hash);
-    }
-    return out;
+    return contributionsOf(this.home);
   }
 
   /**

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parseCommandArgs, UsageError } from '../args';
 import { CoordinatorClient, GLOBAL_OPTIONS, GLOBAL_USAGE } from '../client';
 import type { Output } from '../output';
+import { adminStatusCommand } from './admin-status';
 
 export const ADMIN_USAGE = `Usage: confide admin study create --file study.json
        confide admin invite --study NAME --participant NAME
@@ -10,6 +11,7 @@ export const ADMIN_USAGE = `Usage: confide admin study create --file study.json
        confide admin keys revoke ID [--json]
        confide admin participants list --study NAME
        confide admin participants remove --study NAME --participant ID-OR-NAME
+       confide admin status [--json]
 --identity binds a researcher's identity public key (from 'confide keys researcher') to the new key, in the
 ledger; a researcher needs one to submit paillier queries. Write it with '=': a base64url key may begin with '-'.
 keys list shows every API key (id, role, label, created, revoked; never a token). keys revoke ID takes effect at
@@ -17,6 +19,9 @@ once: the key's next request is refused with 401 "API key ID was revoked at TIME
 participants list shows each participant's name, id, when it enrolled and whether it was removed. remove records
 participant.removed in the ledger, deletes its Redis user and leaves it out of every later query (a query
 already running goes on without it); its name stays taken in the study.
+status (admin or auditor key) shows, per study, the participants enrolled and online (seen in the last 10 minutes,
+as 'participant list' says), the queries running and those that failed or succeeded in the last hour, and the
+ledger's size: counts only.
 ${GLOBAL_USAGE}`;
 
 /** GET /v1/api-keys, one item. */
@@ -46,6 +51,7 @@ interface ParticipantRow {
 /** `confide admin …`: studies, invitations, participants and API keys. */
 export async function adminCommand(argv: readonly string[], out: Output): Promise<void> {
   const [area, action, ...rest] = argv;
+  if (area === 'status') return adminStatusCommand(argv.slice(1), out);
   const sub = area === 'invite' ? 'invite' : `${area ?? ''} ${action ?? ''}`;
   const args = area === 'invite' ? [action, ...rest].filter((a): a is string => a !== undefined) : rest;
   switch (sub) {

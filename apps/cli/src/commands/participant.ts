@@ -14,6 +14,7 @@ import { intOption, parseCommandArgs, UsageError } from '../args';
 import { assertTransport, requestTimeoutMs } from '../client';
 import type { Output } from '../output';
 import { participantListCommand } from './participant-list';
+import { participantStatusCommand } from './participant-status';
 
 export const PARTICIPANT_USAGE = `Usage: confide participant enroll --invite TOKEN --home DIR --data FILE.csv [--max-records N]
            [--coordinator-key FINGERPRINT] [--accept-settings] [--coordinator URL] [--insecure] [--timeout SECONDS] [--json]
@@ -22,6 +23,7 @@ export const PARTICIPANT_USAGE = `Usage: confide participant enroll --invite TOK
        confide participant receipts --home DIR [--verify] [--timeout SECONDS] [--json]
        confide participant log --home DIR [--timeout SECONDS] [--json]
        confide participant check --home DIR [--data FILE.csv] [--json]
+       confide participant status --home DIR [--redis URL] [--timeout SECONDS] [--json]
        confide participant list --study NAME [--json]
 
 enroll shows the study's settings (minimum participants, minimum group size, threshold floor, differential
@@ -44,6 +46,12 @@ participant's own key, to the coordinator the home pinned at enrollment; each re
 (default: the one given at enrollment) against the study schema pinned in DIR, naming the line, column and a fix
 for every problem, and prints what a query would contribute from it (per field: count, sum, min, max); it reads
 only local files and exits 1 on any problem. enroll runs the same check before it uses the invitation.
+status shows this participant's own view, from its home and its own Redis user only: who it is (name, id, study,
+coordinator), its task queue (waiting, active, delayed, failed; or, in one line, that Redis is unreachable), its
+last 10 tasks from the journal (time, query, round, statistics, outcome, records read and used) and its receipts
+as stored (fetch them with receipts). Whether its worker runs is not knowable from here: tasks waiting with none
+active say it does not. It shows no data value, share or aggregate, asks the coordinator nothing, waits at most
+--timeout for Redis (--redis or CONFIDE_REDIS_URL override its address, as for run) and exits 0.
 list (for researchers, auditors and admins, with an API key) shows a study's participants by invited name and id,
 online (heard from within the coordinator's CONFIDE_ONLINE_SECONDS, default 45: a running worker sends a signed
 heartbeat every 15 s with its version, queue and last task, and a last one when it stops) or offline, and when each
@@ -141,6 +149,7 @@ function receiptLine(r: ReceiptStatus & { asked: string | null; submittedBy: str
 export async function participantCommand(argv: readonly string[], out: Output): Promise<void> {
   const [action, ...args] = argv;
   if (action === 'list') return participantListCommand(args, out);
+  if (action === 'status') return participantStatusCommand(args, out);
   if (action === 'enroll') {
     const { values } = parseCommandArgs(args, {
       invite: { type: 'string' },

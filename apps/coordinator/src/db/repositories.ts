@@ -31,6 +31,7 @@ import type {
   NewStudy,
   Participant,
   Query,
+  QueryStatus,
   Round,
   StoredEvent,
   Study,
@@ -407,7 +408,21 @@ export class QueryRepository {
     return r.numUpdatedRows > 0n;
   }
 
-  /** A study's queries, oldest first. */
+  /**
+   * Counts of queries by study and status: every running query, and those that finished (failed or succeeded) at or
+   * after `finishedSince`. Counts only, for the status view: no spec, result or reason is read.
+   */
+  async countByStudyAndStatus(finishedSince: number): Promise<{ studyId: string; status: QueryStatus; count: number }[]> {
+    const rows = await this.db
+      .selectFrom('queries')
+      .select(['study_id', 'status', (eb) => eb.fn.countAll<number | string | bigint>().as('n')])
+      .where((eb) => eb.or([eb('status', '=', 'running'), eb('finished_at', '>=', finishedSince)]))
+      .groupBy(['study_id', 'status'])
+      .execute();
+    // PostgreSQL's count is a bigint, which the driver returns as a string.
+    return rows.map((r) => ({ studyId: r.study_id, status: r.status, count: Number(r.n) }));
+  }
+
   /** Every query still running, oldest first. */
   listRunning(): Promise<Query[]> {
     return this.db.selectFrom('queries').selectAll().where('status', '=', 'running').orderBy('created_at').execute();
@@ -421,6 +436,7 @@ export class QueryRepository {
     return q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit).execute();
   }
 
+  /** A study's queries, oldest first. */
   listByStudy(studyId: string): Promise<Query[]> {
     return this.db.selectFrom('queries').selectAll().where('study_id', '=', studyId).orderBy('created_at').orderBy('id').execute();
   }
