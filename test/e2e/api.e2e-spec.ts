@@ -60,6 +60,8 @@ const ROUTES: Readonly<Record<string, Access>> = {
   'DELETE /v1/studies/{name}/participants/{participant}': ['admin'],
   // A participant's own maximum record count, signed with its enrolled key (test/e2e/enrollment-lifecycle).
   'POST /v1/participant/max-records': [],
+  // A worker's heartbeat, signed with its enrolled key (test/e2e/heartbeats).
+  'POST /v1/participant/heartbeat': [],
 };
 
 const STUDY = syntheticSalaryStudy().name;

@@ -100,7 +100,7 @@ describe('CLI views, profiles and robust waiting (three participant processes, S
     expect((shownJson.schema as { fields: { name: string }[] }).fields.map((f) => f.name)).toEqual(['salary', 'yrs_since_phd', 'rank', 'sex']);
 
     const listed = await cluster.cliJson(['participant', 'list', '--study', 'salaries'], researcher);
-    expect(listed.onlineWindowSeconds).toBe(600);
+    expect(listed.onlineWindowSeconds).toBe(45);
     const participants = listed.participants as { id: string; name: string; online: boolean; lastSeen: string | null }[];
     expect(participants.map((p) => [p.name, p.id, p.online])).toEqual(sites.map((s) => [s.name, s.participantId, true]));
     for (const p of participants) expect(Date.now() - Date.parse(p.lastSeen!)).toBeLessThan(120_000);
@@ -316,7 +316,7 @@ describe('the CLI describes itself: --version, help COMMAND, completion', () => 
     expect(help.stdout).toContain('confide study show NAME');
     expect(help.stdout).toContain('--timeout SECONDS');
     const top = await cli(['--help']);
-    for (const line of ['participant enroll|update|run|receipts|log|check|list', 'coordinator start|aggregate|info', 'admin study create|invite|keys create|keys list|keys revoke|participants list|participants remove', 'login', 'completion bash|zsh']) expect(top.stdout).toContain(line);
+    for (const line of ['participant enroll|update|run|receipts|log|check|status|list', 'coordinator start|aggregate|info', 'admin study create|invite|keys create|keys list|keys revoke|participants list|participants remove|status', 'login', 'completion bash|zsh']) expect(top.stdout).toContain(line);
     const nope = await cli(['help', 'nope']);
     expect(nope.code).toBe(2);
     expect(nope.stderr).toContain('confide: no help for "nope": not a command');

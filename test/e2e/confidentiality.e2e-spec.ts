@@ -232,9 +232,10 @@ describe.each(['sqlite', 'postgres'] as const)('confidentiality on %s', (databas
   }, 90_000);
 
   it("gives each participant's Redis user its own queue only: NOPERM on another participant's job, wait list and Queue.add", async () => {
-    // Workers stopped, so a fresh query's signed round-1 tasks wait in every participant's queue.
+    // Workers stopped (offline, so the query goes in with allowOffline), so a fresh query's signed round-1 tasks
+    // wait in every participant's queue.
     await Promise.all(participants.map((p) => cluster.kill(p, 'SIGTERM')));
-    const { id } = await submitQuery(new CoordinatorClient(cluster.url, researcher), { study, protocol: 'shamir', select: [{ stat: 'count', field: 'salary' }] });
+    const { id } = await submitQuery(new CoordinatorClient(cluster.url, researcher), { study, protocol: 'shamir', select: [{ stat: 'count', field: 'salary' }], allowOffline: true });
     const [a, ...others] = participants as [ParticipantProcess, ...ParticipantProcess[]];
     const key = (p: ParticipantProcess, suffix: string) => `${cluster.prefix}:${participantQueue(p.participantId)}:${suffix}`;
     const { username, password } = homeSecrets(a).redis;

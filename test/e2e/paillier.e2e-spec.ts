@@ -154,7 +154,7 @@ describe('paillier end to end (SQLite)', () => {
     await cluster.kill(latecomer);
     const [first, ...others] = sites as [ParticipantProcess, ParticipantProcess, ParticipantProcess];
     for (const p of others) await cluster.kill(p, 'SIGTERM');
-    const submitted = await cluster.cliJson(['query', '--study', 'salaries', '--protocol', 'paillier', '--key', keyFile, '--identity', identityFile, ...SALARY_SELECT, '--deadline', '15'], researcher);
+    const submitted = await cluster.cliJson(['query', '--study', 'salaries', '--protocol', 'paillier', '--key', keyFile, '--identity', identityFile, ...SALARY_SELECT, '--deadline', '15', '--allow-offline'], researcher);
     const id = String(submitted.id);
     await until(`${first.name} to answer`, 30_000, () => Promise.resolve(existsSync(join(first.home, 'state', `${id}.r1.json`)) ? true : undefined));
     await cluster.kill(first, 'SIGTERM');

@@ -191,6 +191,8 @@ export class ParticipantWorker {
     this.worker.on('completed', (job) => this.logger.debug({ jobId: job.id }, `job ${job.id ?? ''} completed`));
     this.outages.listen(this.worker, 'task queue');
     this.queue = new Queue(redis.queue, { connection, prefix: redis.prefix });
+    // Its errors are the connection's: reported once per outage with the rest, never as raw stack traces.
+    this.outages.listen(this.queue, 'task queue');
     // Checked (and logged) before the first task, and again whenever the file changes.
     await this.data.start();
     void this.worker.run();

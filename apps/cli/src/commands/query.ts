@@ -313,7 +313,7 @@ export async function queryCommand(argv: readonly string[], out: Output): Promis
       : custodians
         ? `; ${custodians.verification.threshold} of its ${custodians.verification.custodians} custodians decrypt it with 'confide query decrypt-share ${submitted.id} --share FILE'`
         : '';
-    const online = submitted.online ? ` (${submitted.online.count} of its ${submitted.online.of} participants online)` : '';
+    const online = submitted.online ? `; ${submitted.online.count} of its ${submitted.online.of} participants online` : '';
     out.result({ id: submitted.id, status: submitted.status, ...(submitted.online ? { online: submitted.online } : {}) }, () => `submitted query ${submitted.id}${online}; follow it with 'confide query status ${submitted.id}'${next}`);
     return;
   }
