@@ -27,6 +27,7 @@ import { generateKeyPair } from '@confide/crypto';
 import { ledgerOrigin, signCheckpoint } from '@confide/ledger';
 import { ENTRY, entryKey, openEvidence, PrivacyError } from '@confide/protocol';
 import { migrationProvider } from '../../apps/coordinator/src/db/migrations';
+import { isOnline, readHeartbeat } from '../../apps/coordinator/src/participants/presence';
 
 // The coordinator's storage against real databases: the same suite on an SQLite file in a temporary
 // directory and on PostgreSQL in a schema of its own, dropped afterwards (STYLE.md "Tests").
@@ -145,7 +146,7 @@ describe.each(targets)('coordinator storage on $name', (target) => {
     try {
       expect(await new StudyRepository(again.db).getById(study.id)).toEqual(study);
       const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(again.db);
-      expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_ledger', '0003_privacy_budget', '0004_event_study', '0005_researcher_identity', '0006_outbox', '0007_participant_removal', '0008_participant_activity']);
+      expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_ledger', '0003_privacy_budget', '0004_event_study', '0005_researcher_identity', '0006_outbox', '0007_participant_removal', '0008_participant_activity', '0009_participant_heartbeat']);
     } finally {
       await again.close();
     }
@@ -230,6 +231,27 @@ describe.each(targets)('coordinator storage on $name', (target) => {
 
     it('enforces the foreign key to studies', async () => {
       await expect(participants.create(participantRow('no-such-study', 'x'))).rejects.toMatchObject(foreignKeyViolation(target));
+    });
+
+    it('keeps the last heartbeat and when the worker said it stopped; online until then, offline after, online again once seen', async () => {
+      const study = await newStudy();
+      const p = await participants.create(participantRow(study.id, 'beating'));
+      const t = Date.UTC(2026, 11, 7, 12) + 2 ** 33; // past 2^32 ms from the epoch: exact in both dialects' 64-bit columns
+      const window = 45_000;
+      await participants.seen(p.id, t);
+      await participants.heartbeat(p.id, JSON.stringify({ version: '0.1.0', queue: null, lastTask: null, refused: { data_file: 2 } }), null);
+      let row = (await participants.get(p.id))!;
+      expect([row.last_seen_at, row.stopped_at, readHeartbeat(row.heartbeat_json)?.refused]).toEqual([t, null, { data_file: 2 }]);
+      expect(isOnline(row, t + window, window)).toBe(true);
+      expect(isOnline(row, t + window + 1, window)).toBe(false);
+      // The stopping heartbeat: the guard saw the request, then the service recorded the stop.
+      await participants.seen(p.id, t + 1_000);
+      await participants.heartbeat(p.id, row.heartbeat_json!, t + 1_000);
+      row = (await participants.get(p.id))!;
+      expect(isOnline(row, t + 1_001, window)).toBe(false);
+      await participants.seen(p.id, t + 5_000);
+      row = (await participants.get(p.id))!;
+      expect(isOnline(row, t + 5_001, window)).toBe(true);
     });
   });
 
