@@ -157,9 +157,8 @@ export class ParticipantWorker {
     this.coordinatorKey = this.home.coordinatorKey();
     this.reader = this.home.coordinatorEncryptionKey();
     this.pinned = { participantId: this.identity.participantId, studyId: this.identity.studyId, study: this.schema };
-    this.view = new LedgerView(this.home.dir, this.coordinatorKey, new CoordinatorLink(this.identity.coordinatorUrl, this.identity.participantId, this.keys.signing, WORKER_OUTAGE_RETRY_MS),
-      this.identity.studyId,
-    );
+    const viewLink = new CoordinatorLink(this.identity.coordinatorUrl, this.identity.participantId, this.keys.signing, WORKER_OUTAGE_RETRY_MS);
+    this.view = new LedgerView(this.home.dir, this.coordinatorKey, viewLink, this.identity.studyId);
     this.journal = new Journal(this.home.dir);
     this.link = new CoordinatorLink(this.identity.coordinatorUrl, this.identity.participantId, this.keys.signing, 0, 10_000);
     this.logger = options.logger ?? defaultLogger();
