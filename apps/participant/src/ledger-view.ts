@@ -68,7 +68,8 @@ export function saveCheckpoint(dir: string, next: SavedCheckpoint): boolean {
   } finally {
     closeSync(fd);
   }
-  rmSync(join(dir, LEGACY_FILE), { force: true });
+  // Only when migrating: the newest checkpoint was the older file's (no unlink per task once the slots hold one).
+  if (current?.slot === -1) rmSync(join(dir, LEGACY_FILE), { force: true });
   return true;
 }
 

@@ -35,6 +35,17 @@ export interface ParticipantStatus {
   readonly receipts: LocalReceipts;
 }
 
+/**
+ * A participant's task queue as BullMQ counts it (one script of LLEN, ZCARD and LINDEX on the queue's own keys,
+ * within the participant's ACL): jobs by state, and how long the oldest waiting one has waited. The worker's
+ * heartbeat and `participant status` both report it.
+ */
+export async function countTasks(queue: Queue, now = Date.now()): Promise<{ waiting: number; active: number; delayed: number; failed: number; oldestWaitingMs: number | null }> {
+  const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed');
+  const [oldest] = await queue.getWaiting(0, 0);
+  return { waiting: counts.waiting ?? 0, active: counts.active ?? 0, delayed: counts.delayed ?? 0, failed: counts.failed ?? 0, oldestWaitingMs: oldest ? Math.max(0, now - oldest.timestamp) : null };
+}
+
 /** Settles with `work`, or rejects after `ms` saying what did not answer. */
 async function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -78,8 +89,8 @@ export async function queueState(home: ParticipantHome, opts: { redisUrl?: strin
     await within(ready(conn), opts.timeoutMs, 'connecting');
     queue = new Queue(redis.queue, { connection: conn, prefix: redis.prefix });
     queue.on('error', () => undefined);
-    const counts = await within(queue.getJobCounts('waiting', 'active', 'delayed', 'failed'), opts.timeoutMs, 'counting jobs');
-    return { reachable: true, waiting: counts.waiting ?? 0, active: counts.active ?? 0, delayed: counts.delayed ?? 0, failed: counts.failed ?? 0 };
+    const { waiting, active, delayed, failed } = await within(countTasks(queue), opts.timeoutMs, 'counting jobs');
+    return { reachable: true, waiting, active, delayed, failed };
   } catch (err) {
     return { reachable: false, url: withoutCredentials(url), reason: (err as Error).message.replaceAll(redis.password, '***') };
   } finally {

@@ -33,6 +33,7 @@ import { DataFileMonitor, DataFileRefusal } from './data-file';
 import { ParticipantHome, type Identity } from './home';
 import { describeQuery, Journal } from './journal';
 import { LedgerView, LedgerViewError } from './ledger-view';
+import { countTasks } from './status';
 import { taskFields, taskSentence, type TaskReport } from './task-line';
 
 /** Pino levels by number, for the plain lines a terminal gets. */
@@ -222,9 +223,8 @@ export class ParticipantWorker {
   private async queueState(): Promise<{ waiting: number; active: number; delayed: number; oldestWaitingMs: number | null } | null> {
     if (!this.queue || this.connection?.status !== 'ready') return null;
     try {
-      const counts = await this.queue.getJobCounts('waiting', 'active', 'delayed');
-      const [oldest] = await this.queue.getWaiting(0, 0);
-      return { waiting: counts.waiting ?? 0, active: counts.active ?? 0, delayed: counts.delayed ?? 0, oldestWaitingMs: oldest ? Math.max(0, Date.now() - oldest.timestamp) : null };
+      const { waiting, active, delayed, oldestWaitingMs } = await countTasks(this.queue);
+      return { waiting, active, delayed, oldestWaitingMs };
     } catch {
       return null;
     }
