@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { ProofError, verifyConsistency, verifyInclusion } from '@confide/ledger';
 import { sharedDir } from '../support/shared';
+import { verifyConsistencyProof as consoleConsistency, verifyInclusion as consoleInclusion, VerifyError } from '../../apps/console/src/ledger-verify';
 
 // Every RFC 6962 / RFC 9162 proof vector of transparency-dev/merkle (shared/vectors/rfc6962, format in its
 // SOURCE.md): the verifiers must accept exactly the wantErr=false cases and reject every wantErr=true one.
@@ -39,6 +40,8 @@ interface Case {
   desc: string;
   wantErr: boolean;
   run: () => void;
+  /** The same check by the browser console's WebCrypto verifier. */
+  runInConsole: () => Promise<void>;
 }
 
 function load(kind: 'inclusion' | 'consistency'): Case[] {
@@ -53,14 +56,14 @@ function load(kind: 'inclusion' | 'consistency'): Case[] {
       const size = count(v.treeSize, 'treeSize');
       const proof = proofOf(v.proof);
       const root = bytes(v.root, 'root');
-      return { name, desc: v.desc, wantErr: v.wantErr, run: () => verifyInclusion(leaf, index, size, proof, root) };
+      return { name, desc: v.desc, wantErr: v.wantErr, run: () => verifyInclusion(leaf, index, size, proof, root), runInConsole: () => consoleInclusion(leaf, index, size, proof, root) };
     }
     const size1 = count(v.size1, 'size1');
     const size2 = count(v.size2, 'size2');
     const proof = proofOf(v.proof);
     const root1 = bytes(v.root1, 'root1');
     const root2 = bytes(v.root2, 'root2');
-    return { name, desc: v.desc, wantErr: v.wantErr, run: () => verifyConsistency(size1, size2, proof, root1, root2) };
+    return { name, desc: v.desc, wantErr: v.wantErr, run: () => verifyConsistency(size1, size2, proof, root1, root2), runInConsole: () => consoleConsistency(size1, size2, proof, root1, root2) };
   });
 }
 
@@ -80,6 +83,14 @@ describe.each(['inclusion', 'consistency'] as const)('RFC 6962 %s vectors (trans
 
   it.each(cases.filter((c) => c.wantErr).map((c) => [c.name, c.desc, c] as const))('rejects %s (%s)', (_name, _desc, c) => {
     expect(c.run).toThrow(ProofError);
+  });
+
+  it.each(cases.filter((c) => !c.wantErr).map((c) => [c.name, c.desc, c] as const))('the console accepts %s (%s)', async (_name, _desc, c) => {
+    await expect(c.runInConsole()).resolves.toBeUndefined();
+  });
+
+  it.each(cases.filter((c) => c.wantErr).map((c) => [c.name, c.desc, c] as const))('the console rejects %s (%s)', async (_name, _desc, c) => {
+    await expect(c.runInConsole()).rejects.toBeInstanceOf(VerifyError);
   });
 });
 

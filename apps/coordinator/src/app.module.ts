@@ -2,6 +2,7 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, APP_PIPE } from '@nestjs/core';
 import type { KeyPair } from '@confide/crypto';
 import { ApiKeyGuard } from './auth/api-key.guard';
+import { WhoamiController } from './auth/whoami.controller';
 import type { CoordinatorConfig } from './config';
 import type { Database } from './db/database';
 import type { Dependencies } from './health/dependencies';
@@ -43,7 +44,7 @@ export class AppModule {
   static register(infra: CoordinatorInfrastructure): DynamicModule {
     return {
       module: AppModule,
-      controllers: [HealthController, MetricsController, StudiesController, EnrollmentController, QueriesController, EventsController, LedgerController, ParticipantsController, StatusController],
+      controllers: [HealthController, MetricsController, StudiesController, EnrollmentController, QueriesController, EventsController, LedgerController, ParticipantsController, StatusController, WhoamiController],
       providers: [
         { provide: CONFIG, useValue: infra.config },
         { provide: LOGGER, useValue: infra.logger },

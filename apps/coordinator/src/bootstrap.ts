@@ -2,10 +2,10 @@ import 'reflect-metadata';
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { extname, join } from 'node:path';
-import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { NextFunction, Request, Response } from 'express';
 import { keyFingerprint, publicKeyBase64Url, type PublicKey } from '@confide/crypto';
@@ -18,6 +18,7 @@ import type { CoordinatorConfig } from './config';
 import { loadOrCreateCoordinatorKey } from './coordinator-key';
 import { isDatabaseOutage, openDatabase } from './db/database';
 import { Dependencies } from './health/dependencies';
+import { serveConsole } from './http/console-assets';
 import { createLogger, type Logger } from './logging';
 import { Repositories } from './storage';
 
@@ -83,7 +84,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     all: () => [producer, ...blocking],
     outages: dependencies.redis,
   };
-  const app = await NestFactory.create(AppModule.register({ config, logger, database, redis, dependencies, key, encryptionKey: encryption }), { logger: ['error', 'warn'] });
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.register({ config, logger, database, redis, dependencies, key, encryptionKey: encryption }), { logger: ['error', 'warn'] });
   // Both public keys in the ledger: auditors see which keys signed checkpoints and read the committee's share sums.
   const keysBody = { signingKeyFingerprint: keyFingerprint(key.publicKey), encryptionKeyFingerprint: keyFingerprint(encryption.publicKey), encryptionKey: publicKeyBase64Url(encryption.publicKey) };
   await app.get(Repositories).events.append(ENTRY.coordinatorKeys, keysBody, entryKey(ENTRY.coordinatorKeys, keysBody.signingKeyFingerprint, keysBody.encryptionKeyFingerprint), Date.now());
@@ -96,8 +97,9 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     new DocumentBuilder().setTitle('Confide coordinator').setDescription('Secure multi-party analytics: studies, enrollment, queries, audit log.').setVersion('1').addBearerAuth().build(),
   );
   SwaggerModule.setup('docs', app, doc);
+  serveConsole(app);
   await app.listen(config.port, config.host);
-  const address = (app.getHttpServer() as Server).address() as AddressInfo;
+  const address = app.getHttpServer().address() as AddressInfo;
   const url = `http://${config.host}:${address.port}`;
   logger.info({ url }, 'coordinator listening');
   const aggregators = forkAggregators(config, logger);

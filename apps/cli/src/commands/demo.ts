@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { generateKeyPair, generatePaillierKeyPair, publicKeyBase64Url, type PaillierKeyPair } from '@confide/crypto';
-import { removeRunKeys } from '@confide/queue';
+import { removeRunKeys, stopSignal } from '@confide/queue';
 import { loadConfig } from '../../../coordinator/src/config';
 import { enrollParticipant } from '../../../participant/src/enroll';
 import { ParticipantWorker } from '../../../participant/src/worker';
@@ -15,14 +15,18 @@ import { hasRedisServer, startLocalRedis } from '../local-redis';
 import { generateSalaryCsv, plainStats, syntheticSalaryStudy } from '../demo-data';
 import type { Output } from '../output';
 
-export const DEMO_USAGE = `Usage: confide demo [--participants N] [--rows N] [--protocol shamir|paillier] [--json]
+export const DEMO_USAGE = `Usage: confide demo [--participants N] [--rows N] [--protocol shamir|paillier] [--keep [--port N]] [--json]
 
 A real secure aggregation on this machine: an embedded-SQLite coordinator, N participant workers with
 generated salary data (each with its own keys and Redis credentials), and a secure mean of salary over
 the shamir protocol (or paillier, with a 3072-bit researcher key made here), printed beside the plaintext mean
 the demo computes from its own data. It starts a private redis-server (default user off, an administrator
 user with a fresh password) and stops it at the end; without redis-server installed it uses REDIS_URL, which
-must name a Redis administrator user.`;
+must name a Redis administrator user.
+
+--keep leaves the service running after the query, and prints the browser console's URL with an admin key,
+an auditor key and the ledger key to pin (--port: the coordinator's port, default 8080; 0 picks a free one).
+Ctrl-C stops it and deletes everything the demo made.`;
 
 /**
  * A Redis for the demo: a private, locked-down redis-server when one is installed (its default user off, as the
@@ -46,13 +50,17 @@ async function obtainRedis(out: Output): Promise<{ url: string; publicUrl: strin
 
 /** `confide demo`: the whole service on one machine, end to end, with nothing to set up. */
 export async function demoCommand(argv: readonly string[], out: Output): Promise<void> {
-  const { values } = parseCommandArgs(argv, { participants: { type: 'string' }, rows: { type: 'string' }, protocol: { type: 'string' }, json: { type: 'boolean' } });
+  const { values } = parseCommandArgs(argv, { participants: { type: 'string' }, rows: { type: 'string' }, protocol: { type: 'string' }, keep: { type: 'boolean' }, port: { type: 'string' }, json: { type: 'boolean' } });
   out.json = values.json === true;
   const n = intOption(values.participants, 'participants', 3) ?? 5;
   const rows = intOption(values.rows, 'rows', 1) ?? 200;
   const protocol = values.protocol ?? 'shamir';
   if (protocol !== 'shamir' && protocol !== 'paillier') throw new UsageError(`--protocol must be shamir or paillier, got ${JSON.stringify(protocol)}`);
   if (n > 50) throw new UsageError('--participants is at most 50 in the demo');
+  const keep = values.keep === true;
+  if (values.port !== undefined && !keep) throw new UsageError('--port goes with --keep: without it the demo stops when its query is done');
+  const port = intOption(values.port, 'port', 0) ?? (keep ? 8080 : 0);
+  if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
 
   const dir = mkdtempSync(join(tmpdir(), 'confide-demo-'));
   const redis = await obtainRedis(out);
@@ -66,7 +74,7 @@ export async function demoCommand(argv: readonly string[], out: Output): Promise
     const { startCoordinator } = await import('../../../coordinator/src/bootstrap.js');
     const running = await startCoordinator(
       loadConfig({
-        PORT: '0',
+        PORT: String(port),
         REDIS_URL: redis.url,
         CONFIDE_PUBLIC_REDIS_URL: redis.publicUrl,
         CONFIDE_ADMIN_TOKEN: adminToken,
@@ -127,6 +135,7 @@ export async function demoCommand(argv: readonly string[], out: Output): Promise
     if (q.status !== 'succeeded' || !q.results) throw new Error(`the demo query failed: ${q.failureReason ?? 'unknown reason'}`);
     const plain = plainStats(texts).get('salary')!;
     const secureMean = q.results[0]!.value;
+    const consoleAccess = keep ? await keepOpen(admin, running, adminToken) : undefined;
     const json = {
       participants: q.participants,
       records: plain.count,
@@ -136,6 +145,7 @@ export async function demoCommand(argv: readonly string[], out: Output): Promise
       queryId: id,
       ledgerIndex: q.ledgerIndex,
       elapsedMs: Date.now() - started,
+      ...(consoleAccess ? { console: consoleAccess } : {}),
     };
     out.result(json, () =>
       [
@@ -143,8 +153,19 @@ export async function demoCommand(argv: readonly string[], out: Output): Promise
         `secure mean salary:    ${secureMean?.toFixed(6) ?? 'n/a'}   (${protocol === 'paillier' ? 'paillier, 3072-bit key, verified decryption' : `shamir, committee of ${Math.min(n, 10)}`}, ${json.elapsedMs} ms)`,
         `plaintext mean salary: ${plain.mean?.toFixed(6) ?? 'n/a'}   (computed by the demo from the data it generated)`,
         `recorded in the event log at index ${q.ledgerIndex ?? '-'}`,
+        ...(consoleAccess
+          ? [
+              '',
+              `console:          ${consoleAccess.url}`,
+              `  admin key:      ${consoleAccess.adminKey}`,
+              `  auditor key:    ${consoleAccess.auditorKey}`,
+              `  pin ledger key: ${consoleAccess.verifierKey}`,
+              `The service keeps running (${n} participant workers, the coordinator on ${running.url}); Ctrl-C stops it and deletes its data.`,
+            ]
+          : []),
       ].join('\n'),
     );
+    if (keep) await stopSignal();
   } finally {
     await Promise.allSettled(workers.map((w) => w.stop()));
     await coordinator?.close().catch(() => undefined);
@@ -152,6 +173,16 @@ export async function demoCommand(argv: readonly string[], out: Output): Promise
     await redis.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * What an operator needs to open the demo's console: its URL, the demo's admin key, a new auditor key (read-only),
+ * and the ledger's verifier key, which the console checks every checkpoint against once pinned.
+ */
+async function keepOpen(admin: CoordinatorClient, running: { url: string }, adminToken: string): Promise<{ url: string; adminKey: string; auditorKey: string; verifierKey: string }> {
+  const auditor = await admin.post<{ token: string }>('/v1/api-keys', { role: 'auditor', label: 'demo console' });
+  const { verifierKey } = await admin.get<{ verifierKey: string }>('/v1/ledger/public-key');
+  return { url: `${running.url}/console/`, adminKey: adminToken, auditorKey: auditor.token, verifierKey };
 }
 
 /** Removes the demo's own keys and ACL users (and nothing else) from the Redis it used. */

@@ -744,6 +744,23 @@ export class EventLog {
   }
 
   /**
+   * The newest events before index `before` (all when undefined), newest first, at most `limit`: of one type, and of
+   * one query (its entries' dedup keys name it: `<type>:<query>:…`, libs/protocol entryKey). What the console's
+   * ledger page lists; it verifies each entry itself.
+   */
+  async search(filter: { type?: string; queryId?: string; before?: number; limit: number }): Promise<StoredEvent[]> {
+    let q = this.db.selectFrom('events').selectAll();
+    if (filter.before !== undefined) q = q.where('idx', '<', filter.before);
+    if (filter.type !== undefined) q = q.where('type', '=', filter.type);
+    // A query id is q + 24 hex digits (checked by the route): no LIKE wildcard can reach the pattern.
+    if (filter.queryId !== undefined) {
+      const id = filter.queryId;
+      q = q.where((eb) => eb.or([eb('dedup_key', 'like', `%:${id}:%`), eb('dedup_key', 'like', `%:${id}`)]));
+    }
+    return q.orderBy('idx', 'desc').limit(filter.limit).execute();
+  }
+
+  /**
    * An event with the proof that it is in the signed log: its entry bytes, the smallest signed checkpoint that
    * covers it, and the inclusion proof at that checkpoint's size (O(log n) reads of stored subtree hashes).
    * @throws Error when there is no such event or no checkpoint covers it (a log kept without a signer)

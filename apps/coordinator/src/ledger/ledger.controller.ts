@@ -21,6 +21,12 @@ const studyQuery = z.strictObject({
   treeSize: z.coerce.number().int().min(1),
   from: z.coerce.number().int().min(1).optional(),
 });
+const searchQuery = z.strictObject({
+  type: z.string().regex(/^[a-z][a-z0-9_.-]{0,63}$/, { error: 'must be an entry type such as round.closed' }).optional(),
+  query: z.string().regex(/^q[0-9a-f]{24}$/, { error: 'must be a query id' }).optional(),
+  before: z.coerce.number().int().min(0).optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(25),
+});
 const PAGE = 1000;
 /** Study entries per page for participants, each with its inclusion proof. */
 const STUDY_PAGE = 200;
@@ -118,6 +124,19 @@ export class LedgerController {
     if (q.start > end) throw new BadRequestException(`start: beyond the end of the ledger (${size} entries)`);
     const rows = end > q.start ? await this.repos.events.list(q.start, end - q.start) : [];
     return { size, start: q.start, end, entries: rows.map((r) => ({ index: r.idx, entry: b64(eventEntryBytes(r)) })) };
+  }
+
+  /**
+   * Entries newest first, filtered by type and by query, a page at a time (`before` the last index of the previous
+   * page): the console's ledger page, which checks each one against the signed checkpoint itself.
+   */
+  @Get('entries/search')
+  @Roles('auditor', 'admin')
+  async search(@Query({ schema: searchQuery }) q: z.infer<typeof searchQuery>) {
+    const size = await this.size();
+    const rows = await this.repos.events.search({ type: q.type, queryId: q.query, before: q.before, limit: q.limit });
+    const last = rows[rows.length - 1];
+    return { size, entries: rows.map((r) => ({ index: r.idx, entry: b64(eventEntryBytes(r)) })), before: rows.length === q.limit && last ? last.idx : null };
   }
 
   @Get('proof/inclusion')
