@@ -21,6 +21,7 @@ import type { Logger } from './logging';
 import { Orchestrator, type RedisConnections } from './orchestration/orchestrator';
 import { QueriesController } from './queries/queries.controller';
 import { QueriesService } from './queries/queries.service';
+import { QueryEvents } from './queries/query-events';
 import { Repositories } from './storage';
 import { StudiesController } from './studies/studies.controller';
 import { StudiesService } from './studies/studies.service';
@@ -61,6 +62,7 @@ export class AppModule {
         EnrollmentService,
         ParticipantsService,
         QueriesService,
+        QueryEvents,
         StatusService,
       ],
     };

@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { CoordinatorConfig } from '../config';
 import { Orchestrator, type RedisConnections } from '../orchestration/orchestrator';
 import { isOnline } from '../participants/presence';
+import { QueryEvents } from '../queries/query-events';
 import { Repositories } from '../storage';
 import { CONFIG, DEPENDENCIES, REDIS } from '../tokens';
 import type { Dependencies } from './dependencies';
@@ -25,6 +26,7 @@ export class StatusService {
   constructor(
     private readonly repos: Repositories,
     private readonly orchestrator: Orchestrator,
+    private readonly events: QueryEvents,
     @Inject(CONFIG) private readonly config: CoordinatorConfig,
     @Inject(REDIS) private readonly redis: RedisConnections,
     @Inject(DEPENDENCIES) private readonly dependencies: Dependencies,
@@ -65,7 +67,8 @@ export class StatusService {
   /**
    * The console's health page at `now`: the database and Redis as /health probes them, every Redis connection's
    * state, the queues' depths as /metrics counts them, failed queries of the last hour by protocol and kind of
-   * reason (the /metrics kinds), and the last {@link RECENT_FAILURES} failed queries. Redis down is reported, with no
+   * reason (the /metrics kinds), the last {@link RECENT_FAILURES} failed queries, and the live query streams open
+   * (a stream its client left and that still polled would show here). Redis down is reported, with no
    * queue depths, rather than refused with 503, so the page renders during the outage; the database down fails the
    * request as every route does (503), as everything but the probe reads it.
    */
@@ -113,6 +116,7 @@ export class StatusService {
         message: q.failure_reason,
         finishedAt: q.finished_at !== null ? new Date(Number(q.finished_at)).toISOString() : null,
       })),
+      eventStreams: this.events.open,
     };
   }
 }
