@@ -22,6 +22,7 @@ import type { Logger } from './logging';
 import { Orchestrator, type RedisConnections } from './orchestration/orchestrator';
 import { QueriesController } from './queries/queries.controller';
 import { QueriesService } from './queries/queries.service';
+import { QueryEvents } from './queries/query-events';
 import { Repositories } from './storage';
 import { StudiesController } from './studies/studies.controller';
 import { StudiesService } from './studies/studies.service';
@@ -62,6 +63,7 @@ export class AppModule {
         EnrollmentService,
         ParticipantsService,
         QueriesService,
+        QueryEvents,
         StatusService,
       ],
     };

@@ -327,6 +327,18 @@ export type QueryOutcome =
   | { status: 'failed'; failure_reason: string; contributors?: number | null };
 
 /** Queries and their outcome. */
+/** One query's {@link QueryRepository.activity}: it changes whenever the query's view (QueriesService.view) does. */
+export interface QueryActivity {
+  readonly id: string;
+  readonly status: QueryStatus;
+  readonly round: number;
+  readonly finishedAt: number | null;
+  readonly rounds: number;
+  readonly closed: number;
+  readonly contributions: number;
+  readonly outcomes: number;
+}
+
 export class QueryRepository {
   constructor(private readonly db: Kysely<Tables>) {}
 
@@ -434,6 +446,40 @@ export class QueryRepository {
     if (filter.studyId !== undefined) q = q.where('study_id', '=', filter.studyId);
     if (filter.createdBy !== undefined) q = q.where('created_by', '=', filter.createdBy);
     return q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit).execute();
+  }
+
+  /**
+   * What a query view (QueriesService.view) is read from, reduced to what changes when the view does, for the `limit`
+   * newest queries (of a study, or all), newest first: the query row's status, round and finish, and how many rounds,
+   * closed rounds, contributions and task outcomes it has. One statement over primary-key ranges, cheap enough to
+   * run every second per open event stream; the full views are read only when this changes.
+   */
+  async activity(filter: { studyId?: string; limit: number }): Promise<QueryActivity[]> {
+    let q = this.db
+      .selectFrom('queries as q')
+      .select((eb) => [
+        'q.id',
+        'q.status',
+        'q.current_round',
+        'q.finished_at',
+        eb.selectFrom('rounds as r').whereRef('r.query_id', '=', 'q.id').select((e) => e.fn.countAll<number>().as('n')).as('rounds'),
+        eb.selectFrom('rounds as r').whereRef('r.query_id', '=', 'q.id').where('r.closed_at', 'is not', null).select((e) => e.fn.countAll<number>().as('n')).as('closed'),
+        eb.selectFrom('contributions as c').whereRef('c.query_id', '=', 'q.id').select((e) => e.fn.countAll<number>().as('n')).as('contributions'),
+        eb.selectFrom('task_outcomes as t').whereRef('t.query_id', '=', 'q.id').select((e) => e.fn.countAll<number>().as('n')).as('outcomes'),
+      ]);
+    if (filter.studyId !== undefined) q = q.where('q.study_id', '=', filter.studyId);
+    const rows = await q.orderBy('q.created_at', 'desc').orderBy('q.id', 'desc').limit(filter.limit).execute();
+    // PostgreSQL's counts are bigints, which the driver returns as strings.
+    return rows.map((r) => ({
+      id: r.id,
+      status: r.status,
+      round: r.current_round,
+      finishedAt: r.finished_at === null ? null : Number(r.finished_at),
+      rounds: Number(r.rounds),
+      closed: Number(r.closed),
+      contributions: Number(r.contributions),
+      outcomes: Number(r.outcomes),
+    }));
   }
 
   /** A study's queries, oldest first. */

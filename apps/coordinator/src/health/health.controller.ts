@@ -1,11 +1,10 @@
 import { Controller, Get, HttpException, Inject } from '@nestjs/common';
-import { sql } from 'kysely';
-import { pingRedis } from '@confide/queue';
 import { Public } from '../auth/decorators';
 import type { RedisConnections } from '../orchestration/orchestrator';
 import { Repositories } from '../storage';
 import { DEPENDENCIES, REDIS } from '../tokens';
 import type { Dependencies } from './dependencies';
+import { probeReadiness } from './readiness';
 
 /** What /health says of one dependency when something is down. */
 interface DependencyHealth {
@@ -31,15 +30,10 @@ export class HealthController {
   @Get()
   @Public()
   async health(): Promise<{ status: 'ok'; database: 'ok'; redis: 'ok'; connections: number }> {
-    const [database, redis] = await Promise.all([
-      sql`select 1`.execute(this.repos.database.db).then(
-        () => 'ok' as const,
-        () => 'down' as const,
-      ),
-      pingRedis(this.redis.producer, 1000).then((ok) => (ok ? ('ok' as const) : ('down' as const))),
-    ]);
-    const connections = this.redis.all?.() ?? [this.redis.producer];
-    const notReady = connections.filter((c) => c.status !== 'ready');
+    const probe = await probeReadiness(this.repos.database.db, this.redis);
+    const database = probe.database ? ('ok' as const) : ('down' as const);
+    const redis = probe.redis ? ('ok' as const) : ('down' as const);
+    const { connections, notReady } = probe;
     if (database !== 'ok' || redis !== 'ok' || notReady.length > 0) {
       const queues = notReady.length > 0 ? `, ${notReady.length} of ${connections.length} Redis connections not ready (${notReady.map((c) => c.status).join(', ')})` : '';
       const since = (reported: { since?: number }): { downSeconds?: number } => (reported.since === undefined ? {} : { downSeconds: Math.floor((Date.now() - reported.since) / 1000) });

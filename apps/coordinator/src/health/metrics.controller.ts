@@ -1,7 +1,6 @@
 import { Controller, Get, Header, Inject } from '@nestjs/common';
 import { ApiBearerAuth, ApiProduces, ApiTags } from '@nestjs/swagger';
 import { sql } from 'kysely';
-import { FAILURE_KINDS } from '@confide/protocol';
 import { Roles } from '../auth/decorators';
 import { histogramLines, LEDGER_APPEND_SECONDS, sample } from '../metrics/prometheus';
 import { Orchestrator } from '../orchestration/orchestrator';
@@ -9,6 +8,7 @@ import { Repositories } from '../storage';
 import type { CoordinatorConfig } from '../config';
 import { isOnline, readHeartbeat } from '../participants/presence';
 import { CONFIG } from '../tokens';
+import { failureKindSql } from './failure-kind';
 
 /** Upper bounds (seconds) of the round duration histogram: a quick round takes under a second, a deadline minutes. */
 const ROUND_BUCKETS = [0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600];
@@ -43,14 +43,10 @@ export class MetricsController {
       .groupBy(['protocol', 'status'])
       .execute();
     // Each failure reason is counted by its kind (libs/protocol FAILURE_KINDS: a phrase only that kind's messages hold).
-    const kind = sql<string>`case ${sql.join(
-      FAILURE_KINDS.map((k) => sql`when failure_reason like ${sql.lit(`%${k.phrase}%`)} then ${sql.lit(k.kind)}`),
-      sql` `,
-    )} else 'other' end`;
     const failures = await db
       .selectFrom('queries')
       .where('status', '=', 'failed')
-      .select(['protocol', kind.as('kind'), (eb) => eb.fn.countAll<number>().as('n')])
+      .select(['protocol', failureKindSql().as('kind'), (eb) => eb.fn.countAll<number>().as('n')])
       .groupBy(['protocol', 'kind'])
       .execute();
     const rounds = await db

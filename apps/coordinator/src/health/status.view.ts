@@ -19,3 +19,39 @@ export const statusView = z.strictObject({
   ),
 });
 export type StatusView = z.infer<typeof statusView>;
+
+const up = z.enum(['up', 'down']);
+const depths = z.strictObject({ waiting: count, active: count, delayed: count });
+
+/**
+ * `GET /v1/status/health`: the console's health page, which must render during an outage, so a dependency that is
+ * down is reported, not answered with 503. Failure messages are the queries' failure reasons, which
+ * `GET /v1/queries/:id` shows too: they name participants and rounds, never a value.
+ */
+export const healthView = z.strictObject({
+  database: up.describe('select 1 answered'),
+  redis: up.describe("PING answered on the routes' connection and every Redis connection of the coordinator is ready"),
+  connections: z.array(z.strictObject({ name: z.string(), state: z.string().describe('ioredis status: ready, reconnecting, …') })),
+  queues: z
+    .strictObject({ tasks: depths.describe("every participant's task queue (removed participants aside), summed"), aggregation: depths.describe('Paillier aggregation jobs') })
+    .nullable()
+    .describe('null while Redis does not answer'),
+  failures: z.strictObject({
+    windowSeconds: count.describe('byReason counts queries that failed within this many seconds'),
+    byReason: z.array(z.strictObject({ protocol: z.string(), reason: z.string().describe('the kind of failure reason, as /metrics labels it (too_few_answers, deadline, …, other)'), count })),
+  }),
+  recent: z
+    .array(
+      z.strictObject({
+        queryId: z.string(),
+        study: z.string(),
+        protocol: z.string(),
+        reason: z.string().describe('the kind, as in byReason'),
+        message: z.string().nullable().describe("the query's failure reason"),
+        finishedAt: z.string().nullable(),
+      }),
+    )
+    .describe('the last 20 failed queries, newest first'),
+  eventStreams: count.describe('GET /v1/queries/events streams open in this coordinator process, each polling the database every second'),
+});
+export type HealthView = z.infer<typeof healthView>;

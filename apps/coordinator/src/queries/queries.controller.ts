@@ -1,10 +1,11 @@
-import { Body, Controller, Get, Param, Post, Query, Req } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Get, Param, Post, Query, Req, Sse } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import type { AuthedRequest } from '../auth/api-key.guard';
 import { Roles } from '../auth/decorators';
 import { paillierDecryptionSchema, postedPartialsSchema, researcherBindingSchema, STAT_NAMES, type StatName } from '@confide/protocol';
 import { QueriesService } from './queries.service';
+import { QueryEvents } from './query-events';
 
 const queryBody = z.strictObject({
   study: z.string().min(1).max(100),
@@ -32,6 +33,10 @@ const listFilter = z.strictObject({
   mine: z.enum(['true', 'false']).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
 });
+const eventsFilter = z.strictObject({
+  study: z.string().min(1).max(100).optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+});
 export const QUERY_ID = z.string().regex(/^q[0-9a-f]{24}$/, 'not a query id');
 
 /** Researchers submit queries and follow them; auditors and admins may read them. */
@@ -39,12 +44,27 @@ export const QUERY_ID = z.string().regex(/^q[0-9a-f]{24}$/, 'not a query id');
 @ApiBearerAuth()
 @Controller('v1/queries')
 export class QueriesController {
-  constructor(private readonly queries: QueriesService) {}
+  constructor(
+    private readonly queries: QueriesService,
+    private readonly events: QueryEvents,
+  ) {}
 
   @Post()
   @Roles('researcher', 'admin')
   submit(@Body({ schema: queryBody }) body: z.infer<typeof queryBody>, @Req() req: AuthedRequest) {
     return this.queries.submit(body, req.principal?.keyId ?? 'unknown');
+  }
+
+  // Before the routes with `:id`, so Nest does not read "events" as a query id.
+  @Sse('events')
+  @Roles('researcher', 'admin', 'auditor')
+  @ApiProduces('text/event-stream')
+  @ApiOperation({
+    summary:
+      'Server-sent events: `queries`, whose data is the array of the `limit` (default 20, at most 100) newest queries\' views (as GET /v1/queries/:id), of a study (study=NAME) or all, newest first; sent on connect and whenever one changes (checked every second), and a keep-alive comment every 15 s',
+  })
+  stream(@Query({ schema: eventsFilter }) q: z.infer<typeof eventsFilter>) {
+    return this.events.watch(q);
   }
 
   /** Shamir: the researcher reveals its committee nonce, and the query starts. */

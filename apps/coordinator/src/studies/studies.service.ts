@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { participantView, type ParticipantView } from '../participants/participants.service';
 import { Inject, Injectable } from '@nestjs/common';
 import { importPublicKeyBase64Url, keyFingerprint } from '@confide/crypto';
-import { ENTRY, entryKey, ledgerSchema, parseStudySchema, toStudySchemaJson, type StudySchema } from '@confide/protocol';
+import { budgetRemaining, budgetSpent, ENTRY, entryKey, ledgerSchema, parseStudySchema, toStudySchemaJson, type PrivacyCost, type StudySchema } from '@confide/protocol';
 import { hashToken, newToken, type Role } from '../auth/tokens';
 import type { CoordinatorConfig } from '../config';
 import { readStudySchema } from '../db/columns';
@@ -24,6 +24,21 @@ export interface StudyView {
   readonly minParticipants: number;
   readonly participants: number;
   readonly schema: unknown;
+  readonly privacy: StudyPrivacyView;
+}
+
+/**
+ * A study's differential privacy budget as the console shows it. Every amount is the exact decimal sum (libs/protocol
+ * budget.ts) rounded once, so spent and remaining add up to the budget. Without DP: dp, budget and remaining null,
+ * spent zero.
+ */
+export interface StudyPrivacyView {
+  /** The study's DP settings as its schema gives them, or null. */
+  readonly dp: unknown;
+  readonly budget: PrivacyCost | null;
+  /** Σ over the queries that spent (basic sequential composition), and how many did. */
+  readonly spent: PrivacyCost & { readonly queries: number };
+  readonly remaining: PrivacyCost | null;
 }
 
 /** GET /v1/studies/:name/participants. */
@@ -79,9 +94,20 @@ export class StudiesService {
     return { id: row.id, name: row.name, schema: readStudySchema(row.schema_json, `studies.schema_json of study ${row.id}`), minParticipants: row.min_participants };
   }
 
+  /** GET /v1/studies/:name: the study, its size, its schema and its privacy budget ({@link StudyPrivacyView}). @throws ApiError 404 */
   async view(name: string): Promise<StudyView> {
     const s = await this.get(name);
-    return { id: s.id, name: s.name, minParticipants: s.minParticipants, participants: await this.repos.participants.countByStudy(s.id), schema: toStudySchemaJson(s.schema) };
+    const schema = toStudySchemaJson(s.schema);
+    const [participants, spent] = await Promise.all([this.repos.participants.countByStudy(s.id), this.repos.privacyBudget.spent(s.id)]);
+    const budget = s.schema.privacy.dp?.budget ?? null;
+    const privacy: StudyPrivacyView = {
+      // The schema's own words (as GET shows them under schema.privacy.dp): its JSON type leaves privacy unknown.
+      dp: (schema.privacy as { dp?: unknown } | undefined)?.dp ?? null,
+      budget: budget && { epsilon: budget.epsilon, delta: budget.delta },
+      spent: { ...budgetSpent(spent), queries: spent.length },
+      remaining: budget && budgetRemaining(spent, budget),
+    };
+    return { id: s.id, name: s.name, minParticipants: s.minParticipants, participants, schema, privacy };
   }
 
   /** Every study with its size: what `confide study list` shows. */

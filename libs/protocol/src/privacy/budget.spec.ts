@@ -1,4 +1,4 @@
-import { assertBudget, budgetRemaining } from './budget';
+import { assertBudget, budgetRemaining, budgetSpent } from './budget';
 import { PrivacyError } from './settings';
 
 const budget = { epsilon: 1, delta: 1e-5 };
@@ -53,5 +53,26 @@ describe('budgetRemaining', () => {
     expect(budgetRemaining([laplace(0.1), laplace(0.2)], budget)).toEqual({ epsilon: 0.7, delta: 1e-5 });
     expect(budgetRemaining([{ epsilon: 2, delta: 1 }], budget)).toEqual({ epsilon: 0, delta: 0 });
     expect(budgetRemaining([], budget)).toEqual(budget);
+  });
+});
+
+describe('budgetSpent', () => {
+  it('is the exact sum of what was spent, rounded once: ten spends of 0.1 are 1 and three are 0.3', () => {
+    expect(budgetSpent(Array.from({ length: 10 }, () => laplace(0.1)))).toEqual({ epsilon: 1, delta: 0 });
+    expect(budgetSpent([laplace(0.1), laplace(0.1), laplace(0.1)])).toEqual({ epsilon: 0.3, delta: 0 });
+    expect(budgetSpent([{ epsilon: 0.25, delta: 1e-6 }, { epsilon: 0.5, delta: 2e-6 }])).toEqual({ epsilon: 0.75, delta: 3e-6 });
+  });
+
+  it('is zero for nothing spent, and spent plus remaining is the budget', () => {
+    expect(budgetSpent([])).toEqual({ epsilon: 0, delta: 0 });
+    const spent = [laplace(0.1), laplace(0.2), { epsilon: 0.3, delta: 4e-6 }];
+    const left = budgetRemaining(spent, budget);
+    expect(budgetSpent(spent)).toEqual({ epsilon: 0.6, delta: 4e-6 });
+    expect(budgetSpent([budgetSpent(spent), left])).toEqual(budget);
+  });
+
+  it('refuses a negative or non-finite amount, naming it', () => {
+    expect(() => budgetSpent([laplace(0.1), { epsilon: -1, delta: 0 }])).toThrow('spent[1].epsilon must be a finite number >= 0, got -1');
+    expect(() => budgetSpent([{ epsilon: 0.1, delta: Number.NaN }])).toThrow('spent[0].delta must be a finite number >= 0, got NaN');
   });
 });

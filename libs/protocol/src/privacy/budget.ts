@@ -33,20 +33,26 @@ function show(r: Rational): string {
   return String(ratioToNumber(r.n, r.d));
 }
 
-function remaining(spent: readonly PrivacyCost[], budget: PrivacyCost): { epsilon: Rational; delta: Rational; budget: { epsilon: Rational; delta: Rational } } {
-  const total = { epsilon: amount(budget.epsilon, 'budget.epsilon'), delta: amount(budget.delta, 'budget.delta') };
-  let epsilon = total.epsilon;
-  let delta = total.delta;
+/** Σ of the spent amounts, exact. */
+function total(spent: readonly PrivacyCost[]): { epsilon: Rational; delta: Rational } {
+  let epsilon = ZERO;
+  let delta = ZERO;
   spent.forEach((s, i) => {
-    const e = amount(s.epsilon, `spent[${i}].epsilon`);
-    const d = amount(s.delta, `spent[${i}].delta`);
-    epsilon = add(epsilon, { n: -e.n, d: e.d });
-    delta = add(delta, { n: -d.n, d: d.d });
+    epsilon = add(epsilon, amount(s.epsilon, `spent[${i}].epsilon`));
+    delta = add(delta, amount(s.delta, `spent[${i}].delta`));
   });
+  return { epsilon, delta };
+}
+
+function remaining(spent: readonly PrivacyCost[], budget: PrivacyCost): { epsilon: Rational; delta: Rational; budget: { epsilon: Rational; delta: Rational } } {
+  const budgetTotal = { epsilon: amount(budget.epsilon, 'budget.epsilon'), delta: amount(budget.delta, 'budget.delta') };
+  const used = total(spent);
+  const epsilon = add(budgetTotal.epsilon, { n: -used.epsilon.n, d: used.epsilon.d });
+  const delta = add(budgetTotal.delta, { n: -used.delta.n, d: used.delta.d });
   return {
     epsilon: compare(epsilon, ZERO) < 0 ? ZERO : epsilon,
     delta: compare(delta, ZERO) < 0 ? ZERO : delta,
-    budget: total,
+    budget: budgetTotal,
   };
 }
 
@@ -83,4 +89,16 @@ export function assertBudget(spent: readonly PrivacyCost[], request: PrivacyCost
 export function budgetRemaining(spent: readonly PrivacyCost[], budget: PrivacyCost): PrivacyCost {
   const left = remaining(spent, budget);
   return { epsilon: ratioToNumber(left.epsilon.n, left.epsilon.d), delta: ratioToNumber(left.delta.n, left.delta.d) };
+}
+
+/**
+ * What a study's queries have spent together (basic sequential composition: Σεᵢ, Σδᵢ), summed exactly as
+ * {@link budgetRemaining} sums them and rounded once to the nearest double, so spent and remaining shown side by
+ * side add up to the budget as the decimals written (ten spends of 0.1 show 1, not 0.9999999999999999).
+ *
+ * @throws RangeError for a negative, NaN or infinite amount
+ */
+export function budgetSpent(spent: readonly PrivacyCost[]): PrivacyCost {
+  const used = total(spent);
+  return { epsilon: ratioToNumber(used.epsilon.n, used.epsilon.d), delta: ratioToNumber(used.delta.n, used.delta.d) };
 }
