@@ -24,6 +24,8 @@ const ROUTES: Readonly<Record<string, Access>> = {
   'GET /metrics': ['admin', 'auditor'],
   // Counts per study and the ledger size, for `confide admin status` (test/e2e/status-views).
   'GET /v1/status': ['admin', 'auditor'],
+  // The console's health page: dependencies, queues, recent failures (test/e2e/console-api).
+  'GET /v1/status/health': ['admin', 'auditor'],
   'POST /v1/studies': ['admin'],
   'GET /v1/studies': ['admin', 'researcher', 'auditor'],
   'GET /v1/studies/{name}': ['admin', 'researcher', 'auditor'],
@@ -42,6 +44,8 @@ const ROUTES: Readonly<Record<string, Access>> = {
   // Shamir: the submitting researcher reveals its committee nonce (test/e2e/hostile-coordinator); others get 403.
   'POST /v1/queries/{id}/nonce': ['admin', 'researcher'],
   'GET /v1/queries/{id}': ['admin', 'researcher', 'auditor'],
+  // Live query status as server-sent events, for the console (test/e2e/console-api).
+  'GET /v1/queries/events': ['admin', 'researcher', 'auditor'],
   // Paillier: and then only for the key that submitted the query (test/e2e/paillier).
   'GET /v1/queries/{id}/aggregate': ['admin', 'researcher', 'auditor'],
   'POST /v1/queries/{id}/decryption': ['admin', 'researcher'],
@@ -125,6 +129,11 @@ describe('coordinator HTTP API: routes, authentication, authorisation and input 
     if (opts.body !== undefined) body = JSON.stringify(opts.body);
     if (body !== undefined) headers['content-type'] = 'application/json';
     const res = await fetch(`${cluster.url}${path}`, { method, headers, body });
+    // An event stream never ends: its status and headers are the answer, and the client leaves.
+    if (res.headers.get('content-type')?.startsWith('text/event-stream')) {
+      await res.body?.cancel();
+      return { status: res.status, type: res.headers.get('content-type') ?? '', text: '', json: undefined };
+    }
     const text = await res.text();
     let json: unknown;
     try {
@@ -170,7 +179,7 @@ describe('coordinator HTTP API: routes, authentication, authorisation and input 
     // A handler hidden from the document (@ApiExcludeEndpoint) would escape the checks below: count the handlers.
     const sources = (dir: string): string[] =>
       readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') && !e.name.endsWith('.spec.ts') ? [join(dir, e.name)] : []));
-    const handlers = sources(join(ROOT, 'apps/coordinator/src')).flatMap((f) => readFileSync(f, 'utf8').match(/^\s*@(Get|Post|Put|Patch|Delete|All|Head|Options|Search)\(/gm) ?? []);
+    const handlers = sources(join(ROOT, 'apps/coordinator/src')).flatMap((f) => readFileSync(f, 'utf8').match(/^\s*@(Get|Post|Put|Patch|Delete|All|Head|Options|Search|Sse)\(/gm) ?? []);
     expect(handlers).toHaveLength(Object.keys(ROUTES).length);
   });
 

@@ -209,6 +209,10 @@ describe('console API: study privacy budget, health page, live query status (thr
     // The same kind /metrics counts.
     const metrics = await (await fetch(`${cluster.url}/metrics`, { headers: { authorization: `Bearer ${auditor}` } })).text();
     expect(metrics).toContain('confide_query_failures_total{protocol="shamir",reason="too_few_answers"} 1');
+    // The OpenAPI document's response schema names exactly what the route answers.
+    const doc = (await (await fetch(`${cluster.url}/docs-json`)).json()) as { paths: Record<string, { get?: { responses: Record<string, { content?: Record<string, { schema: { properties?: object } }> }> } }> };
+    const documented = doc.paths['/v1/status/health']?.get?.responses['200']?.content?.['application/json']?.schema.properties ?? {};
+    expect(Object.keys(documented).sort()).toEqual(Object.keys(h).sort());
     // Admins and auditors only.
     expect((await fetch(`${cluster.url}/v1/status/health`, { headers: { authorization: `Bearer ${researcher}` } })).status).toBe(403);
 
