@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import axe from 'axe-core';
@@ -35,7 +36,7 @@ describe('console in a real browser (Chromium, three participant processes, SQLi
   let page: Page;
   let auditor: string;
   let researcher: string;
-  let verifierKey: string;
+  let fingerprint: string;
   const sites: ParticipantProcess[] = [];
 
   const url = (hash = ''): string => `${cluster.url}/console/${hash}`;
@@ -51,6 +52,9 @@ describe('console in a real browser (Chromium, three participant processes, SQLi
     });
     expect({ where, violations }).toEqual({ where, violations: [] });
   }
+
+  /** A link of the console's page navigation. */
+  const nav = (p: Page, name: string) => p.getByRole('navigation', { name: 'Console pages' }).getByRole('link', { name, exact: true });
 
   /** Logs in as a user does: Tab to the key field, type, Enter. */
   async function logIn(p: Page, key: string): Promise<void> {
@@ -82,7 +86,7 @@ describe('console in a real browser (Chromium, three participant processes, SQLi
     }
     auditor = await cluster.apiKey('auditor');
     researcher = await cluster.apiKey('researcher');
-    verifierKey = (await cluster.get<{ verifierKey: string }>('/v1/ledger/public-key')).verifierKey;
+    fingerprint = (await cluster.get<{ fingerprint: string }>('/v1/coordinator')).fingerprint;
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
     context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     page = await context.newPage();
@@ -107,7 +111,8 @@ describe('console in a real browser (Chromium, three participant processes, SQLi
     await logIn(page, auditor);
     await page.getByRole('heading', { name: 'Studies' }).waitFor();
     // An auditor sees no admin page.
-    await expect(page.getByRole('link', { name: 'API keys' }).count()).resolves.toBe(0);
+    await expect(nav(page, 'API keys').count()).resolves.toBe(0);
+    await expect(nav(page, 'Ledger').count()).resolves.toBe(1);
     const stored = await page.evaluate(() => JSON.stringify({ local: { ...localStorage }, session: { ...sessionStorage }, cookie: document.cookie }));
     expect(stored).not.toContain(auditor);
     await accessible(page, 'studies');
@@ -156,15 +161,21 @@ describe('console in a real browser (Chromium, three participant processes, SQLi
     expect(view.results.find((r) => r.group === 'AsstProf' && r.stat === 'count')).toMatchObject({ value: null, suppressed: true });
     await expect(detail.locator('tr.suppressed').count()).resolves.toBe(view.results.filter((r) => r.suppressed).length);
     for (const r of view.results.filter((x) => !x.suppressed && x.stat === 'count')) {
-      await expect(detail.locator('tr', { hasText: r.group }).filter({ hasText: 'count(salary)' }).locator('td').nth(1).textContent()).resolves.toBe(String(r.value));
+      const cells = detail.locator('tbody tr').filter({ has: page.locator('th', { hasText: 'count(salary)' }) }).filter({ has: page.getByRole('cell', { name: r.group, exact: true }) }).locator('td');
+      await expect(cells.nth(1).textContent()).resolves.toBe(String(r.value));
     }
     await accessible(page, 'queries');
     await shot('query-result');
   }, 90_000);
 
-  it('verifies the checkpoint and every listed entry in the browser against the pinned key', async () => {
-    await page.getByRole('link', { name: 'Ledger' }).click();
-    await page.getByLabel('Verifier key to pin').fill(verifierKey);
+  it('refuses to pin a fingerprint the served key does not have, then verifies the checkpoint and every listed entry in the browser against the pinned one', async () => {
+    await nav(page, 'Ledger').click();
+    const wrong = `${fingerprint.slice(0, 63)}${fingerprint.endsWith('0') ? '1' : '0'}`;
+    await page.getByLabel('Ledger key to pin').fill(wrong);
+    await page.getByRole('button', { name: 'Pin this key' }).click();
+    await page.getByRole('alert').filter({ hasText: `the coordinator's key has fingerprint ${fingerprint}, not the pinned ${wrong}` }).waitFor();
+    await expect(page.evaluate(() => localStorage.getItem('confide.console.verifierKey'))).resolves.toBeNull();
+    await page.getByLabel('Ledger key to pin').fill(fingerprint);
     await page.getByRole('button', { name: 'Pin this key' }).click();
     const verified = page.getByText(/✔ Checkpoint verified: \d+ entries/);
     await verified.waitFor();
@@ -192,15 +203,15 @@ describe('console in a real browser (Chromium, three participant processes, SQLi
 
     await page.reload();
     await logIn(page, auditor);
-    await page.getByRole('link', { name: 'Ledger' }).click();
+    await nav(page, 'Ledger').click();
     await page.getByText(/✔ Checkpoint verified/).waitFor();
     // The checkpoint saved on the last visit: the ledger only grew since.
     await page.getByText(/✔ Consistent with the checkpoint this browser verified at/).waitFor();
+    // The newest page (the whole ledger here) names the one entry that fails; filtered to enrollments, the same.
+    await page.getByRole('alert').filter({ hasText: /^✘ 1 of \d+ entries on this page FAILED verification: entry 3\.$/ }).waitFor();
     await page.getByLabel('Type').selectOption('participant.enrolled');
     await page.getByRole('button', { name: 'Filter' }).click();
-    const alert = page.getByRole('alert').filter({ hasText: 'FAILED verification' });
-    await alert.waitFor();
-    await expect(alert.textContent()).resolves.toBe('✘ 1 of 3 entries on this page FAILED verification: entry 3.');
+    await page.getByRole('alert').filter({ hasText: '✘ 1 of 3 entries on this page FAILED verification: entry 3.' }).waitFor();
     await expect(page.locator('tr[data-entry="3"] .state.failed').textContent()).resolves.toMatch(/failed: entry 3 does not match the signed checkpoint/);
     await expect(page.locator('tr[data-entry] .state.verified').count()).resolves.toBe(2);
     await shot('ledger-tampered');
@@ -220,7 +231,7 @@ describe('console in a real browser (Chromium, three participant processes, SQLi
     const admin = await context.browser()!.newContext();
     const adminPage = await admin.newPage();
     await logIn(adminPage, cluster.adminToken);
-    await adminPage.getByRole('link', { name: 'API keys' }).click();
+    await nav(adminPage, 'API keys').click();
     await adminPage.getByLabel('Role').selectOption('auditor');
     await adminPage.getByLabel('Label').fill('temporary auditor');
     await adminPage.getByRole('button', { name: 'Create key' }).click();
@@ -251,6 +262,7 @@ describe('console in a real browser (Chromium, three participant processes, SQLi
     await until('the query to fail', 30_000, async () => ((await cluster.get<{ status: string }>(`/v1/queries/${String(failing.id)}`, auditor)).status === 'failed' ? true : undefined));
     await page.goto(url('#/health'));
     const deps = page.getByRole('region', { name: 'Dependencies' });
+    await deps.locator('.state').first().waitFor();
     await expect(deps.locator('.state').allTextContents()).resolves.toEqual(['up', 'up']);
     await page.getByRole('table', { name: /Failures in the last 60 minutes, by reason/ }).locator('tbody tr', { hasText: 'too_few_answers' }).waitFor({ timeout: 10_000 });
     await page.getByRole('table', { name: 'Recent failures' }).getByText(String(failing.id)).waitFor();

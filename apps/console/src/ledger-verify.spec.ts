@@ -1,7 +1,7 @@
-import { generateKeyPair } from '@confide/crypto';
+import { generateKeyPair, keyFingerprint, publicKeyBase64Url } from '@confide/crypto';
 import { consistencyProof, formatVerifierKey, ledgerOrigin, MemoryNodeStore, appendLeaves, emptyFrontier, entryBytes, frontierRoot, leafHash as nodeLeafHash, signCheckpoint, treeRoot, type Frontier } from '@confide/ledger';
 import { MemoryLedger } from '../../../test/support/memory-ledger';
-import { leafHash, pinKey, toBase64, verifyCheckpointNote, verifyConsistency, verifyEntry, VerifyError, type VerifiedCheckpoint } from './ledger-verify';
+import { leafHash, pinFingerprint, pinKey, toBase64, verifyCheckpointNote, verifyConsistency, verifyEntry, VerifyError, type VerifiedCheckpoint } from './ledger-verify';
 
 // The console's WebCrypto verifier against libs/ledger's node:crypto one: the same notes, trees and proofs must
 // verify, and every alteration a hostile coordinator could serve must fail with its reason.
@@ -40,9 +40,22 @@ describe('console ledger verification (WebCrypto)', () => {
     expect(checkpoint).toEqual({ origin: pinned.name, size: 5, root: b64(await ledger.rootAt(5)) });
   });
 
+  it("pins by the key fingerprint the admin hands out: the served key must have it, and the log's name is derived, not served", async () => {
+    const { ledger, coordinator, verifierKey } = ledgerOf(3);
+    const pinned = await pinFingerprint(keyFingerprint(coordinator.publicKey), publicKeyBase64Url(coordinator.publicKey));
+    expect(pinned.name).toBe(ledgerOrigin(coordinator.publicKey));
+    expect(Buffer.from(pinned.keyId)).toEqual(Buffer.from((await pinKey(verifierKey)).keyId));
+    await expect(verifyCheckpointNote(ledger.checkpoint(), pinned)).resolves.toMatchObject({ size: 3 });
+    // A coordinator serving another key under the pinned fingerprint.
+    const other = generateKeyPair('ed25519');
+    await rejects(pinFingerprint(keyFingerprint(coordinator.publicKey), publicKeyBase64Url(other.publicKey)), 'unknown-key', /has fingerprint [0-9a-f]{64}, not the pinned/);
+    await rejects(pinFingerprint('abc', publicKeyBase64Url(coordinator.publicKey)), 'malformed');
+  });
+
   it('refuses a verifier key with a wrong key ID, another type byte or the wrong shape', async () => {
     const { verifierKey } = ledgerOf(1);
-    const [name, id, key] = verifierKey.split('+') as [string, string, string];
+    // The key's base64 may hold '+' too: only the first two separate the fields.
+    const [, name, id, key] = /^([^+]+)\+([^+]+)\+(.+)$/.exec(verifierKey) as unknown as [string, string, string, string];
     await rejects(pinKey(`${name}+${id.replace(/^./, (c) => (c === '0' ? '1' : '0'))}+${key}`), 'malformed', /key ID does not match/);
     const typed = Buffer.from(key, 'base64');
     typed[0] = 0x02;

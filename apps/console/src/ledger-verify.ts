@@ -57,7 +57,7 @@ const EM_DASH = '\u2014';
 const utf8 = new TextEncoder();
 
 /** Strict standard base64 with padding: exactly one text per byte string, as C2SP notes and the API use it. */
-export function fromBase64(text: string, what: string): Uint8Array {
+export function fromBase64(text: string, what: string): Uint8Array<ArrayBuffer> {
   if (typeof text !== 'string' || !/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(text)) throw new VerifyError('malformed', `${what} is not base64`);
   const binary = atob(text);
   const bytes = new Uint8Array(binary.length);
@@ -136,6 +136,31 @@ export async function pinKey(text: string): Promise<PinnedKey> {
     throw new VerifyError('malformed', `not a usable Ed25519 public key (${(err as Error).message})`);
   }
   return { name, keyId, raw, key };
+}
+
+/**
+ * Pins the coordinator's key by its fingerprint, the 64 hex digits the admin hands participants and auditors
+ * (`confide coordinator info`): the key the coordinator serves (`publicKey`, base64url) is accepted only when
+ * SHA-256("confide-key-v1:ed25519:" ‖ key) is that fingerprint. The log's name is then derived here, as
+ * libs/ledger's ledgerOrigin does (`confide/` and the fingerprint's first 16 digits), not taken from the coordinator.
+ * @throws VerifyError ('malformed') for a fingerprint or key of the wrong shape, ('unknown-key') for a served key
+ *   with another fingerprint
+ */
+export async function pinFingerprint(fingerprint: string, publicKey: string): Promise<PinnedKey> {
+  const pinned = fingerprint.trim();
+  if (!/^[0-9a-f]{64}$/.test(pinned)) throw new VerifyError('malformed', 'a key fingerprint is 64 lower-case hex digits');
+  if (!/^[A-Za-z0-9_-]{43}$/.test(publicKey)) throw new VerifyError('malformed', 'the coordinator served no Ed25519 public key');
+  const raw = fromBase64(`${publicKey.replace(/-/g, '+').replace(/_/g, '/')}=`, 'the public key');
+  const served = hex(await sha256(utf8.encode('confide-key-v1:ed25519:'), raw));
+  if (served !== pinned) throw new VerifyError('unknown-key', `the coordinator's key has fingerprint ${served}, not the pinned ${pinned}`);
+  const name = `confide/${pinned.slice(0, 16)}`;
+  let key: VerifyingKey;
+  try {
+    key = await crypto.subtle.importKey('raw', raw, { name: 'Ed25519' }, false, ['verify']);
+  } catch (err) {
+    throw new VerifyError('malformed', `not a usable Ed25519 public key (${(err as Error).message})`);
+  }
+  return { name, keyId: await keyIdOf(name, raw), raw, key };
 }
 
 /**

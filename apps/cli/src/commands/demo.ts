@@ -25,7 +25,7 @@ user with a fresh password) and stops it at the end; without redis-server instal
 must name a Redis administrator user.
 
 --keep leaves the service running after the query, and prints the browser console's URL with an admin key,
-an auditor key and the ledger key to pin (--port: the coordinator's port, default 8080; 0 picks a free one).
+an auditor key and the coordinator key's fingerprint to pin (--port: the coordinator's port, default 8080; 0 picks a free one).
 Ctrl-C stops it and deletes everything the demo made.`;
 
 /**
@@ -159,7 +159,7 @@ export async function demoCommand(argv: readonly string[], out: Output): Promise
               `console:          ${consoleAccess.url}`,
               `  admin key:      ${consoleAccess.adminKey}`,
               `  auditor key:    ${consoleAccess.auditorKey}`,
-              `  pin ledger key: ${consoleAccess.verifierKey}`,
+              `  pin ledger key: ${consoleAccess.fingerprint}   (the coordinator key's fingerprint)`,
               `The service keeps running (${n} participant workers, the coordinator on ${running.url}); Ctrl-C stops it and deletes its data.`,
             ]
           : []),
@@ -177,12 +177,12 @@ export async function demoCommand(argv: readonly string[], out: Output): Promise
 
 /**
  * What an operator needs to open the demo's console: its URL, the demo's admin key, a new auditor key (read-only),
- * and the ledger's verifier key, which the console checks every checkpoint against once pinned.
+ * and the coordinator key's fingerprint, which the console checks the ledger's checkpoints against once pinned.
  */
-async function keepOpen(admin: CoordinatorClient, running: { url: string }, adminToken: string): Promise<{ url: string; adminKey: string; auditorKey: string; verifierKey: string }> {
+async function keepOpen(admin: CoordinatorClient, running: { url: string }, adminToken: string): Promise<{ url: string; adminKey: string; auditorKey: string; fingerprint: string }> {
   const auditor = await admin.post<{ token: string }>('/v1/api-keys', { role: 'auditor', label: 'demo console' });
-  const { verifierKey } = await admin.get<{ verifierKey: string }>('/v1/ledger/public-key');
-  return { url: `${running.url}/console/`, adminKey: adminToken, auditorKey: auditor.token, verifierKey };
+  const { fingerprint } = await admin.get<{ fingerprint: string }>('/v1/coordinator');
+  return { url: `${running.url}/console/`, adminKey: adminToken, auditorKey: auditor.token, fingerprint };
 }
 
 /** Removes the demo's own keys and ACL users (and nothing else) from the Redis it used. */

@@ -5,9 +5,10 @@ interface HealthView {
   database: 'up' | 'down';
   redis: 'up' | 'down';
   connections: { name: string; state: string }[];
-  queues: { tasks: Record<string, number>; aggregation: Record<string, number> };
+  queues: { tasks: Record<string, number>; aggregation: Record<string, number> } | null;
   failures: { windowSeconds: number; byReason: { protocol: string; reason: string; count: number }[] };
-  recent: { queryId: string; study: string; protocol: string; reason: string; message: string; finishedAt: string }[];
+  recent: { queryId: string; study: string; protocol: string; reason: string; message: string | null; finishedAt: string | null }[];
+  eventStreams: number;
 }
 
 interface StatusView {
@@ -41,12 +42,18 @@ export function HealthPage({ api, onAuthError }: PageProps) {
           </section>
           <section class="card" aria-labelledby="queues-title">
             <h2 id="queues-title">Queues</h2>
-            <dl>
-              <dt>Participant tasks</dt>
-              <dd>{Object.entries(h.queues.tasks).map(([state, n]) => `${n} ${state}`).join(', ')}</dd>
-              <dt>Aggregation jobs</dt>
-              <dd>{Object.entries(h.queues.aggregation).map(([state, n]) => `${n} ${state}`).join(', ')}</dd>
-            </dl>
+            {h.queues ? (
+              <dl>
+                <dt>Participant tasks</dt>
+                <dd>{Object.entries(h.queues.tasks).map(([state, n]) => `${n} ${state}`).join(', ')}</dd>
+                <dt>Aggregation jobs</dt>
+                <dd>{Object.entries(h.queues.aggregation).map(([state, n]) => `${n} ${state}`).join(', ')}</dd>
+                <dt>Live query streams</dt>
+                <dd>{h.eventStreams} open</dd>
+              </dl>
+            ) : (
+              <p>Redis does not answer: queue depths are unknown until it does.</p>
+            )}
           </section>
           {status.data && (
             <section class="card" aria-labelledby="ledger-size-title">
@@ -126,9 +133,9 @@ export function HealthPage({ api, onAuthError }: PageProps) {
                     <th scope="row">{f.queryId}</th>
                     <td>{f.study}</td>
                     <td>
-                      {f.reason}: {f.message}
+                      {f.reason}: {f.message ?? 'no reason recorded'}
                     </td>
-                    <td>{f.finishedAt}</td>
+                    <td>{f.finishedAt ?? '—'}</td>
                   </tr>
                 ))}
               </tbody>

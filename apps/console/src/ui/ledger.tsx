@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { fromBase64, pinKey, verifyCheckpointNote, verifyConsistency, verifyEntry, type LedgerEntryView, type PinnedKey, type VerifiedCheckpoint } from '../ledger-verify';
+import { fromBase64, pinFingerprint, pinKey, verifyCheckpointNote, verifyConsistency, verifyEntry, type LedgerEntryView, type PinnedKey, type VerifiedCheckpoint } from '../ledger-verify';
 import type { PageProps } from './hooks';
 
 /**
@@ -57,14 +57,27 @@ export function LedgerPage({ api, onAuthError, query }: PageProps & { query?: st
   const [consistency, setConsistency] = useState<Check & { since?: Saved }>({ state: 'pending' });
   const [reload, setReload] = useState(0);
 
+  /**
+   * A pin is the coordinator key's fingerprint (what the admin hands out: the served key must hash to it) or a
+   * whole C2SP verifier key (checked on its own).
+   */
+  const resolvePin = async (text: string): Promise<PinnedKey> => {
+    if (!/^\s*[0-9a-f]{64}\s*$/.test(text)) return pinKey(text);
+    const served = await api.get<{ publicKey: string }>('/v1/ledger/public-key');
+    return pinFingerprint(text, served.publicKey);
+  };
+
   // The pinned key, from storage or as the user typed it.
   useEffect(() => {
     const text = localStorage.getItem(PIN);
     if (!text) {
-      api.get<{ verifierKey: string }>('/v1/ledger/public-key').then((k) => setOffered(k.verifierKey), onAuthError);
+      api.get<{ fingerprint: string }>('/v1/coordinator').then((k) => setOffered(k.fingerprint), onAuthError);
       return;
     }
-    pinKey(text).then(setPinned, (err: Error) => setPinError(`The pinned key is not usable: ${err.message}`));
+    resolvePin(text).then(setPinned, (err: Error) => {
+      setPinError(`The pinned key does not hold: ${err.message}`);
+      onAuthError(err);
+    });
   }, [api]);
 
   // The checkpoint: verified against the pinned key, then against the last one verified in this browser.
@@ -113,7 +126,7 @@ export function LedgerPage({ api, onAuthError, query }: PageProps & { query?: st
   const pin = async (text: string): Promise<void> => {
     setPinError(null);
     try {
-      const key = await pinKey(text);
+      const key = await resolvePin(text);
       localStorage.setItem(PIN, text.trim());
       setPinned(key);
     } catch (err) {
@@ -128,7 +141,7 @@ export function LedgerPage({ api, onAuthError, query }: PageProps & { query?: st
         <h2 id="pin-title">Pinned ledger key</h2>
         {pinned ? (
           <p>
-            Checkpoints must be signed by <code>{pinned.name}</code> (the verifier key pinned in this browser).{' '}
+            Checkpoints must be signed by <code>{pinned.name}</code> (the key pinned in this browser).{' '}
             <button
               type="button"
               class="link"
@@ -148,15 +161,15 @@ export function LedgerPage({ api, onAuthError, query }: PageProps & { query?: st
               void pin(pinText);
             }}
           >
-            <label for="verifier-key">Verifier key to pin</label>
+            <label for="verifier-key">Ledger key to pin</label>
             <input id="verifier-key" value={pinText} onInput={(e) => setPinText((e.target as HTMLInputElement).value)} spellcheck={false} />
             <p class="hint">
-              The key the admin handed you out of band (`confide coordinator key` prints it). Compare it with yours before pinning: the page checks the ledger against this key, not against
-              what the coordinator says.
+              The coordinator key's fingerprint the admin handed you out of band (64 hex digits, as `confide coordinator info` prints it), or its whole verifier key. The page
+              checks the ledger against this key, not against what the coordinator says.
               {offered && (
                 <>
                   {' '}
-                  The coordinator says its key is <code>{offered}</code>.
+                  The coordinator says its fingerprint is <code>{offered}</code>: compare it with yours before pinning.
                 </>
               )}
             </p>
@@ -171,7 +184,11 @@ export function LedgerPage({ api, onAuthError, query }: PageProps & { query?: st
           <CheckLine check={checkpointCheck} ok={checkpoint ? `Checkpoint verified: ${checkpoint.size} entries, root ${checkpoint.root}, signed by the pinned key.` : ''} what="checkpoint" />
           <CheckLine
             check={consistency}
-            ok={consistency.since ? `Consistent with the checkpoint this browser verified at ${consistency.since.verifiedAt} (${consistency.since.size} entries): the ledger only grew.` : ''}
+            ok={
+              consistency.since
+                ? `Consistent with the checkpoint this browser verified at ${consistency.since.verifiedAt} (${consistency.since.size} entries): ${consistency.since.size === checkpoint?.size ? 'the same ledger' : 'the ledger only grew'}.`
+                : ''
+            }
             what="consistency with your last visit"
           />
           <button type="button" onClick={() => setReload(reload + 1)}>
