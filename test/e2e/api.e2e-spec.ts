@@ -55,6 +55,10 @@ const ROUTES: Readonly<Record<string, Access>> = {
   'GET /v1/ledger/checkpoint': ['admin', 'auditor'],
   'GET /v1/ledger/public-key': ['admin', 'researcher', 'auditor'],
   'GET /v1/ledger/entries': ['admin', 'auditor'],
+  // The console's ledger page: entries newest first, by type and query (test/e2e/console).
+  'GET /v1/ledger/entries/search': ['admin', 'auditor'],
+  // The console's login: the key's role, to show admin actions to admins only (test/e2e/console).
+  'GET /v1/whoami': ['admin', 'researcher', 'auditor'],
   'GET /v1/ledger/proof/inclusion': ['admin', 'researcher', 'auditor'],
   'GET /v1/ledger/proof/consistency': ['admin', 'researcher', 'auditor'],
   // Participants only, by a request signed with their enrolled key (test/e2e/receipts): no API key may call it.

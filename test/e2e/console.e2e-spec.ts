@@ -37,6 +37,8 @@ describe('console in a real browser (Chromium, three participant processes, SQLi
   let auditor: string;
   let researcher: string;
   let fingerprint: string;
+  /** The query the live-status test followed to its result. */
+  let followed = '';
   const sites: ParticipantProcess[] = [];
 
   const url = (hash = ''): string => `${cluster.url}/console/${hash}`;
@@ -146,6 +148,7 @@ describe('console in a real browser (Chromium, three participant processes, SQLi
     // site-3 is stopped: round 1 waits for it, and the page shows 2 of 3 answered, live.
     const submitted = await cluster.cliJson(['query', '--study', 'salaries', '--stat', 'count', '--field', 'salary', '--stat', 'mean', '--field', 'salary', '--group-by', 'rank', '--deadline', '60', '--allow-offline'], researcher);
     const id = String(submitted.id);
+    followed = id;
     const row = page.locator(`tr[data-query="${id}"]`);
     await row.locator('td', { hasText: '2 of 3' }).waitFor({ timeout: 15_000 });
     await expect(row.locator('.state').textContent()).resolves.toBe('running');
@@ -192,6 +195,15 @@ describe('console in a real browser (Chromium, three participant processes, SQLi
     await page.getByLabel('Type').selectOption('result.released');
     await page.getByRole('button', { name: 'Filter' }).click();
     await page.getByText(/✔ All 1 entries on this page verified/).waitFor();
+    // Filtered by query: exactly the entries that name it (submitted, committee, rounds, result), each verified.
+    const events = await cluster.get<{ events: { index: number; body: { queryId?: string } }[] }>('/v1/events?limit=1000', auditor);
+    const ofQuery = events.events.filter((e) => e.body.queryId === followed).map((e) => String(e.index));
+    expect(ofQuery.length).toBeGreaterThanOrEqual(4);
+    await page.getByLabel('Type').selectOption('');
+    await page.getByLabel('Query id').fill(followed);
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.getByText(`✔ All ${ofQuery.length} entries on this page verified against the signed checkpoint.`).waitFor();
+    await expect(page.locator('tr[data-entry]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-entry')))).resolves.toEqual([...ofQuery].reverse());
   }, 60_000);
 
   it('shows an entry altered in the database as failed after a reload, naming its index, while the checkpoint still verifies', async () => {
