@@ -19,7 +19,10 @@ interface StudyView {
   name: string;
   minParticipants: number;
   participants: number;
-  schema: { fields?: { name: string; type: string; min?: number; max?: number; values?: string[] }[]; privacy?: unknown };
+  schema: {
+    fields?: { name: string; type: string; min?: number; max?: number; values?: string[] }[];
+    privacy?: { minGroupSize?: number; dp?: { mechanism: string; epsilon: number; delta?: number } };
+  };
   privacy?: { dp: unknown; budget: Budget | null; spent: Budget & { queries: number }; remaining: Budget | null };
 }
 
@@ -98,6 +101,10 @@ function StudyDetail({ api, role, onAuthError, name }: PageProps & { name: strin
             <dl>
               <dt>Minimum participants per query</dt>
               <dd>{s.minParticipants}</dd>
+              <dt>Minimum group size</dt>
+              <dd>{s.schema.privacy?.minGroupSize ?? 'the default'}</dd>
+              <dt>Differential privacy</dt>
+              <dd>{s.schema.privacy?.dp ? `${s.schema.privacy.dp.mechanism}, ε ${amount(s.schema.privacy.dp.epsilon)} per query${s.schema.privacy.dp.delta ? `, δ ${amount(s.schema.privacy.dp.delta)}` : ''}` : 'off'}</dd>
               <dt>Fields</dt>
               <dd>{(s.schema.fields ?? []).map((f) => `${f.name} (${f.type}${f.min !== undefined ? ` ${f.min}–${f.max}` : ''})`).join(', ') || 'none'}</dd>
             </dl>
