@@ -1,5 +1,6 @@
 import { aggregateBench } from './aggregate.bench';
 import { round1ChecksBench } from './authorize.bench';
+import { consoleBench } from './console.bench';
 import { custodiansBench } from './custodians.bench';
 import { e2eLatencyBench, e2ePaillierBench, e2eThroughputBench } from './e2e.bench';
 import { fieldBench } from './field.bench';
@@ -26,6 +27,7 @@ const BENCHES: Record<string, () => Promise<BenchSection>> = {
   'local-aggregation': () => aggregateBench(),
   soak: () => soakBench(),
   recovery: () => recoveryBench(),
+  console: () => consoleBench(),
 };
 
 async function main(ids: string[]): Promise<void> {
