@@ -52,6 +52,6 @@ export const healthView = z.strictObject({
       }),
     )
     .describe('the last 20 failed queries, newest first'),
-  eventStreams: count.describe('GET /v1/queries/events streams open in this coordinator process, each polling the database every second'),
+  eventStreams: count.describe('GET /v1/queries/events streams open in this coordinator process, each polling the database every 250 ms'),
 });
 export type HealthView = z.infer<typeof healthView>;

@@ -61,7 +61,7 @@ export class QueriesController {
   @ApiProduces('text/event-stream')
   @ApiOperation({
     summary:
-      'Server-sent events: `queries`, whose data is the array of the `limit` (default 20, at most 100) newest queries\' views (as GET /v1/queries/:id), of a study (study=NAME) or all, newest first; sent on connect and whenever one changes (checked every second), and a keep-alive comment every 15 s',
+      'Server-sent events: `queries`, whose data is the array of the `limit` (default 20, at most 100) newest queries\' views (as GET /v1/queries/:id), of a study (study=NAME) or all, newest first; sent on connect and whenever one changes (checked every 250 ms), and a keep-alive comment every 15 s',
   })
   stream(@Query({ schema: eventsFilter }) q: z.infer<typeof eventsFilter>) {
     return this.events.watch(q);

@@ -8,7 +8,7 @@ import { queryStream, type QueryStreamEvent } from './query-stream';
 /**
  * Live query status for the console (`GET /v1/queries/events`, server-sent events): the newest queries' full views
  * (what `GET /v1/queries/:id` shows), sent on connect and again whenever one of them changes ({@link queryStream}).
- * Each stream checks once a second with one cheap statement (QueryRepository.activity) and reads the views only
+ * Each stream checks every 250 ms (POLL_MS) with one cheap statement (QueryRepository.activity) and reads the views only
  * when that changed. Nothing is kept between streams: every coordinator process over one database sees every change.
  */
 @Injectable()
@@ -22,7 +22,7 @@ export class QueryEvents {
     private readonly queries: QueriesService,
   ) {}
 
-  /** Streams open in this process, each polling the database once a second until its client leaves. */
+  /** Streams open in this process, each polling the database until its client leaves. */
   get open(): number {
     return this.polling.size;
   }

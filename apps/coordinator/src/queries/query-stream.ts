@@ -1,11 +1,15 @@
 import { Observable } from 'rxjs';
 
-/** How often an open stream checks whether its queries changed. */
-export const POLL_MS = 1_000;
+/**
+ * How often an open stream checks whether its queries changed: as often as `confide query --wait` polls one query,
+ * so the console is no slower to show a result than the CLI (the check is one cheap statement; a second made the
+ * console 4× slower than the CLI, docs/BENCHMARKS.md "Console").
+ */
+export const POLL_MS = 250;
 /** How often an open stream sends a comment, so proxies and the browser keep an idle connection open. */
 export const KEEP_ALIVE_MS = 15_000;
 
-/** Where a stream reads its queries from: what changes (cheap, every second) and each query's full view. */
+/** Where a stream reads its queries from: what changes (cheap, every POLL_MS) and each query's full view. */
 export interface QueryStreamSource<V> {
   /** The watched queries, newest first, each as something that changes whenever its view does. */
   activity(): Promise<readonly { readonly id: string }[]>;
