@@ -189,6 +189,9 @@ describe('console in a real browser (Chromium, three participant processes, SQLi
     await expect(page.locator('tr[data-entry] .state.verified').count()).resolves.toBe(Math.min(25, size));
     await page.locator('tr[data-entry="1"]').getByRole('button', { name: '1' }).click();
     await expect(page.locator('#entry-1 pre').textContent()).resolves.toMatch(/"name": "salaries"/);
+    // Its inclusion proof, as served and recomputed: the coordinator's own proof for the same entry and size.
+    const served = await cluster.get<{ proof: string[] }>(`/v1/ledger/proof/inclusion?index=1&treeSize=${size}`, auditor);
+    await expect(page.locator('#entry-1 ol.proof code').allTextContents()).resolves.toEqual(served.proof);
     await accessible(page, 'ledger');
     await shot('ledger-verified');
     // Filtered by query: only that query's entries, each verified.

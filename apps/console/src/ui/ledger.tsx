@@ -217,6 +217,8 @@ interface Row {
   entry: string;
   view: LedgerEntryView | null;
   check: Check;
+  /** The inclusion proof at the checkpoint's size, as served (base64 hashes, leaf to root). */
+  proof?: string[];
 }
 
 function Entries({ api, onAuthError, checkpoint, query }: Pick<PageProps, 'api' | 'onAuthError'> & { checkpoint: VerifiedCheckpoint; query?: string }) {
@@ -248,11 +250,12 @@ function Entries({ api, onAuthError, checkpoint, query }: Pick<PageProps, 'api' 
         // Each entry: its inclusion proof at the checkpoint's size, recomputed to the signed root here.
         const checked = await Promise.all(
           listed.map(async (r): Promise<Row> => {
+            let proof: string[] | undefined;
             try {
-              const { proof } = await api.get<{ proof: string[] }>(`/v1/ledger/proof/inclusion?index=${r.index}&treeSize=${checkpoint.size}`);
-              return { ...r, view: await verifyEntry(r.index, r.entry, proof, checkpoint), check: { state: 'verified' } };
+              proof = (await api.get<{ proof: string[] }>(`/v1/ledger/proof/inclusion?index=${r.index}&treeSize=${checkpoint.size}`)).proof;
+              return { ...r, proof, view: await verifyEntry(r.index, r.entry, proof, checkpoint), check: { state: 'verified' } };
             } catch (err) {
-              return { ...r, check: { state: 'failed', message: (err as Error).message } };
+              return { ...r, proof, check: { state: 'failed', message: (err as Error).message } };
             }
           }),
         );
@@ -362,6 +365,20 @@ function EntryRow({ row, open, onToggle }: { row: Row; open: boolean; onToggle: 
         <tr id={`entry-${row.index}`} class="detail">
           <td colSpan={4}>
             <pre>{JSON.stringify(row.view?.body ?? raw.body ?? null, null, 2)}</pre>
+            {row.proof && (
+              <>
+                <p>
+                  Inclusion proof ({row.proof.length} {row.proof.length === 1 ? 'hash' : 'hashes'}, from the leaf up), recomputed here to the checkpoint's root:
+                </p>
+                <ol class="proof">
+                  {row.proof.map((h, i) => (
+                    <li key={i}>
+                      <code>{h}</code>
+                    </li>
+                  ))}
+                </ol>
+              </>
+            )}
           </td>
         </tr>
       )}
