@@ -3,7 +3,8 @@ import { until } from '../support/cluster';
 import { singleJson } from '../support/cli';
 import { Harness, SITES, type Protocol } from '../support/faults';
 import { expectedSalaryResults, SALARY_SELECT } from '../support/salary-query';
-import { freeze, thaw } from '../support/task-queues';
+import { taskJobId } from '@confide/queue';
+import { freeze, TaskQueues, thaw } from '../support/task-queues';
 
 // Issue 12, "Survive every restart": real coordinator, participant, Redis and PostgreSQL processes, and the faults an
 // operator meets: the coordinator killed at every transition of both protocols (CONFIDE_FAILPOINT), Redis SIGKILLed
@@ -163,6 +164,32 @@ describe('faults: PostgreSQL goes away under load, and comes back', () => {
     ]);
     await h.expectSettled();
   }, 300_000);
+
+  it('finishes a query whose last answer came in while the database was down within seconds of its return, not at the next sweep', async () => {
+    // A sweep and a deadline a minute away: only the database's return can explain a finish within 10 s of it.
+    await h.cluster.stopCoordinator();
+    await h.cluster.startCoordinator({ CONFIDE_SWEEP_SECONDS: '60' });
+    const site = h.sites[0]!;
+    freeze(site);
+    const id = (await h.submit('shamir', 60))!;
+    const queues = new TaskQueues(h.cluster);
+    await h.cluster.databaseDown();
+    try {
+      thaw(site);
+      // Its answer lands while the database is down: the coordinator sees it complete and cannot record it.
+      const answered = await queues.waitForFinished(site.participantId, taskJobId(id, 1, site.participantId), 20_000);
+      expect(answered.state).toBe('completed');
+    } finally {
+      thaw(site);
+      await h.cluster.databaseUp();
+      await queues.close();
+    }
+    const back = Date.now();
+    const q = await h.finish(id, 90_000);
+    expect({ status: q.status, results: q.results }).toEqual({ status: 'succeeded', results: expectedSalaryResults(h.texts) });
+    expect(Date.now() - back).toBeLessThan(10_000);
+    await h.expectSettled();
+  }, 180_000);
 });
 
 describe('faults: a participant is SIGKILLed (SQLite)', () => {

@@ -77,6 +77,30 @@ describe('OutageReporter', () => {
     expect(JSON.stringify(lines)).not.toContain(SECRET);
   });
 
+  it('calls what waits for the dependency once per outage, when it is back, and not while it keeps failing', () => {
+    const { logger } = recorder();
+    const r = reporter(logger);
+    let back = 0;
+    r.whenBack(() => (back += 1));
+    r.restored();
+    jest.advanceTimersByTime(5000);
+    expect(back).toBe(0); // it was never down
+    r.lost(new Error('connect ECONNREFUSED'));
+    r.restored();
+    jest.advanceTimersByTime(500);
+    r.lost(new Error('connect ECONNREFUSED'));
+    jest.advanceTimersByTime(5000);
+    expect(back).toBe(0);
+    r.restored();
+    r.restored();
+    jest.advanceTimersByTime(1000);
+    expect(back).toBe(1);
+    r.lost(new Error('connect ECONNREFUSED'));
+    r.restored();
+    jest.advanceTimersByTime(1000);
+    expect(back).toBe(2);
+  });
+
   it('is not back while it keeps failing within the settle time (a login refused at once)', () => {
     const { logger, lines } = recorder();
     const r = reporter(logger);

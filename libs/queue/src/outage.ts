@@ -88,6 +88,7 @@ export class OutageReporter {
   private reminder?: NodeJS.Timeout;
   private settle?: NodeJS.Timeout;
   private stopped = false;
+  private readonly backListeners: (() => void)[] = [];
   readonly url: string;
   private readonly now: () => number;
 
@@ -136,8 +137,17 @@ export class OutageReporter {
       this.downSince = null;
       clearInterval(this.reminder);
       this.log('info', { downMs }, `${this.options.dependency} is back at ${this.url} (${this.options.what}) after ${formatDuration(downMs)}`);
+      for (const listener of this.backListeners) listener();
     }, settleMs);
     this.settle.unref();
+  }
+
+  /**
+   * Calls `listener` each time an outage ends (when "is back" is said): what waited for the dependency can go on at
+   * once instead of at its next timer.
+   */
+  whenBack(listener: () => void): void {
+    this.backListeners.push(listener);
   }
 
   /** No more lines: the process is stopping and closes its connections on purpose. */

@@ -102,7 +102,8 @@ import type { Logger } from '../logging';
 import { isDatabaseOutage } from '../db/database';
 import type { Dispatch, Participant } from '../db/schema';
 import { Repositories, type RepositorySet } from '../storage';
-import { CONFIG, COORDINATOR_ENCRYPTION_KEY, COORDINATOR_KEY, LOGGER, REDIS } from '../tokens';
+import type { Dependencies } from '../health/dependencies';
+import { CONFIG, COORDINATOR_ENCRYPTION_KEY, COORDINATOR_KEY, DEPENDENCIES, LOGGER, REDIS } from '../tokens';
 import { QueryRefusal } from './errors';
 import { Failpoints } from './failpoints';
 import { closedMembersColumn, dispatchPayloadColumn, paillierOptionsColumn, paillierRound1ClosedColumn, partialsColumn, planColumn, readColumn, readQuerySpec, readStudySchema, shamirRound1ClosedColumn, type PaillierClosed } from '../db/columns';
@@ -202,9 +203,11 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     @Inject(COORDINATOR_KEY) private readonly key: KeyPair,
     @Inject(COORDINATOR_ENCRYPTION_KEY) private readonly encryptionKey: KeyPair,
     @Inject(LOGGER) private readonly logger: Logger,
+    @Inject(DEPENDENCIES) private readonly dependencies: Dependencies,
   ) {}
 
   private sweeper?: NodeJS.Timeout;
+  private ticking = false;
 
   async onModuleInit(): Promise<void> {
     this.failpoints = new Failpoints(this.config.failpoint);
@@ -240,6 +243,9 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     await this.recover('boot');
     // Redis keeps ACL users in memory only, and may have lost tasks and deadlines: each time it comes back, again.
     this.redis.producer.on('ready', () => void this.recover('Redis reconnected').catch((err: unknown) => this.logger.error({ err }, 'recovery after a Redis outage failed; the timer retries')));
+    // Answers that came in while the database was down nudged nothing: when it is back, look at the open rounds at
+    // once rather than at the timer's next turn (up to CONFIDE_SWEEP_SECONDS later).
+    this.dependencies.database.whenBack(() => void this.tick());
     // And every query ends by its deadline, whatever happened to its deadline job or to this process.
     this.sweeper = setInterval(() => void this.tick(), this.config.sweepSeconds * 1000);
     this.sweeper.unref();
@@ -325,6 +331,17 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * database was down nudged nothing), then the deadline {@link sweep}.
    */
   private async tick(): Promise<void> {
+    // One at a time: the timer and the database's return may both call it.
+    if (this.ticking) return;
+    this.ticking = true;
+    try {
+      await this.tickOnce();
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  private async tickOnce(): Promise<void> {
     try {
       if (this.redis.producer.status === 'ready') {
         await this.sendTasks(await this.repos.dispatches.openRounds({ pendingOnly: true }));
