@@ -14,7 +14,7 @@ import type * as ParticipantWorkerModule from '../apps/participant/src/worker';
 import { verifyInclusion as webVerifyInclusion } from '../apps/console/src/ledger-verify';
 // How often the coordinator's event stream checks for changed queries.
 import { POLL_MS as STREAM_PERIOD_MS } from '../apps/coordinator/src/queries/query-stream';
-import { checkResult, cleanupRedis, expectedOf, type Expected, inTempDir, loadBuilt, loadNote, median, percentile, REPO, runPrefix, setUpStudy, sleep, SPEC, writeData } from './e2e-support';
+import { benchCoordinatorEnv, checkResult, cleanupRedis, type Expected, expectedOf, inTempDir, loadBuilt, loadNote, median, percentile, REPO, runPrefix, setUpStudy, sleep, SPEC, writeData } from './e2e-support';
 import { fmt, measure, type BenchSection } from './harness';
 
 /**
@@ -444,17 +444,7 @@ async function withService<T>(fn: (s: Service, browser: Browser) => Promise<T>):
       let browser: Browser | undefined;
       try {
         coordinator = await b.startCoordinator(
-          b.loadConfig({
-            PORT: '0',
-            REDIS_URL: redis.adminUrl,
-            CONFIDE_PUBLIC_REDIS_URL: redis.publicUrl,
-            CONFIDE_ADMIN_TOKEN: adminToken,
-            CONFIDE_DATA_DIR: join(dir, 'coordinator'),
-            CONFIDE_QUEUE_PREFIX: prefix,
-            CONFIDE_ROUND1_SECONDS: '120',
-            CONFIDE_ROUND2_SECONDS: '120',
-            LOG_LEVEL: 'warn',
-          }),
+          b.loadConfig(benchCoordinatorEnv({ redis, dir, prefix, adminToken })),
         );
         const url = coordinator.url;
         const { files, texts } = writeData(b, join(dir, 'data'), 3);

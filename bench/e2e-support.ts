@@ -190,6 +190,24 @@ export interface EnrolledStudy {
 }
 
 /**
+ * The environment of a coordinator a benchmark runs in its own process: embedded SQLite in `dir`, a private Redis,
+ * two-minute round deadlines (a slow machine must not fail a timed query), warnings only in the log.
+ */
+export function benchCoordinatorEnv(opts: { redis: { adminUrl: string; publicUrl: string }; dir: string; prefix: string; adminToken: string }): Record<string, string> {
+  return {
+    PORT: '0',
+    REDIS_URL: opts.redis.adminUrl,
+    CONFIDE_PUBLIC_REDIS_URL: opts.redis.publicUrl,
+    CONFIDE_ADMIN_TOKEN: opts.adminToken,
+    CONFIDE_DATA_DIR: join(opts.dir, 'coordinator'),
+    CONFIDE_QUEUE_PREFIX: opts.prefix,
+    CONFIDE_ROUND1_SECONDS: '120',
+    CONFIDE_ROUND2_SECONDS: '120',
+    LOG_LEVEL: 'warn',
+  };
+}
+
+/**
  * What a user does before the first query, against a running coordinator: the admin creates the synthetic salary
  * study and a researcher API key bound to a fresh identity key, invites `hospital-1…N`, and each participant enrolls
  * with its CSV into `<dir>/home-i` (enrollParticipant, as `confide participant enroll --accept-settings`). `onEnrolled`

@@ -9,25 +9,7 @@ import type * as Bootstrap from '../apps/coordinator/src/bootstrap';
 import type { QueryView } from '../apps/coordinator/src/queries/queries.service';
 import type * as ParticipantWorkerModule from '../apps/participant/src/worker';
 import { startPlaintextBaseline, type PlaintextBaseline } from './baseline-pipeline';
-import {
-  BASELINE,
-  checkResult,
-  cleanupRedis,
-  expectedOf,
-  inTempDir,
-  loadBuilt,
-  loadNote,
-  median,
-  percentile,
-  ROWS,
-  runPrefix,
-  setUpStudy,
-  sleep,
-  SPEC,
-  writeData,
-  type Built,
-  type Expected,
-} from './e2e-support';
+import { BASELINE, benchCoordinatorEnv, type Built, checkResult, cleanupRedis, type Expected, expectedOf, inTempDir, loadBuilt, loadNote, median, percentile, ROWS, runPrefix, setUpStudy, sleep, SPEC, writeData } from './e2e-support';
 import { fmt, type BenchSection } from './harness';
 
 /**
@@ -65,17 +47,7 @@ async function startSecure(b: Built, dir: string, prefix: string, files: readonl
   };
   try {
     const running = await b.startCoordinator(
-      b.loadConfig({
-        PORT: '0',
-        REDIS_URL: redis.adminUrl,
-        CONFIDE_PUBLIC_REDIS_URL: redis.publicUrl,
-        CONFIDE_ADMIN_TOKEN: adminToken,
-        CONFIDE_DATA_DIR: join(dir, 'coordinator'),
-        CONFIDE_QUEUE_PREFIX: prefix,
-        CONFIDE_ROUND1_SECONDS: '120',
-        CONFIDE_ROUND2_SECONDS: '120',
-        LOG_LEVEL: 'warn',
-      }),
+      b.loadConfig(benchCoordinatorEnv({ redis, dir, prefix, adminToken })),
     );
     coordinator = running;
     const logger = pino({ level: 'silent' });
