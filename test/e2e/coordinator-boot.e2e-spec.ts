@@ -7,6 +7,7 @@ import { freePort, startLocalRedis, type LocalRedis } from '../../apps/cli/src/l
 import { openDatabase } from '../../apps/coordinator/src/db/database';
 import { QueryRepository, RoundRepository } from '../../apps/coordinator/src/db/repositories';
 import { assertBuilt, COORDINATOR, ROOT } from '../support/cli';
+import { until as pollUntil } from '../support/cluster';
 import { closeConnection } from '../support/redis';
 
 
@@ -83,8 +84,14 @@ describe('coordinator (built app)', () => {
       const study = { name: 'outage', minParticipants: 1, fields: [{ name: 'x', type: 'number', min: 0, max: 10, decimals: 0 }] };
       expect((await fetch(`${c.url}/v1/studies`, { method: 'POST', headers: admin, body: JSON.stringify(study) })).status).toBe(201);
       await redis.stop();
-      const health = await fetch(`${c.url}/health`, { signal: AbortSignal.timeout(10_000) });
-      expect([health.status, health.headers.get('retry-after'), await health.json()]).toEqual([503, '5', expect.objectContaining({ error: 'http_error', message: expect.stringMatching(/^database ok, redis down, \d+ of \d+ Redis connections not ready \(.*\)$/) as string })]);
+      // Every answer while Redis is down is a 503 with Retry-After; the connections' own states follow as ioredis
+      // sees each socket close, so the message names them within a moment.
+      await pollUntil('/health to name the connections not ready', 10_000, async () => {
+        const health = await fetch(`${c.url}/health`, { signal: AbortSignal.timeout(10_000) });
+        const body = (await health.json()) as { error: string; message: string };
+        expect([health.status, health.headers.get('retry-after'), body.error, body.message]).toEqual([503, '5', 'http_error', expect.stringMatching(/^database ok, redis down/) as string]);
+        return /^database ok, redis down, \d+ of \d+ Redis connections not ready \(.*\)$/.test(body.message) ? true : undefined;
+      }, { tolerant: false });
       const invite = await fetch(`${c.url}/v1/studies/outage/invitations`, { method: 'POST', headers: admin, body: JSON.stringify({ participant: 'site-1' }), signal: AbortSignal.timeout(10_000) });
       expect(invite.status).toBe(201);
     } finally {
