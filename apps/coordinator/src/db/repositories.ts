@@ -326,7 +326,6 @@ export type QueryOutcome =
   | { status: 'succeeded'; result_json: string; contributors: number }
   | { status: 'failed'; failure_reason: string; contributors?: number | null };
 
-/** Queries and their outcome. */
 /** One query's {@link QueryRepository.activity}: it changes whenever the query's view (QueriesService.view) does. */
 export interface QueryActivity {
   readonly id: string;
@@ -339,6 +338,7 @@ export interface QueryActivity {
   readonly outcomes: number;
 }
 
+/** Queries and their outcome. */
 export class QueryRepository {
   constructor(private readonly db: Kysely<Tables>) {}
 
@@ -452,7 +452,7 @@ export class QueryRepository {
    * What a query view (QueriesService.view) is read from, reduced to what changes when the view does, for the `limit`
    * newest queries (of a study, or all), newest first: the query row's status, round and finish, and how many rounds,
    * closed rounds, contributions and task outcomes it has. One statement over primary-key ranges, cheap enough to
-   * run every second per open event stream; the full views are read only when this changes.
+   * run every 250 ms per open event stream; the full views are read only when this changes.
    */
   async activity(filter: { studyId?: string; limit: number }): Promise<QueryActivity[]> {
     let q = this.db
