@@ -1,4 +1,4 @@
-import { Job, Queue, QueueEvents, Worker } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type * as Protocol from '@confide/protocol';
 import type * as QueueLib from '@confide/queue';
@@ -12,9 +12,10 @@ import type * as QueueLib from '@confide/queue';
  * with `parseTaskJobId`, so participant ids must be the product's: `newParticipantId`),
  * one Redis connection and ACL user per participant worker (`provisionParticipantUser`, concurrency 1), the
  * local aggregate computed from the participant's CSV by libs/protocol (compileQuery + readRecordsFromFile +
- * aggregateLocal), and the orchestrator's completion mechanism: a QueueEvents per participant queue whose
- * `completed` event makes the coordinator side look up every job of the query with `Job.fromId`, finishing
- * the query once all are in, serialised per query.
+ * aggregateLocal), and the orchestrator's completion mechanism (libs/queue completions.ts): each worker appends its
+ * finished job's id to the completion stream, the coordinator side reads that stream with one blocking XREAD and
+ * reads the outcome of each job not yet finished (readOutcome), a batch at a time, serialised per query,
+ * finishing the query once all are in.
  *
  * What it leaves out: task signatures, Shamir splitting, envelopes, bundle signatures and their checks, the
  * second (committee) round, the HTTP API, the database, the event log and the participant's stored answers.
@@ -24,7 +25,10 @@ import type * as QueueLib from '@confide/queue';
 /** The library functions the baseline runs; bench/e2e.bench.ts passes the built ones, as the secure apps run them. */
 export interface BaselineLibs {
   readonly protocol: Pick<typeof Protocol, 'compileQuery' | 'aggregateLocal' | 'readRecordsFromFile' | 'deriveResults'>;
-  readonly queue: Pick<typeof QueueLib, 'createRedis' | 'participantQueue' | 'taskJobId' | 'parseTaskJobId' | 'newQueryId' | 'provisionParticipantUser' | 'generateRedisPassword' | 'removeRunKeys'>;
+  readonly queue: Pick<
+    typeof QueueLib,
+    'createRedis' | 'participantQueue' | 'taskJobId' | 'parseTaskJobId' | 'newQueryId' | 'provisionParticipantUser' | 'generateRedisPassword' | 'removeRunKeys' | 'completionsKey' | 'noteFinished' | 'CompletionReader' | 'groupFinished' | 'readOutcome'
+  >;
 }
 
 /** Options of {@link startPlaintextBaseline}. */
@@ -78,6 +82,8 @@ interface BaselineAnswer {
 
 interface Pending {
   readonly compiled: Protocol.CompiledQuery;
+  /** Answers read so far, by participant (an outcome does not change once its job finished). */
+  readonly answers: Map<string, BaselineAnswer>;
   readonly resolve: (results: Protocol.StatResult[]) => void;
   readonly reject: (err: Error) => void;
   done: boolean;
@@ -85,7 +91,7 @@ interface Pending {
 
 /**
  * Starts the baseline's participant workers (each with its own ACL user and connection) and its coordinator
- * side (producer connection, one QueueEvents per participant queue), and waits until every one is ready.
+ * side (producer connection, one reader of the completion stream), and waits until every one is ready.
  * @throws whatever Redis or BullMQ throws; anything already started is closed and removed first
  */
 export async function startPlaintextBaseline(opts: BaselineOptions): Promise<PlaintextBaseline> {
@@ -98,7 +104,7 @@ export async function startPlaintextBaseline(opts: BaselineOptions): Promise<Pla
   const connections: Redis[] = [admin];
   const users: string[] = [];
   const workers: { close(): Promise<void> }[] = [];
-  const listeners: QueueEvents[] = [];
+  let reader: QueueLib.CompletionReader | undefined;
   const queues = new Map<string, Queue>();
   const pending = new Map<string, Pending>();
   const chains = new Map<string, Promise<void>>();
@@ -106,7 +112,7 @@ export async function startPlaintextBaseline(opts: BaselineOptions): Promise<Pla
 
   const close = async (): Promise<void> => {
     await Promise.allSettled(workers.map((w) => w.close()));
-    await Promise.allSettled(listeners.map((l) => l.close()));
+    await reader?.stop();
     await Promise.allSettled([...queues.values()].map((x) => x.close()));
     await Promise.allSettled([...chains.values()]);
     for (const p of pending.values()) p.reject(new Error('the plaintext baseline was closed'));
@@ -123,18 +129,19 @@ export async function startPlaintextBaseline(opts: BaselineOptions): Promise<Pla
   const advance = async (queryId: string): Promise<void> => {
     const p = pending.get(queryId);
     if (!p || p.done) return;
-    const answers: BaselineAnswer[] = [];
-    for (const id of ids) {
-      const job = await Job.fromId<BaselineTask, BaselineAnswer>(queues.get(id)!, q.taskJobId(queryId, ROUND, id));
-      if (!job) continue;
-      if (job.finishedOn && job.returnvalue) answers.push(job.returnvalue);
-      else if (job.failedReason && job.attemptsMade >= (job.opts.attempts ?? 1)) {
+    const unread = ids.filter((id) => !p.answers.has(id));
+    const outcomes = await Promise.all(unread.map((id) => q.readOutcome(admin, queues.get(id)!, q.taskJobId(queryId, ROUND, id))));
+    for (const [i, outcome] of outcomes.entries()) {
+      if (!outcome) continue;
+      if ('failedReason' in outcome) {
         p.done = true;
-        p.reject(new Error(`plaintext baseline: participant ${id} failed: ${job.failedReason}`));
+        p.reject(new Error(`plaintext baseline: participant ${unread[i]!} failed: ${outcome.failedReason}`));
         return;
       }
+      p.answers.set(unread[i]!, outcome.answer as BaselineAnswer);
     }
-    if (answers.length < ids.length) return;
+    if (p.answers.size < ids.length) return;
+    const answers = [...p.answers.values()];
     const totals = new Array<bigint>(p.compiled.vectorLength).fill(0n);
     for (const a of answers) {
       if (!Array.isArray(a.vector) || a.vector.length !== totals.length) throw new Error('plaintext baseline: malformed answer');
@@ -144,11 +151,18 @@ export async function startPlaintextBaseline(opts: BaselineOptions): Promise<Pla
     pending.delete(queryId);
     p.resolve(protocol.deriveResults(p.compiled, totals));
     // As the orchestrator does once a result is out (its timing is after the result is visible there too).
-    await Promise.allSettled(ids.map((id) => Job.fromId(queues.get(id)!, q.taskJobId(queryId, ROUND, id)).then((job) => job?.remove())));
+    await Promise.allSettled(ids.map((id) => queues.get(id)!.remove(q.taskJobId(queryId, ROUND, id))));
   };
 
+  /** One pass queued per query at most behind the running one (as the orchestrator coalesces its nudges). */
+  const queued = new Set<string>();
   const nudge = (queryId: string): void => {
-    const next = (chains.get(queryId) ?? Promise.resolve()).then(() => advance(queryId)).catch((err: unknown) => {
+    if (queued.has(queryId)) return;
+    queued.add(queryId);
+    const next = (chains.get(queryId) ?? Promise.resolve()).then(() => {
+      queued.delete(queryId);
+      return advance(queryId);
+    }).catch((err: unknown) => {
       const p = pending.get(queryId);
       if (p && !p.done) {
         p.done = true;
@@ -164,6 +178,18 @@ export async function startPlaintextBaseline(opts: BaselineOptions): Promise<Pla
   try {
     // A producer connection fails fast (no offline queue), so nothing may be sent on it before it is up.
     if (admin.status !== 'ready') await new Promise<void>((resolve, reject) => admin.once('ready', resolve).once('error', reject));
+    const blocking = q.createRedis(opts.redisUrl, { role: 'worker' });
+    connections.push(blocking);
+    reader = new q.CompletionReader(
+      blocking,
+      q.completionsKey(prefix),
+      (jobIds) => {
+        for (const [queryId, rounds] of q.groupFinished(jobIds)) if (rounds.has(ROUND)) nudge(queryId);
+        return Promise.resolve();
+      },
+      () => undefined,
+    );
+    reader.start('now');
     for (const p of opts.participants) {
       const name = q.participantQueue(p.id);
       // Participant side: its own ACL user and connection, as a product worker authenticates.
@@ -174,20 +200,8 @@ export async function startPlaintextBaseline(opts: BaselineOptions): Promise<Pla
       const worker = { redisUrl: opts.redisUrl, prefix, participant: p, username, password, schema };
       workers.push(await (opts.spawnWorker ? opts.spawnWorker(worker) : startBaselineWorker({ ...worker, libs: opts.libs })));
 
-      // Coordinator side: the queue it produces into and the events it advances on.
+      // Coordinator side: the queue it produces into.
       queues.set(p.id, new Queue(name, { connection: admin, prefix }));
-      const blocking = q.createRedis(opts.redisUrl, { role: 'worker' });
-      connections.push(blocking);
-      const events = new QueueEvents(name, { connection: blocking, prefix });
-      const onFinished = ({ jobId }: { jobId: string }): void => {
-        const parsed = q.parseTaskJobId(jobId);
-        if (parsed?.round === ROUND) nudge(parsed.queryId);
-      };
-      events.on('completed', onFinished);
-      events.on('failed', onFinished);
-      events.on('error', () => undefined);
-      listeners.push(events);
-      await events.waitUntilReady();
     }
   } catch (err) {
     await close().catch(() => undefined);
@@ -198,7 +212,7 @@ export async function startPlaintextBaseline(opts: BaselineOptions): Promise<Pla
     async run(spec) {
       const compiled = protocol.compileQuery(schema, spec);
       const queryId = q.newQueryId();
-      const result = new Promise<Protocol.StatResult[]>((resolve, reject) => pending.set(queryId, { compiled, resolve, reject, done: false }));
+      const result = new Promise<Protocol.StatResult[]>((resolve, reject) => pending.set(queryId, { compiled, answers: new Map(), resolve, reject, done: false }));
       await Promise.all(
         ids.map((id) =>
           queues.get(id)!.add(JOB, { queryId, query: spec }, { jobId: q.taskJobId(queryId, ROUND, id), attempts: 3, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: false, removeOnFail: false }),
@@ -229,6 +243,13 @@ export async function startBaselineWorker(opts: BaselineWorkerOptions): Promise<
     { connection, prefix: opts.prefix, concurrency: 1, autorun: false },
   );
   worker.on('error', () => undefined);
+  // As a product worker tells the coordinator (apps/participant worker.ts).
+  const completions = q.completionsKey(opts.prefix);
+  const notify = (jobId: string | undefined): void => {
+    if (jobId) q.noteFinished(connection, completions, jobId).catch(() => undefined);
+  };
+  worker.on('completed', (job) => notify(job.id));
+  worker.on('failed', (job) => notify(job?.id));
   const close = async (): Promise<void> => {
     await worker.close().catch(() => undefined);
     if (connection.status === 'ready') await connection.quit().catch(() => undefined);

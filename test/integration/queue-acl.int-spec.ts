@@ -3,8 +3,10 @@ import { dirname, join } from 'node:path';
 import { Job, Queue, QueueEvents, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import {
+  completionsKey,
   CONTROL_QUEUE,
   createRedis,
+  noteFinished,
   generateRedisPassword,
   hashRedisPassword,
   participantAclRules,
@@ -163,6 +165,12 @@ describe('participant Redis users', () => {
     }
     expect([...granted].sort()).toEqual([...PARTICIPANT_COMMANDS].sort());
     expect(participantAclRules(prefix, queueA).slice(0, 3)).toEqual([`~${prefix}:${queueA}:*`, 'resetchannels', '-@all']);
+    // One selector: XADD, and only XADD, on the completion stream, write-only.
+    const selectors = field('selectors') as unknown[][];
+    expect(selectors).toHaveLength(1);
+    const selector = selectors[0]!;
+    expect(selector[selector.indexOf('commands') + 1]).toBe('-@all +xadd');
+    expect(selector[selector.indexOf('keys') + 1]).toBe(`%W~${prefix}:coordinator.completions`);
   });
 
   it('let A run a BullMQ Worker that answers a job the coordinator added, and the coordinator reads the answer', async () => {
@@ -188,6 +196,35 @@ describe('participant Redis users', () => {
     expect(workerErrors).toEqual([]);
     // BullMQ names its blocking connection; ioredis ignores the refusal. Nothing else may have been refused.
     expect((await aclDenials(user('A'))).filter((d) => d.object !== 'client|setname')).toEqual([]);
+  });
+
+  it('let A append a completion notice and refuse it every read of the completion stream (other participants\' job ids)', async () => {
+    const key = completionsKey(prefix);
+    const mine = taskJobId('q-1', 1, A);
+    expect(await noteFinished(asA, key, mine)).toMatch(/^\d+-\d+$/);
+    // B's notice lands too: each may append, as a hint only (the coordinator reads the outcome from B's own queue).
+    const asB = connectAs(user('B'), passwords.B);
+    await noteFinished(asB, key, taskJobId('q-1', 1, B));
+    const entries = await admin.xrange(key, '-', '+');
+    expect(entries.map(([, fields]) => fields)).toEqual([
+      ['job', mine],
+      ['job', taskJobId('q-1', 1, B)],
+    ]);
+    const reads: [string, () => Promise<unknown>][] = [
+      ['XRANGE', () => asA.xrange(key, '-', '+')],
+      ['XREVRANGE', () => asA.xrevrange(key, '+', '-')],
+      ['XREAD', () => asA.xread('COUNT', 10, 'STREAMS', key, '0')],
+      ['XDEL (another participant\'s notice)', () => asA.xdel(key, entries[1]![0])],
+      ['XLEN', () => asA.xlen(key)],
+      ['XTRIM', () => asA.xtrim(key, 'MAXLEN', 0)],
+      ['DEL', () => asA.del(key)],
+      ['TYPE', () => asA.type(key)],
+    ];
+    for (const [what, read] of reads) expect([what, await errorOf(read())]).toEqual([what, expect.stringMatching(NOPERM)]);
+    expect(await admin.xlen(key)).toBe(2);
+    // And nowhere else: another stream's key is out of reach for appending too.
+    expect(await errorOf(asA.xadd(`${prefix}:coordinator.completions2`, '*', 'job', mine))).toMatch(NOPERM);
+    await admin.del(key);
   });
 
   it('refuse A every read of B\'s queue keys', async () => {

@@ -27,7 +27,7 @@ import {
   type QuerySpec,
   type StudySchema,
 } from '@confide/protocol';
-import { confideVersion, createRedis, DRAIN_GRACE_MS, openTask, OutageMonitor, roundOf, settledWithin, TASK, taskJobId, TaskRejected, withoutCredentials, type Answer, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
+import { completionsKey, confideVersion, createRedis, noteFinished, DRAIN_GRACE_MS, openTask, OutageMonitor, roundOf, settledWithin, TASK, taskJobId, TaskRejected, withoutCredentials, type Answer, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
 import { CoordinatorLink, CoordinatorRequestError, WORKER_OUTAGE_RETRY_MS } from './coordinator-link';
 import { DataFileMonitor, DataFileRefusal } from './data-file';
 import { ParticipantHome, type Identity } from './home';
@@ -186,9 +186,20 @@ export class ParticipantWorker {
     const checks = `is redis-server running at ${withoutCredentials(url)}? is that the right address (${this.options.redisUrl ? '--redis or CONFIDE_REDIS_URL' : 'the one given at enrollment; --redis or CONFIDE_REDIS_URL override it'})? After a Redis restart the coordinator must be up to re-create this participant's Redis user.`;
     this.outages = new OutageMonitor(this.logger, { what: 'task queue', url, checks }).watch(connection, 'task queue');
     this.worker = new Worker(redis.queue, (job) => this.process(job), { connection, prefix: redis.prefix, concurrency: 1, autorun: false });
-    // process() logs each task's one line; these events only repeat it, for debugging.
-    this.worker.on('failed', (job, err) => this.logger.debug({ jobId: job?.id, reason: err.message }, `job ${job?.id ?? ''} failed: ${err.message}`));
-    this.worker.on('completed', (job) => this.logger.debug({ jobId: job.id }, `job ${job.id ?? ''} completed`));
+    // process() logs each task's one line; these events only repeat it, for debugging. Each also tells the
+    // coordinator the task finished (libs/queue completions.ts): a job id on the one stream it reads for everyone.
+    const completions = completionsKey(redis.prefix);
+    const notify = (jobId: string | undefined): void => {
+      if (jobId) noteFinished(connection, completions, jobId).catch((err: unknown) => this.outages?.error(err, 'completion notice'));
+    };
+    this.worker.on('failed', (job, err) => {
+      this.logger.debug({ jobId: job?.id, reason: err.message }, `job ${job?.id ?? ''} failed: ${err.message}`);
+      notify(job?.id);
+    });
+    this.worker.on('completed', (job) => {
+      this.logger.debug({ jobId: job.id }, `job ${job.id ?? ''} completed`);
+      notify(job.id);
+    });
     this.outages.listen(this.worker, 'task queue');
     this.queue = new Queue(redis.queue, { connection, prefix: redis.prefix });
     // Its errors are the connection's: reported once per outage with the rest, never as raw stack traces.

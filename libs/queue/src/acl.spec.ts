@@ -16,7 +16,8 @@ describe('participantAclRules', () => {
   it('grants the queue\'s keys, no channel, and only the listed commands', () => {
     const rules = participantAclRules('confide', queue);
     expect(rules.slice(0, 3)).toEqual(['~confide:participant.hospital-1:*', 'resetchannels', '-@all']);
-    expect(rules.slice(3)).toEqual(PARTICIPANT_COMMANDS.map((c) => `+${c}`));
+    expect(rules.slice(3, -1)).toEqual(PARTICIPANT_COMMANDS.map((c) => `+${c}`));
+    expect(rules.at(-1)).toBe('(%W~confide:coordinator.completions resetchannels -@all +xadd)');
   });
 
   it('grants no category, no keyless command that reaches the whole keyspace or other clients, and no channel', () => {

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { assertKeyPrefix, assertQueueName } from './names';
+import { assertKeyPrefix, assertQueueName, completionsKey } from './names';
 
 /**
  * Redis ACL users for participants (DESIGN.md "Storage and services"): each participant's worker
@@ -60,12 +60,21 @@ export function participantKeyPattern(prefix: string, queue: string): string {
 
 /**
  * A participant user's permissions, without its name or password: its queue's keys, no pub/sub channel, and
- * exactly {@link PARTICIPANT_COMMANDS}. `resetchannels` is explicit because `reset` grants every channel
- * when the server's acl-pubsub-default is allchannels (the default before Redis 7).
+ * exactly {@link PARTICIPANT_COMMANDS}; then one selector (Redis 7) that allows XADD, and nothing else, on the
+ * completion stream where workers say a task finished (completions.ts), write-only (`%W~`). So a participant
+ * appends notices and cannot read the stream (other participants' job ids) nor delete or trim it (others'
+ * notices): the commands granted on its own queue's keys do not reach this key, as each grant holds only with its
+ * own key pattern. `resetchannels` is explicit because `reset` grants every channel when the server's
+ * acl-pubsub-default is allchannels (the default before Redis 7).
  * @throws TypeError if the prefix or queue name could widen the key pattern
  */
 export function participantAclRules(prefix: string, queue: string): string[] {
-  return [`~${participantKeyPattern(prefix, queue)}`, 'resetchannels', '-@all', ...PARTICIPANT_COMMANDS.map((c) => `+${c}`)];
+  return [`~${participantKeyPattern(prefix, queue)}`, 'resetchannels', '-@all', ...PARTICIPANT_COMMANDS.map((c) => `+${c}`), completionsSelector(prefix)];
+}
+
+/** The ACL selector that lets a participant append to the completion stream and do nothing else with it. */
+export function completionsSelector(prefix: string): string {
+  return `(%W~${completionsKey(prefix)} resetchannels -@all +xadd)`;
 }
 
 /**

@@ -10,4 +10,5 @@ export * from './shutdown';
 export * from './acl';
 export * from './events';
 export * from './outcome';
+export * from './completions';
 export * from './version';

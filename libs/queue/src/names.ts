@@ -52,6 +52,19 @@ export function participantQueue(participantId: string): string {
   return `participant.${participantId}`;
 }
 
+/**
+ * The stream through which workers say "a task of mine finished" (libs/queue completions.ts): one key for every
+ * participant, which each may append to and none may read (the ACL's write-only pattern, acl.ts), and which the
+ * coordinator reads with one blocking XREAD, whatever the number of participants.
+ */
+export const COMPLETIONS_STREAM = 'coordinator.completions';
+
+/** The Redis key of {@link COMPLETIONS_STREAM} under a key prefix. */
+export function completionsKey(prefix: string): string {
+  assertKeyPrefix(prefix);
+  return `${prefix}:${COMPLETIONS_STREAM}`;
+}
+
 /** The coordinator's own queue of round deadlines (delayed jobs) and "check this round now" nudges. */
 export const CONTROL_QUEUE = 'coordinator.control';
 

@@ -186,7 +186,6 @@ export class EnrollmentService {
       if (enrolled.reason === 'expired') throw new ApiError(401, 'invitation_expired', 'this invitation has expired; ask the study admin for a new one');
       throw new ApiError(401, 'unauthenticated', 'unknown invitation token');
     }
-    this.orchestrator.watch(participantId);
     return response();
   }
 }

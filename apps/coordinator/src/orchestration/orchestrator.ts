@@ -72,12 +72,15 @@ import {
   aggregationResultSchema,
   parseAggregationJobId,
   roundOf,
-  parseTaskJobId,
   answerSchemas,
   CompletedEntries,
   completedEntries,
+  CompletionReader,
+  completionsKey,
   eventsKey,
+  groupFinished,
   readOutcome,
+  type JobOutcome,
   isRedisOutage,
   openAggregation,
   type OutageMonitor,
@@ -90,7 +93,7 @@ import {
   participantQueue,
   provisionParticipantUser,
   revokeParticipantUser,
-  signTask,
+  signTasks,
   TASK,
   taskJobId,
   type DirectoryEntry,
@@ -114,6 +117,9 @@ type QueueState = (typeof QUEUE_STATES)[number];
 
 /** How often the timer reads the events streams whole, for answers of decided queries that no listener saw. */
 const BACKSTOP_MS = 5 * 60_000;
+
+/** Outcomes read that the orchestrator keeps between passes over open rounds, over every round (a few KiB each). */
+const OUTCOMES_KEPT = 20_000;
 
 /** The Redis connections the orchestrator uses: one shared for producing, a factory for blocking readers. */
 export interface RedisConnections {
@@ -180,13 +186,31 @@ function keyDirectory(rows: readonly ParticipantRow[]): KeyDirectory {
 @Injectable()
 export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   private readonly queues = new Map<string, Queue>();
-  private readonly listeners = new Map<string, QueueEvents>();
+  /** Workers' notices of finished tasks (libs/queue completions.ts): one blocking read for every participant. */
+  private completions?: CompletionReader;
   private control!: Queue;
   private controlWorker!: Worker;
   private aggregation!: Queue;
   private aggregationEvents?: QueueEvents;
   /** Serialises advance() per query inside this process; the database CAS covers other processes. */
   private readonly chains = new Map<string, Promise<void>>();
+  /**
+   * The advance() queued behind the running one, per query, round and deadline flag: nudges that come while it waits
+   * join it (with the participants they name) instead of queueing one more pass each, so N answers arriving at
+   * once cost a few passes over the round, not N.
+   */
+  private readonly waiting = new Map<string, { readonly participants: Set<string>; done: Promise<void> }>();
+  /**
+   * Final outcomes already read, per `<query>:<round>`, oldest first: an outcome does not change once its job
+   * finished, so each pass over a round reads only the jobs not yet finished. Dropped when the query is decided,
+   * and the oldest rounds beyond {@link OUTCOMES_KEPT} outcomes in all (a later pass reads theirs again).
+   */
+  private readonly outcomes = new Map<string, Map<string, JobOutcome>>();
+  private outcomesHeld = 0;
+  /** Each answer's check, by the answer read (the same object while its outcome stays in {@link outcomes}). */
+  private readonly checked = new WeakMap<object, { bundle: Round1Bundle; hash: string } | { refused: string }>();
+  /** The key directory of each running shamir query's plan (keys of enrolled participants do not change). */
+  private readonly directories = new Map<string, KeyDirectory>();
   private closing = false;
   private failpoints!: Failpoints;
   /** The recovery under way or last run: recoveries run one at a time. */
@@ -215,6 +239,12 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const prefix = this.config.queuePrefix;
     this.entries = new CompletedEntries(this.redis.producer);
     const outages = this.redis.outages;
+    this.completions = new CompletionReader(
+      this.redis.blocking('completion notices'),
+      completionsKey(prefix),
+      (jobIds) => Promise.resolve(this.finished(jobIds)),
+      (err) => this.connectionError(err, 'completion notices'),
+    );
     this.control = new Queue(CONTROL_QUEUE, { connection: this.redis.producer, prefix });
     this.controlWorker = new Worker(
       CONTROL_QUEUE,
@@ -270,8 +300,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       const started = Date.now();
       const prefix = this.config.queuePrefix;
       const participants = await this.repos.participants.listAll();
-      // A listener made here reads its queue's events from now on Redis's clock, not from its first read: the tasks
-      // re-sent below may be answered before that read, and an answer no listener sees leaves its round to the timer.
+      // The completion notices are read from now on Redis's clock, not from the reader's first read: the tasks re-sent
+      // below may be answered before that read, and a notice nobody reads leaves its round to the timer.
       const [seconds, micros] = await this.redis.producer.time();
       const from = `${Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)}-0`;
       for (const p of participants) {
@@ -281,8 +311,9 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
           continue;
         }
         await provisionParticipantUser(this.redis.producer, { username: p.redis_user, passwordHash: p.redis_password_sha256, prefix, queue: participantQueue(p.id) });
-        this.watch(p.id, from);
       }
+      // Started once: after an outage it goes on from the last notice it read.
+      this.completions?.start(from);
       const tasks = await this.repos.dispatches.openRounds({ pendingOnly: false });
       await this.sendTasks(tasks, { strict: true });
       const open = await this.repos.rounds.listOpen();
@@ -299,18 +330,17 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
-   * The backstop of {@link CompletedEntries}: reads the events stream of each of these participants' queues and of the
-   * aggregation queue whole, and deletes the `completed` entries of every query that is decided or unknown here. A
-   * running query's entries stay (they are its listener's hints) and are handed to {@link CompletedEntries}, so that
-   * its decision deletes them although no listener of this process read them.
-   * @returns how many entries it deleted
+   * The backstop of the events cleanup: empties these participants' events streams ({@link trimEvents}: answers
+   * written while no decision of this process emptied them, e.g. before it started), and reads the aggregation
+   * queue's stream whole, deleting the `completed` entries of every query that is decided or unknown here. A running
+   * query's aggregation entry stays (its listener's hint) and is handed to {@link CompletedEntries}, so that its
+   * decision deletes it although no listener of this process read it.
+   * @returns how many aggregation entries it deleted
    */
   private async scrubDecidedEntries(participantIds: readonly string[]): Promise<number> {
     this.backstopAt = Date.now();
-    const found: [string, Map<string, string[]>][] = [];
-    for (const queue of [...participantIds.map((pid) => this.queueOf(pid)), this.aggregation]) {
-      found.push([eventsKey(queue), await completedEntries(this.redis.producer, queue)]);
-    }
+    for (let i = 0; i < participantIds.length; i += 1000) await this.trimEvents(participantIds.slice(i, i + 1000));
+    const found: [string, Map<string, string[]>][] = [[eventsKey(this.aggregation), await completedEntries(this.redis.producer, this.aggregation)]];
     const statuses = await this.repos.queries.statuses([...new Set(found.flatMap(([, byQuery]) => [...byQuery.keys()]))]);
     let deleted = 0;
     for (const [key, byQuery] of found) {
@@ -410,7 +440,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     clearInterval(this.sweeper);
     this.closing = true;
     await this.controlWorker?.close();
-    await Promise.all([...this.listeners.values()].map((l) => l.close()));
+    await this.completions?.stop();
     await this.aggregationEvents?.close();
     await Promise.all([...this.queues.values()].map((q) => q.close()));
     await this.control?.close();
@@ -448,28 +478,15 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     this.entries.saw(eventsKey(events), jobId, entryId).catch((err: unknown) => this.connectionError(err, 'events scrub'));
   }
 
-  /** Listens for a participant's finished tasks, to advance their round without waiting for the deadline. */
-  watch(participantId: string, from?: string): void {
-    if (this.listeners.has(participantId) || this.closing) return;
-    const events = new QueueEvents(participantQueue(participantId), { connection: this.redis.blocking(`events of ${participantId}`), prefix: this.config.queuePrefix, ...(from ? { lastEventId: from } : {}) });
-    const onFinished = ({ jobId }: { jobId: string }): void => {
-      const parsed = parseTaskJobId(jobId);
-      if (parsed) void this.nudge(parsed.queryId, parsed.round, false, parsed.participantId);
-    };
-    events.on('completed', (args, id) => {
-      this.sawCompleted(events, args.jobId, id);
-      onFinished(args);
-    });
-    events.on('failed', onFinished);
-    this.redis.outages.listen(events, `events of ${participantId}`);
-    this.listeners.set(participantId, events);
-  }
-
-  /** Stops listening for a removed participant's tasks. */
-  async unwatch(participantId: string): Promise<void> {
-    const events = this.listeners.get(participantId);
-    this.listeners.delete(participantId);
-    await events?.close();
+  /**
+   * A batch of workers' notices (libs/queue completions.ts): each query's round is looked at once for the batch, with
+   * the participants that said they finished (a closed round records them as late). A notice is a hint only: what
+   * counts is the outcome read from the participant's own queue.
+   */
+  private finished(jobIds: readonly string[]): void {
+    for (const [queryId, rounds] of groupFinished(jobIds)) {
+      for (const [round, participants] of rounds) void this.nudge(queryId, round, false, [...participants]);
+    }
   }
 
   /**
@@ -670,8 +687,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const current = new Map((await tx.participants.listByStudy(studyId)).map((p) => [p.id, p.ledger_size]));
     const updates = new Map<number, ViewUpdate>();
     const now = Date.now();
-    const rows: Dispatch[] = [];
-    const signedTasks: unknown[] = [];
+    const payloads: TaskPayload[] = [];
     for (const p of to) {
       let view: ViewUpdate | undefined;
       const from = current.has(p.id) ? current.get(p.id)! : p.ledger_size;
@@ -680,10 +696,19 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
         updates.set(from, view);
       }
       const payload = task(p.id);
-      const signed = signTask(this.key, view ? { ...payload, view } : payload);
-      rows.push({ query_id: payload.queryId, round: roundOf(payload.kind), participant_id: p.id, job_name: payload.kind, payload_json: JSON.stringify(signed), created_at: now, dispatched_at: null });
-      signedTasks.push(signed);
+      payloads.push(view ? { ...payload, view } : payload);
     }
+    // Signed together: the plan, query, evidence and views they share are encoded once, not once per participant.
+    const signedTasks = signTasks(this.key, payloads);
+    const rows: Dispatch[] = signedTasks.map(({ task: payload }, i) => ({
+      query_id: payload.queryId,
+      round: roundOf(payload.kind),
+      participant_id: to[i]!.id,
+      job_name: payload.kind,
+      payload_json: JSON.stringify(signedTasks[i]),
+      created_at: now,
+      dispatched_at: null,
+    }));
     await tx.dispatches.store(rows);
     await tx.participants.setLedgerSize(
       to.map((p) => p.id),
@@ -742,12 +767,28 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     await this.control.add(CONTROL.deadline, { queryId, round }, { jobId: deadlineJobId(queryId, round), delay: Math.max(0, deadline - Date.now()), removeOnComplete: true, removeOnFail: 100 });
   }
 
-  /** Runs advance() after any advance already running for the same query (never two at once here). */
-  private nudge(queryId: string, round: number, deadlinePassed = false, participantId?: string): Promise<void> {
+  /**
+   * Runs advance() after any advance already running for the same query (never two at once here). A nudge that finds
+   * one already waiting for the same round joins it ({@link waiting}).
+   */
+  private nudge(queryId: string, round: number, deadlinePassed = false, participantIds: readonly string[] = []): Promise<void> {
+    const key = `${queryId}:${round}:${deadlinePassed ? 'deadline' : ''}`;
+    const queued = this.waiting.get(key);
+    if (queued) {
+      for (const id of participantIds) queued.participants.add(id);
+      return queued.done;
+    }
+    const entry = { participants: new Set(participantIds), done: Promise.resolve() };
+    this.waiting.set(key, entry);
     const previous = this.chains.get(queryId) ?? Promise.resolve();
     const next = previous
-      .then(() => this.advance(queryId, round, deadlinePassed, participantId))
+      .then(() => {
+        // From here on, a nudge queues another pass: this one may read the round before that nudge's answer landed.
+        this.waiting.delete(key);
+        return this.advance(queryId, round, deadlinePassed, [...entry.participants]);
+      })
       .catch((err: unknown) => this.logger.error({ err, queryId, round }, 'advancing a round failed'));
+    entry.done = next;
     this.chains.set(queryId, next);
     void next.finally(() => {
       if (this.chains.get(queryId) === next) this.chains.delete(queryId);
@@ -778,12 +819,15 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * reconstructs and releases the result; a round that cannot go on fails the query. An answer to a round already
    * closed is recorded as late. Safe to call any number of times, from any process.
    */
-  async advance(queryId: string, round: number, deadlinePassed: boolean, participantId?: string): Promise<void> {
+  async advance(queryId: string, round: number, deadlinePassed: boolean, finishedBy: readonly string[] = []): Promise<void> {
     if (round !== 0 && round !== 1 && round !== 2) return;
     const roundRow = await this.repos.rounds.get(queryId, round);
     if (!roundRow) return;
     if (roundRow.status !== 'open') {
-      if (participantId && round !== 0) await this.heardAfterClose(queryId, round, participantId, roundRow.closed_json);
+      if (round === 0 || finishedBy.length === 0) return;
+      for (const participantId of finishedBy) await this.heardAfterClose(queryId, round, participantId, roundRow.closed_json);
+      // A late answer of a decided query: its cleanup already emptied the events streams, so this entry goes now.
+      if ((await this.repos.queries.get(queryId))?.status !== 'running') await this.effect('events cleanup', () => this.trimEvents(finishedBy));
       return;
     }
     const pastDeadline = deadlinePassed || Date.now() >= roundRow.deadline;
@@ -1180,63 +1224,126 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * (GET /v1/queries/:id, /v1/studies/:name/participants). Only the fact, never the answer; each outcome is written
    * once, the first time it is observed (one read per call, since this runs on every finished task).
    */
-  private async noteOutcomes(queryId: string, round: number, answers: ReadonlyMap<string, unknown>, refusals: ReadonlyMap<string, string>): Promise<void> {
-    if (!answers.size && !refusals.size) return;
-    const known = new Set((await this.repos.taskOutcomes.list(queryId, round)).map((o) => o.participant_id));
+  /** Records outcomes read for the first time (the first one observed stays: taskOutcomes.record ignores repeats). */
+  private async noteOutcomes(queryId: string, round: number, fresh: ReadonlyMap<string, JobOutcome>): Promise<void> {
     const now = Date.now();
-    for (const [ids, outcome] of [[answers.keys(), 'answered'], [refusals.keys(), 'refused']] as const) {
-      for (const participantId of ids) {
-        if (known.has(participantId)) continue;
-        await this.repos.taskOutcomes.record({ query_id: queryId, round, participant_id: participantId, outcome, at: now });
-        await this.repos.participants.seen(participantId, now);
-      }
+    for (const [participantId, outcome] of fresh) {
+      await this.repos.taskOutcomes.record({ query_id: queryId, round, participant_id: participantId, outcome: 'answer' in outcome ? 'answered' : 'refused', at: now });
+      await this.repos.participants.seen(participantId, now);
     }
   }
 
-  /** The jobs of one round, by participant: finished answers and failure reasons. */
+  /**
+   * The jobs of one round, by participant: finished answers and failure reasons. Outcomes already read are kept
+   * ({@link outcomes}), so a pass reads only the jobs still unfinished, all asked at once (readOutcome: three
+   * fields of each job's hash).
+   */
   private async collect(ctx: QueryContext, round: number, expected: readonly string[]) {
+    const key = `${ctx.queryId}:${round}`;
+    let known = this.outcomes.get(key);
+    if (!known) this.outcomes.set(key, (known = new Map<string, JobOutcome>()));
+    const unread = expected.filter((pid) => !known.has(pid));
+    const read = await Promise.all(unread.map((pid) => readOutcome(this.redis.producer, this.queueOf(pid), taskJobId(ctx.queryId, round, pid))));
+    const fresh = new Map<string, JobOutcome>();
+    unread.forEach((pid, i) => {
+      const outcome = read[i];
+      if (outcome) fresh.set(pid, outcome);
+    });
+    for (const [pid, outcome] of fresh) known.set(pid, outcome);
+    this.outcomesHeld += fresh.size;
+    this.forgetOldOutcomes(key);
+    await this.noteOutcomes(ctx.queryId, round, fresh);
     const answers = new Map<string, unknown>();
     const refusals = new Map<string, string>();
-    // Outcomes only (readOutcome), all asked at once: this runs on every finished task.
-    const outcomes = await Promise.all(expected.map((pid) => readOutcome(this.redis.producer, this.queueOf(pid), taskJobId(ctx.queryId, round, pid))));
-    expected.forEach((pid, i) => {
-      const outcome = outcomes[i];
+    for (const pid of expected) {
+      const outcome = known.get(pid);
       if (outcome && 'answer' in outcome) answers.set(pid, outcome.answer);
       else if (outcome) refusals.set(pid, outcome.failedReason);
-    });
-    await this.noteOutcomes(ctx.queryId, round, answers, refusals);
+    }
     return { answers, refusals };
+  }
+
+  /** Drops the oldest rounds' outcomes beyond {@link OUTCOMES_KEPT} (never `keep`, the round being read). */
+  private forgetOldOutcomes(keep: string): void {
+    for (const [key, held] of this.outcomes) {
+      if (this.outcomesHeld <= OUTCOMES_KEPT) return;
+      if (key === keep) continue;
+      this.outcomes.delete(key);
+      this.outcomesHeld -= held.size;
+    }
+  }
+
+  /** Forgets what this process keeps of a query while it runs: its outcomes read and its key directory. */
+  private forgetQuery(queryId: string): void {
+    for (const round of [1, 2]) {
+      const held = this.outcomes.get(`${queryId}:${round}`);
+      if (!held) continue;
+      this.outcomes.delete(`${queryId}:${round}`);
+      this.outcomesHeld -= held.size;
+    }
+    this.directories.delete(queryId);
+  }
+
+  /** The key directory of a shamir query's plan, made once per query (importing N keys is most of a pass's work). */
+  private async directoryOf(ctx: ShamirContext): Promise<KeyDirectory> {
+    let directory = this.directories.get(ctx.queryId);
+    if (!directory) {
+      const rows = await this.repos.participants.listByStudy(ctx.studyId);
+      directory = keyDirectory(rows.filter((r) => ctx.plan.participants.includes(r.id)));
+      this.directories.set(ctx.queryId, directory);
+    }
+    return directory;
   }
 
   private async advanceRound1(ctx: ShamirContext, pastDeadline: boolean): Promise<void> {
     const { plan } = ctx;
-    const rows = await this.repos.participants.listByStudy(ctx.studyId);
-    const directory = keyDirectory(rows.filter((r) => plan.participants.includes(r.id)));
     const { answers, refusals } = await this.collect(ctx, 1, plan.participants);
     const accepted: { bundle: Round1Bundle; hash: string }[] = [];
-    // Answers verified on an earlier pass are recorded with their bundle hash: re-checking only the hash keeps
-    // a round with N answers arriving one by one at N signature checks, not N(N+1)/2.
-    const verified = new Map((await this.repos.contributions.list(ctx.queryId, 1)).map((c) => [c.participant_id, c.bundle_hash]));
+    // Each answer is checked once: on a later pass, by the object read ({@link checked}); after a restart, by the
+    // bundle hash recorded with it, so a round with N answers arriving one by one costs N signature checks, not
+    // N(N+1)/2. The recorded hashes are read only when an answer has not been checked in this process.
+    let verified: Map<string, string> | undefined;
     for (const [pid, raw] of answers) {
+      const seen = typeof raw === 'object' && raw !== null ? this.checked.get(raw) : undefined;
+      if (seen) {
+        if ('refused' in seen) refusals.set(pid, seen.refused);
+        else accepted.push(seen);
+        continue;
+      }
       const parsed = answerSchemas[TASK.shamirRound1].safeParse(raw);
+      verified ??= new Map((await this.repos.contributions.list(ctx.queryId, 1)).map((c) => [c.participant_id, c.bundle_hash]));
+      const known = verified.get(pid);
+      const recorded = parsed.success && known !== undefined && known === bundleHash(parsed.data.bundle);
+      // Read before the checks, which alone are caught: a database error is not a refusal of the answer.
+      const directory = parsed.success && !recorded ? await this.directoryOf(ctx) : undefined;
+      let outcome: { bundle: Round1Bundle; hash: string } | { refused: string };
+      let fresh = false;
       try {
         if (!parsed.success) throw new ProtocolError('INVALID_MESSAGE', 'malformed round-1 answer');
-        const known = verified.get(pid);
-        if (known !== undefined && known === bundleHash(parsed.data.bundle)) {
-          accepted.push({ bundle: parsed.data.bundle, hash: known });
-          continue;
+        if (recorded) {
+          outcome = { bundle: parsed.data.bundle, hash: known };
+        } else {
+          const checked = verifyRound1Bundle(plan, directory!, parsed.data.bundle);
+          if (checked.bundle.sender !== pid) throw new ProtocolError('UNKNOWN_SENDER', 'round-1 answer signed by another participant');
+          outcome = checked;
+          fresh = true;
         }
-        const checked = verifyRound1Bundle(plan, directory, parsed.data.bundle);
-        if (checked.bundle.sender !== pid) throw new ProtocolError('UNKNOWN_SENDER', 'round-1 answer signed by another participant');
-        accepted.push(checked);
-        await this.repos.contributions.record({ query_id: ctx.queryId, round: 1, participant_id: pid, bundle_hash: checked.hash, received_at: Date.now() });
       } catch (err) {
-        refusals.set(pid, err instanceof Error ? err.message : String(err));
-        await this.repos.events.append(ENTRY.contributionRejected, { queryId: ctx.queryId, round: 1, participantId: pid, reason: refusals.get(pid) }, entryKey(ENTRY.contributionRejected, ctx.queryId, 1, pid), Date.now(), ctx.studyId);
+        outcome = { refused: err instanceof Error ? err.message : String(err) };
       }
+      if ('refused' in outcome) {
+        await this.repos.events.append(ENTRY.contributionRejected, { queryId: ctx.queryId, round: 1, participantId: pid, reason: outcome.refused }, entryKey(ENTRY.contributionRejected, ctx.queryId, 1, pid), Date.now(), ctx.studyId);
+      } else if (fresh) {
+        await this.repos.contributions.record({ query_id: ctx.queryId, round: 1, participant_id: pid, bundle_hash: outcome.hash, received_at: Date.now() });
+      }
+      if (typeof raw === 'object' && raw !== null) this.checked.set(raw, outcome);
+      if ('refused' in outcome) refusals.set(pid, outcome.refused);
+      else accepted.push(outcome);
     }
     const t = run(openRound(roundSpec(plan, 1)), observed(1, accepted.map((a) => a.bundle.sender), refusals, pastDeadline));
-    await this.carry(ctx.queryId, t, { close: (e) => this.closeShamirRound1(ctx, rows, accepted.filter((a) => e.answered.includes(a.bundle.sender)), e.refused) });
+    await this.carry(ctx.queryId, t, {
+      close: async (e) => this.closeShamirRound1(ctx, await this.repos.participants.listByStudy(ctx.studyId), accepted.filter((a) => e.answered.includes(a.bundle.sender)), e.refused),
+    });
   }
 
   /**
@@ -1449,8 +1556,24 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       }
     }
     await Promise.allSettled(removals);
-    // Its `completed` entries in every stream, participants' and aggregation's, from now on too.
+    this.forgetQuery(ctx.queryId);
+    await this.trimEvents(ctx.plan.participants);
+    // Its aggregation's `completed` entry, from now on too.
     await this.entries.scrub(ctx.queryId);
+  }
+
+  /**
+   * Empties these participants' BullMQ events streams. BullMQ writes each finished job's return value there (a
+   * round-1 bundle, a share sum, a Paillier ciphertext), which would otherwise stay in Redis until the stream is
+   * trimmed at 10,000 entries. Nothing reads these streams any more (answers are noticed through the completion
+   * stream, libs/queue completions.ts, and read from the jobs themselves), so every entry goes, a running query's
+   * too, in one round trip.
+   */
+  private async trimEvents(participantIds: readonly string[]): Promise<void> {
+    if (participantIds.length === 0) return;
+    const pipeline = this.redis.producer.pipeline();
+    for (const pid of participantIds) pipeline.xtrim(eventsKey(this.queueOf(pid)), 'MAXLEN', 0);
+    await pipeline.exec();
   }
 }
 

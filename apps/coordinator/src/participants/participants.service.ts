@@ -88,7 +88,6 @@ export class ParticipantsService {
     if (index === undefined) throw new ApiError(409, 'already_removed', `${participantLabel(row)} was already removed`);
     // After the commit: should Redis be down now, the coordinator deletes the user when Redis comes back (recover).
     await withRedis(this.redis.producer, () => revokeParticipantUser(this.redis.producer, row.redis_user));
-    await this.orchestrator.unwatch(row.id);
     return { ...participantView({ ...row, removed_at: now }), ledgerIndex: index };
   }
 
