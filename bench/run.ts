@@ -8,6 +8,7 @@ import { publish, type BenchSection } from './harness';
 import { ledgerBench } from './ledger.bench';
 import { paillierBench } from './paillier.bench';
 import { recoveryBench } from './recovery.bench';
+import { scaleBench } from './scale.bench';
 import { decryptSumBench, simulationBench, splitEncryptBench } from './shamir.bench';
 import { soakBench } from './soak.bench';
 
@@ -28,6 +29,7 @@ const BENCHES: Record<string, () => Promise<BenchSection>> = {
   soak: () => soakBench(),
   recovery: () => recoveryBench(),
   console: () => consoleBench(),
+  scale: () => scaleBench(),
 };
 
 async function main(ids: string[]): Promise<void> {
