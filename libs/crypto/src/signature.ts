@@ -22,6 +22,17 @@ export function signMessage(privateKey: KeyObject, domain: string, payload: unkn
 }
 
 /**
+ * {@link signMessage} for a payload whose canonical JSON the caller already holds (built from fragments it encoded
+ * once, when many messages share most of their content): the same bytes, the same signature.
+ * @throws TypeError on a non-Ed25519 key
+ */
+export function signCanonicalJson(privateKey: KeyObject, domain: string, json: string): string {
+  if (privateKey.asymmetricKeyType !== 'ed25519') throw new TypeError('signing key must be Ed25519');
+  if (!/^[a-z0-9][a-z0-9/_.-]*$/.test(domain)) throw new TypeError(`invalid signature domain ${JSON.stringify(domain)}`);
+  return toBase64Url(sign(null, Buffer.from(`confide/v1/${domain}\n${json}`, 'utf8'), privateKey));
+}
+
+/**
  * Verifies an Ed25519 signature made by {@link signMessage}. Returns false — never throws — on a wrong
  * key, domain, payload, or a malformed signature, so callers have one branch to handle.
  */
