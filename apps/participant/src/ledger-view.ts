@@ -115,6 +115,8 @@ export class LedgerView {
   private readonly dir: string;
   private index?: StudyIndex;
   private made = false;
+  /** The catch-up under way, if any: the next waits for it ({@link catchUp}). */
+  private busy: Promise<void> = Promise.resolve();
 
   constructor(
     homeDir: string,
@@ -173,7 +175,17 @@ export class LedgerView {
    * @returns the verified checkpoint (the entries are then in {@link studyIndex} and {@link studyEntries})
    * @throws LedgerViewError naming what failed; CoordinatorRequestError when the coordinator cannot be asked
    */
-  async catchUp(verified?: { note: string; checkpoint: Checkpoint }, update?: ViewUpdate): Promise<Checkpoint> {
+  catchUp(verified?: { note: string; checkpoint: Checkpoint }, update?: ViewUpdate): Promise<Checkpoint> {
+    // One at a time: a task's catch-up and the worker's background one would otherwise append the same entries twice.
+    const run = this.busy.then(() => this.catchUpNow(verified, update));
+    this.busy = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private async catchUpNow(verified?: { note: string; checkpoint: Checkpoint }, update?: ViewUpdate): Promise<Checkpoint> {
     const origin = ledgerOrigin(this.coordinatorKey);
     const text = verified?.note ?? (await this.link.get<{ note: string }>('/v1/ledger/checkpoint')).note;
     let target: Checkpoint;

@@ -96,6 +96,9 @@ export function heartbeatMs(env: NodeJS.ProcessEnv = process.env): number {
   return seconds * 1000;
 }
 
+/** How far behind the ledger a view may be before the worker catches up in the background (a task's update spans up to 64). */
+const VIEW_CATCH_UP_GAP = 32;
+
 /** How long the last heartbeat (the one that says the worker is stopping) may take: a stop never waits longer. */
 const GOODBYE_MS = 1_500;
 
@@ -140,6 +143,8 @@ export class ParticipantWorker {
   /** Precomputed r^n per researcher key (by n), most recent last. In memory only: a pooled value unmasks a plaintext. */
   private readonly pools = new Map<string, RnPool>();
   private refill?: AbortController;
+  /** The background catch-up of the ledger view under way ({@link catchUpIfFarBehind}). */
+  private catchingUp?: Promise<void>;
   private outages?: OutageMonitor;
   private readonly data: DataFileMonitor;
   private connection?: Redis;
@@ -227,7 +232,33 @@ export class ParticipantWorker {
   }
 
   private async sendHeartbeat(stopping: boolean): Promise<void> {
-    await this.link.post('/v1/participant/heartbeat', { version: confideVersion(), queue: await this.queueState(), lastTask: this.lastTask, refused: Object.fromEntries(this.refusedByKind), stopping });
+    const answer = await this.link.post<{ ledgerSize?: unknown }>('/v1/participant/heartbeat', { version: confideVersion(), queue: await this.queueState(), lastTask: this.lastTask, refused: Object.fromEntries(this.refusedByKind), stopping });
+    if (!stopping && typeof answer.ledgerSize === 'number') this.catchUpIfFarBehind(answer.ledgerSize);
+  }
+
+  /**
+   * Brings this participant's ledger view up to the coordinator's newest signed checkpoint now (checked as every
+   * catch-up is), e.g. once after a long absence.
+   * @returns the size of the ledger it verified
+   * @throws LedgerViewError when the ledger does not verify; CoordinatorRequestError when the coordinator cannot be asked
+   */
+  async syncLedger(): Promise<number> {
+    return (await this.view.catchUp()).size;
+  }
+
+  /**
+   * Brings the ledger view up to date in the background when it is more than {@link VIEW_CATCH_UP_GAP} entries behind
+   * the ledger (after many enrollments, or a long absence): a task carries only a short update (the coordinator sends
+   * none for a view further behind), so the view would otherwise catch up during the next task, page by page. The
+   * view checks everything it fetches against the signed checkpoint, as always; one catch-up at a time.
+   */
+  private catchUpIfFarBehind(ledgerSize: number): void {
+    if (this.catchingUp || ledgerSize - (this.view.saved()?.size ?? 0) <= VIEW_CATCH_UP_GAP) return;
+    this.catchingUp = this.view
+      .catchUp()
+      .then((cp) => this.logger.info({ size: cp.size }, `ledger view caught up to ${cp.size} entries`))
+      .catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, `ledger view could not catch up: ${(err as Error).message}`))
+      .finally(() => (this.catchingUp = undefined));
   }
 
   /** This participant's queue as BullMQ counts it, or null when Redis does not answer (the heartbeat goes anyway). */

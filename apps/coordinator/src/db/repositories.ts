@@ -241,6 +241,16 @@ export class ParticipantRepository {
     if (ids.length) await this.db.updateTable('participants').set({ ledger_size: size }).where('id', 'in', [...ids]).execute();
   }
 
+  /** A participant fetched its view up to `size` over HTTP: its ledger size moves there, never back. */
+  async viewReached(id: string, size: number): Promise<void> {
+    await this.db
+      .updateTable('participants')
+      .set({ ledger_size: size })
+      .where('id', '=', id)
+      .where((eb) => eb.or([eb('ledger_size', 'is', null), eb('ledger_size', '<', size)]))
+      .execute();
+  }
+
   /**
    * Records that the participant was seen at `at` (a signed request, an answer or a refusal); an earlier sighting
    * never moves its last-seen time back.

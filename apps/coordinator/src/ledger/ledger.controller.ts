@@ -113,7 +113,11 @@ export class LedgerController {
       const [lo, hi] = q.from < q.treeSize ? [q.from, q.treeSize] : [q.treeSize, q.from];
       consistency = { from: lo, to: hi, proof: (await consistencyProof(store, lo, hi)).map(b64) };
     }
-    return { treeSize: q.treeSize, entries, more: rows.length === STUDY_PAGE, consistency };
+    const more = rows.length === STUDY_PAGE;
+    // The last page: the participant's view is at treeSize once it has checked it, so its next task can carry the
+    // update from there (a hint only: a view that is not there asks over HTTP again).
+    if (!more) await this.repos.participants.viewReached(self.participantId, q.treeSize);
+    return { treeSize: q.treeSize, entries, more, consistency };
   }
 
   @Get('entries')

@@ -118,6 +118,9 @@ type QueueState = (typeof QUEUE_STATES)[number];
 /** How often the timer reads the events streams whole, for answers of decided queries that no listener saw. */
 const BACKSTOP_MS = 5 * 60_000;
 
+/** The most ledger entries a task's view update spans ({@link Orchestrator.prepareTasks}); a view further behind is not sent. */
+const VIEW_ENTRIES_INLINE = 64;
+
 /** Outcomes read that the orchestrator keeps between passes over open rounds, over every round (a few KiB each). */
 const OUTCOMES_KEPT = 20_000;
 
@@ -691,7 +694,10 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     for (const p of to) {
       let view: ViewUpdate | undefined;
       const from = current.has(p.id) ? current.get(p.id)! : p.ledger_size;
-      if (from !== null && from >= 1 && from < size) {
+      // A view far behind (a worker back after a long absence, every worker after a thousand enrollments) catches
+      // up over HTTP by itself, a page at a time: its update here would be the whole gap's entries with a proof each,
+      // made inside this transaction for every such participant (O(N²) for N new participants).
+      if (from !== null && from >= 1 && from < size && size - from <= VIEW_ENTRIES_INLINE) {
         view = updates.get(from) ?? (await tx.events.viewUpdate(studyId, from, size));
         updates.set(from, view);
       }

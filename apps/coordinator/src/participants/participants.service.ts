@@ -103,10 +103,13 @@ export class ParticipantsService {
    * it is stopping marks the participant offline from now until it is seen again.
    * @returns how often to send the next, and how long a silence makes it offline
    */
-  async heartbeat(caller: string, beat: Heartbeat): Promise<{ ok: true; onlineSeconds: number }> {
+  async heartbeat(caller: string, beat: Heartbeat): Promise<{ ok: true; onlineSeconds: number; ledgerSize: number }> {
     const { stopping, ...kept } = beat;
     await this.repos.participants.heartbeat(caller, JSON.stringify(kept), stopping ? Date.now() : null);
-    return { ok: true, onlineSeconds: this.config.onlineSeconds };
+    // The signed ledger's size, so that a worker whose view fell far behind catches up while it is idle rather than
+    // in its next task (a hint: the worker checks whatever it fetches against the signed checkpoint).
+    const newest = await this.repos.database.db.selectFrom('checkpoints').select('size').orderBy('size', 'desc').limit(1).executeTakeFirst();
+    return { ok: true, onlineSeconds: this.config.onlineSeconds, ledgerSize: newest?.size ?? 0 };
   }
 
   async updateMaxRecords(caller: string, update: MaxRecordsUpdate): Promise<ParticipantView & { ledgerIndex: number }> {
