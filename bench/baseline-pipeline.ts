@@ -1,5 +1,4 @@
 import { Job, Queue, QueueEvents, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type * as Protocol from '@confide/protocol';
 import type * as QueueLib from '@confide/queue';
 
@@ -95,7 +94,7 @@ export async function startPlaintextBaseline(opts: BaselineOptions): Promise<Pla
   const unreadable = opts.participants.find((p) => !q.parseTaskJobId(q.taskJobId(q.newQueryId(), ROUND, p.id)));
   if (unreadable) throw new TypeError(`plaintext baseline: participant id ${unreadable.id} is not one the product makes (newParticipantId)`);
   const admin = q.createRedis(opts.redisUrl, { role: 'producer' });
-  const connections: Redis[] = [admin];
+  const connections: QueueLib.RedisClient[] = [admin];
   const users: string[] = [];
   const workers: { close(): Promise<void> }[] = [];
   const listeners: QueueEvents[] = [];

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { Job, Queue, QueueEvents, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { canonicalJson, importPublicKeyBase64Url, thresholdVerificationFromJson, type KeyPair } from '@confide/crypto';
 import { verifyCheckpoint } from '@confide/ledger';
 import {
@@ -94,6 +93,7 @@ import {
   TASK,
   taskJobId,
   type DirectoryEntry,
+  type RedisClient,
   type TaskPayload,
   type TaskQuery,
 } from '@confide/queue';
@@ -117,11 +117,11 @@ const BACKSTOP_MS = 5 * 60_000;
 
 /** The Redis connections the orchestrator uses: one shared for producing, a factory for blocking readers. */
 export interface RedisConnections {
-  readonly producer: Redis;
+  readonly producer: RedisClient;
   /** A new connection with maxRetriesPerRequest: null, for a Worker or QueueEvents (each blocks one), by what uses it. */
-  readonly blocking: (name: string) => Redis;
+  readonly blocking: (name: string) => RedisClient;
   /** Every connection opened so far (the producer and each blocking one), for /health. */
-  readonly all?: () => readonly Redis[];
+  readonly all?: () => readonly RedisClient[];
   /** Where every connection's and BullMQ object's errors go: one line per outage (libs/queue outage.ts). */
   readonly outages: OutageMonitor;
 }
