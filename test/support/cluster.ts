@@ -11,6 +11,7 @@ import { freePort, startLocalRedis, type LocalRedis } from '../../apps/cli/src/l
 export { freePort };
 import { CLI, ROOT, assertBuilt, runCli, singleJson, type RunResult } from './cli';
 import { OutageProxy } from './redis';
+import { startLocalRedisCluster, type LocalRedisCluster } from './redis-cluster';
 
 /**
  * A whole Confide deployment for end-to-end tests, made of real processes as a user runs them: the
@@ -34,6 +35,8 @@ export interface ClusterOptions {
   readonly appendOnly?: boolean;
   /** PostgreSQL only: the coordinator reaches it through a relay that {@link Cluster.restartDatabase} takes down. */
   readonly databaseProxy?: boolean;
+  /** Run on a local 3-primary Redis Cluster (test/support/redis-cluster.ts) instead of one redis-server. */
+  readonly redisCluster?: boolean;
 }
 
 export interface ParticipantProcess {
@@ -83,7 +86,7 @@ export class Cluster {
   static async start(options: ClusterOptions): Promise<Cluster> {
     assertBuilt();
     const c = new Cluster(options);
-    c.redis = await startLocalRedis({ appendOnly: options.appendOnly });
+    c.redis = options.redisCluster ? await startLocalRedisCluster() : await startLocalRedis({ appendOnly: options.appendOnly });
     if (options.database === 'postgres') {
       c.pgDatabase = `confide_e2e_${randomBytes(5).toString('hex')}`;
       const admin = new Client({ connectionString: PG_ADMIN_URL });
@@ -107,6 +110,12 @@ export class Cluster {
   /** This cluster's Redis as its administrator (the coordinator's REDIS_URL): for tests that inspect or tamper with it. */
   get redisUrl(): string {
     return this.redis.adminUrl;
+  }
+
+  /** The local Redis Cluster this deployment runs on (started with `redisCluster: true`). */
+  get redisNodes(): LocalRedisCluster {
+    if (!('ports' in this.redis)) throw new Error('this deployment runs on one redis-server, not a Redis Cluster');
+    return this.redis as LocalRedisCluster;
   }
 
   /** This cluster's Redis without credentials, as participants are given it. */

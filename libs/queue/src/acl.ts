@@ -38,7 +38,8 @@ import { redisNodes, type RedisClient } from './redis';
  *     slot migrates (it lets the next command reach a slot being imported; the key pattern still applies). On a
  *     Redis without cluster mode both only answer an error.
  * Not granted, and not needed by a Worker: INFO (skip BullMQ's version check, see `restricted` in createRedis),
- * CLIENT (ioredis ignores a refused CLIENT SETNAME/SETINFO, as on its cluster slot refresher's connection), any
+ * CLIENT (ioredis ignores a refused CLIENT SETNAME/SETINFO; on a cluster, the connection ioredis opens to read
+ * CLUSTER SLOTS always names itself, so each slot-map refresh leaves one CLIENT SETNAME refusal in the ACL log), any
  * pub/sub, CLUSTER INFO (the cluster's ready check, off for restricted users), every other CLUSTER subcommand
  * (CLUSTER NODES and SHARDS would do as SLOTS does but are not used; CLUSTER GETKEYSINSLOT and COUNTKEYSINSLOT would
  * list or count other participants' keys), READONLY/READWRITE (ioredis reads from primaries only; it ignores a
