@@ -83,6 +83,11 @@ describe('participantAclRules', () => {
     expect(new Set(PARTICIPANT_COMMANDS).size).toBe(PARTICIPANT_COMMANDS.length);
   });
 
+  it('grants of CLUSTER only the slot map ioredis reads (GETKEYSINSLOT or COUNTKEYSINSLOT would reach other participants\' keys)', () => {
+    expect(PARTICIPANT_COMMANDS.filter((c) => c.startsWith('cluster'))).toEqual(['cluster|slots']);
+    for (const command of ['cluster|getkeysinslot', 'cluster|countkeysinslot', 'cluster|info', 'cluster|nodes', 'readonly', 'readwrite']) expect(PARTICIPANT_COMMANDS).not.toContain(command);
+  });
+
   it('gives each participant a pattern that does not cover another participant whose id extends its own', () => {
     const a = participantKeyPattern('confide', participantQueue('hospital-1'));
     expect(a).toBe('confide:{participant.hospital-1}:*');
