@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import { createRedis, redisNodes, type RedisClient } from '@confide/queue';
 import { Client } from 'pg';
 import Database from 'better-sqlite3';
 import { freePort, startLocalRedis, type LocalRedis } from '../../apps/cli/src/local-redis';
@@ -330,27 +330,30 @@ export class Cluster {
 
   /** Every Redis key under this cluster's prefix with its value(s), as text, for confidentiality scans. */
   async redisDump(): Promise<string> {
-    const r = new Redis(this.redis.adminUrl);
+    const conn = await this.adminConnection();
     const parts: string[] = [];
     try {
-      let cursor = '0';
-      do {
-        const [next, keys] = await r.scan(cursor, 'MATCH', `${this.prefix}:*`, 'COUNT', 1000);
-        cursor = next;
-        for (const key of keys) {
-          const type = await r.type(key);
-          let value: unknown;
-          if (type === 'string') value = await r.get(key);
-          else if (type === 'hash') value = await r.hgetall(key);
-          else if (type === 'list') value = await r.lrange(key, 0, -1);
-          else if (type === 'set') value = await r.smembers(key);
-          else if (type === 'zset') value = await r.zrange(key, 0, -1, 'WITHSCORES');
-          else if (type === 'stream') value = await r.xrange(key, '-', '+');
-          parts.push(`${key} ${JSON.stringify(value)}`);
-        }
-      } while (cursor !== '0');
+      // On a Redis Cluster each primary holds some of the keys: every one is scanned.
+      for (const r of await redisNodes(conn, 'master')) {
+        let cursor = '0';
+        do {
+          const [next, keys] = await r.scan(cursor, 'MATCH', `${this.prefix}:*`, 'COUNT', 1000);
+          cursor = next;
+          for (const key of keys) {
+            const type = await r.type(key);
+            let value: unknown;
+            if (type === 'string') value = await r.get(key);
+            else if (type === 'hash') value = await r.hgetall(key);
+            else if (type === 'list') value = await r.lrange(key, 0, -1);
+            else if (type === 'set') value = await r.smembers(key);
+            else if (type === 'zset') value = await r.zrange(key, 0, -1, 'WITHSCORES');
+            else if (type === 'stream') value = await r.xrange(key, '-', '+');
+            parts.push(`${key} ${JSON.stringify(value)}`);
+          }
+        } while (cursor !== '0');
+      }
     } finally {
-      r.disconnect();
+      conn.disconnect();
     }
     return parts.join('\n');
   }
@@ -360,25 +363,35 @@ export class Cluster {
    * this cluster's prefix.
    */
   async completedInStreams(): Promise<string[]> {
-    const r = new Redis(this.redis.adminUrl);
+    const conn = await this.adminConnection();
     const jobIds: string[] = [];
     try {
-      let cursor = '0';
-      do {
-        const [next, keys] = await r.scan(cursor, 'MATCH', `${this.prefix}:*:events`, 'COUNT', 1000);
-        cursor = next;
-        for (const key of keys) {
-          if ((await r.type(key)) !== 'stream') continue;
-          for (const [, fields] of await r.xrange(key, '-', '+')) {
-            const at = (name: string): string | undefined => fields[fields.indexOf(name) + 1];
-            if (at('event') === 'completed' && at('jobId') !== undefined) jobIds.push(at('jobId')!);
+      for (const r of await redisNodes(conn, 'master')) {
+        let cursor = '0';
+        do {
+          const [next, keys] = await r.scan(cursor, 'MATCH', `${this.prefix}:*:events`, 'COUNT', 1000);
+          cursor = next;
+          for (const key of keys) {
+            if ((await r.type(key)) !== 'stream') continue;
+            for (const [, fields] of await r.xrange(key, '-', '+')) {
+              const at = (name: string): string | undefined => fields[fields.indexOf(name) + 1];
+              if (at('event') === 'completed' && at('jobId') !== undefined) jobIds.push(at('jobId')!);
+            }
           }
-        }
-      } while (cursor !== '0');
+        } while (cursor !== '0');
+      }
     } finally {
-      r.disconnect();
+      conn.disconnect();
     }
     return jobIds;
+  }
+
+  /** A connection to this deployment's Redis (or Redis Cluster) as its administrator, ready; the caller disconnects it. */
+  private async adminConnection(): Promise<RedisClient> {
+    const conn = createRedis(this.redis.adminUrl, { role: 'worker' });
+    conn.on('error', () => undefined);
+    if (conn.status !== 'ready') await new Promise((resolve) => conn.once('ready', resolve));
+    return conn;
   }
 
   /** Every row of every table of the coordinator's database, as text. */
