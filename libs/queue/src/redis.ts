@@ -83,7 +83,7 @@ export function redisOptionsFromUrl(url: string, overrides: RedisOptions = {}): 
  * The schemes a Redis URL may have: `redis://` and `rediss://` (TLS) for one server, `redis+cluster://` and
  * `rediss+cluster://` for a Redis Cluster ({@link redisClusterFromUrl}). For validating configuration.
  */
-export const REDIS_URL_SCHEMES = /^rediss?(\+cluster)?:\/\//;
+export const REDIS_URL_SCHEMES = /^rediss?(\+cluster)?:\/\//i;
 
 /** Whether a Redis URL names a cluster: `redis+cluster://` or `rediss+cluster://` ({@link redisClusterFromUrl}). */
 export function isRedisClusterUrl(url: string): boolean {
