@@ -76,7 +76,8 @@ function ready(conn: RedisClient): Promise<void> {
  * credentials or a timeout come back as `reachable: false` with the URL (without credentials) and the reason.
  */
 export async function queueState(home: ParticipantHome, opts: { redisUrl?: string; timeoutMs: number }): Promise<QueueState> {
-  const { redis } = home.identity();
+  const identity = home.identity();
+  const { redis } = identity;
   const url = opts.redisUrl ?? redis.url;
   let conn: RedisClient | undefined;
   let queue: Queue | undefined;
@@ -86,7 +87,7 @@ export async function queueState(home: ParticipantHome, opts: { redisUrl?: strin
     // Errors are reported once below; without a listener ioredis would print each reconnection attempt's.
     conn.on('error', () => undefined);
     await within(ready(conn), opts.timeoutMs, 'connecting');
-    queue = new Queue(taskQueueOf(home.identity()), { connection: conn, prefix: redis.prefix });
+    queue = new Queue(taskQueueOf(identity), { connection: conn, prefix: redis.prefix });
     queue.on('error', () => undefined);
     const { waiting, active, delayed, failed } = await within(countTasks(queue), opts.timeoutMs, 'counting jobs');
     return { reachable: true, waiting, active, delayed, failed };

@@ -517,4 +517,3 @@ export class ParticipantWorker {
     return answer;
   }
 }
-
