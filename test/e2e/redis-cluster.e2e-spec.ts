@@ -134,6 +134,12 @@ describe('Confide on a 3-primary Redis Cluster', () => {
     }
   });
 
+  it("shows a participant its own queue's counts through the cluster with its own user (confide participant status)", async () => {
+    const r = await cluster.cli(['participant', 'status', '--home', sites[0]!.home, '--json'], null);
+    expect(r.code).toBe(0);
+    expect((singleJson(r.stdout) as { queue: unknown }).queue).toEqual({ reachable: true, waiting: 0, active: 0, delayed: 0, failed: 0 });
+  }, 30_000);
+
   it("refuses participant A's user with NOPERM on participant B's queue keys, on the node that holds B's slot", async () => {
     const [a, b] = [sites[0]!, sites[1]!];
     const { username, password } = credentialsOf(a);
