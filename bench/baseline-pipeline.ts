@@ -1,5 +1,4 @@
 import { Queue, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type * as Protocol from '@confide/protocol';
 import type * as QueueLib from '@confide/queue';
 
@@ -101,7 +100,7 @@ export async function startPlaintextBaseline(opts: BaselineOptions): Promise<Pla
   const unreadable = opts.participants.find((p) => !q.parseTaskJobId(q.taskJobId(q.newQueryId(), ROUND, p.id)));
   if (unreadable) throw new TypeError(`plaintext baseline: participant id ${unreadable.id} is not one the product makes (newParticipantId)`);
   const admin = q.createRedis(opts.redisUrl, { role: 'producer' });
-  const connections: Redis[] = [admin];
+  const connections: QueueLib.RedisClient[] = [admin];
   const users: string[] = [];
   const workers: { close(): Promise<void> }[] = [];
   let reader: QueueLib.CompletionReader | undefined;

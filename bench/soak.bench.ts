@@ -440,7 +440,7 @@ async function takeCounters(redis: Redis, groups: ReadonlyMap<string, () => numb
   const taskFields = new Map<string, number[]>();
   let cursor = '0';
   do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', '*:participant.*', 'COUNT', 1000);
+    const [next, keys] = await redis.scan(cursor, 'MATCH', '*:{participant.*', 'COUNT', 1000);
     cursor = next;
     for (const key of keys) {
       if (key.endsWith(':events')) streams.push(await redis.xlen(key));

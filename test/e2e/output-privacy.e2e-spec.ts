@@ -107,7 +107,7 @@ describe('output privacy end to end (SQLite)', () => {
     expect(mean).toBeLessThanOrEqual(100);
 
     const redis = new Redis(cluster.redisUrl);
-    const jobKeys = async (): Promise<number> => (await redis.keys(`${cluster.prefix}:participant.*:q*`)).length;
+    const jobKeys = async (): Promise<number> => (await redis.keys(`${cluster.prefix}:{participant.*}:q*`)).length;
     try {
       const before = await jobKeys();
       const eventsBefore = (await eventLog(cluster)).length;

@@ -1,5 +1,4 @@
-import type { Redis } from 'ioredis';
-import { CompletionReader, COMPLETIONS_MAX_LEN, completionsKey, createRedis, groupFinished, newParticipantId, newQueryId, noteFinished, taskJobId } from '@confide/queue';
+import { CompletionReader, COMPLETIONS_MAX_LEN, completionsKey, createRedis, groupFinished, newParticipantId, newQueryId, noteFinished, taskJobId, type RedisClient } from '@confide/queue';
 import { closeConnection, deleteKeysWithPrefix, RedisOutageProxy, TEST_REDIS_URL, uniqueTestPrefix } from '../support/redis';
 
 // How the coordinator hears that tasks finished (libs/queue completions.ts): workers append job ids to one stream,
@@ -8,10 +7,10 @@ jest.setTimeout(30_000);
 
 const prefix = uniqueTestPrefix();
 const key = completionsKey(prefix);
-const connections: Redis[] = [];
-let admin: Redis;
+const connections: RedisClient[] = [];
+let admin: RedisClient;
 
-function connect(url = TEST_REDIS_URL): Redis {
+function connect(url = TEST_REDIS_URL): RedisClient {
   const conn = createRedis(url, { role: 'worker' });
   conn.on('error', () => undefined);
   connections.push(conn);
@@ -28,7 +27,7 @@ async function until(what: string, ms: number, ready: () => boolean): Promise<vo
 }
 
 /** A reader that collects every batch it is handed, and the errors it reports. */
-function collecting(redis: Redis, opts: { blockMs?: number; retryMs?: number } = {}) {
+function collecting(redis: RedisClient, opts: { blockMs?: number; retryMs?: number } = {}) {
   const batches: string[][] = [];
   const errors: unknown[] = [];
   const reader = new CompletionReader(

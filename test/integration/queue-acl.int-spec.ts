@@ -17,6 +17,7 @@ import {
   revokeParticipantUser,
   TaskRejected,
   taskJobId,
+  type RedisClient,
 } from '@confide/queue';
 import { closeConnection, deleteKeysWithPrefix, errorOf, TEST_REDIS_URL, uniqueTestPrefix } from '../support/redis';
 
@@ -36,11 +37,11 @@ const passwords = { A: generateRedisPassword(), B: generateRedisPassword() };
 const NOPERM = /^NOPERM/;
 
 const createdUsers = new Set<string>();
-const connections: Redis[] = [];
+const connections: RedisClient[] = [];
 const closers: (() => Promise<unknown>)[] = [];
 
-let admin: Redis;
-let asA: Redis;
+let admin: RedisClient;
+let asA: RedisClient;
 let adminQueueA: Queue;
 let adminQueueB: Queue;
 let events: QueueEvents;
@@ -48,7 +49,7 @@ let worker: Worker;
 const workerErrors: Error[] = [];
 
 /** A connection as `username` (restricted: no INFO or CLIENT), closed in afterAll. */
-function connectAs(username: string, password: string, role: 'worker' | 'producer' = 'worker'): Redis {
+function connectAs(username: string, password: string, role: 'worker' | 'producer' = 'worker'): RedisClient {
   const conn = createRedis(url, { role, username, password });
   conn.on('error', () => undefined);
   connections.push(conn);

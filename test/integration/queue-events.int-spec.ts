@@ -1,5 +1,5 @@
 import { Queue, QueueEvents, UnrecoverableError, Worker } from 'bullmq';
-import IORedis, { type Redis } from 'ioredis';
+import IORedis from 'ioredis';
 import {
   AGGREGATION_QUEUE,
   aggregationJobId,
@@ -13,6 +13,7 @@ import {
   completedEntries,
   TASK,
   taskJobId,
+  type RedisClient,
 } from '@confide/queue';
 import { closeConnection, deleteKeysWithPrefix, TEST_REDIS_URL, uniqueTestPrefix } from '../support/redis';
 
@@ -21,11 +22,11 @@ import { closeConnection, deleteKeysWithPrefix, TEST_REDIS_URL, uniqueTestPrefix
 jest.setTimeout(30_000);
 
 const prefix = uniqueTestPrefix();
-const connections: Redis[] = [];
+const connections: RedisClient[] = [];
 const closers: (() => Promise<unknown>)[] = [];
-let admin: Redis;
+let admin: RedisClient;
 
-function connect(): Redis {
+function connect(): RedisClient {
   const conn = createRedis(TEST_REDIS_URL, { role: 'worker' });
   connections.push(conn);
   return conn;

@@ -1,7 +1,6 @@
 import { once } from 'node:events';
 import { Queue, QueueEvents, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { assertRedisReady, createRedis, isRedisOutage, participantQueue, pingRedis, redisReady, RedisUnavailableError, taskJobId, withRedis } from '@confide/queue';
+import { assertRedisReady, createRedis, isRedisOutage, participantQueue, pingRedis, redisReady, RedisUnavailableError, taskJobId, withRedis, type RedisClient } from '@confide/queue';
 import { closeConnection, deleteKeysWithPrefix, RedisOutageProxy, TEST_REDIS_URL, uniqueTestPrefix } from '../support/redis';
 
 // STYLE.md "Queues": worker connections wait out a Redis outage, the HTTP side fails fast (503). The outage is a
@@ -11,18 +10,18 @@ jest.setTimeout(30_000);
 const prefix = uniqueTestPrefix();
 const queue = participantQueue('hospital-1');
 const proxy = new RedisOutageProxy();
-const connections: Redis[] = [];
+const connections: RedisClient[] = [];
 const closers: (() => Promise<unknown>)[] = [];
-let admin: Redis;
+let admin: RedisClient;
 
-function connect(url: string, role: 'worker' | 'producer'): Redis {
+function connect(url: string, role: 'worker' | 'producer'): RedisClient {
   const conn = createRedis(url, { role });
   conn.on('error', () => undefined);
   connections.push(conn);
   return conn;
 }
 
-async function ready(conn: Redis): Promise<void> {
+async function ready(conn: RedisClient): Promise<void> {
   if (conn.status !== 'ready') await once(conn, 'ready');
 }
 

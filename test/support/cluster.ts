@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import { createRedis, redisNodes, type RedisClient } from '@confide/queue';
 import { Client } from 'pg';
 import Database from 'better-sqlite3';
 import { freePort, startLocalRedis, type LocalRedis } from '../../apps/cli/src/local-redis';
@@ -11,6 +11,7 @@ import { freePort, startLocalRedis, type LocalRedis } from '../../apps/cli/src/l
 export { freePort };
 import { CLI, ROOT, assertBuilt, runCli, singleJson, type RunResult } from './cli';
 import { OutageProxy } from './redis';
+import { startLocalRedisCluster, type LocalRedisCluster } from './redis-cluster';
 
 /**
  * A whole Confide deployment for end-to-end tests, made of real processes as a user runs them: the
@@ -34,6 +35,8 @@ export interface ClusterOptions {
   readonly appendOnly?: boolean;
   /** PostgreSQL only: the coordinator reaches it through a relay that {@link Cluster.restartDatabase} takes down. */
   readonly databaseProxy?: boolean;
+  /** Run on a local 3-primary Redis Cluster (test/support/redis-cluster.ts) instead of one redis-server. */
+  readonly redisCluster?: boolean;
 }
 
 export interface ParticipantProcess {
@@ -83,7 +86,7 @@ export class Cluster {
   static async start(options: ClusterOptions): Promise<Cluster> {
     assertBuilt();
     const c = new Cluster(options);
-    c.redis = await startLocalRedis({ appendOnly: options.appendOnly });
+    c.redis = options.redisCluster ? await startLocalRedisCluster() : await startLocalRedis({ appendOnly: options.appendOnly });
     if (options.database === 'postgres') {
       c.pgDatabase = `confide_e2e_${randomBytes(5).toString('hex')}`;
       const admin = new Client({ connectionString: PG_ADMIN_URL });
@@ -107,6 +110,12 @@ export class Cluster {
   /** This cluster's Redis as its administrator (the coordinator's REDIS_URL): for tests that inspect or tamper with it. */
   get redisUrl(): string {
     return this.redis.adminUrl;
+  }
+
+  /** The local Redis Cluster this deployment runs on (started with `redisCluster: true`). */
+  get redisNodes(): LocalRedisCluster {
+    if (!('ports' in this.redis)) throw new Error('this deployment runs on one redis-server, not a Redis Cluster');
+    return this.redis as LocalRedisCluster;
   }
 
   /** This cluster's Redis without credentials, as participants are given it. */
@@ -321,27 +330,30 @@ export class Cluster {
 
   /** Every Redis key under this cluster's prefix with its value(s), as text, for confidentiality scans. */
   async redisDump(): Promise<string> {
-    const r = new Redis(this.redis.adminUrl);
+    const conn = await this.adminConnection();
     const parts: string[] = [];
     try {
-      let cursor = '0';
-      do {
-        const [next, keys] = await r.scan(cursor, 'MATCH', `${this.prefix}:*`, 'COUNT', 1000);
-        cursor = next;
-        for (const key of keys) {
-          const type = await r.type(key);
-          let value: unknown;
-          if (type === 'string') value = await r.get(key);
-          else if (type === 'hash') value = await r.hgetall(key);
-          else if (type === 'list') value = await r.lrange(key, 0, -1);
-          else if (type === 'set') value = await r.smembers(key);
-          else if (type === 'zset') value = await r.zrange(key, 0, -1, 'WITHSCORES');
-          else if (type === 'stream') value = await r.xrange(key, '-', '+');
-          parts.push(`${key} ${JSON.stringify(value)}`);
-        }
-      } while (cursor !== '0');
+      // On a Redis Cluster each primary holds some of the keys: every one is scanned.
+      for (const r of await redisNodes(conn, 'master')) {
+        let cursor = '0';
+        do {
+          const [next, keys] = await r.scan(cursor, 'MATCH', `${this.prefix}:*`, 'COUNT', 1000);
+          cursor = next;
+          for (const key of keys) {
+            const type = await r.type(key);
+            let value: unknown;
+            if (type === 'string') value = await r.get(key);
+            else if (type === 'hash') value = await r.hgetall(key);
+            else if (type === 'list') value = await r.lrange(key, 0, -1);
+            else if (type === 'set') value = await r.smembers(key);
+            else if (type === 'zset') value = await r.zrange(key, 0, -1, 'WITHSCORES');
+            else if (type === 'stream') value = await r.xrange(key, '-', '+');
+            parts.push(`${key} ${JSON.stringify(value)}`);
+          }
+        } while (cursor !== '0');
+      }
     } finally {
-      r.disconnect();
+      conn.disconnect();
     }
     return parts.join('\n');
   }
@@ -351,25 +363,35 @@ export class Cluster {
    * this cluster's prefix.
    */
   async completedInStreams(): Promise<string[]> {
-    const r = new Redis(this.redis.adminUrl);
+    const conn = await this.adminConnection();
     const jobIds: string[] = [];
     try {
-      let cursor = '0';
-      do {
-        const [next, keys] = await r.scan(cursor, 'MATCH', `${this.prefix}:*:events`, 'COUNT', 1000);
-        cursor = next;
-        for (const key of keys) {
-          if ((await r.type(key)) !== 'stream') continue;
-          for (const [, fields] of await r.xrange(key, '-', '+')) {
-            const at = (name: string): string | undefined => fields[fields.indexOf(name) + 1];
-            if (at('event') === 'completed' && at('jobId') !== undefined) jobIds.push(at('jobId')!);
+      for (const r of await redisNodes(conn, 'master')) {
+        let cursor = '0';
+        do {
+          const [next, keys] = await r.scan(cursor, 'MATCH', `${this.prefix}:*:events`, 'COUNT', 1000);
+          cursor = next;
+          for (const key of keys) {
+            if ((await r.type(key)) !== 'stream') continue;
+            for (const [, fields] of await r.xrange(key, '-', '+')) {
+              const at = (name: string): string | undefined => fields[fields.indexOf(name) + 1];
+              if (at('event') === 'completed' && at('jobId') !== undefined) jobIds.push(at('jobId')!);
+            }
           }
-        }
-      } while (cursor !== '0');
+        } while (cursor !== '0');
+      }
     } finally {
-      r.disconnect();
+      conn.disconnect();
     }
     return jobIds;
+  }
+
+  /** A connection to this deployment's Redis (or Redis Cluster) as its administrator, ready; the caller disconnects it. */
+  private async adminConnection(): Promise<RedisClient> {
+    const conn = createRedis(this.redis.adminUrl, { role: 'worker' });
+    conn.on('error', () => undefined);
+    if (conn.status !== 'ready') await new Promise((resolve) => conn.once('ready', resolve));
+    return conn;
   }
 
   /** Every row of every table of the coordinator's database, as text. */

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import type { Redis } from 'ioredis';
-import { redisOptionsFromUrl } from '@confide/queue';
+import { redisOptionsFromUrl, removeRunKeys, type RedisClient } from '@confide/queue';
 
 /** The Redis the integration tier talks to (.ci/run starts one on the default port). */
 export const TEST_REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -12,22 +11,15 @@ export function uniqueTestPrefix(): string {
 }
 
 /** Deletes every key under `<prefix>:` (SCAN, never KEYS) and returns how many there were. */
-export async function deleteKeysWithPrefix(admin: Redis, prefix: string): Promise<number> {
-  let cursor = '0';
-  let deleted = 0;
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) deleted += await admin.unlink(...keys);
-  } while (cursor !== '0');
-  return deleted;
+export function deleteKeysWithPrefix(admin: RedisClient, prefix: string): Promise<number> {
+  return removeRunKeys(admin, prefix);
 }
 
 /**
  * Closes a test connection: QUIT when it is up, otherwise stop it reconnecting. (disconnect() on a connection the
  * server already closed leaves a 2-second ioredis timer that keeps Jest from exiting.)
  */
-export async function closeConnection(conn: Redis): Promise<void> {
+export async function closeConnection(conn: RedisClient): Promise<void> {
   if (conn.status === 'end') return;
   if (conn.status === 'ready') {
     try {

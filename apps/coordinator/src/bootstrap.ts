@@ -11,8 +11,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { keyFingerprint, publicKeyBase64Url, type PublicKey } from '@confide/crypto';
 import { formatVerifierKey, ledgerOrigin } from '@confide/ledger';
 import { ENTRY, entryKey } from '@confide/protocol';
-import { createRedis, DRAIN_GRACE_MS, secureDefaultUser, settledWithin, withoutCredentials } from '@confide/queue';
-import type { Redis } from 'ioredis';
+import { createRedis, DRAIN_GRACE_MS, secureDefaultUser, settledWithin, withoutCredentials, type RedisClient } from '@confide/queue';
 import { AppModule } from './app.module';
 import type { CoordinatorConfig } from './config';
 import { loadOrCreateCoordinatorKey } from './coordinator-key';
@@ -149,7 +148,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
  * @throws RedisSecurityError when the default user is open and the coordinator itself runs as it; Error when Redis
  *   does not answer in time
  */
-async function lockDownRedis(producer: Redis, url: string, logger: Logger): Promise<void> {
+async function lockDownRedis(producer: RedisClient, url: string, logger: Logger): Promise<void> {
   const check = async (): Promise<void> => {
     const { switchedOff } = await secureDefaultUser(producer);
     if (switchedOff) logger.warn("Redis's default user had no password: switched it off (ACL SETUSER default off), so every client must log in as its own user");

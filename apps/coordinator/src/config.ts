@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { withoutCredentials } from '@confide/queue';
+import { REDIS_URL_SCHEMES, withoutCredentials } from '@confide/queue';
 
 /**
  * The coordinator's configuration, validated once at boot (STYLE.md "Config"). Every variable is in the
@@ -14,8 +14,8 @@ const envSchema = z.object({
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
     .optional(),
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').default('redis://127.0.0.1:6379'),
-  CONFIDE_PUBLIC_REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').optional(),
+  REDIS_URL: z.string().regex(REDIS_URL_SCHEMES, 'must be a redis://, rediss://, redis+cluster:// or rediss+cluster:// URL').default('redis://127.0.0.1:6379'),
+  CONFIDE_PUBLIC_REDIS_URL: z.string().regex(REDIS_URL_SCHEMES, 'must be a redis://, rediss://, redis+cluster:// or rediss+cluster:// URL').optional(),
   CONFIDE_ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters'),
   CONFIDE_DATA_DIR: z.string().min(1).default('./data'),
   CONFIDE_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/, 'letters, digits, - and _ only').default('confide'),

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { exportPrivateKeyPem, importPrivateKeyPem, importPublicKeyBase64Url, type KeyPair, type PublicKey } from '@confide/crypto';
 import { parseStudySchema, type StudySchema } from '@confide/protocol';
+import { participantQueue } from '@confide/queue';
 
 /**
  * A participant's home directory: its identity, its private keys (files 0600 that never leave), the study
@@ -166,4 +167,15 @@ export class ParticipantHome {
     this.stateMade = true;
     writePrivateFile(join(this.path(FILES.state), `${queryId}.r${round}.json`), JSON.stringify(answer));
   }
+}
+
+/**
+ * The participant's task queue: the name libs/queue gives its id (participantQueue), as the coordinator addresses it,
+ * rather than the name stored at enrollment. A home enrolled before queue names carried Redis Cluster hash tags
+ * stores `participant.<id>`; after an upgrade the coordinator sends tasks to `{participant.<id>}` and limits the
+ * participant's Redis user to that queue's keys, so the stored name would leave this worker on an empty queue it may
+ * no longer read. Which queue a worker listens on is no trust decision: Redis's ACL decides what it can reach.
+ */
+export function taskQueueOf(identity: { readonly participantId: string }): string {
+  return participantQueue(identity.participantId);
 }

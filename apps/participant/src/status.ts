@@ -1,7 +1,6 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { createRedis, withoutCredentials } from '@confide/queue';
-import type { ParticipantHome } from './home';
+import { createRedis, withoutCredentials, type RedisClient } from '@confide/queue';
+import { taskQueueOf, type ParticipantHome } from './home';
 import { Journal, type JournalRecord } from './journal';
 import { localReceipts, type LocalReceipts } from './receipts';
 
@@ -62,7 +61,7 @@ async function within<T>(work: Promise<T>, ms: number, what: string): Promise<T>
 }
 
 /** Resolves once the connection is ready; rejects on its first error (a refused connection, bad credentials). */
-function ready(conn: Redis): Promise<void> {
+function ready(conn: RedisClient): Promise<void> {
   if (conn.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
     conn.once('ready', () => resolve());
@@ -77,9 +76,10 @@ function ready(conn: Redis): Promise<void> {
  * credentials or a timeout come back as `reachable: false` with the URL (without credentials) and the reason.
  */
 export async function queueState(home: ParticipantHome, opts: { redisUrl?: string; timeoutMs: number }): Promise<QueueState> {
-  const { redis } = home.identity();
+  const identity = home.identity();
+  const { redis } = identity;
   const url = opts.redisUrl ?? redis.url;
-  let conn: Redis | undefined;
+  let conn: RedisClient | undefined;
   let queue: Queue | undefined;
   try {
     // A producer connection: commands fail at once while Redis is down instead of waiting for it to come back.
@@ -87,7 +87,7 @@ export async function queueState(home: ParticipantHome, opts: { redisUrl?: strin
     // Errors are reported once below; without a listener ioredis would print each reconnection attempt's.
     conn.on('error', () => undefined);
     await within(ready(conn), opts.timeoutMs, 'connecting');
-    queue = new Queue(redis.queue, { connection: conn, prefix: redis.prefix });
+    queue = new Queue(taskQueueOf(identity), { connection: conn, prefix: redis.prefix });
     queue.on('error', () => undefined);
     const { waiting, active, delayed, failed } = await within(countTasks(queue), opts.timeoutMs, 'counting jobs');
     return { reachable: true, waiting, active, delayed, failed };

@@ -1,6 +1,5 @@
 import { resolve } from 'node:path';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 import pino, { type Logger } from 'pino';
 import { importPublicKeyBase64Url, RnPool, type KeyPair, type PaillierPublicKey, type PublicKey } from '@confide/crypto';
 import {
@@ -27,10 +26,10 @@ import {
   type QuerySpec,
   type StudySchema,
 } from '@confide/protocol';
-import { completionsKey, confideVersion, createRedis, noteFinished, DRAIN_GRACE_MS, openTask, OutageMonitor, roundOf, settledWithin, TASK, taskJobId, TaskRejected, withoutCredentials, type Answer, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
+import { completionsKey, confideVersion, createRedis, noteFinished, DRAIN_GRACE_MS, openTask, OutageMonitor, roundOf, settledWithin, TASK, taskJobId, TaskRejected, withoutCredentials, type Answer, type DirectoryEntry, type RedisClient, type TaskOf, type TaskPayload } from '@confide/queue';
 import { CoordinatorLink, CoordinatorRequestError, WORKER_OUTAGE_RETRY_MS } from './coordinator-link';
 import { DataFileMonitor, DataFileRefusal } from './data-file';
-import { ParticipantHome, type Identity } from './home';
+import { ParticipantHome, taskQueueOf, type Identity } from './home';
 import { describeQuery, Journal } from './journal';
 import { LedgerView, LedgerViewError } from './ledger-view';
 import { countTasks } from './status';
@@ -147,7 +146,7 @@ export class ParticipantWorker {
   private catchingUp?: Promise<void>;
   private outages?: OutageMonitor;
   private readonly data: DataFileMonitor;
-  private connection?: Redis;
+  private connection?: RedisClient;
   /** This participant's own task queue, read for the heartbeat's counts (its ACL allows its own keys only). */
   private queue?: Queue;
   private readonly link: CoordinatorLink;
@@ -190,7 +189,8 @@ export class ParticipantWorker {
     // reconnectBackoff), and the worker says so once per outage, with what to check, not once per retry.
     const checks = `is redis-server running at ${withoutCredentials(url)}? is that the right address (${this.options.redisUrl ? '--redis or CONFIDE_REDIS_URL' : 'the one given at enrollment; --redis or CONFIDE_REDIS_URL override it'})? After a Redis restart the coordinator must be up to re-create this participant's Redis user.`;
     this.outages = new OutageMonitor(this.logger, { what: 'task queue', url, checks }).watch(connection, 'task queue');
-    this.worker = new Worker(redis.queue, (job) => this.process(job), { connection, prefix: redis.prefix, concurrency: 1, autorun: false });
+    const queue = taskQueueOf(this.identity);
+    this.worker = new Worker(queue, (job) => this.process(job), { connection, prefix: redis.prefix, concurrency: 1, autorun: false });
     // process() logs each task's one line; these events only repeat it, for debugging. Each also tells the
     // coordinator the task finished (libs/queue completions.ts): a job id on the one stream it reads for everyone.
     const completions = completionsKey(redis.prefix);
@@ -206,7 +206,7 @@ export class ParticipantWorker {
       notify(job.id);
     });
     this.outages.listen(this.worker, 'task queue');
-    this.queue = new Queue(redis.queue, { connection, prefix: redis.prefix });
+    this.queue = new Queue(queue, { connection, prefix: redis.prefix });
     // Its errors are the connection's: reported once per outage with the rest, never as raw stack traces.
     this.outages.listen(this.queue, 'task queue');
     // Checked (and logged) before the first task, and again whenever the file changes.

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { assertKeyPrefix, assertQueueName, completionsKey } from './names';
+import { redisNodes, type RedisClient } from './redis';
 
 /**
  * Redis ACL users for participants (DESIGN.md "Storage and services"): each participant's worker
@@ -16,6 +17,9 @@ import { assertKeyPrefix, assertQueueName, completionsKey } from './names';
  *
  * Redis keeps ACL users in memory only: the coordinator stores each participant's password hash and runs
  * {@link participantAclSetUserArgs} for all of them whenever its admin connection becomes ready.
+ *
+ * On a Redis Cluster every node keeps its own users (ACL SETUSER is not propagated), so each function here acts on
+ * every node the cluster's slot map names, replicas included (a replica becomes a primary at failover).
  */
 
 /**
@@ -28,12 +32,24 @@ import { assertKeyPrefix, assertQueueName, completionsKey } from './names';
  *   - keyless: `eval`/`evalsha` (ioredis runs BullMQ's scripts by EVALSHA and falls back to EVAL on NOSCRIPT;
  *     a script's own calls are still checked against these rules), `multi`/`exec` (Queue getters), `time`
  *     (scripts), `ping` (health check), `select` (a REDIS_URL with a database number).
+ *   - Redis Cluster, keyless: `cluster|slots`, the one CLUSTER subcommand ioredis's `Cluster` runs, to learn which
+ *     node serves which slot (it tells node addresses, which every client is redirected to anyway; no key, no other
+ *     client); `asking`, which ioredis sends before retrying a command on the node an ASK redirect names while a
+ *     slot migrates (it lets the next command reach a slot being imported; the key pattern still applies). On a
+ *     Redis without cluster mode both only answer an error.
  * Not granted, and not needed by a Worker: INFO (skip BullMQ's version check, see `restricted` in createRedis),
- * CLIENT (ioredis ignores a refused CLIENT SETNAME/SETINFO), any pub/sub.
+ * CLIENT (ioredis ignores a refused CLIENT SETNAME/SETINFO; on a cluster, the connection ioredis opens to read
+ * CLUSTER SLOTS always names itself, so each slot-map refresh leaves one CLIENT SETNAME refusal in the ACL log), any
+ * pub/sub, CLUSTER INFO (the cluster's ready check, off for restricted users), every other CLUSTER subcommand
+ * (CLUSTER NODES and SHARDS would do as SLOTS does but are not used; CLUSTER GETKEYSINSLOT and COUNTKEYSINSLOT would
+ * list or count other participants' keys), READONLY/READWRITE (ioredis reads from primaries only; it ignores a
+ * refused READWRITE after a failover).
  */
 export const PARTICIPANT_COMMANDS: readonly string[] = [
   // keyless
   'eval', 'evalsha', 'exec', 'multi', 'ping', 'select', 'time',
+  // keyless, Redis Cluster
+  'asking', 'cluster|slots',
   // generic key commands
   'del', 'exists', 'persist', 'pexpire', 'pexpireat', 'pttl', 'rename', 'type', 'unlink',
   // strings
@@ -51,7 +67,12 @@ export const PARTICIPANT_COMMANDS: readonly string[] = [
   'xadd', 'xdel', 'xlen', 'xrange', 'xread', 'xtrim',
 ];
 
-/** The only keys a participant's user may touch: its queue's (`<prefix>:<queue>:*`). */
+/**
+ * The only keys a participant's user may touch: its queue's (`<prefix>:<queue>:*`). The queue name is a hash tag,
+ * `{participant.<id>}`; Redis patterns treat `{` and `}` as plain characters (only `*`, `?`, `[…]` and `\` are
+ * special, and assertKeyPrefix/assertQueueName refuse those), so the pattern covers exactly the keys that begin with
+ * `<prefix>:{participant.<id>}:`, which no other queue's keys do.
+ */
 export function participantKeyPattern(prefix: string, queue: string): string {
   assertKeyPrefix(prefix);
   assertQueueName(queue);
@@ -116,18 +137,19 @@ export function participantAclSetUserArgs(user: ParticipantUser & { readonly pas
 }
 
 /**
- * Creates or replaces a participant's Redis user (ACL SETUSER, one atomic command). Replacing resets every
- * earlier rule and password first, so this also rotates a password and moves a user to another queue. Only
- * the SHA-256 of the password is sent to Redis.
+ * Creates or replaces a participant's Redis user (ACL SETUSER, one atomic command per node; on a cluster, on every
+ * node). Replacing resets every earlier rule and password first, so this also rotates a password and moves a user to
+ * another queue. Only the SHA-256 of the password is sent to Redis. A failure part way through a cluster leaves some
+ * nodes done: calling it again finishes the job (SETUSER with `reset` is idempotent).
  * @throws TypeError on invalid input; Error when Redis refuses (e.g. NOPERM: `admin` is not an admin), with
  *   any password or hash removed from the message and no cause attached (ioredis errors carry the command's
  *   arguments)
  */
-export async function provisionParticipantUser(admin: Redis, user: ParticipantUser & ParticipantCredential): Promise<void> {
+export async function provisionParticipantUser(admin: RedisClient, user: ParticipantUser & ParticipantCredential): Promise<void> {
   const passwordHash = 'password' in user ? hashRedisPassword(user.password) : user.passwordHash;
   const args = participantAclSetUserArgs({ username: user.username, prefix: user.prefix, queue: user.queue, passwordHash });
   try {
-    await admin.call('ACL', 'SETUSER', ...args);
+    for (const node of await redisNodes(admin)) await node.call('ACL', 'SETUSER', ...args);
   } catch (err) {
     const secrets = 'password' in user ? [user.password, passwordHash] : [passwordHash];
     // eslint-disable-next-line preserve-caught-error -- an ioredis ReplyError carries the command's arguments (the hash)
@@ -136,15 +158,16 @@ export async function provisionParticipantUser(admin: Redis, user: ParticipantUs
 }
 
 /**
- * Deletes a participant's Redis user. Redis also closes every connection authenticated as it, so a running
- * worker is cut off at once, not only kept from reconnecting.
- * @returns whether the user existed
+ * Deletes a participant's Redis user (on a cluster, from every node). Redis also closes every connection
+ * authenticated as it, so a running worker is cut off at once, not only kept from reconnecting.
+ * @returns whether the user existed (on any node)
  * @throws TypeError on a reserved or malformed username; Error when Redis refuses
  */
-export async function revokeParticipantUser(admin: Redis, username: string): Promise<boolean> {
+export async function revokeParticipantUser(admin: RedisClient, username: string): Promise<boolean> {
   assertParticipantUsername(username);
-  const deleted = await admin.call('ACL', 'DELUSER', username);
-  return deleted === 1;
+  let existed = false;
+  for (const node of await redisNodes(admin)) if ((await node.call('ACL', 'DELUSER', username)) === 1) existed = true;
+  return existed;
 }
 
 /**
@@ -187,11 +210,17 @@ export class RedisSecurityError extends Error {
  * Makes sure no Redis client can act without credentials (DESIGN.md "Storage and services": each participant is
  * limited to its own queue). When the `default` user is open ({@link isOpenDefaultUser}), a coordinator connected
  * as a named administrator switches it off (`ACL SETUSER default off`) and says so; one that is itself connected as
- * `default` cannot, and refuses to start.
- * @returns whether it switched the default user off
+ * `default` cannot, and refuses to start. On a cluster, on every node: one open node is a way around every ACL user.
+ * @returns whether it switched the default user off (on any node)
  * @throws RedisSecurityError when the default user is open and the coordinator runs as it
  */
-export async function secureDefaultUser(admin: Pick<Redis, 'call'>): Promise<{ switchedOff: boolean }> {
+export async function secureDefaultUser(admin: RedisClient): Promise<{ switchedOff: boolean }> {
+  let switchedOff = false;
+  for (const node of await redisNodes(admin)) if ((await secureNodeDefaultUser(node)).switchedOff) switchedOff = true;
+  return { switchedOff };
+}
+
+async function secureNodeDefaultUser(admin: Pick<Redis, 'call'>): Promise<{ switchedOff: boolean }> {
   if (!isOpenDefaultUser(await admin.call('ACL', 'GETUSER', 'default'))) return { switchedOff: false };
   const me = String(await admin.call('ACL', 'WHOAMI'));
   if (me === 'default') {

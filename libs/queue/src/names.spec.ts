@@ -10,6 +10,7 @@ import {
   CONTROL_QUEUE,
   deadlineJobId,
   DEFAULT_PREFIX,
+  hashTagOf,
   newParticipantId,
   newQueryId,
   parseAggregationJobId,
@@ -24,21 +25,33 @@ import {
 } from './names';
 
 describe('queue and job names', () => {
+  // Renamed once, to Redis Cluster hash tags (README "Redis Cluster"): an upgrade in place re-sends open rounds' tasks.
   it('keeps every name that is already in Redis and in participant ACLs (renaming strands jobs)', () => {
     expect({ DEFAULT_PREFIX, CONTROL_QUEUE, AGGREGATION_QUEUE, AGGREGATE, TASK, CONTROL, queue: participantQueue('hospital-1'), aggregation: aggregationJobId('q-1') }).toEqual({
       DEFAULT_PREFIX: 'confide',
-      CONTROL_QUEUE: 'coordinator.control',
-      AGGREGATION_QUEUE: 'coordinator.aggregation',
+      CONTROL_QUEUE: '{coordinator.control}',
+      AGGREGATION_QUEUE: '{coordinator.aggregation}',
       AGGREGATE: 'paillier.aggregate',
       TASK: { shamirRound1: 'shamir.round1', shamirRound2: 'shamir.round2', paillierContribute: 'paillier.contribute' },
       CONTROL: { deadline: 'round.deadline' },
-      queue: 'participant.hospital-1',
+      queue: '{participant.hospital-1}',
       aggregation: 'q-1-aggregate',
     });
   });
 
   it('gives each participant its own queue', () => {
     expect(participantQueue('hospital-1')).not.toBe(participantQueue('hospital-10'));
+  });
+
+  it('gives every queue a Redis Cluster hash tag of its own, so its keys share one slot and queues spread over slots', () => {
+    const prefix = DEFAULT_PREFIX;
+    const queues = [participantQueue('hospital-1'), participantQueue('hospital-10'), participantQueue(newParticipantId()), CONTROL_QUEUE, AGGREGATION_QUEUE];
+    for (const queue of queues) {
+      // BullMQ's keys: `<prefix>:<queue>:<suffix>`, a job's hash `<prefix>:<queue>:<job id>`.
+      const keys = ['wait', 'active', 'events', 'meta', 'id', taskJobId('q-1', 1, 'hospital-1')].map((suffix) => `${prefix}:${queue}:${suffix}`);
+      expect(new Set(keys.map(hashTagOf))).toEqual(new Set([queue.slice(1, -1)]));
+    }
+    expect(new Set(queues.map((q) => hashTagOf(`${prefix}:${q}:wait`))).size).toBe(queues.length);
   });
 
   it.each(['a:b', 'a b', ' a', 'a\n', '', 'a*', 'a?', '[a]', 'a\\b', 'é', 'x'.repeat(101)])('rejects the id %p', (id) => {
@@ -102,7 +115,34 @@ describe('assertKeyPrefix / assertQueueName', () => {
   it('accepts every participant queue and the control queue, and rejects glob characters and ":"', () => {
     expect(() => assertQueueName(participantQueue('hospital-1'))).not.toThrow();
     expect(() => assertQueueName(CONTROL_QUEUE)).not.toThrow();
-    for (const queue of ['', 'a:b', 'participant.*', 'participant.?', 'q[1]', 'q 1']) expect(() => assertQueueName(queue)).toThrow(TypeError);
+    expect(() => assertQueueName(AGGREGATION_QUEUE)).not.toThrow();
+    expect(() => assertQueueName('participant.hospital-1')).not.toThrow();
+    for (const queue of ['', 'a:b', 'participant.*', 'participant.?', 'q[1]', 'q 1', '{participant.*}', '{participant.?}', '{q[1]}', '{a\\b}', '{a:b}']) {
+      expect(() => assertQueueName(queue)).toThrow(TypeError);
+    }
+  });
+
+  // A brace anywhere but around the whole name: a tag that hashes a part of the name, or two names alike.
+  it.each(['{}', '{a', 'a}', 'a{b}', '{a}b', '{a}{b}', '{{a}}', 'x{participant.p1}'])('rejects the queue name %p', (queue) => {
+    expect(() => assertQueueName(queue)).toThrow(TypeError);
+  });
+
+  it.each(['{confide}', 'con{fide}', '{', '}'])('rejects the prefix %p: a hash tag there would put every queue in one slot', (prefix) => {
+    expect(() => assertKeyPrefix(prefix)).toThrow(TypeError);
+  });
+});
+
+describe('hashTagOf', () => {
+  it.each([
+    ['confide:{participant.p1}:wait', 'participant.p1'],
+    ['confide:{participant.p1}:q1-r1-p1', 'participant.p1'],
+    ['{a}{b}', 'a'],
+    ['a{}b{c}', 'a{}b{c}'],
+    ['a{b', 'a{b'],
+    ['a}b{c}', 'c'],
+    ['plain:key', 'plain:key'],
+  ])('reads the slot-deciding part of %p as Redis Cluster does', (key, tag) => {
+    expect(hashTagOf(key)).toBe(tag);
   });
 });
 

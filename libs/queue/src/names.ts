@@ -4,6 +4,14 @@ import { randomBytes } from 'node:crypto';
  * Queue and job names, and the ids Confide gives queries, participants and jobs: built and read back here only
  * (STYLE.md "Every wire convention has one owner"). NEVER RENAME: a renamed queue strands every job already in
  * Redis, and the names are also baked into each participant's Redis ACL (STYLE.md "Queues").
+ *
+ * Every queue name is a Redis Cluster hash tag, `{…}` (README "Redis Cluster"): BullMQ's keys are
+ * `<prefix>:<queue>:<suffix>` and its Lua scripts touch several keys of one queue at once, which a cluster allows only
+ * within one hash slot. Redis hashes only the text inside the first `{…}` of a key, so each queue's keys share one
+ * slot while different participants' queues spread over the cluster's slots. (The one rename so far, from
+ * `participant.<id>` to `{participant.<id>}`: the coordinator re-provisions every ACL user and re-sends every open
+ * round's tasks at boot, and a participant worker derives its queue from its id, so an upgrade in place carries
+ * in-flight queries over; the old keys can be deleted.)
  */
 
 /** Default key prefix; every Redis key Confide writes starts with `<prefix>:`. Tests use a unique one. */
@@ -12,16 +20,37 @@ export const DEFAULT_PREFIX = 'confide';
 /**
  * Checks a BullMQ key prefix. It becomes part of every key and of each participant's ACL key pattern
  * (`~<prefix>:<queue>:*`), so it may hold no ':' (prefix "confide:participant.a" would put its keys inside
- * participant a's pattern) and no glob character (`*?[]\`), which would widen the pattern.
+ * participant a's pattern) and no glob character (`*?[]\`), which would widen the pattern. Nor `{` or `}`: Redis
+ * Cluster hashes the first `{…}` of a key, so a hash tag in the prefix would put every queue in one slot.
  * @throws TypeError naming the rule
  */
 export function assertKeyPrefix(prefix: string): void {
   if (!/^[A-Za-z0-9_.-]{1,100}$/.test(prefix)) throw new TypeError(`key prefix must be 1–100 of [A-Za-z0-9_.-], got ${JSON.stringify(prefix)}`);
 }
 
-/** Checks a queue name for the same reasons as {@link assertKeyPrefix} (BullMQ itself only forbids ':'). */
+/**
+ * Checks a queue name for the same reasons as {@link assertKeyPrefix} (BullMQ itself only forbids ':'): 1–200 of
+ * [A-Za-z0-9_.-], optionally wrapped whole in one hash tag `{…}` as {@link participantQueue} makes them. Braces
+ * anywhere else are refused: `a{b}` or `{a}{b}` would still parse as a tag, but two names that hash alike by accident
+ * are better ruled out than reasoned about. `{` and `}` are not glob characters in Redis patterns (only `*?[]\` are),
+ * so a tagged name in an ACL pattern matches itself only.
+ * @throws TypeError naming the rule
+ */
 export function assertQueueName(queue: string): void {
-  if (!/^[A-Za-z0-9_.-]{1,200}$/.test(queue)) throw new TypeError(`queue name must be 1–200 of [A-Za-z0-9_.-], got ${JSON.stringify(queue)}`);
+  if (!/^(\{[A-Za-z0-9_.-]{1,198}\}|[A-Za-z0-9_.-]{1,200})$/.test(queue)) {
+    throw new TypeError(`queue name must be 1–200 of [A-Za-z0-9_.-], optionally as one {hash tag}, got ${JSON.stringify(queue)}`);
+  }
+}
+
+/**
+ * The Redis Cluster hash tag of a key: the text inside its first `{…}` when that is not empty, else the whole key (the
+ * Redis Cluster specification, "Hash tags"). Keys with the same tag are in the same slot.
+ */
+export function hashTagOf(key: string): string {
+  const open = key.indexOf('{');
+  if (open === -1) return key;
+  const close = key.indexOf('}', open + 1);
+  return close === -1 || close === open + 1 ? key : key.slice(open + 1, close);
 }
 
 /** Query ids: "q" + 24 hex digits, safe inside Redis keys, job ids and ACL patterns. */
@@ -46,10 +75,13 @@ export function participantIdOf(signingKeyFingerprint: string): string {
 const QUERY_ID = 'q[0-9a-f]{24}';
 const PARTICIPANT_ID = 'p[0-9a-f]{24}';
 
-/** One task queue per participant: the coordinator adds tasks, only that participant's worker takes them. */
+/**
+ * One task queue per participant: the coordinator adds tasks, only that participant's worker takes them. A hash tag
+ * of its own, so its keys stay in one Redis Cluster slot and participants spread over the slots.
+ */
 export function participantQueue(participantId: string): string {
   assertIdPart(participantId, 'participant id');
-  return `participant.${participantId}`;
+  return `{participant.${participantId}}`;
 }
 
 /**
@@ -66,7 +98,7 @@ export function completionsKey(prefix: string): string {
 }
 
 /** The coordinator's own queue of round deadlines (delayed jobs) and "check this round now" nudges. */
-export const CONTROL_QUEUE = 'coordinator.control';
+export const CONTROL_QUEUE = '{coordinator.control}';
 
 /** Job names on a participant queue. */
 export const TASK = {
@@ -98,7 +130,7 @@ const TASK_ROUNDS: ReadonlySet<number> = new Set(Object.values(TASK_ROUND));
  * The coordinator's Paillier aggregation queue: CPU-heavy checking and multiplying of ciphertexts, taken by
  * aggregation workers in processes of their own (never the HTTP process), one job per query.
  */
-export const AGGREGATION_QUEUE = 'coordinator.aggregation';
+export const AGGREGATION_QUEUE = '{coordinator.aggregation}';
 
 /** Job name on the aggregation queue. */
 export const AGGREGATE = 'paillier.aggregate';

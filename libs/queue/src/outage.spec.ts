@@ -9,6 +9,8 @@ describe('withoutCredentials', () => {
     [`redis://confide-admin:${SECRET}@127.0.0.1:6379`, 'redis://127.0.0.1:6379'],
     [`redis://:${SECRET}@redis:6380/2`, 'redis://redis:6380/2'],
     [`rediss://user:${SECRET}@cache.example.org`, 'rediss://cache.example.org'],
+    // A Redis Cluster's seeds: what CONFIDE_PUBLIC_REDIS_URL defaults to, and what outage lines show.
+    [`redis+cluster://confide-admin:${SECRET}@10.0.0.1:7000,10.0.0.2:7000`, 'redis+cluster://10.0.0.1:7000,10.0.0.2:7000'],
     [`postgres://confide:${SECRET}@db.internal:5432/confide`, 'postgres://db.internal:5432/confide'],
     [`postgresql://confide:${SECRET}@db/confide?sslmode=require`, 'postgresql://db/confide?sslmode=require'],
     // libpq also takes the password as a query parameter.

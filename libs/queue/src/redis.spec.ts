@@ -1,4 +1,19 @@
-import { assertRedisReady, pingRedis, reconnectBackoff, redactRedisUrl, redisConnectionOptions, redisOptionsFromUrl, RedisUnavailableError } from './redis';
+import { Cluster } from 'ioredis';
+import {
+  assertRedisReady,
+  createRedis,
+  isRedisClusterUrl,
+  isRedisOutage,
+  pingRedis,
+  reconnectBackoff,
+  redactRedisUrl,
+  redisClusterFromUrl,
+  redisClusterOptions,
+  redisConnectionOptions,
+  redisOptionsFromUrl,
+  RedisUnavailableError,
+  REDIS_URL_SCHEMES,
+} from './redis';
 
 const SECRET = 'Zx9-s3cr3t_pw';
 
@@ -149,5 +164,93 @@ describe('reconnectBackoff', () => {
   it('is what every connection retries with', () => {
     expect(typeof redisConnectionOptions('redis://127.0.0.1:6379', { role: 'worker' }).retryStrategy).toBe('function');
     expect(typeof redisConnectionOptions('redis://127.0.0.1:6379', { role: 'producer' }).retryStrategy).toBe('function');
+  });
+});
+
+describe('Redis Cluster URLs', () => {
+  it.each<[string, object]>([
+    ['redis+cluster://127.0.0.1:7000', { nodes: [{ host: '127.0.0.1', port: 7000 }], options: {} }],
+    ['redis+cluster://a:7000,b:7001,c/', { nodes: [{ host: 'a', port: 7000 }, { host: 'b', port: 7001 }, { host: 'c', port: 6379 }], options: {} }],
+    ['redis+cluster://confide-admin:p%40w,d@a:7000,[::1]:7001', { nodes: [{ host: 'a', port: 7000 }, { host: '::1', port: 7001 }], options: { username: 'confide-admin', password: 'p@w,d' } }],
+    ['redis+cluster://:pw@a', { nodes: [{ host: 'a', port: 6379 }], options: { password: 'pw' } }],
+    ['rediss+cluster://u@cache.example.org:6380', { nodes: [{ host: 'cache.example.org', port: 6380 }], options: { username: 'u', tls: {} } }],
+  ])('parses %s', (url, expected) => {
+    expect(isRedisClusterUrl(url)).toBe(true);
+    expect(redisClusterFromUrl(url)).toEqual(expected);
+  });
+
+  it('tells cluster URLs from one-server URLs, and accepts all four schemes in configuration', () => {
+    for (const url of ['redis://a', 'rediss://a', 'a:7000']) expect(isRedisClusterUrl(url)).toBe(false);
+    for (const url of ['redis://a', 'rediss://a', 'redis+cluster://a', 'rediss+cluster://a']) expect(REDIS_URL_SCHEMES.test(url)).toBe(true);
+    for (const url of ['http://a', 'redis+sentinel://a', 'cluster://a']) expect(REDIS_URL_SCHEMES.test(url)).toBe(false);
+  });
+
+  it.each([
+    `redis+cluster://u:${SECRET}@a:7000/0`,
+    `redis+cluster://u:${SECRET}@a:7000?x=1`,
+    `redis+cluster://u:${SECRET}@a:7000,,b:7001`,
+    `redis+cluster://u:${SECRET}@`,
+    `redis+cluster://u:${SECRET}@a:port`,
+    `redis+cluster://u:${SECRET}%zz@a`,
+    `redis+cluster://u:${SECRET.slice(0, 4)}/${SECRET.slice(4)}@a:7000`,
+    `http+cluster://u:${SECRET}@a`,
+  ])('rejects %s without the password in the message', (url) => {
+    let message = '';
+    try {
+      redisClusterFromUrl(url);
+    } catch (err) {
+      expect(err).toBeInstanceOf(TypeError);
+      expect((err as Error).cause).toBeUndefined();
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/^invalid Redis URL/);
+    for (const part of [SECRET, SECRET.slice(0, 4) + '/', '/' + SECRET.slice(4)]) expect(message).not.toContain(part);
+  });
+
+  it('redacts the password of a cluster URL', () => {
+    expect(redactRedisUrl(`redis+cluster://u:${SECRET}@a:7000,b:7001`)).toBe('redis+cluster://u:***@a:7000,b:7001');
+  });
+});
+
+describe('redisClusterOptions', () => {
+  const url = `redis+cluster://url-user:${SECRET}@a:7000,b:7001`;
+
+  it('puts credentials and per-command retries on the nodes, and reconnection and the offline queue on the cluster', () => {
+    const worker = redisClusterOptions(url, { role: 'worker' });
+    expect(worker.nodes).toEqual([{ host: 'a', port: 7000 }, { host: 'b', port: 7001 }]);
+    expect(worker.options).toMatchObject({ enableOfflineQueue: true, enableReadyCheck: true, redisOptions: { username: 'url-user', password: SECRET, maxRetriesPerRequest: null } });
+    expect(typeof worker.options.clusterRetryStrategy).toBe('function');
+    const producer = redisClusterOptions(url, { role: 'producer' }).options;
+    expect(producer).toMatchObject({ enableOfflineQueue: false, redisOptions: { maxRetriesPerRequest: 1 } });
+    // ioredis opens each node lazily on its first command: a node without an offline queue would refuse that command.
+    const nodeOptions = producer.redisOptions as Record<string, unknown>;
+    expect(nodeOptions.enableOfflineQueue).toBeUndefined();
+    expect(nodeOptions.retryStrategy).toBeUndefined();
+  });
+
+  it('turns off INFO, CLIENT and CLUSTER INFO for a restricted participant user, where BullMQ reads skipVersionCheck for a cluster', () => {
+    const { options } = redisClusterOptions(url, { role: 'worker', username: 'confide-p1', password: SECRET });
+    expect(options.enableReadyCheck).toBe(false);
+    expect(options.redisOptions).toMatchObject({ username: 'confide-p1', password: SECRET, enableReadyCheck: false, disableClientInfo: true, skipVersionCheck: true });
+    expect(options.redisOptions?.connectionName).toBeUndefined();
+  });
+
+  it('opens an ioredis Cluster for a cluster URL, and one server\'s connection otherwise', () => {
+    const cluster = createRedis('redis+cluster://127.0.0.1:1', { role: 'producer' });
+    const single = createRedis('redis://127.0.0.1:1', { role: 'producer' });
+    try {
+      expect(cluster).toBeInstanceOf(Cluster);
+      expect(single).not.toBeInstanceOf(Cluster);
+    } finally {
+      cluster.on('error', () => undefined).disconnect();
+      single.on('error', () => undefined).disconnect();
+    }
+  });
+
+  it('counts a cluster that is down or has lost slots as an outage, so HTTP answers 503', () => {
+    for (const message of ["Cluster isn't ready and enableOfflineQueue options is false", 'None of startup nodes is available', 'CLUSTERDOWN The cluster is down', 'TRYAGAIN Multiple keys request during rehashing of slot']) {
+      expect(isRedisOutage(new Error(message))).toBe(true);
+    }
+    expect(isRedisOutage(new Error("CROSSSLOT Keys in request don't hash to the same slot"))).toBe(false);
   });
 });

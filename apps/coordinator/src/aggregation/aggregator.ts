@@ -1,5 +1,4 @@
 import { Job, Queue, UnrecoverableError, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { importPublicKeyBase64Url, type KeyPair, type PublicKey } from '@confide/crypto';
 import { aggregateContributions, compileQuery, paillierContext, parseStudySchema, ProtocolError, verifyContribution, type PaillierContribution, type QuerySpec } from '@confide/protocol';
@@ -17,13 +16,14 @@ import {
   taskJobId,
   type AggregationJob,
   type AggregationResult,
+  type RedisClient,
 } from '@confide/queue';
 
 /** Options of {@link Aggregator}. */
 export interface AggregatorOptions {
   /** A blocking connection (maxRetriesPerRequest: null) for the worker, and one for reading participant jobs. */
-  readonly connection: Redis;
-  readonly reader: Redis;
+  readonly connection: RedisClient;
+  readonly reader: RedisClient;
   readonly prefix: string;
   /** The coordinator's key: verifies the jobs it enqueued and signs the results. */
   readonly key: KeyPair;

@@ -1,11 +1,11 @@
 import { z } from 'zod';
-import { createRedis, OutageMonitor, settledWithin, stopWithin } from '@confide/queue';
+import { createRedis, OutageMonitor, REDIS_URL_SCHEMES, settledWithin, stopWithin } from '@confide/queue';
 import { loadCoordinatorKey } from '../coordinator-key';
 import { createLogger } from '../logging';
 import { Aggregator } from './aggregator';
 
 const envSchema = z.object({
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').default('redis://127.0.0.1:6379'),
+  REDIS_URL: z.string().regex(REDIS_URL_SCHEMES, 'must be a redis://, rediss://, redis+cluster:// or rediss+cluster:// URL').default('redis://127.0.0.1:6379'),
   CONFIDE_DATA_DIR: z.string().min(1).default('./data'),
   CONFIDE_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/, 'letters, digits, - and _ only').default('confide'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -1,6 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import type { Redis } from 'ioredis';
-import { pingRedis } from '@confide/queue';
+import { pingRedis, type RedisClient } from '@confide/queue';
 import type { Tables } from '../db/schema';
 import type { RedisConnections } from '../orchestration/orchestrator';
 
@@ -11,9 +10,9 @@ export interface Readiness {
   /** PING answered within a second on the connection the routes use. */
   readonly redis: boolean;
   /** Every Redis connection the coordinator holds (the routes', its queue workers', its event listeners'). */
-  readonly connections: readonly Redis[];
+  readonly connections: readonly RedisClient[];
   /** Those not `ready` (reconnecting, closed, …). */
-  readonly notReady: readonly Redis[];
+  readonly notReady: readonly RedisClient[];
 }
 
 /** Pings the database and Redis at once and reads each Redis connection's state; never throws. */

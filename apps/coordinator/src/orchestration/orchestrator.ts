@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { Job, Queue, QueueEvents, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { canonicalJson, importPublicKeyBase64Url, thresholdVerificationFromJson, type KeyPair } from '@confide/crypto';
 import { verifyCheckpoint } from '@confide/ledger';
 import {
@@ -97,6 +96,7 @@ import {
   TASK,
   taskJobId,
   type DirectoryEntry,
+  type RedisClient,
   type TaskPayload,
   type TaskQuery,
 } from '@confide/queue';
@@ -126,11 +126,11 @@ const OUTCOMES_KEPT = 20_000;
 
 /** The Redis connections the orchestrator uses: one shared for producing, a factory for blocking readers. */
 export interface RedisConnections {
-  readonly producer: Redis;
+  readonly producer: RedisClient;
   /** A new connection with maxRetriesPerRequest: null, for a Worker or QueueEvents (each blocks one), by what uses it. */
-  readonly blocking: (name: string) => Redis;
+  readonly blocking: (name: string) => RedisClient;
   /** Every connection opened so far (the producer and each blocking one), for /health. */
-  readonly all?: () => readonly Redis[];
+  readonly all?: () => readonly RedisClient[];
   /** Where every connection's and BullMQ object's errors go: one line per outage (libs/queue outage.ts). */
   readonly outages: OutageMonitor;
 }
@@ -1573,13 +1573,11 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * round-1 bundle, a share sum, a Paillier ciphertext), which would otherwise stay in Redis until the stream is
    * trimmed at 10,000 entries. Nothing reads these streams any more (answers are noticed through the completion
    * stream, libs/queue completions.ts, and read from the jobs themselves), so every entry goes, a running query's
-   * too, in one round trip.
+   * too, without waiting for each answer.
    */
   private async trimEvents(participantIds: readonly string[]): Promise<void> {
-    if (participantIds.length === 0) return;
-    const pipeline = this.redis.producer.pipeline();
-    for (const pid of participantIds) pipeline.xtrim(eventsKey(this.queueOf(pid)), 'MAXLEN', 0);
-    await pipeline.exec();
+    // Sent all at once, not as one pipeline: on a Redis Cluster each participant's keys are in a slot of their own.
+    await Promise.all(participantIds.map((pid) => this.redis.producer.xtrim(eventsKey(this.queueOf(pid)), 'MAXLEN', 0)));
   }
 }
 
