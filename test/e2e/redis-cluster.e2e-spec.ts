@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { createRedis, participantQueue, type RedisClient } from '@confide/queue';
+import { completionsKey, createRedis, newQueryId, noteFinished, participantQueue, taskJobId, type RedisClient } from '@confide/queue';
 import { Cluster, type ParticipantProcess } from '../support/cluster';
 import { singleJson } from '../support/cli';
 import { closeConnection } from '../support/redis';
@@ -166,7 +166,12 @@ describe('Confide on a 3-primary Redis Cluster', () => {
     const asA = createRedis(cluster.publicRedisUrl, { role: 'worker', username, password });
     asA.on('error', () => undefined);
     connections.push(asA);
-    expect(await asA.xlen(keyOf(a, 'events'))).toBeGreaterThan(0);
+    expect(Object.keys(await asA.hgetall(keyOf(a, 'meta'))).length).toBeGreaterThan(0);
+    await expect(asA.hgetall(keyOf(b, 'meta'))).rejects.toThrow(noperm);
     await expect(asA.xrange(keyOf(b, 'events'), '-', '+')).rejects.toThrow(noperm);
+    // The completion stream, which every participant appends to, A may append to and not read (others' job ids).
+    const completions = completionsKey(cluster.prefix);
+    expect(await noteFinished(asA, completions, taskJobId(newQueryId(), 1, a.participantId))).toMatch(/^\d+-\d+$/);
+    await expect(asA.xrange(completions, '-', '+')).rejects.toThrow(noperm);
   }, 30_000);
 });
