@@ -23,7 +23,18 @@ async function main(): Promise<void> {
   const t = performance.now();
   let next = 0;
   const lane = async (): Promise<void> => {
-    for (let i = next++; i < workers.length; i = next++) await workers[i]!.syncLedger();
+    for (let i = next++; i < workers.length; i = next++) {
+      // A coordinator busy with everyone's pages may not answer in time: that worker tries again.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await workers[i]!.syncLedger();
+          break;
+        } catch (err) {
+          if (attempt === 5) throw err;
+          process.stderr.write(`scale host: catching up worker ${i + 1} failed (${(err as Error).message}); trying again\n`);
+        }
+      }
+    }
   };
   await Promise.all(Array.from({ length: 4 }, lane));
   process.stdout.write(`views ${Math.round(performance.now() - t)} ms\n`);

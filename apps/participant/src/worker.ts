@@ -254,8 +254,10 @@ export class ParticipantWorker {
    */
   private catchUpIfFarBehind(ledgerSize: number): void {
     if (this.catchingUp || ledgerSize - (this.view.saved()?.size ?? 0) <= VIEW_CATCH_UP_GAP) return;
-    this.catchingUp = this.view
-      .catchUp()
+    // After a jitter of up to one heartbeat period: workers that all learn at once that they are behind (a thousand
+    // enrollments, a coordinator back after an outage) do not all ask the coordinator for their pages at once.
+    this.catchingUp = new Promise<void>((resolve) => setTimeout(resolve, Math.floor(Math.random() * heartbeatMs())).unref())
+      .then(() => this.view.catchUp())
       .then((cp) => this.logger.info({ size: cp.size }, `ledger view caught up to ${cp.size} entries`))
       .catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, `ledger view could not catch up: ${(err as Error).message}`))
       .finally(() => (this.catchingUp = undefined));

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { canonicalJson } from '@confide/crypto';
 import { ProtocolError } from '../errors';
 import { sha256Hex } from '../hashing';
@@ -100,10 +100,22 @@ export interface PlanInput {
  * and unpredictable before the seed is drawn.
  */
 export function drawCommittee(participants: readonly string[], size: number, seed: string): string[] {
-  const score = (id: string): string => createHash('sha256').update(`confide/committee/v1\n${seed}\n${id}`).digest('hex');
-  const ranked = [...participants].map((id) => ({ id, s: score(id) })).sort((a, b) => (a.s < b.s ? -1 : a.s > b.s ? 1 : 0));
-  return ranked.slice(0, size).map((r) => r.id);
+  // Every participant redraws the committee for its round-1 and round-2 tasks (and a process may host several
+  // participants): N hashes each time. The last few draws are kept, keyed by everything the draw depends on.
+  const key = `${size}\n${seed}\n${participants.join('\n')}`;
+  const known = recentDraws.get(key);
+  if (known) return [...known];
+  const score = (id: string): string => hash('sha256', `confide/committee/v1\n${seed}\n${id}`);
+  const ranked = participants.map((id) => ({ id, s: score(id) })).sort((a, b) => (a.s < b.s ? -1 : a.s > b.s ? 1 : 0));
+  const drawn = ranked.slice(0, size).map((r) => r.id);
+  recentDraws.set(key, drawn);
+  if (recentDraws.size > RECENT_DRAWS) recentDraws.delete(recentDraws.keys().next().value as string);
+  return [...drawn];
 }
+
+/** How many draws {@link drawCommittee} keeps (a few queries' worth), oldest dropped first. */
+const RECENT_DRAWS = 8;
+const recentDraws = new Map<string, readonly string[]>();
 
 /**
  * Plans a shamir job (DESIGN.md "Protocol shamir"): committee of k = min(n, 10) unless set, threshold
