@@ -957,7 +957,7 @@ export class LeaseRepository {
           .selectFrom('queries')
           .select(['queries.id', sql<string>`''`.as('owner'), sql<number>`0`.as('token'), sql<number>`0`.as('expires_at')])
           .where('queries.status', '=', 'running')
-          .where(({ not, exists, selectFrom }) => not(exists(selectFrom('query_leases').select('query_leases.query_id').whereRef('query_leases.query_id', '=', 'queries.id')))),
+          .where((eb) => eb.not(eb.exists(eb.selectFrom('query_leases').select('query_leases.query_id').whereRef('query_leases.query_id', '=', 'queries.id')))),
       )
       .onConflict((oc) => oc.column('query_id').doNothing())
       .executeTakeFirst();
@@ -1073,7 +1073,7 @@ export class LeaseRepository {
   async forgetDecided(): Promise<string[]> {
     const rows = await this.db
       .deleteFrom('query_leases')
-      .where(({ exists, selectFrom }) => exists(selectFrom('queries').select('queries.id').whereRef('queries.id', '=', 'query_leases.query_id').where('queries.status', '<>', 'running')))
+      .where((eb) => eb.exists(eb.selectFrom('queries').select('queries.id').whereRef('queries.id', '=', 'query_leases.query_id').where('queries.status', '<>', 'running')))
       .returning('query_id')
       .execute();
     return rows.map((r) => r.query_id);
