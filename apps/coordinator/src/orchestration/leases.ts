@@ -1,3 +1,4 @@
+import { isDatabaseOutage } from '../db/database';
 import type { Lease, LeaseRepository, RepositorySet } from '../db/repositories';
 import type { Logger } from '../logging';
 
@@ -74,7 +75,10 @@ export class LeaseKeeper {
     const mine = await this.leases.reclaim(this.replicaId, this.clock(), this.settings.leaseMs, { every: this.settings.reclaimAll });
     for (const lease of mine) this.held.set(lease.queryId, lease);
     const taken = await this.pass();
-    this.timer = setInterval(() => void this.pass().catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'lease renewal failed; retried on the next pass')), this.settings.renewMs);
+    // A database outage is reported once by its own watch (health/dependencies.ts); meanwhile each failed pass is
+    // debug only, and the leases lapse here after leaseMs, so this replica stops driving until it renews them.
+    const failed = (err: unknown): void => (isDatabaseOutage(err) ? this.logger.debug({ err: (err as Error).message }, 'lease pass waits for the database') : this.logger.warn({ err }, 'lease pass failed; retried on the next one'));
+    this.timer = setInterval(() => void this.pass().catch(failed), this.settings.renewMs);
     this.timer.unref();
     if (mine.length) this.logger.info({ replica: this.replicaId, queries: mine.map((l) => l.queryId) }, 'leases taken at boot');
     return [...new Set([...mine.map((l) => l.queryId), ...taken])];
@@ -112,7 +116,7 @@ export class LeaseKeeper {
     const lease = await this.leases.acquire(queryId, this.replicaId, now, this.settings.leaseMs);
     if (!lease) return false;
     this.held.set(queryId, { ...lease, expiresAt: now + this.settings.leaseMs });
-    this.logger.info({ replica: this.replicaId, queryId, token: lease.token }, 'lease taken');
+    this.logger.info({ replica: this.replicaId, queryId, fencingToken: lease.token }, 'lease taken');
     return true;
   }
 
@@ -125,7 +129,7 @@ export class LeaseKeeper {
     const lease = this.held.get(queryId);
     if (lease && (await tx.leases.fence(queryId, this.replicaId, lease.token))) return;
     this.held.delete(queryId);
-    this.logger.warn({ replica: this.replicaId, queryId, token: lease?.token ?? null }, 'lease lost: another replica drives this query now; this transition is not committed');
+    this.logger.warn({ replica: this.replicaId, queryId, fencingToken: lease?.token ?? null }, 'lease lost: another replica drives this query now; this transition is not committed');
     throw new LeaseLostError(queryId, `replica ${this.replicaId} no longer holds the lease of query ${queryId}`);
   }
 
