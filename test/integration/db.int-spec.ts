@@ -959,7 +959,7 @@ describe('PostgreSQL specifics', () => {
       opened.database.db,
     );
     expect(tables.rows.map((r) => r.table_name)).toEqual(
-      ['api_keys', 'checkpoints', 'contributions', 'dispatches', 'event_append_lock', 'events', 'ledger_nodes', 'invitations', 'kysely_migration', 'kysely_migration_lock', 'partial_decryptions', 'participants', 'privacy_spend', 'queries', 'rounds', 'studies', 'task_outcomes'].sort(),
+      ['api_keys', 'checkpoints', 'contributions', 'dispatches', 'event_append_lock', 'events', 'ledger_nodes', 'invitations', 'kysely_migration', 'kysely_migration_lock', 'partial_decryptions', 'participants', 'privacy_spend', 'queries', 'query_leases', 'rounds', 'studies', 'task_outcomes'].sort(),
     );
   });
 
