@@ -175,13 +175,17 @@ export class LeaseKeeper {
     return taken;
   }
 
-  /** Stops renewing and hands every lease back (expired at once), so another replica takes them on its next look. */
+  /**
+   * Stops renewing and hands every lease back (expired at once), so another replica takes them on its next look.
+   * Never throws: a lease it cannot hand back expires.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
     await this.passing?.catch(() => undefined);
     const ids = [...this.held.keys()];
     this.held.clear();
-    await this.leases.release(this.replicaId, ids);
+    // Without the database (a stop during its outage) they are not handed back: they expire after leaseMs instead.
+    await this.leases.release(this.replicaId, ids).catch((err: unknown) => this.logger.warn({ err: (err as Error).message, queries: ids.length }, 'leases not handed back; other replicas take them when they expire'));
   }
 }
