@@ -27,6 +27,10 @@ interface ComposeService {
   readonly environment?: Readonly<Record<string, string>> | readonly string[];
   readonly volumes?: readonly string[];
   readonly depends_on?: Readonly<Record<string, { condition: string }>> | readonly string[];
+  readonly profiles?: readonly string[];
+  readonly image?: string;
+  readonly ports?: readonly string[];
+  readonly healthcheck?: { readonly test?: readonly string[] };
 }
 
 interface Mount {
@@ -95,7 +99,7 @@ describe('docker-compose.yml', () => {
     expect(mounts(service('query'))).toEqual([{ source: 'researcher', target: '/researcher' }]);
     expect(environment(service('query'))).toEqual({ CONFIDE_URL: 'http://coordinator:8080' });
     expect(mountersOf('researcher')).toEqual(['query', 'setup']);
-    expect(mountersOf('secrets')).toEqual(['coordinator', 'postgres', 'redis', 'secrets', 'setup']);
+    expect(mountersOf('secrets')).toEqual(['coordinator', 'coordinator-2', 'postgres', 'redis', 'secrets', 'setup']);
   });
 
   it('writes no secret: no token or password in any environment, no credentials in a URL', () => {
@@ -113,6 +117,35 @@ describe('docker-compose.yml', () => {
     }
     expect(service('redis').command).toEqual(expect.arrayContaining(['--aclfile', '/secrets/users.acl']));
     expect(environment(service('postgres'))).toMatchObject({ POSTGRES_PASSWORD_FILE: '/secrets/postgres-password' });
+  });
+
+  it('the scale profile: a second coordinator replica like the first, under its own replica id, and a proxy in front of both', () => {
+    // Issue 15: `docker compose --profile scale up` runs two coordinators over the one PostgreSQL and Redis.
+    const [first, second, proxy] = [service('coordinator'), service('coordinator-2'), service('proxy')];
+    const inDefault = Object.entries(compose.services).filter(([, s]) => !s.profiles).map(([name]) => name);
+    expect(inDefault).toContain('coordinator');
+    expect(second.profiles).toEqual(['scale']);
+    expect(proxy.profiles).toEqual(['scale']);
+    // Same script, same data volume (the coordinator's keys, which every replica signs with), same secrets.
+    expect(second.entrypoint).toEqual(first.entrypoint);
+    expect(mounts(second)).toEqual(mounts(first));
+    const ids = [environment(first).CONFIDE_REPLICA_ID, environment(second).CONFIDE_REPLICA_ID];
+    expect(ids).toEqual([expect.stringMatching(/\S/), expect.stringMatching(/\S/)]);
+    expect(new Set(ids).size).toBe(2);
+    expect({ ...environment(second), CONFIDE_REPLICA_ID: '' }).toEqual({ ...environment(first), CONFIDE_REPLICA_ID: '' });
+    // The second starts after the first is healthy, so only the first creates the keys; it publishes no port.
+    expect(second.depends_on).toMatchObject({ coordinator: { condition: 'service_healthy' }, postgres: { condition: 'service_healthy' }, redis: { condition: 'service_healthy' } });
+    expect(first.healthcheck?.test?.join(' ')).toContain('/health');
+    expect(second.ports ?? []).toEqual([]);
+    // The proxy's configuration is in docker/, and sends requests to both replicas on the port they listen on.
+    const conf = mounts(proxy).find((m) => m.target === '/etc/nginx/conf.d/default.conf');
+    expect(conf?.source).toBe('./docker/nginx-scale.conf');
+    const text = readFileSync(join(ROOT, conf!.source), 'utf8');
+    const upstreams = [...text.matchAll(/^\s*server\s+([\w-]+):(\d+)/gm)].map((m) => `${m[1]}:${m[2]}`);
+    expect(upstreams).toEqual([`coordinator:${environment(first).PORT}`, `coordinator-2:${environment(second).PORT}`]);
+    const listen = /^\s*listen\s+(\d+);/m.exec(text)?.[1];
+    expect(proxy.ports).toEqual([`8088:${listen}`]);
+    expect(proxy.depends_on).toMatchObject({ coordinator: { condition: 'service_healthy' }, 'coordinator-2': { condition: 'service_healthy' } });
   });
 
   it('mounts each volume where its script looks by default, on a directory the image creates', () => {

@@ -146,7 +146,7 @@ describe.each(targets)('coordinator storage on $name', (target) => {
     try {
       expect(await new StudyRepository(again.db).getById(study.id)).toEqual(study);
       const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(again.db);
-      expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_ledger', '0003_privacy_budget', '0004_event_study', '0005_researcher_identity', '0006_outbox', '0007_participant_removal', '0008_participant_activity', '0009_participant_heartbeat']);
+      expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_ledger', '0003_privacy_budget', '0004_event_study', '0005_researcher_identity', '0006_outbox', '0007_participant_removal', '0008_participant_activity', '0009_participant_heartbeat', '0010_query_leases']);
     } finally {
       await again.close();
     }
@@ -959,7 +959,7 @@ describe('PostgreSQL specifics', () => {
       opened.database.db,
     );
     expect(tables.rows.map((r) => r.table_name)).toEqual(
-      ['api_keys', 'checkpoints', 'contributions', 'dispatches', 'event_append_lock', 'events', 'ledger_nodes', 'invitations', 'kysely_migration', 'kysely_migration_lock', 'partial_decryptions', 'participants', 'privacy_spend', 'queries', 'rounds', 'studies', 'task_outcomes'].sort(),
+      ['api_keys', 'checkpoints', 'contributions', 'dispatches', 'event_append_lock', 'events', 'ledger_nodes', 'invitations', 'kysely_migration', 'kysely_migration_lock', 'partial_decryptions', 'participants', 'privacy_spend', 'queries', 'query_leases', 'rounds', 'studies', 'task_outcomes'].sort(),
     );
   });
 

@@ -39,6 +39,13 @@ export interface ClusterOptions {
   readonly redisCluster?: boolean;
 }
 
+/** A coordinator replica beside the cluster's own coordinator (issue 15): same database, Redis, prefix and keys. */
+export interface ReplicaProcess {
+  readonly name: string;
+  readonly url: string;
+  readonly process: ChildProcess;
+}
+
 export interface ParticipantProcess {
   readonly name: string;
   readonly home: string;
@@ -73,6 +80,7 @@ export class Cluster {
   private coordinator: ChildProcess | undefined;
   private readonly logs: WriteStream[] = [];
   readonly participants: ParticipantProcess[] = [];
+  readonly replicas: ReplicaProcess[] = [];
   private pgDatabase: string | undefined;
   private redis!: LocalRedis;
   private databaseRelay: OutageProxy | undefined;
@@ -163,6 +171,42 @@ export class Cluster {
     await until('coordinator /health', 30_000, async () => ((await fetch(`${this.url}/health`)).ok ? true : undefined));
   }
 
+  /**
+   * Starts another `confide coordinator start` over the same PostgreSQL database, Redis, queue prefix and data
+   * directory (the coordinator's keys, which every replica signs with), on its own port, logging to
+   * `coordinator-<name>.log`. Start it after the cluster's coordinator, which creates the keys.
+   */
+  async startReplica(name: string, env: Readonly<Record<string, string>> = {}): Promise<ReplicaProcess> {
+    if (!this.databaseUrl) throw new Error('replicas share one PostgreSQL: start the cluster with database: postgres');
+    const port = await freePort();
+    const child = spawn(process.execPath, [CLI, 'coordinator', 'start', '--port', String(port)], { cwd: ROOT, env: { ...this.coordinatorEnv(port), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const log = this.logFile(`coordinator-${name}`);
+    child.stdout.pipe(log, { end: false });
+    child.stderr.pipe(log, { end: false });
+    const replica: ReplicaProcess = { name, url: `http://127.0.0.1:${port}`, process: child };
+    this.replicas.push(replica);
+    await until(`replica ${name} /health`, 30_000, async () => ((await fetch(`${replica.url}/health`)).ok ? true : undefined));
+    return replica;
+  }
+
+  /** Stops a replica (SIGKILL by default, as a crash) and waits for it to be gone. */
+  async stopReplica(replica: ReplicaProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const child = replica.process;
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill(signal);
+    await exited;
+  }
+
+  /** What one process logged so far, by its log file's name (`coordinator`, `coordinator-<replica>`). */
+  logOf(name: string): string {
+    try {
+      return readFileSync(join(this.dir, `${name}.log`), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
   /** Waits for the coordinator to exit by itself (a failpoint's crash): its exit signal, or code. */
   coordinatorExit(timeoutMs: number): Promise<string> {
     const child = this.coordinator;
@@ -215,9 +259,9 @@ export class Cluster {
     return exited;
   }
 
-  /** Runs the built CLI against this coordinator with the given token (admin by default). */
-  cli(args: readonly string[], token: string | null = this.adminToken, timeoutMs = 90_000): Promise<RunResult> {
-    const env: NodeJS.ProcessEnv = { CONFIDE_URL: this.url, REDIS_URL: this.redis.adminUrl };
+  /** Runs the built CLI against this coordinator (or the replica at `url`) with the given token (admin by default). */
+  cli(args: readonly string[], token: string | null = this.adminToken, timeoutMs = 90_000, url = this.url): Promise<RunResult> {
+    const env: NodeJS.ProcessEnv = { CONFIDE_URL: url, REDIS_URL: this.redis.adminUrl };
     if (token) env.CONFIDE_TOKEN = token;
     return runCli(args, { env, timeoutMs });
   }
@@ -427,6 +471,7 @@ export class Cluster {
   /** Stops every process and removes the Redis keys and users, the database and the temp dir. */
   async stop(): Promise<void> {
     await Promise.allSettled(this.participants.map((p) => this.kill(p, 'SIGTERM')));
+    await Promise.allSettled(this.replicas.map((r) => this.stopReplica(r, 'SIGTERM')));
     await this.stopCoordinator('SIGTERM').catch(() => undefined);
     for (const s of this.logs) s.end();
     // The Redis is this cluster's own: stopping it removes every key and user.

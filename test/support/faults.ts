@@ -58,10 +58,13 @@ export class Harness {
     return h;
   }
 
-  /** Submits a query with the CLI, as a researcher does; the id, or undefined when the coordinator died first. */
-  async submit(protocol: Protocol, deadlineSeconds = 20): Promise<string | undefined> {
+  /**
+   * Submits a query with the CLI, as a researcher does (to the coordinator at `url`, by default the cluster's); the
+   * id, or undefined when the coordinator died first.
+   */
+  async submit(protocol: Protocol, deadlineSeconds = 20, url = this.cluster.url): Promise<string | undefined> {
     const extra = protocol === 'paillier' ? ['--protocol', 'paillier', '--key', this.keyFile, '--identity', this.identityFile] : ['--protocol', 'shamir'];
-    const r = await this.cluster.cli(['query', '--study', 'salaries', ...extra, ...SALARY_SELECT, '--deadline', String(deadlineSeconds), '--json'], this.researcher);
+    const r = await this.cluster.cli(['query', '--study', 'salaries', ...extra, ...SALARY_SELECT, '--deadline', String(deadlineSeconds), '--json'], this.researcher, undefined, url);
     if (r.code !== 0) return undefined;
     return String(singleJson(r.stdout).id);
   }

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { z } from 'zod';
 import { REDIS_URL_SCHEMES, withoutCredentials } from '@confide/queue';
 
@@ -26,6 +28,12 @@ const envSchema = z.object({
   CONFIDE_AGGREGATORS: z.coerce.number().int().min(0).max(64).default(1),
   CONFIDE_SWEEP_SECONDS: positiveSeconds(30),
   CONFIDE_ONLINE_SECONDS: positiveSeconds(45),
+  /** How long a replica's lease on a query holds without renewal: a replica that dies loses its queries after it. */
+  CONFIDE_LEASE_SECONDS: positiveSeconds(10),
+  /** How often a replica renews its leases, takes free ones and looks at its queries' deadlines. */
+  CONFIDE_LEASE_RENEW_SECONDS: positiveSeconds(1),
+  /** This process's name in the leases table and its logs (default: host name, process id and a random suffix). */
+  CONFIDE_REPLICA_ID: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'letters, digits, ., :, - and _ only, at most 64').optional(),
   /** Test only: crash or fail at named points (orchestration/failpoints.ts). */
   CONFIDE_FAILPOINT: z.string().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -52,6 +60,12 @@ export interface CoordinatorConfig {
   readonly sweepSeconds: number;
   /** A participant is online when seen within this many seconds (workers send a heartbeat every 15 s) and not stopped since. */
   readonly onlineSeconds: number;
+  /** A query lease's duration (CONFIDE_LEASE_SECONDS), in ms. */
+  readonly leaseMs: number;
+  /** How often leases are renewed and free ones taken (CONFIDE_LEASE_RENEW_SECONDS), in ms. */
+  readonly leaseRenewMs: number;
+  /** This replica's id in the leases table (CONFIDE_REPLICA_ID, or a new one per process). */
+  readonly replicaId: string;
   /** Test only: CONFIDE_FAILPOINT, the fault points armed (orchestration/failpoints.ts). */
   readonly failpoint: string | undefined;
   readonly logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
@@ -70,6 +84,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorCon
     throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
   }
   const e = parsed.data;
+  // A lease renewed less than twice per duration lapses at the first slow renewal, and its queries change hands.
+  if (e.CONFIDE_LEASE_RENEW_SECONDS * 2 >= e.CONFIDE_LEASE_SECONDS) {
+    throw new ConfigError('invalid configuration:\n  CONFIDE_LEASE_RENEW_SECONDS: must be less than half of CONFIDE_LEASE_SECONDS');
+  }
   return {
     port: e.PORT,
     host: e.HOST,
@@ -86,6 +104,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CoordinatorCon
     aggregators: e.CONFIDE_AGGREGATORS,
     sweepSeconds: e.CONFIDE_SWEEP_SECONDS,
     onlineSeconds: e.CONFIDE_ONLINE_SECONDS,
+    leaseMs: e.CONFIDE_LEASE_SECONDS * 1000,
+    leaseRenewMs: e.CONFIDE_LEASE_RENEW_SECONDS * 1000,
+    replicaId: e.CONFIDE_REPLICA_ID ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
     failpoint: e.CONFIDE_FAILPOINT,
     logLevel: e.LOG_LEVEL,
   };

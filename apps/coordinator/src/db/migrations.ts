@@ -312,12 +312,37 @@ function participantHeartbeat(dialect: Dialect): Migration {
 }
 
 /**
+ * Query leases (issue 15, coordinator replicas): several coordinator processes share one PostgreSQL, and each running
+ * query is driven by exactly one of them, the holder of its lease. The fencing token grows by one each time the lease
+ * changes hands, and every transition's transaction checks it (LeaseRepository.fence), so a replica whose lease was
+ * taken over cannot commit. Running queries get a free lease (owner '', expired), which the first replica to look takes.
+ */
+function queryLeases(dialect: Dialect): Migration {
+  const int64 = dialect === 'postgres' ? 'bigint' : 'integer';
+  return {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createTable('query_leases')
+        .addColumn('query_id', 'text', (c) => c.primaryKey().references('queries.id'))
+        .addColumn('owner', 'text', (c) => c.notNull())
+        .addColumn('token', int64, (c) => c.notNull())
+        .addColumn('expires_at', int64, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('query_leases_expires_idx').on('query_leases').column('expires_at').execute();
+      // Each replica looks at the open rounds of the queries it holds every second (deadlines, newly taken leases).
+      await db.schema.createIndex('rounds_status_idx').on('rounds').column('status').execute();
+      await sql`insert into query_leases (query_id, owner, token, expires_at) select id, '', 0, 0 from queries where status = 'running'`.execute(db);
+    },
+  };
+}
+
+/**
  * The in-code migration provider for Kysely's `Migrator`: migrations are compiled into the app, so
  * there is no directory to find at run time.
  * @param dialect the database the migrations will run on
  */
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
-    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect), '0003_privacy_budget': privacyBudget(dialect), '0004_event_study': eventStudy(), '0005_researcher_identity': researcherIdentity(dialect), '0006_outbox': outbox(dialect), '0007_participant_removal': participantRemoval(dialect), '0008_participant_activity': participantActivity(dialect), '0009_participant_heartbeat': participantHeartbeat(dialect) }),
+    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect), '0003_privacy_budget': privacyBudget(dialect), '0004_event_study': eventStudy(), '0005_researcher_identity': researcherIdentity(dialect), '0006_outbox': outbox(dialect), '0007_participant_removal': participantRemoval(dialect), '0008_participant_activity': participantActivity(dialect), '0009_participant_heartbeat': participantHeartbeat(dialect), '0010_query_leases': queryLeases(dialect) }),
   };
 }

@@ -14,7 +14,7 @@ import {
   type NodeStore,
 } from '@confide/ledger';
 import type { LedgerEvidence, ViewUpdate } from '@confide/protocol';
-import type { Kysely } from 'kysely';
+import { PostgresAdapter, sql, type Kysely } from 'kysely';
 import { LEDGER_APPEND_SECONDS } from '../metrics/prometheus';
 import { eventBodyColumn, readColumn } from './columns';
 import type {
@@ -31,6 +31,7 @@ import type {
   NewStudy,
   Participant,
   Query,
+  QueryLease,
   QueryStatus,
   Round,
   StoredEvent,
@@ -932,6 +933,187 @@ export class PrivacyBudgetRepository {
   }
 }
 
+/** A lease this replica holds on a running query: its fencing token, and until when it holds unless renewed (ms). */
+export interface Lease {
+  readonly queryId: string;
+  readonly token: number;
+  readonly expiresAt: number;
+}
+
+/**
+ * Query leases (migration 0010; DESIGN.md "Storage and services", coordinator replicas): which replica drives each
+ * running query. Every change of hands adds one to the lease's fencing token, and a transition commits only if its
+ * transaction finds the token it was granted still current ({@link fence}). Times are the callers' clocks in ms.
+ */
+export class LeaseRepository {
+  constructor(private readonly db: Kysely<Tables>) {}
+
+  /** PostgreSQL locks rows and has SKIP LOCKED; SQLite serialises every writer, so it needs neither. */
+  private get postgres(): boolean {
+    return this.db.getExecutor().adapter instanceof PostgresAdapter;
+  }
+
+  /**
+   * Gives every running query that has no lease a free one (owner '', expired): a query whose submitting replica
+   * died between storing it and taking its lease. Idempotent.
+   * @returns how many it added
+   */
+  async adopt(): Promise<number> {
+    const result = await this.db
+      .insertInto('query_leases')
+      .columns(['query_id', 'owner', 'token', 'expires_at'])
+      .expression((eb) =>
+        eb
+          .selectFrom('queries')
+          .select(['queries.id', sql<string>`''`.as('owner'), sql<number>`0`.as('token'), sql<number>`0`.as('expires_at')])
+          .where('queries.status', '=', 'running')
+          .where((eb) => eb.not(eb.exists(eb.selectFrom('query_leases').select('query_leases.query_id').whereRef('query_leases.query_id', '=', 'queries.id')))),
+      )
+      .onConflict((oc) => oc.column('query_id').doNothing())
+      .executeTakeFirst();
+    return Number(result.numInsertedOrUpdatedRows ?? 0n);
+  }
+
+  /**
+   * Takes up to `limit` leases that expired at `now` (their holder died, or nobody took them yet), the longest
+   * expired first, each with a new token. On PostgreSQL a lease row another replica is taking, or that a
+   * transition is fencing on, is skipped (`FOR UPDATE SKIP LOCKED`, as Janus acquires its jobs): two replicas
+   * looking at once take different leases and never wait for each other.
+   */
+  async acquireExpired(owner: string, now: number, ttlMs: number, limit: number): Promise<Lease[]> {
+    const expired = this.db
+      .selectFrom('query_leases')
+      .select('query_id')
+      .where('expires_at', '<=', now)
+      .orderBy('expires_at')
+      .orderBy('query_id')
+      .limit(limit)
+      .$if(this.postgres, (qb) => qb.forUpdate().skipLocked());
+    const rows = await this.db
+      .updateTable('query_leases')
+      .set((eb) => ({ owner, token: eb('token', '+', 1), expires_at: now + ttlMs }))
+      .where('query_id', 'in', expired)
+      .where('expires_at', '<=', now)
+      .returning(['query_id', 'token', 'expires_at'])
+      .execute();
+    return rows.map(toLease);
+  }
+
+  /**
+   * Takes back, with new tokens, the leases `owner` held before it restarted, or with `every` all leases (SQLite,
+   * where only one process runs).
+   */
+  async reclaim(owner: string, now: number, ttlMs: number, { every = false } = {}): Promise<Lease[]> {
+    const rows = await this.db
+      .updateTable('query_leases')
+      .set((eb) => ({ owner, token: eb('token', '+', 1), expires_at: now + ttlMs }))
+      .$if(!every, (qb) => qb.where('owner', '=', owner))
+      .returning(['query_id', 'token', 'expires_at'])
+      .execute();
+    return rows.map(toLease);
+  }
+
+  /**
+   * Takes one query's lease if it is free, expired at `now`, or already `owner`'s (a new token each time).
+   * @returns the lease, or undefined when another replica holds it
+   */
+  async acquire(queryId: string, owner: string, now: number, ttlMs: number): Promise<Lease | undefined> {
+    const row = await this.db
+      .updateTable('query_leases')
+      .set((eb) => ({ owner, token: eb('token', '+', 1), expires_at: now + ttlMs }))
+      .where('query_id', '=', queryId)
+      .where((eb) => eb.or([eb('expires_at', '<=', now), eb('owner', '=', owner)]))
+      .returning(['query_id', 'token', 'expires_at'])
+      .executeTakeFirst();
+    return row && toLease(row);
+  }
+
+  /**
+   * Takes one query's lease whoever holds it, for a request that changes the query on this replica (a submission,
+   * a nonce, a decryption): a new token, so the previous holder's transitions no longer commit, unless `owner`
+   * already holds it live with `heldToken`, which it keeps. Creates the lease of a new query.
+   */
+  async claim(queryId: string, owner: string, now: number, ttlMs: number, heldToken?: number): Promise<Lease> {
+    const row = await this.db
+      .insertInto('query_leases')
+      .values({ query_id: queryId, owner, token: 1, expires_at: now + ttlMs })
+      .onConflict((oc) =>
+        oc.column('query_id').doUpdateSet((eb) => ({
+          owner,
+          expires_at: now + ttlMs,
+          token:
+            heldToken === undefined
+              ? eb('query_leases.token', '+', 1)
+              : eb
+                  .case()
+                  .when(eb.and([eb('query_leases.owner', '=', owner), eb('query_leases.token', '=', heldToken), eb('query_leases.expires_at', '>', now)]))
+                  .then(eb.ref('query_leases.token'))
+                  .else(eb('query_leases.token', '+', 1))
+                  .end(),
+        })),
+      )
+      .returning(['query_id', 'token', 'expires_at'])
+      .executeTakeFirstOrThrow();
+    return toLease(row);
+  }
+
+  /**
+   * Extends `owner`'s leases on these queries to `now + ttlMs`.
+   * @returns the leases it still holds, with their tokens (one taken over or released is missing)
+   */
+  async renew(owner: string, queryIds: readonly string[], now: number, ttlMs: number): Promise<Lease[]> {
+    if (queryIds.length === 0) return [];
+    const rows = await this.db.updateTable('query_leases').set({ expires_at: now + ttlMs }).where('owner', '=', owner).where('query_id', 'in', queryIds).returning(['query_id', 'token', 'expires_at']).execute();
+    return rows.map(toLease);
+  }
+
+  /**
+   * Hands `owner`'s leases on these queries back, expired at once, so another replica takes them on its next look
+   * (a replica shutting down). The token stays: the next holder's acquisition adds one.
+   */
+  async release(owner: string, queryIds: readonly string[]): Promise<void> {
+    if (queryIds.length === 0) return;
+    await this.db.updateTable('query_leases').set({ owner: '', expires_at: 0 }).where('owner', '=', owner).where('query_id', 'in', queryIds).execute();
+  }
+
+  /**
+   * Deletes the leases of decided queries: nobody drives them any more.
+   * @returns the ids of the queries whose lease it deleted
+   */
+  async forgetDecided(): Promise<string[]> {
+    const rows = await this.db
+      .deleteFrom('query_leases')
+      .where((eb) => eb.exists(eb.selectFrom('queries').select('queries.id').whereRef('queries.id', '=', 'query_leases.query_id').where('queries.status', '<>', 'running')))
+      .returning('query_id')
+      .execute();
+    return rows.map((r) => r.query_id);
+  }
+
+  /**
+   * The fencing check, inside a transition's transaction: whether `owner` still holds the query's lease with `token`.
+   * On PostgreSQL the row stays share-locked until the transaction ends, so no replica can take the lease over
+   * between this check and the commit (a takeover's UPDATE waits for it, and then adds one to the token).
+   */
+  async fence(queryId: string, owner: string, token: number): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('query_leases')
+      .select('query_id')
+      .where('query_id', '=', queryId)
+      .where('owner', '=', owner)
+      .where('token', '=', token)
+      .$if(this.postgres, (qb) => qb.forShare())
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** A query's lease as stored, whoever holds it. */
+  get(queryId: string): Promise<QueryLease | undefined> {
+    return this.db.selectFrom('query_leases').selectAll().where('query_id', '=', queryId).executeTakeFirst();
+  }
+}
+
+const toLease = (row: { query_id: string; token: number; expires_at: number }): Lease => ({ queryId: row.query_id, token: Number(row.token), expiresAt: Number(row.expires_at) });
+
 /** Every repository over one Kysely: the database itself, or a transaction on it. */
 export class RepositorySet {
   readonly studies: StudyRepository;
@@ -946,6 +1128,7 @@ export class RepositorySet {
   readonly taskOutcomes: TaskOutcomeRepository;
   readonly events: EventLog;
   readonly privacyBudget: PrivacyBudgetRepository;
+  readonly leases: LeaseRepository;
 
   constructor(
     private readonly db: Kysely<Tables>,
@@ -963,6 +1146,7 @@ export class RepositorySet {
     this.taskOutcomes = new TaskOutcomeRepository(db);
     this.privacyBudget = new PrivacyBudgetRepository(db);
     this.events = new EventLog(db, signer);
+    this.leases = new LeaseRepository(db);
   }
 
   /**

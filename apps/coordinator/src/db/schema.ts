@@ -169,6 +169,17 @@ export interface EventAppendLockTable {
   id: number;
 }
 
+/**
+ * Which coordinator replica drives a running query (migration 0010): its owner, a fencing token that grows by one at
+ * every change of hands, and until when (ms) the lease holds unless renewed. `owner` is '' for a lease nobody took.
+ */
+export interface QueryLeasesTable {
+  query_id: string;
+  owner: string;
+  token: number;
+  expires_at: number;
+}
+
 /** Every table, keyed by its SQL name: the type parameter of `Kysely<Tables>`. */
 export interface Tables {
   studies: StudiesTable;
@@ -186,6 +197,7 @@ export interface Tables {
   ledger_nodes: LedgerNodesTable;
   checkpoints: CheckpointsTable;
   privacy_spend: PrivacySpendTable;
+  query_leases: QueryLeasesTable;
 }
 
 /** What one differentially private query spent from its study's budget (decimal text). */
@@ -246,6 +258,8 @@ export type NewRound = Pick<Insertable<RoundsTable>, 'query_id' | 'round' | 'ope
   closed_at?: null;
   closed_json?: null;
 };
+/** A query's lease row. */
+export type QueryLease = Selectable<QueryLeasesTable>;
 /** A contribution row. */
 export type Dispatch = Selectable<DispatchesTable>;
 

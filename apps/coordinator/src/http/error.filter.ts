@@ -6,6 +6,7 @@ import { isRedisOutage } from '@confide/queue';
 import { isDatabaseOutage } from '../db/database';
 import { ConflictError } from '../db/repositories';
 import { QueryRefusal, type QueryRefusalCode } from '../orchestration/errors';
+import { LeaseLostError } from '../orchestration/leases';
 import type { Dependencies } from '../health/dependencies';
 import { DEPENDENCIES, LOGGER } from '../tokens';
 import type { Logger } from '../logging';
@@ -106,6 +107,12 @@ export class ErrorFilter implements ExceptionFilter {
       status = 503;
       error = 'unavailable';
       message = 'the database is unavailable; try again shortly';
+    } else if (exception instanceof LeaseLostError) {
+      // Another replica took the query over while this one served the request: nothing was committed, and the
+      // request is safe to repeat (each one takes the lease).
+      status = 503;
+      error = 'handed_over';
+      message = 'another coordinator replica took this query over meanwhile; try again';
     } else if (exception instanceof ConflictError) {
       status = 409;
       error = 'conflict';

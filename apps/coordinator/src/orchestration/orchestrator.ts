@@ -109,6 +109,7 @@ import type { Dependencies } from '../health/dependencies';
 import { CONFIG, COORDINATOR_ENCRYPTION_KEY, COORDINATOR_KEY, DEPENDENCIES, LOGGER, REDIS } from '../tokens';
 import { QueryRefusal } from './errors';
 import { Failpoints } from './failpoints';
+import { LeaseKeeper, LeaseLostError } from './leases';
 import { closedMembersColumn, dispatchPayloadColumn, paillierOptionsColumn, paillierRound1ClosedColumn, partialsColumn, planColumn, readColumn, readQuerySpec, readStudySchema, shamirRound1ClosedColumn, type PaillierClosed } from '../db/columns';
 
 /** The queue states /metrics reports depths of. */
@@ -222,6 +223,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   private entries!: CompletedEntries;
   /** When the events streams were last read whole ({@link scrubDecidedEntries}). */
   private backstopAt = Date.now();
+  /** The queries this replica drives (orchestration/leases.ts): advance, deadlines and the sweep act on these only. */
+  private leases!: LeaseKeeper;
 
   constructor(
     private readonly repos: Repositories,
@@ -239,6 +242,9 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   async onModuleInit(): Promise<void> {
     this.failpoints = new Failpoints(this.config.failpoint);
     if (this.failpoints.armed.length) this.logger.warn({ failpoints: this.failpoints.armed }, 'TEST ONLY: fault points armed (CONFIDE_FAILPOINT); never set it in production');
+    const { replicaId, leaseMs, leaseRenewMs: renewMs } = this.config;
+    this.leases = new LeaseKeeper(this.repos, { replicaId, leaseMs, renewMs, reclaimAll: this.repos.database.dialect === 'sqlite' }, this.logger, (taken) => void this.drive(taken));
+    this.logger.info({ replica: replicaId, leaseMs }, 'replica started: it drives the queries whose lease it holds');
     const prefix = this.config.queuePrefix;
     this.entries = new CompletedEntries(this.redis.producer);
     const outages = this.redis.outages;
@@ -253,6 +259,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       CONTROL_QUEUE,
       async (job: Job) => {
         const data = controlJobSchema.parse(job.data);
+        // Any replica may take a deadline job: it drives the query if its lease is free, else the holder's pass does.
+        if (!(await this.leases.tryAcquire(data.queryId))) return;
         await this.advance(data.queryId, data.round, job.name === CONTROL.deadline);
       },
       { connection: this.redis.blocking('control worker'), prefix, concurrency: 4 },
@@ -272,6 +280,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     });
     this.aggregationEvents.on('failed', onAggregated);
     outages.listen(this.aggregationEvents, 'aggregation events').listen(this.control, 'control queue').listen(this.aggregation, 'aggregation queue');
+    await this.leases.start();
     // Whatever was in flight when this process (re)started: users, tasks, deadlines, cleanup, open rounds.
     await this.recover('boot');
     // Redis keeps ACL users in memory only, and may have lost tasks and deadlines: each time it comes back, again.
@@ -391,6 +400,23 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
+   * After each lease pass: looks at the open rounds of the queries this replica just took (answers may have come in
+   * while nobody held them) and of those it holds whose deadline passed (whichever replica took the deadline job).
+   */
+  private async drive(taken: readonly string[]): Promise<void> {
+    if (this.closing) return;
+    const now = Date.now();
+    try {
+      for (const r of await this.repos.rounds.listOpen()) {
+        if (!this.leases.holds(r.query_id) || this.chains.has(r.query_id)) continue;
+        if (taken.includes(r.query_id) || r.deadline <= now) void this.nudge(r.query_id, r.round, r.deadline <= now);
+      }
+    } catch (err) {
+      if (!isDatabaseOutage(err)) this.logger.error({ err }, 'looking at leased queries failed');
+    }
+  }
+
+  /**
    * Ends every query that outlived its deadline (DESIGN.md: a deadline ends every query), from the database alone,
    * so it works when a deadline job was lost with Redis, an aggregation job hung, or this process stopped between
    * two writes of a transition. A round still open one grace period (CONFIDE_SWEEP_SECONDS) past its deadline is
@@ -403,6 +429,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const grace = this.config.sweepSeconds * 1000;
     const failed: string[] = [];
     for (const q of await this.repos.queries.listRunning()) {
+      if (!this.leases.holds(q.id)) continue;
       const round = await this.repos.rounds.get(q.id, q.current_round);
       const verdict = sweepAction(
         { round: round && { round: round.round, status: round.status, deadline: round.deadline, openedAt: round.opened_at, closedAt: round.closed_at }, currentRound: q.current_round, createdAt: q.created_at },
@@ -426,7 +453,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   /** Fails a query whose current round is not open (so {@link fail}'s round guard does not apply): once, by finish. */
   private async failLeftBetweenStates(queryId: string, round: number, reason: string): Promise<boolean> {
     const now = Date.now();
-    const failed = await this.repos.transaction(async (tx) => {
+    const failed = await this.fenced(queryId, async (tx) => {
       const q = await tx.queries.get(queryId);
       if (!q || !(await tx.queries.finish(queryId, { status: 'failed', failure_reason: reason }, now))) return false;
       await tx.events.append(ENTRY.queryFailed, { queryId, round, reason, refusals: [] }, entryKey(ENTRY.queryFailed, queryId), now, q.study_id);
@@ -449,6 +476,19 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     await this.control?.close();
     await this.aggregation?.close();
     await Promise.allSettled([...this.chains.values()]);
+    await this.leases?.stop();
+  }
+
+  /**
+   * Runs a transition of `queryId` in one transaction that first checks this replica still holds the query's lease
+   * with its token (the fencing check): a replica whose lease was taken over commits nothing.
+   * @throws LeaseLostError when it no longer holds it
+   */
+  private fenced<T>(queryId: string, fn: (tx: RepositorySet) => Promise<T>): Promise<T> {
+    return this.repos.transaction(async (tx) => {
+      await this.leases.fence(tx, queryId);
+      return fn(tx);
+    });
   }
 
   /**
@@ -515,7 +555,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     });
     // The plan, its ledger entry, the round and its tasks commit together; the tasks then go to Redis (or wait in the
     // outbox while Redis is down: the query is accepted, and dispatched when Redis returns).
-    const tasks = await this.repos.transaction(async (tx) => {
+    await this.leases.claim(input.queryId);
+    const tasks = await this.fenced(input.queryId, async (tx) => {
       await tx.queries.setPlan(input.queryId, JSON.stringify(plan));
       const plannedIndex = await tx.events.append(
       ENTRY.paillierPlanned,
@@ -563,6 +604,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   async awaitNonce(queryId: string): Promise<void> {
     const now = Date.now();
     const deadline = now + this.config.round1Seconds * 1000;
+    await this.leases.claim(queryId);
     await this.repos.rounds.open({ query_id: queryId, round: 0, status: 'open', opened_at: now, deadline, expected: 1 });
     await this.effect('deadline', () => this.scheduleDeadline(queryId, 0, deadline));
   }
@@ -602,7 +644,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       minThreshold: input.schema.minThreshold ?? undefined,
     });
     // Round 0's close, the plan, `committee.drawn`, round 1 and its tasks commit together; then the tasks go out.
-    const tasks = await this.repos.transaction(async (tx) => {
+    await this.leases.claim(input.queryId);
+    const tasks = await this.fenced(input.queryId, async (tx) => {
       if (!(await tx.rounds.close(input.queryId, 0, JSON.stringify({ nonce: input.nonce }), now))) {
         throw new QueryRefusal('not_awaiting_nonce', `query ${input.queryId} is not waiting for a committee nonce`);
       }
@@ -664,7 +707,9 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   /** Fails a query that could not start (its plan was refused, or dispatching failed), at the round it reached. */
   async failUnstarted(queryId: string, reason: string): Promise<void> {
     const q = await this.repos.queries.get(queryId);
-    if (q?.status === 'running') await this.fail(queryId, q.current_round, reason, []);
+    if (q?.status !== 'running') return;
+    await this.leases.claim(queryId);
+    await this.fail(queryId, q.current_round, reason, []);
   }
 
   /**
@@ -793,7 +838,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
         this.waiting.delete(key);
         return this.advance(queryId, round, deadlinePassed, [...entry.participants]);
       })
-      .catch((err: unknown) => this.logger.error({ err, queryId, round }, 'advancing a round failed'));
+      // A lost lease was logged by the fencing check: the new holder drives the query.
+      .catch((err: unknown) => (err instanceof LeaseLostError ? undefined : this.logger.error({ err, queryId, round }, 'advancing a round failed')));
     entry.done = next;
     this.chains.set(queryId, next);
     void next.finally(() => {
@@ -826,6 +872,9 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * closed is recorded as late. Safe to call any number of times, from any process.
    */
   async advance(queryId: string, round: number, deadlinePassed: boolean, finishedBy: readonly string[] = []): Promise<void> {
+    // Only the lease holder drives a query; a notice for another replica's query is its to act on (it reads the
+    // completion stream too).
+    if (!this.leases.holds(queryId)) return;
     if (round !== 0 && round !== 1 && round !== 2) return;
     const roundRow = await this.repos.rounds.get(queryId, round);
     if (!roundRow) return;
@@ -1005,7 +1054,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     }
     const closed: PaillierClosed = { contributors: result.contributors, contributions: result.contributions, noise, aggregate };
     const deadline = now + this.config.decryptionSeconds * 1000;
-    const committed = await this.repos.transaction(async (tx) => {
+    const committed = await this.fenced(ctx.queryId, async (tx) => {
       if (!(await tx.rounds.close(ctx.queryId, 1, JSON.stringify(closed), now))) return false;
       for (const c of result.contributors) await tx.contributions.record({ query_id: ctx.queryId, round: 1, participant_id: c.id, bundle_hash: c.bundleHash, received_at: now });
       await recordRejections(tx);
@@ -1086,6 +1135,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   async acceptPartials(queryId: string, keyId: string, posted: PostedPartials): Promise<{ decrypted: number; threshold: number; released: boolean }> {
     const ctx = await this.paillierContextFor(queryId, keyId, { custodians: true });
     if (!ctx.custodians) throw new QueryRefusal('not_custodial', `query ${queryId} is decrypted by its researcher's key, not by custodians`);
+    // The replica serving the post decides the query: it takes the lease (from whichever replica drove it so far).
+    await this.leases.claim(queryId);
     const round = await this.repos.rounds.get(queryId, 2);
     const closed = await this.closedPaillier(queryId);
     if (!round || round.status !== 'open' || !closed) throw new QueryRefusal('not_ready', `query ${queryId} has no aggregate awaiting decryption`);
@@ -1174,6 +1225,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   async acceptDecryption(queryId: string, keyId: string, posted: PaillierDecryption): Promise<void> {
     const ctx = await this.paillierContextFor(queryId, keyId);
     if (ctx.custodians) throw new QueryRefusal('custodial', `query ${queryId} is decrypted by custodians: each posts POST /v1/queries/${queryId}/partial-decryptions`);
+    await this.leases.claim(queryId);
     const round = await this.repos.rounds.get(queryId, 2);
     const closed = await this.closedPaillier(queryId);
     if (!round || round.status !== 'open' || !closed) throw new QueryRefusal('not_ready', `query ${queryId} has no aggregate awaiting decryption`);
@@ -1369,7 +1421,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     const contributors = rows.filter((r) => closed.contributors.some((c) => c.id === r.id)).map(entryOf);
     const bundles = accepted.map((a) => a.bundle);
     // The round's close, `round.closed`, round 2 and its tasks commit together; then the tasks go out.
-    const tasks = await this.repos.transaction(async (tx) => {
+    const tasks = await this.fenced(ctx.queryId, async (tx) => {
       if (!(await tx.rounds.close(ctx.queryId, 1, JSON.stringify(closed), now))) return undefined;
       const closedIndex = await recordRound1Closed(tx, ctx.queryId, ctx.studyId, plan.participants, closed.contributors, refused, now);
       this.failpoints.hit('round1.appended');
@@ -1454,7 +1506,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * @returns whether this call decided it
    */
   private async decide(queryId: string, write: (tx: RepositorySet) => Promise<boolean>): Promise<boolean> {
-    if (!(await this.repos.transaction(write))) return false;
+    if (!(await this.fenced(queryId, write))) return false;
     this.failpoints.hit('result.committed');
     await this.effect('cleanup', () => this.cleanupDecided(queryId));
     return true;
@@ -1493,7 +1545,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    */
   private async fail(queryId: string, round: number, reason: string, refused: readonly Refusal[], more?: (tx: RepositorySet) => Promise<void>): Promise<void> {
     const now = Date.now();
-    const failed = await this.repos.transaction(async (tx) => {
+    const failed = await this.fenced(queryId, async (tx) => {
       if (!(await tx.rounds.fail(queryId, round, now))) return false;
       await more?.(tx);
       const q = await tx.queries.get(queryId);
