@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { resolve } from 'node:path';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import pino, { type Logger } from 'pino';
@@ -256,7 +257,7 @@ export class ParticipantWorker {
     if (this.catchingUp || ledgerSize - (this.view.saved()?.size ?? 0) <= VIEW_CATCH_UP_GAP) return;
     // After a jitter of up to one heartbeat period: workers that all learn at once that they are behind (a thousand
     // enrollments, a coordinator back after an outage) do not all ask the coordinator for their pages at once.
-    this.catchingUp = new Promise<void>((resolve) => setTimeout(resolve, Math.floor(Math.random() * heartbeatMs())).unref())
+    this.catchingUp = new Promise<void>((resolve) => setTimeout(resolve, randomInt(heartbeatMs())).unref())
       .then(() => this.view.catchUp())
       .then((cp) => this.logger.info({ size: cp.size }, `ledger view caught up to ${cp.size} entries`))
       .catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, `ledger view could not catch up: ${(err as Error).message}`))
