@@ -212,6 +212,9 @@ interface Measured {
   readonly hostsCpuMs: number;
   readonly redisCpuMs: number;
   readonly coordinatorRssMiB: number;
+  /** MB Redis received and sent per query. */
+  readonly redisInMB: number;
+  readonly redisOutMB: number;
 }
 
 async function redisCpuMs(redis: Redis): Promise<number> {
@@ -220,18 +223,27 @@ async function redisCpuMs(redis: Redis): Promise<number> {
   return (v('used_cpu_user') + v('used_cpu_sys')) * 1000;
 }
 
+/** Bytes Redis has received and sent so far (INFO stats). */
+async function redisBytes(redis: Redis): Promise<{ in: number; out: number }> {
+  const info = await redis.info('stats');
+  const v = (name: string): number => Number(new RegExp(`^${name}:([0-9]+)`, 'm').exec(info)?.[1] ?? NaN);
+  return { in: v('total_net_input_bytes'), out: v('total_net_output_bytes') };
+}
+
 /** Runs `count` queries one at a time, with the CPU every process used over them (per query). */
 async function measure(r: Running, redis: Redis, count: number, one: () => Promise<Phases>): Promise<Measured> {
-  const before = { c: cpuMsOf(r.coordinatorPid), h: r.hostPids.map(cpuMsOf), r: await redisCpuMs(redis) };
+  const before = { c: cpuMsOf(r.coordinatorPid), h: r.hostPids.map(cpuMsOf), r: await redisCpuMs(redis), b: await redisBytes(redis) };
   const phases: Phases[] = [];
   for (let i = 0; i < count; i++) phases.push(await one());
-  const after = { c: cpuMsOf(r.coordinatorPid), h: r.hostPids.map(cpuMsOf), r: await redisCpuMs(redis) };
+  const after = { c: cpuMsOf(r.coordinatorPid), h: r.hostPids.map(cpuMsOf), r: await redisCpuMs(redis), b: await redisBytes(redis) };
   return {
     phases,
     coordinatorCpuMs: (after.c - before.c) / count,
     hostsCpuMs: after.h.reduce((s, v, i) => s + v - before.h[i]!, 0) / count,
     redisCpuMs: (after.r - before.r) / count,
     coordinatorRssMiB: memoryMiBOf(r.coordinatorPid).rss,
+    redisInMB: (after.b.in - before.b.in) / count / 1e6,
+    redisOutMB: (after.b.out - before.b.out) / count / 1e6,
   };
 }
 
@@ -282,6 +294,7 @@ export async function scaleBench(opts: ScaleOptions = scaleOptionsFromEnv()): Pr
                 fmt(m.hostsCpuMs),
                 fmt(m.redisCpuMs),
                 `${fmt(m.coordinatorRssMiB)} (peak ${fmt(peak)})`,
+                `${fmt(m.redisInMB)} / ${fmt(m.redisOutMB)}`,
               ];
             };
             rows.push(row('shamir', shamir));
@@ -306,7 +319,7 @@ export async function scaleBench(opts: ScaleOptions = scaleOptionsFromEnv()): Pr
       `Timed from the POST to the GET that shows the result (polled every ${POLL_MS} ms). Phases from the ledger entries' times: *plan* = POST → committee.drawn / paillier.planned (the query entry, nonce, plan, every task signed and stored); *round 1* = → round.closed of round 1 (every participant's task sent, answered, checked); *rest* = → the result (shamir: round 2 over the committee; paillier: aggregation, the researcher's decryption and its check). CPU is per query over the timed queries, from /proc (coordinator, hosts) and INFO cpu (Redis); the coordinator's resident memory after them, and its peak over the whole run.`,
       "After enrollment, and before any query, each host brings its workers' ledger views up to the head (ParticipantWorker.syncLedger, what a worker does by itself in the background when its heartbeat shows it far behind): participant i's view lacks the N − i enrollments after its own, N²/2 study entries in all, each checked with its inclusion proof; its time is in the notes. The first query after that is listed apart in the notes too.",
     ].join('\n\n'),
-    columns: ['participants', 'protocol', 'queries', 'p50 ms', 'p95 ms', 'plan ms', 'round 1 ms', 'rest ms', 'coordinator CPU ms/query', 'workers CPU ms/query', 'Redis CPU ms/query', 'coordinator RSS MiB'],
+    columns: ['participants', 'protocol', 'queries', 'p50 ms', 'p95 ms', 'plan ms', 'round 1 ms', 'rest ms', 'coordinator CPU ms/query', 'workers CPU ms/query', 'Redis CPU ms/query', 'coordinator RSS MiB', 'Redis in / out MB per query'],
     rows,
     notes: `${notes.join(' ')} ${load}`,
   };

@@ -233,6 +233,21 @@ describe.each(targets)('coordinator storage on $name', (target) => {
       await expect(participants.create(participantRow('no-such-study', 'x'))).rejects.toMatchObject(foreignKeyViolation(target));
     });
 
+    it('moves a view read over HTTP forward only (viewReached), where a task sent moves it to its checkpoint (setLedgerSize)', async () => {
+      const study = await newStudy();
+      const p = await participants.create(participantRow(study.id, 'reader'));
+      const size = async () => (await participants.get(p.id))!.ledger_size;
+      await participants.viewReached(p.id, 40);
+      expect(await size()).toBe(40);
+      await participants.viewReached(p.id, 12);
+      expect(await size()).toBe(40);
+      await participants.setLedgerSize([p.id], 45);
+      await participants.viewReached(p.id, 44);
+      expect(await size()).toBe(45);
+      await participants.viewReached(p.id, 50);
+      expect(await size()).toBe(50);
+    });
+
     it('keeps the last heartbeat and when the worker said it stopped; online until then, offline after, online again once seen', async () => {
       const study = await newStudy();
       const p = await participants.create(participantRow(study.id, 'beating'));

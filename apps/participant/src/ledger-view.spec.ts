@@ -1,7 +1,10 @@
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadSavedCheckpoint, saveCheckpoint, LedgerViewError, type SavedCheckpoint } from './ledger-view';
+import { generateKeyPair } from '@confide/crypto';
+import { appendLeaves, consistencyProof, emptyFrontier, entryBytes, frontierRoot, inclusionProof, leafHash, ledgerOrigin, MemoryNodeStore, signCheckpoint } from '@confide/ledger';
+import type { CoordinatorLink } from './coordinator-link';
+import { LedgerView, loadSavedCheckpoint, saveCheckpoint, LedgerViewError, type SavedCheckpoint } from './ledger-view';
 
 const checkpoint = (size: number): SavedCheckpoint => ({ version: 1, size, root: Buffer.alloc(32, size).toString('base64'), note: `confide ledger\n${size}\nsigned note of size ${size}\n` });
 
@@ -69,5 +72,62 @@ describe('the saved checkpoint (two slots written in place)', () => {
   it('refuses a damaged checkpoint.json of an older home rather than start over without it', () => {
     writeFileSync(join(dir, 'checkpoint.json'), JSON.stringify({ version: 1, size: 'seven' }));
     expect(() => loadSavedCheckpoint(dir)).toThrow(/checkpoint.json is damaged/);
+  });
+});
+
+describe('catching the view up (LedgerView.catchUp)', () => {
+  const STUDY = 'study-1';
+  const key = generateKeyPair('ed25519');
+  const origin = ledgerOrigin(key.publicKey);
+  const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
+
+  /** A ledger of `size` study entries in memory, served as the coordinator's two routes serve it, with a count of requests. */
+  function ledgerOf(size: number) {
+    const raw = Array.from({ length: size }, (_, index) => entryBytes({ index, type: 'test.note', body: { studyId: STUDY, n: index }, time: new Date(Date.UTC(2030, 0, 1, 0, 0, index)).toISOString() }));
+    const store = new MemoryNodeStore();
+    const { frontier, nodes } = appendLeaves(emptyFrontier(), raw.map(leafHash));
+    store.put(nodes);
+    const note = signCheckpoint(key, origin, { origin, size, root: frontierRoot(frontier) });
+    const requests: string[] = [];
+    const link = {
+      async get<T>(path: string): Promise<T> {
+        requests.push(path);
+        // Answered later, as a busy coordinator does: two catch-ups in flight overlap.
+        await new Promise((r) => setTimeout(r, 5));
+        if (path === '/v1/ledger/checkpoint') return { note } as T;
+        const q = new URL(path, 'http://coordinator').searchParams;
+        const [after, treeSize] = [Number(q.get('after')), Number(q.get('treeSize'))];
+        const page = raw.map((entry, index) => ({ entry, index })).filter((e) => e.index > after && e.index < treeSize).slice(0, 10);
+        const entries = await Promise.all(page.map(async (e) => ({ index: e.index, entry: b64(e.entry), proof: (await inclusionProof(store, e.index, treeSize)).map(b64) })));
+        const from = q.get('from') === null ? undefined : Number(q.get('from'));
+        const consistency = from !== undefined && from !== treeSize ? { from, to: treeSize, proof: (await consistencyProof(store, from, treeSize)).map(b64) } : null;
+        return { treeSize, entries, more: page.length === 10, consistency } as T;
+      },
+    };
+    return { link: link as unknown as CoordinatorLink, requests };
+  }
+
+  let home: string;
+  beforeEach(() => {
+    home = mkdtempSync(join(tmpdir(), 'confide-view-'));
+  });
+  afterEach(() => rmSync(home, { recursive: true, force: true }));
+
+  const lines = (): number[] =>
+    readFileSync(join(home, 'ledger', 'study.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => (JSON.parse(l) as { index: number }).index);
+
+  it('verifies a view far behind page by page, and keeps every entry once when two catch-ups overlap (a task and the background one)', async () => {
+    const { link, requests } = ledgerOf(45);
+    const view = new LedgerView(home, key.publicKey, link, STUDY);
+    const [a, b] = await Promise.all([view.catchUp(), view.catchUp()]);
+    expect([a.size, b.size]).toEqual([45, 45]);
+    expect(lines()).toEqual(Array.from({ length: 45 }, (_, i) => i));
+    expect(view.studyIndex().lastIndex).toBe(44);
+    expect(view.saved()?.size).toBe(45);
+    // The second found the view at the head: one checkpoint read, no page.
+    expect(requests.filter((r) => r.startsWith('/v1/ledger/study'))).toHaveLength(5);
   });
 });

@@ -872,19 +872,21 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
    * closed is recorded as late. Safe to call any number of times, from any process.
    */
   async advance(queryId: string, round: number, deadlinePassed: boolean, finishedBy: readonly string[] = []): Promise<void> {
-    // Only the lease holder drives a query; a notice for another replica's query is its to act on (it reads the
-    // completion stream too).
-    if (!this.leases.holds(queryId)) return;
     if (round !== 0 && round !== 1 && round !== 2) return;
     const roundRow = await this.repos.rounds.get(queryId, round);
     if (!roundRow) return;
     if (roundRow.status !== 'open') {
+      // An answer after its round closed: recorded as late, by whichever replica reads the notice (the record is
+      // appended once, by its key), also once the query is decided and its lease gone.
       if (round === 0 || finishedBy.length === 0) return;
       for (const participantId of finishedBy) await this.heardAfterClose(queryId, round, participantId, roundRow.closed_json);
       // A late answer of a decided query: its cleanup already emptied the events streams, so this entry goes now.
       if ((await this.repos.queries.get(queryId))?.status !== 'running') await this.effect('events cleanup', () => this.trimEvents(finishedBy));
       return;
     }
+    // Only the lease holder drives an open round; a notice for another replica's query is its to act on (it reads
+    // the completion stream too).
+    if (!this.leases.holds(queryId)) return;
     const pastDeadline = deadlinePassed || Date.now() >= roundRow.deadline;
     if (round === 0) {
       // The nonce itself arrives with the researcher's request (start); here only its deadline can.
