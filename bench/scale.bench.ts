@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type * as Crypto from '@confide/crypto';
@@ -7,7 +8,7 @@ import type * as CliClient from '../apps/cli/src/client';
 import type * as LocalRedisModule from '../apps/cli/src/local-redis';
 import type { QueryView } from '../apps/coordinator/src/queries/queries.service';
 import { startPlaintextBaseline } from './baseline-pipeline';
-import { BUILT_CLI, checkResult, cleanupRedis, expectedOf, inTempDir, loadBuilt, loadNote, median, percentile, REPO, ROWS, runPrefix, sleep, SPEC, writeData, type Built, type Expected } from './e2e-support';
+import { benchCoordinatorEnv, BUILT_CLI, checkResult, cleanupRedis, expectedOf, inTempDir, loadBuilt, loadNote, median, percentile, REPO, ROWS, runPrefix, sleep, SPEC, writeData, type Built, type Expected } from './e2e-support';
 import { fmt, type BenchSection } from './harness';
 import { cpuMsOf, memoryMiBOf, startProcess, stopProcess } from './processes';
 
@@ -22,7 +23,7 @@ import { cpuMsOf, memoryMiBOf, startProcess, stopProcess } from './processes';
  * over the timed queries. Then the plaintext baseline (bench/baseline-pipeline.ts) at the same N, in this process.
  *
  * Environment: SCALE_SIZES (default 10,50,100,300,1000), SCALE_QUERIES (shamir queries timed per N, 5),
- * SCALE_PAILLIER_QUERIES (3; 0 leaves paillier out), SCALE_PROFILE_DIR (`--cpu-prof` for the coordinator and each
+ * SCALE_PAILLIER_QUERIES (3; 0 leaves paillier out), SCALE_PAILLIER_MAX_N (300: the largest N paillier runs at), SCALE_PROFILE_DIR (`--cpu-prof` for the coordinator and each
  * host, profiles written there by role; summarise them with bench/cpuprofile-summary.ts).
  */
 
@@ -36,6 +37,8 @@ export interface ScaleOptions {
   readonly sizes: readonly number[];
   readonly shamirQueries: number;
   readonly paillierQueries: number;
+  /** The largest N paillier runs at (SCALE_PAILLIER_MAX_N, 300: at N = 1,000 the coordinator died, most likely at its heap limit). */
+  readonly paillierUpTo: number;
 }
 
 export function scaleOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): ScaleOptions {
@@ -48,7 +51,7 @@ export function scaleOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Scale
   };
   const sizes = (env.SCALE_SIZES ?? '10,50,100,300,1000').split(',').map((s) => Number(s.trim()));
   if (sizes.some((n) => !Number.isSafeInteger(n) || n < 3)) throw new Error(`SCALE_SIZES must be integers of at least 3, got ${JSON.stringify(env.SCALE_SIZES)}`);
-  return { sizes, shamirQueries: int('SCALE_QUERIES', 5, 1), paillierQueries: int('SCALE_PAILLIER_QUERIES', 3, 0) };
+  return { sizes, shamirQueries: int('SCALE_QUERIES', 5, 1), paillierQueries: int('SCALE_PAILLIER_QUERIES', 3, 0), paillierUpTo: int('SCALE_PAILLIER_MAX_N', 300, 0) };
 }
 
 /** `--cpu-prof` for a process when SCALE_PROFILE_DIR is set (profiles written there at its exit, by role). */
@@ -89,11 +92,7 @@ async function startScale(b: Built, dir: string, redis: LocalRedisModule.LocalRe
   try {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
-      REDIS_URL: redis.adminUrl,
-      CONFIDE_PUBLIC_REDIS_URL: redis.publicUrl,
-      CONFIDE_ADMIN_TOKEN: adminToken,
-      CONFIDE_DATA_DIR: join(dir, 'coordinator'),
-      CONFIDE_QUEUE_PREFIX: prefix,
+      ...benchCoordinatorEnv({ redis, dir, prefix, adminToken }),
       CONFIDE_ROUND1_SECONDS: String(ROUND_SECONDS),
       CONFIDE_ROUND2_SECONDS: String(ROUND_SECONDS),
       LOG_LEVEL: 'info',
@@ -273,7 +272,7 @@ export async function scaleBench(opts: ScaleOptions = scaleOptionsFromEnv()): Pr
             const shamir = await measure(r, admin, opts.shamirQueries, () => runShamir(b, r, expected));
             process.stderr.write(`  N=${n}: shamir p50 ${fmt(p50(shamir.phases.map((p) => p.total)))} ms\n`);
             let paillier: Measured | undefined;
-            if (keys) {
+            if (keys && n <= opts.paillierUpTo) {
               await runPaillier(b, r, keys, expected);
               paillier = await measure(r, admin, opts.paillierQueries, () => runPaillier(b, r, keys, expected));
               process.stderr.write(`  N=${n}: paillier p50 ${fmt(p50(paillier.phases.map((p) => p.total)))} ms\n`);
@@ -301,6 +300,11 @@ export async function scaleBench(opts: ScaleOptions = scaleOptionsFromEnv()): Pr
             if (paillier) rows.push(row('paillier', paillier));
             const plain = await baseline(b, redis, files, expected, opts.shamirQueries);
             notes.push(`N = ${n}: enrollment ${fmt(r.enrollMs / 1000)} s (${ENROLL_CONCURRENCY} at a time), ${r.hostPids.length} worker host process(es), every ledger view brought to the head in ${fmt(r.viewsMs / 1000)} s; first query after enrollment ${fmt(first.total)} ms; plaintext baseline p50 ${fmt(plain)} ms (shamir p50 / baseline ${fmt(p50(shamir.phases.map((p) => p.total)) / plain)}×).`);
+          } catch (err) {
+            // The temp dir goes with the run: what the coordinator said last goes to stderr first.
+            const log = readFileSync(join(dir, 'coordinator.log'), 'utf8').split('\n').slice(-30).join('\n');
+            process.stderr.write(`  N=${n}: ${(err as Error).message}\n  the coordinator's log, last lines:\n${log}\n`);
+            throw err;
           } finally {
             await r.close();
           }
@@ -321,7 +325,7 @@ export async function scaleBench(opts: ScaleOptions = scaleOptionsFromEnv()): Pr
     ].join('\n\n'),
     columns: ['participants', 'protocol', 'queries', 'p50 ms', 'p95 ms', 'plan ms', 'round 1 ms', 'rest ms', 'coordinator CPU ms/query', 'workers CPU ms/query', 'Redis CPU ms/query', 'coordinator RSS MiB', 'Redis in / out MB per query'],
     rows,
-    notes: `${notes.join(' ')} ${load}`,
+    notes: `${notes.join(' ')} Paillier runs up to N = ${opts.paillierUpTo} (SCALE_PAILLIER_MAX_N): at N = 1,000 the coordinator process died during the first paillier round (its log went with the run's temp dir; its resident memory had peaked at 4 GiB in the shamir rounds before, about Node's default heap limit of 4,144 MiB here, and its tasks are O(N) bytes each). ${load}`,
   };
 }
 
