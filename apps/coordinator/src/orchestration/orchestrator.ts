@@ -122,6 +122,9 @@ const BACKSTOP_MS = 5 * 60_000;
 /** The most ledger entries a task's view update spans ({@link Orchestrator.prepareTasks}); a view further behind is not sent. */
 const VIEW_ENTRIES_INLINE = 64;
 
+/** Key directories of running shamir queries the orchestrator keeps, oldest dropped first. */
+const DIRECTORIES_KEPT = 256;
+
 /** Outcomes read that the orchestrator keeps between passes over open rounds, over every round (a few KiB each). */
 const OUTCOMES_KEPT = 20_000;
 
@@ -1349,8 +1352,11 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     let directory = this.directories.get(ctx.queryId);
     if (!directory) {
       const rows = await this.repos.participants.listByStudy(ctx.studyId);
-      directory = keyDirectory(rows.filter((r) => ctx.plan.participants.includes(r.id)));
+      const members = new Set(ctx.plan.participants);
+      directory = keyDirectory(rows.filter((r) => members.has(r.id)));
       this.directories.set(ctx.queryId, directory);
+      // Kept for the running queries this replica drives; one whose lease moved on is dropped in turn.
+      if (this.directories.size > DIRECTORIES_KEPT) this.directories.delete(this.directories.keys().next().value as string);
     }
     return directory;
   }
@@ -1402,7 +1408,10 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     }
     const t = run(openRound(roundSpec(plan, 1)), observed(1, accepted.map((a) => a.bundle.sender), refusals, pastDeadline));
     await this.carry(ctx.queryId, t, {
-      close: async (e) => this.closeShamirRound1(ctx, await this.repos.participants.listByStudy(ctx.studyId), accepted.filter((a) => e.answered.includes(a.bundle.sender)), e.refused),
+      close: async (e) => {
+        const answered = new Set(e.answered);
+        return this.closeShamirRound1(ctx, await this.repos.participants.listByStudy(ctx.studyId), accepted.filter((a) => answered.has(a.bundle.sender)), e.refused);
+      },
     });
   }
 
@@ -1420,7 +1429,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       return err instanceof Error ? err.message : String(err);
     }
     const now = Date.now();
-    const contributors = rows.filter((r) => closed.contributors.some((c) => c.id === r.id)).map(entryOf);
+    const contributorIds = new Set(closed.contributors.map((c) => c.id));
+    const contributors = rows.filter((r) => contributorIds.has(r.id)).map(entryOf);
     const bundles = accepted.map((a) => a.bundle);
     // The round's close, `round.closed`, round 2 and its tasks commit together; then the tasks go out.
     const tasks = await this.fenced(ctx.queryId, async (tx) => {
