@@ -287,6 +287,13 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     // Whatever was in flight when this process (re)started: users, tasks, deadlines, cleanup, open rounds.
     await this.recover('boot');
     // Redis keeps ACL users in memory only, and may have lost tasks and deadlines: each time it comes back, again.
+    // Outcomes read before may be gone with Redis (a restart from an older file, or none): the aggregation worker
+    // reads a paillier round's answers from Redis, so what is counted must be what Redis holds now. Forgotten at the
+    // instant the connection is back, before any pass can read through it.
+    this.redis.producer.on('ready', () => {
+      this.outcomes.clear();
+      this.outcomesHeld = 0;
+    });
     this.redis.producer.on('ready', () => void this.recover('Redis reconnected').catch((err: unknown) => this.logger.error({ err }, 'recovery after a Redis outage failed; the timer retries')));
     // Answers that came in while the database was down nudged nothing: when it is back, look at the open rounds at
     // once rather than at the timer's next turn (up to CONFIDE_SWEEP_SECONDS later).
@@ -329,6 +336,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       }
       // Started once: after an outage it goes on from the last notice it read.
       this.completions?.start(from);
+
       const tasks = await this.repos.dispatches.openRounds({ pendingOnly: false });
       await this.sendTasks(tasks, { strict: true });
       const open = await this.repos.rounds.listOpen();
