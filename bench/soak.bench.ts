@@ -14,6 +14,7 @@ import { formatSummary, summariseCpuProfile } from './cpuprofile-summary';
 import { childrenOf, cpuMsOf, startProcess, stopProcess } from './processes';
 import {
   BASELINE,
+  benchCoordinatorEnv,
   BUILT,
   BUILT_CLI,
   checkResult,
@@ -137,11 +138,7 @@ async function startSoakCluster(b: Built, dir: string, redis: LocalRedisModule.L
   try {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
-      REDIS_URL: redis.adminUrl,
-      CONFIDE_PUBLIC_REDIS_URL: redis.publicUrl,
-      CONFIDE_ADMIN_TOKEN: adminToken,
-      CONFIDE_DATA_DIR: join(dir, 'coordinator'),
-      CONFIDE_QUEUE_PREFIX: prefix,
+      ...benchCoordinatorEnv({ redis, dir, prefix, adminToken }),
       CONFIDE_ROUND1_SECONDS: String(ROUND_SECONDS),
       CONFIDE_ROUND2_SECONDS: String(ROUND_SECONDS),
       CONFIDE_PROBE_DIR: probeDir,
