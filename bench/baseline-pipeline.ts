@@ -194,7 +194,7 @@ export async function startPlaintextBaseline(opts: BaselineOptions): Promise<Pla
       // Participant side: its own ACL user and connection, as a product worker authenticates.
       const username = `${prefix}-${p.id}`;
       const password = q.generateRedisPassword();
-      await q.provisionParticipantUser(admin, { username, password, prefix, queue: name });
+      await q.provisionParticipantUser(admin, { username, password, prefix, queue: name, studyId: 'baseline' });
       users.push(username);
       const worker = { redisUrl: opts.redisUrl, prefix, participant: p, username, password, schema };
       workers.push(await (opts.spawnWorker ? opts.spawnWorker(worker) : startBaselineWorker({ ...worker, libs: opts.libs })));

@@ -109,6 +109,47 @@ describe('a hostile coordinator against honest participants (PostgreSQL)', () =>
     expect(job.returnvalue).toMatchObject({ kind: TASK.shamirRound1, bundle: { jobId: q.queryId, sender: victim().participantId } });
   }, 60_000);
 
+  describe('tasks by reference: the parts every participant of a round shares go to Redis once, under their hash', () => {
+    it('answers a valid task sent by reference, as the coordinator sends them', async () => {
+      const q = await forgeWithRunningCommittee();
+      const job = await hostile.sendByReference(await hostile.round1Task(q, victim().participantId, directory));
+      expect(job.state).toBe('completed');
+      expect(job.returnvalue).toMatchObject({ kind: TASK.shamirRound1, bundle: { jobId: q.queryId, sender: victim().participantId } });
+    }, 60_000);
+
+    it('refuses a task whose shared part Redis swapped after the coordinator signed it (a committee of its choosing), and sends nothing', async () => {
+      const q = await forgeWithRunningCommittee();
+      // The attacker puts two participants of its own on the committee, with its own encryption keys for them:
+      // shares sealed to those keys are shares it reads.
+      const own = generateKeyPair('x25519');
+      const colluders = ids(everyone).filter((id) => !q.plan.committee.includes(id)).slice(0, 2);
+      const swap = (text: string): string => {
+        const part = JSON.parse(text) as { plan: { committee: string[] }; directory: DirectoryEntry[] };
+        const committee = [...part.plan.committee.slice(0, -2), ...colluders];
+        part.plan.committee = committee;
+        part.directory = [...part.directory.filter((d) => committee.includes(d.id)), ...colluders.map((id) => ({ ...directory.find((d) => d.id === id)!, encryptionKey: publicKeyBase64Url(own.publicKey) }))];
+        return JSON.stringify(part);
+      };
+      const job = await hostile.sendByReference(await hostile.round1Task(q, victim().participantId, directory), swap);
+      expect([job.state, job.failedReason]).toEqual(['failed', expect.stringMatching(/^task rejected: the task's part [0-9a-f]{16}… does not hash to its reference$/) as string]);
+      expect(job.returnvalue).toBeFalsy();
+      expect(existsSync(join(victim().home, 'state', `${q.queryId}.r1.json`))).toBe(false);
+      await until(`${victim().name}'s log to record the rejection`, 10_000, () =>
+        Promise.resolve(/does not hash to its reference/.test(readFileSync(join(cluster.dir, `participant-${victim().name}.log`), 'utf8')) ? true : undefined),
+      );
+    }, 60_000);
+
+    it('fails a task whose part is not in its study\'s keys (put under another study\'s), after its retries, and sends nothing', async () => {
+      const q = await forgeWithRunningCommittee();
+      const task = await hostile.round1Task(q, victim().participantId, directory);
+      // The worker's Redis user may read its own study's parts only: the part is there, but not where it may look.
+      const job = await hostile.sendByReference(task, (text) => text, studyIdOf(outsider));
+      expect([job.state, job.failedReason]).toEqual(['failed', expect.stringMatching(/the task's part [0-9a-f]{16}… is not in Redis/) as string]);
+      expect(job.returnvalue).toBeFalsy();
+      expect(existsSync(join(victim().home, 'state', `${q.queryId}.r1.json`))).toBe(false);
+    }, 60_000);
+  });
+
   describe('attack 1: a researcher and one participant with a threshold of 1', () => {
     it('the API refuses a threshold below a majority of the committee, naming threshold, before anything is recorded', async () => {
       const before = (await cluster.get<{ total: number }>('/v1/events')).total;

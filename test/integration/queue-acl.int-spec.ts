@@ -13,6 +13,7 @@ import {
   participantQueue,
   PARTICIPANT_COMMANDS,
   provisionParticipantUser,
+  taskPartKey,
   redisConnectionOptions,
   revokeParticipantUser,
   TaskRejected,
@@ -56,10 +57,10 @@ function connectAs(username: string, password: string, role: 'worker' | 'produce
   return conn;
 }
 
-async function provision(name: string, password: string, queue: string): Promise<string> {
+async function provision(name: string, password: string, queue: string, studyId = `study-${name}`): Promise<string> {
   const username = user(name);
   createdUsers.add(username);
-  await provisionParticipantUser(admin, { username, password, prefix, queue });
+  await provisionParticipantUser(admin, { username, password, prefix, queue, studyId });
   return username;
 }
 
@@ -165,13 +166,16 @@ describe('participant Redis users', () => {
       }
     }
     expect([...granted].sort()).toEqual([...PARTICIPANT_COMMANDS].sort());
-    expect(participantAclRules(prefix, queueA).slice(0, 3)).toEqual([`~${prefix}:${queueA}:*`, 'resetchannels', '-@all']);
-    // One selector: XADD, and only XADD, on the completion stream, write-only.
+    expect(participantAclRules(prefix, queueA, 'study-A').slice(0, 3)).toEqual([`~${prefix}:${queueA}:*`, 'resetchannels', '-@all']);
+    // Two selectors: XADD, and only XADD, on the completion stream, write-only; GET, and only GET, on its study's parts.
     const selectors = field('selectors') as unknown[][];
-    expect(selectors).toHaveLength(1);
+    expect(selectors).toHaveLength(2);
     const selector = selectors[0]!;
     expect(selector[selector.indexOf('commands') + 1]).toBe('-@all +xadd');
     expect(selector[selector.indexOf('keys') + 1]).toBe(`%W~${prefix}:coordinator.completions`);
+    const parts = selectors[1]!;
+    expect(parts[parts.indexOf('commands') + 1]).toBe('-@all +get');
+    expect(parts[parts.indexOf('keys') + 1]).toBe(`%R~${prefix}:{study.study-A}:part:*`);
   });
 
   it('let A run a BullMQ Worker that answers a job the coordinator added, and the coordinator reads the answer', async () => {
@@ -226,6 +230,26 @@ describe('participant Redis users', () => {
     // And nowhere else: another stream's key is out of reach for appending too.
     expect(await errorOf(asA.xadd(`${prefix}:coordinator.completions2`, '*', 'job', mine))).toMatch(NOPERM);
     await admin.del(key);
+  });
+
+  it('let A GET its own study\'s shared task parts, and refuse it every write to them and any other study\'s part', async () => {
+    const hash = 'a'.repeat(64);
+    const mine = taskPartKey(prefix, 'study-A', hash);
+    const theirs = taskPartKey(prefix, 'study-B', hash);
+    await admin.set(mine, '{"plan":"public to study A"}');
+    await admin.set(theirs, '{"plan":"public to study B"}');
+    expect(await asA.get(mine)).toBe('{"plan":"public to study A"}');
+    const refused: [string, () => Promise<unknown>][] = [
+      ['GET another study\'s part', () => asA.get(theirs)],
+      ['SET its own study\'s part', () => asA.set(mine, '{"plan":"forged"}')],
+      ['DEL its own study\'s part', () => asA.del(mine)],
+      ['PEXPIRE its own study\'s part', () => asA.pexpire(mine, 1)],
+      ['RENAME its own study\'s part', () => asA.rename(mine, `${prefix}:${queueA}:stolen`)],
+      ['EXISTS another study\'s part', () => asA.exists(theirs)],
+    ];
+    for (const [what, call] of refused) expect([what, await errorOf(call())]).toEqual([what, expect.stringMatching(NOPERM)]);
+    expect(await admin.get(mine)).toBe('{"plan":"public to study A"}');
+    await admin.del(mine, theirs);
   });
 
   it('refuse A every read of B\'s queue keys', async () => {
@@ -352,7 +376,7 @@ describe('participant Redis users', () => {
     const password = generateRedisPassword();
     let caught: unknown;
     try {
-      await provisionParticipantUser(asA, { username: user('never'), password, prefix, queue: queueA });
+      await provisionParticipantUser(asA, { username: user('never'), password, prefix, queue: queueA, studyId: 'study-A' });
     } catch (err) {
       caught = err;
     }
@@ -371,7 +395,7 @@ describe('participant Redis users', () => {
     const old = generateRedisPassword();
     await admin.call('ACL', 'SETUSER', username, 'on', `>${old}`, 'allkeys', 'allchannels', '+@all');
     const rotated = generateRedisPassword();
-    await provisionParticipantUser(admin, { username, passwordHash: hashRedisPassword(rotated), prefix, queue: participantQueue('hospital-3') });
+    await provisionParticipantUser(admin, { username, passwordHash: hashRedisPassword(rotated), prefix, queue: participantQueue('hospital-3'), studyId: 'study-3' });
 
     expect(await authenticationError(username, old)).toMatch(/WRONGPASS/);
     expect(await authenticationError(username, rotated)).toBe('');
@@ -385,7 +409,7 @@ describe('participant Redis users', () => {
     const username = user('D');
     createdUsers.add(username);
     const password = generateRedisPassword();
-    await provisionParticipantUser(admin, { username, password, prefix, queue: participantQueue('hospital-4') });
+    await provisionParticipantUser(admin, { username, password, prefix, queue: participantQueue('hospital-4'), studyId: 'study-4' });
     // No reconnection, so the connection ends when the server drops it (a worker's would retry and get WRONGPASS).
     const open = new Redis({ ...redisConnectionOptions(url, { role: 'worker', username, password }), retryStrategy: () => null });
     open.on('error', () => undefined);

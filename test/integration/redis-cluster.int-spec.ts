@@ -81,7 +81,7 @@ describe('a Redis Cluster', () => {
     const username = `confide-${prefix}-a`;
     const password = generateRedisPassword();
     const queue = participantQueue('hospital-a');
-    await provisionParticipantUser(admin, { username, password, prefix, queue });
+    await provisionParticipantUser(admin, { username, password, prefix, queue, studyId: 'study-1' });
     const found = await onEveryNode(async (n) => Array.isArray(await n.call('ACL', 'GETUSER', username)));
     expect([...found.values()]).toEqual(redis.ports.map(() => true));
 

@@ -28,7 +28,7 @@ import {
   type StudySchema,
   type ViewUpdate,
 } from '@confide/protocol';
-import { newParticipantId, newQueryId, roundOf, signTask, TASK, taskJobId, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
+import { newParticipantId, newQueryId, roundOf, signTask, signTaskRefs, TASK, taskJobId, type DirectoryEntry, type TaskOf, type TaskPayload } from '@confide/queue';
 import { openDatabase, type Database } from '../../apps/coordinator/src/db/database';
 import { EventLog } from '../../apps/coordinator/src/db/repositories';
 import type { Cluster } from './cluster';
@@ -252,6 +252,20 @@ export class HostileCoordinator {
   /** Signs a task with the real coordinator key, puts it in its participant's queue and waits for the worker. */
   async send(task: TaskPayload, jobId = taskJobId(task.queryId, roundOf(task.kind), task.participantId)): Promise<FinishedJob> {
     await this.tasks.add(task.participantId, task.kind, jobId, signTask(this.key, task));
+    return this.tasks.waitForFinished(task.participantId, jobId, 30_000);
+  }
+
+  /**
+   * Sends a task as the coordinator does, by reference (libs/queue task-refs.ts): its shared parts into Redis under
+   * their hashes, then the reference signed with the real key, and waits for the worker. `tamper` plays Redis (or
+   * whoever runs it) changing a part's text after the coordinator hashed and signed it; `partsStudy` puts the parts
+   * under another study's keys.
+   */
+  async sendByReference(task: TaskPayload, tamper: (text: string) => string = (t) => t, partsStudy = task.studyId): Promise<FinishedJob> {
+    const { refs, parts } = signTaskRefs(this.key, [task]);
+    for (const [hash, text] of parts) await this.tasks.putPart(partsStudy, hash, tamper(text));
+    const jobId = taskJobId(task.queryId, roundOf(task.kind), task.participantId);
+    await this.tasks.add(task.participantId, task.kind, jobId, refs[0]);
     return this.tasks.waitForFinished(task.participantId, jobId, 30_000);
   }
 

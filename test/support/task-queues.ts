@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { importPrivateKeyPem, publicKeyBase64Url, type KeyPair } from '@confide/crypto';
-import { participantQueue, type DirectoryEntry } from '@confide/queue';
+import { participantQueue, taskPartKey, type DirectoryEntry } from '@confide/queue';
 import { type Cluster, type ParticipantProcess, until as pollUntil } from './cluster';
 import { closeConnection } from './redis';
 
@@ -53,6 +53,11 @@ export class TaskQueues {
   /** Adds a task job (signed task data) to a participant's queue, with the coordinator's job options. */
   async add(participantId: string, name: string, jobId: string, data: unknown): Promise<void> {
     await this.queue(participantId).add(name, data, { ...TASK_JOB_OPTIONS, jobId });
+  }
+
+  /** Puts a shared task part (libs/queue task-refs.ts) into Redis under a study's key for `hash`, whatever `text` is. */
+  async putPart(studyId: string, hash: string, text: string): Promise<void> {
+    await this.connection.set(taskPartKey(this.cluster.prefix, studyId, hash), text, 'PX', 600_000);
   }
 
   /** Polls a job until it completed or failed for good (finishedOn is set only then), with a deadline. */

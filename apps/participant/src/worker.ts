@@ -27,7 +27,7 @@ import {
   type QuerySpec,
   type StudySchema,
 } from '@confide/protocol';
-import { completionsKey, confideVersion, createRedis, noteFinished, DRAIN_GRACE_MS, openTask, OutageMonitor, roundOf, settledWithin, TASK, taskJobId, TaskRejected, withoutCredentials, type Answer, type DirectoryEntry, type RedisClient, type TaskOf, type TaskPayload } from '@confide/queue';
+import { completionsKey, confideVersion, createRedis, noteFinished, DRAIN_GRACE_MS, openDispatchedTask, OutageMonitor, taskPartKey, roundOf, settledWithin, TASK, taskJobId, TaskRejected, withoutCredentials, type Answer, type DirectoryEntry, type RedisClient, type TaskOf, type TaskPayload } from '@confide/queue';
 import { CoordinatorLink, CoordinatorRequestError, WORKER_OUTAGE_RETRY_MS } from './coordinator-link';
 import { DataFileMonitor, DataFileRefusal } from './data-file';
 import { ParticipantHome, taskQueueOf, type Identity } from './home';
@@ -313,7 +313,7 @@ export class ParticipantWorker {
   async process(job: Job): Promise<Answer> {
     let task;
     try {
-      task = openTask(job.data, { coordinatorKey: this.coordinatorKey, participantId: this.identity.participantId, studyId: this.identity.studyId });
+      task = await openDispatchedTask(job.data, { coordinatorKey: this.coordinatorKey, participantId: this.identity.participantId, studyId: this.identity.studyId }, (hash) => this.fetchPart(hash));
       if (job.id !== taskJobId(task.queryId, roundOf(task.kind), this.identity.participantId)) throw new UnrecoverableError('task rejected: job id does not match the signed task');
     } catch (err) {
       const refusal = err instanceof TaskRejected ? new UnrecoverableError(`task rejected: ${err.message}`) : err;
@@ -345,6 +345,15 @@ export class ParticipantWorker {
       this.logTask(this.report(task, job, refusal ? 'refused' : 'failed', failure.message, facts, note), note.refusal);
       throw failure;
     }
+  }
+
+  /**
+   * A shared task part (libs/queue task-refs.ts) from Redis, over this participant's own connection: its ACL lets it
+   * GET its study's parts and nothing else. Checked against its hash by the caller, so nothing is trusted from Redis.
+   */
+  private async fetchPart(hash: string): Promise<string | null> {
+    if (!this.connection) throw new Error('the worker is not connected to Redis');
+    return this.connection.get(taskPartKey(this.identity.redis.prefix, this.identity.studyId, hash));
   }
 
   private report(task: TaskPayload, job: Job, outcome: TaskReport['outcome'], reason: string | null, facts: LedgerFacts | null, note: TaskNote): TaskReport {

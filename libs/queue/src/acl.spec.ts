@@ -69,10 +69,15 @@ const queue = participantQueue('hospital-1');
 
 describe('participantAclRules', () => {
   it('grants the queue\'s keys, no channel, and only the listed commands', () => {
-    const rules = participantAclRules('confide', queue);
+    const rules = participantAclRules('confide', queue, 'study-1');
     expect(rules.slice(0, 3)).toEqual(['~confide:{participant.hospital-1}:*', 'resetchannels', '-@all']);
-    expect(rules.slice(3, -1)).toEqual(PARTICIPANT_COMMANDS.map((c) => `+${c}`));
-    expect(rules.at(-1)).toBe('(%W~confide:coordinator.completions resetchannels -@all +xadd)');
+    expect(rules.slice(3, -2)).toEqual(PARTICIPANT_COMMANDS.map((c) => `+${c}`));
+    expect(rules.at(-2)).toBe('(%W~confide:coordinator.completions resetchannels -@all +xadd)');
+    expect(rules.at(-1)).toBe('(%R~confide:{study.study-1}:part:* resetchannels -@all +get)');
+  });
+
+  it.each(['study*', 'a:b', 's{t}', ''])('refuses a study id %p that could widen the parts pattern', (studyId) => {
+    expect(() => participantAclRules('confide', queue, studyId)).toThrow(TypeError);
   });
 
   it('grants no category, no keyless command that reaches the whole keyspace or other clients, and no channel', () => {
@@ -80,7 +85,7 @@ describe('participantAclRules', () => {
     for (const command of ['keys', 'scan', 'randomkey', 'dbsize', 'flushall', 'flushdb', 'swapdb', 'move', 'copy', 'sort', 'sort_ro', 'info', 'client', 'config', 'acl', 'monitor', 'debug', 'script', 'function', 'fcall', 'publish', 'subscribe', 'psubscribe', 'ssubscribe', 'wait', 'migrate', 'restore', 'object', 'memory', 'slowlog', 'latency', 'shutdown', 'module']) {
       expect(granted.has(command)).toBe(false);
     }
-    expect(participantAclRules('confide', queue).filter((r) => r.startsWith('+@') || r.startsWith('&') || r === 'allkeys' || r === 'allchannels')).toEqual([]);
+    expect(participantAclRules('confide', queue, 'study-1').filter((r) => r.startsWith('+@') || r.startsWith('&') || r === 'allkeys' || r === 'allchannels')).toEqual([]);
     expect(new Set(PARTICIPANT_COMMANDS).size).toBe(PARTICIPANT_COMMANDS.length);
   });
 
@@ -150,7 +155,7 @@ describe('participantAclRules', () => {
     ['{confide}', queue],
     ['confide', 'a:b'],
   ])('refuses a prefix %p or queue %p that could widen the pattern', (prefix, q) => {
-    expect(() => participantAclRules(prefix, q)).toThrow(TypeError);
+    expect(() => participantAclRules(prefix, q, 'study-1')).toThrow(TypeError);
   });
 });
 
@@ -180,27 +185,27 @@ describe('participantAclSetUserArgs', () => {
   const passwordHash = hashRedisPassword(password);
 
   it('resets the user, then enables it with the hashed password and the participant rules', () => {
-    expect(participantAclSetUserArgs({ username: 'confide-hospital-1', passwordHash, prefix: 'confide', queue })).toEqual([
+    expect(participantAclSetUserArgs({ username: 'confide-hospital-1', passwordHash, prefix: 'confide', queue, studyId: 'study-1' })).toEqual([
       'confide-hospital-1',
       'reset',
       'on',
       `#${passwordHash}`,
-      ...participantAclRules('confide', queue),
+      ...participantAclRules('confide', queue, 'study-1'),
     ]);
   });
 
   it('never holds the plaintext password', () => {
-    const args = participantAclSetUserArgs({ username: 'confide-hospital-1', passwordHash, prefix: 'confide', queue });
+    const args = participantAclSetUserArgs({ username: 'confide-hospital-1', passwordHash, prefix: 'confide', queue, studyId: 'study-1' });
     expect(args.join(' ')).not.toContain(password);
     expect(args.some((a) => a.startsWith('>'))).toBe(false);
   });
 
   it.each(['default', '', 'a b', 'a:b', 'x'.repeat(101), '>pw'])('refuses the username %p', (username) => {
-    expect(() => participantAclSetUserArgs({ username, passwordHash, prefix: 'confide', queue })).toThrow(TypeError);
+    expect(() => participantAclSetUserArgs({ username, passwordHash, prefix: 'confide', queue, studyId: 'study-1' })).toThrow(TypeError);
     expect(() => assertParticipantUsername(username)).toThrow(TypeError);
   });
 
   it.each(['', 'A'.repeat(64), 'ab', `${'0'.repeat(63)} `])('refuses the password hash %p', (hash) => {
-    expect(() => participantAclSetUserArgs({ username: 'u', passwordHash: hash, prefix: 'confide', queue })).toThrow(TypeError);
+    expect(() => participantAclSetUserArgs({ username: 'u', passwordHash: hash, prefix: 'confide', queue, studyId: 'study-1' })).toThrow(TypeError);
   });
 });

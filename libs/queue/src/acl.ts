@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { assertKeyPrefix, assertQueueName, completionsKey } from './names';
+import { assertKeyPrefix, assertQueueName, completionsKey, taskPartPattern } from './names';
 import { redisNodes, type RedisClient } from './redis';
 
 /**
@@ -85,12 +85,21 @@ export function participantKeyPattern(prefix: string, queue: string): string {
  * completion stream where workers say a task finished (completions.ts), write-only (`%W~`). So a participant
  * appends notices and cannot read the stream (other participants' job ids) nor delete or trim it (others'
  * notices): the commands granted on its own queue's keys do not reach this key, as each grant holds only with its
- * own key pattern. `resetchannels` is explicit because `reset` grants every channel when the server's
+ * own key pattern. A second selector lets it read its study's shared task parts ({@link partsSelector}).
+ * `resetchannels` is explicit because `reset` grants every channel when the server's
  * acl-pubsub-default is allchannels (the default before Redis 7).
  * @throws TypeError if the prefix or queue name could widen the key pattern
  */
-export function participantAclRules(prefix: string, queue: string): string[] {
-  return [`~${participantKeyPattern(prefix, queue)}`, 'resetchannels', '-@all', ...PARTICIPANT_COMMANDS.map((c) => `+${c}`), completionsSelector(prefix)];
+export function participantAclRules(prefix: string, queue: string, studyId: string): string[] {
+  return [`~${participantKeyPattern(prefix, queue)}`, 'resetchannels', '-@all', ...PARTICIPANT_COMMANDS.map((c) => `+${c}`), completionsSelector(prefix), partsSelector(prefix, studyId)];
+}
+
+/**
+ * The ACL selector that lets a participant GET its study's shared task parts (task-refs.ts) and do nothing else with
+ * them, read-only (`%R~`): no write, no delete, no other study's parts (their keys carry the study id).
+ */
+export function partsSelector(prefix: string, studyId: string): string {
+  return `(%R~${taskPartPattern(prefix, studyId)} resetchannels -@all +get)`;
 }
 
 /** The ACL selector that lets a participant append to the completion stream and do nothing else with it. */
@@ -117,6 +126,8 @@ export interface ParticipantUser {
   readonly username: string;
   readonly prefix: string;
   readonly queue: string;
+  /** The participant's study: its user may read that study's shared task parts. */
+  readonly studyId: string;
 }
 
 /** The credential: the password itself (at enrolment), or its stored hash (re-provisioning at boot). */
@@ -133,7 +144,7 @@ export type ParticipantCredential = { readonly password: string } | { readonly p
 export function participantAclSetUserArgs(user: ParticipantUser & { readonly passwordHash: string }): string[] {
   assertParticipantUsername(user.username);
   if (!/^[0-9a-f]{64}$/.test(user.passwordHash)) throw new TypeError('passwordHash must be 64 lowercase hex digits (hashRedisPassword)');
-  return [user.username, 'reset', 'on', `#${user.passwordHash}`, ...participantAclRules(user.prefix, user.queue)];
+  return [user.username, 'reset', 'on', `#${user.passwordHash}`, ...participantAclRules(user.prefix, user.queue, user.studyId)];
 }
 
 /**
@@ -147,7 +158,7 @@ export function participantAclSetUserArgs(user: ParticipantUser & { readonly pas
  */
 export async function provisionParticipantUser(admin: RedisClient, user: ParticipantUser & ParticipantCredential): Promise<void> {
   const passwordHash = 'password' in user ? hashRedisPassword(user.password) : user.passwordHash;
-  const args = participantAclSetUserArgs({ username: user.username, prefix: user.prefix, queue: user.queue, passwordHash });
+  const args = participantAclSetUserArgs({ username: user.username, prefix: user.prefix, queue: user.queue, studyId: user.studyId, passwordHash });
   try {
     for (const node of await redisNodes(admin)) await node.call('ACL', 'SETUSER', ...args);
   } catch (err) {

@@ -12,3 +12,4 @@ export * from './events';
 export * from './outcome';
 export * from './completions';
 export * from './version';
+export * from './task-refs';

@@ -97,6 +97,24 @@ export function completionsKey(prefix: string): string {
   return `${prefix}:${COMPLETIONS_STREAM}`;
 }
 
+/**
+ * Where a study's shared task parts live (task-refs.ts): one key per part, named by its SHA-256, under the study's own
+ * hash tag, so a participant's ACL can let it read its study's parts and no other study's (acl.ts partsSelector).
+ */
+export function taskPartKey(prefix: string, studyId: string, hash: string): string {
+  assertKeyPrefix(prefix);
+  assertIdPart(studyId, 'study id');
+  if (!/^[0-9a-f]{64}$/.test(hash)) throw new TypeError(`a task part's hash must be 64 lowercase hex digits, got ${JSON.stringify(hash)}`);
+  return `${prefix}:{study.${studyId}}:part:${hash}`;
+}
+
+/** The key pattern of a study's task parts, as a participant's ACL lets it read them (acl.ts). */
+export function taskPartPattern(prefix: string, studyId: string): string {
+  assertKeyPrefix(prefix);
+  assertIdPart(studyId, 'study id');
+  return `${prefix}:{study.${studyId}}:part:*`;
+}
+
 /** The coordinator's own queue of round deadlines (delayed jobs) and "check this round now" nudges. */
 export const CONTROL_QUEUE = '{coordinator.control}';
 

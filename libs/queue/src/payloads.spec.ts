@@ -3,7 +3,7 @@ import { generateKeyPair, publicKeyBase64Url, signMessage, type KeyPair } from '
 import { planSchema, planShamir, sha256Hex } from '@confide/protocol';
 import { seededRandom } from '../../../test/support/randomness';
 import { TASK } from './names';
-import { openTask, signTask, signTasks, TaskRejected, type SignedTask, type TaskOf, type TaskPayload } from './payloads';
+import { openTask, signTask, TaskRejected, type SignedTask, type TaskOf, type TaskPayload } from './payloads';
 
 const rng = seededRandom('queue/payloads');
 const coordinator = generateKeyPair('ed25519', rng);
@@ -94,25 +94,6 @@ describe('signTask / openTask', () => {
     const task = build();
     const opened = openTask(viaRedis(signTask(coordinator, task)), { ...expectFor(task.participantId), now: task.issuedAt });
     expect(opened).toEqual(task);
-  });
-
-  it('signs many tasks sharing their plan, query, evidence and view exactly as it signs each alone (signTasks)', () => {
-    // Shared objects (encoded once) beside per-task ones, a decimal ε (written as its text when signed), a field left
-    // undefined, and a round-2 task in the same batch.
-    const shared = round1Task({ query: { select: [{ stat: 'mean', field: 'salary' }], privacy: { ...PRIVACY, dp: { mechanism: 'laplace', epsilon: 0.5 } } } });
-    const view = { from: 3, consistency: [], entries: [] };
-    const tasks: TaskPayload[] = [
-      ...SITES.map((participantId, i) => ({ ...shared, participantId, ...(i > 0 ? { view } : {}) })),
-      { ...shared, participantId: 'hospital-9', directory: directory.slice(0, 1), view: undefined },
-      round2Task(),
-    ] as TaskPayload[];
-    const many = signTasks(coordinator, tasks);
-    expect(many.map((t) => t.signature)).toEqual(tasks.map((t) => signTask(coordinator, t).signature));
-    for (const [i, t] of many.entries()) expect(openTask(viaRedis(t), { ...expectFor(tasks[i]!.participantId), now: tasks[i]!.issuedAt })).toEqual(viaRedis(tasks[i]));
-    // A change to one task's own field changes only its signature.
-    const changed = signTasks(coordinator, [tasks[0]!, { ...tasks[1]!, deadline: tasks[1]!.deadline - 1 }]);
-    expect(changed[0]!.signature).toBe(many[0]!.signature);
-    expect(changed[1]!.signature).not.toBe(many[1]!.signature);
   });
 
   it('rejects a task signed by someone other than the coordinator', () => {

@@ -1,6 +1,6 @@
 import { UnrecoverableError } from 'bullmq';
 import { z } from 'zod';
-import { canonicalJson, signCanonicalJson, signMessage, verifyMessage, type KeyPair, type PublicKey } from '@confide/crypto';
+import { signMessage, verifyMessage, type KeyPair, type PublicKey } from '@confide/crypto';
 import {
   ledgerEvidenceSchema,
   ledgerValue,
@@ -186,34 +186,6 @@ export function signTask(coordinatorKey: KeyPair, task: TaskPayload): SignedTask
 }
 
 /**
- * Signs many tasks that share most of their content, as {@link signTask} signs each: a round's tasks all hold the
- * same plan, query and ledger evidence (O(N) each in the number of participants, the plan listing all of them), and
- * often the same view update, and differ in the participant they are for. Each of a task's fields that is the same
- * object as in a task before it is encoded (ledgerValue, then canonical JSON) once, and each task's canonical JSON
- * is put together from the encoded fields in sorted key order, as canonicalJson would write it. So the cost of a
- * round is O(N) to encode, not O(N²). The bytes signed, and so the signatures, are exactly signTask's.
- */
-export function signTasks(coordinatorKey: KeyPair, tasks: readonly TaskPayload[]): SignedTask[] {
-  const encoded = new Map<unknown, string>();
-  const encode = (value: unknown): string => {
-    if (value === null || typeof value !== 'object') return canonicalJson(signed(value));
-    let json = encoded.get(value);
-    if (json === undefined) encoded.set(value, (json = canonicalJson(signed(value))));
-    return json;
-  };
-  return tasks.map((task) => {
-    const record = task as unknown as Record<string, unknown>;
-    let json = '{';
-    for (const key of Object.keys(record).sort()) {
-      const value = record[key];
-      if (value === undefined) continue;
-      json += `${json.length === 1 ? '' : ','}${JSON.stringify(key)}:${encode(value)}`;
-    }
-    return { task, signature: signCanonicalJson(coordinatorKey.privateKey, TASK_DOMAIN, `${json}}`) };
-  });
-}
-
-/**
  * Why a task was refused before any work was done. A BullMQ UnrecoverableError, so a processor that lets it
  * propagate fails the job at once instead of retrying a task that can never verify (STYLE.md "Queues").
  */
@@ -234,6 +206,15 @@ export function openTask(
   if (!parsed.success) throw new TaskRejected(`malformed task: ${parsed.error.issues[0]?.path.join('.') ?? ''} ${parsed.error.issues[0]?.message ?? ''}`.trim());
   const { task, signature } = parsed.data;
   if (!verifyMessage(expect.coordinatorKey, TASK_DOMAIN, signed(task), signature)) throw new TaskRejected('task signature does not verify with the coordinator key');
+  return checkTask(task, expect);
+}
+
+/**
+ * The checks of {@link openTask} after the signature, for a task signed whole or put together from a signed reference
+ * (task-refs.ts): addressed to this participant and study, its plan for its query, not expired, not issued in the future.
+ * @throws TaskRejected naming the first problem
+ */
+export function checkTask(task: TaskPayload, expect: { participantId: string; studyId: string; now?: number; skewMs?: number }): TaskPayload {
   if (task.participantId !== expect.participantId) throw new TaskRejected(`task is addressed to participant ${task.participantId}`);
   if (task.studyId !== expect.studyId) throw new TaskRejected(`task is for study ${task.studyId}, this worker serves ${expect.studyId}`);
   if (task.plan.jobId !== task.queryId) throw new TaskRejected('task plan is for another query');

@@ -14,7 +14,7 @@ import {
   type ShamirPlan,
   type StudySchema,
 } from '@confide/protocol';
-import { querySpecSchema, signedTaskSchema } from '@confide/queue';
+import { dispatchedTaskSchema, querySpecSchema } from '@confide/queue';
 
 /**
  * The JSON text columns of the coordinator's database (schema.ts), read back through one helper and a zod schema
@@ -151,8 +151,11 @@ export const closedMembersColumn = z.looseObject({
 /** `partial_decryptions.partials_json`: one custodian's posted partials (libs/protocol postedPartialsSchema). */
 export const partialsColumn = postedPartialsSchema;
 
-/** `dispatches.payload_json`: the signed task as it goes into the participant's queue (libs/queue signedTaskSchema). */
-export const dispatchPayloadColumn = signedTaskSchema;
+/**
+ * `dispatches.payload_json`: the signed task as it goes into the participant's queue, by reference to its shared parts
+ * (libs/queue signedTaskRefSchema) or, as an older coordinator stored it, whole (signedTaskSchema).
+ */
+export const dispatchPayloadColumn = dispatchedTaskSchema;
 
 /** `events.body`: a ledger entry's body, canonical JSON of an object (libs/ledger entryBytes checks every value). */
 export const eventBodyColumn = z.record(z.string(), z.unknown());

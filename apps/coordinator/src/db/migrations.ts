@@ -337,12 +337,35 @@ function queryLeases(dialect: Dialect): Migration {
 }
 
 /**
+ * Shared task parts (issue 15, N = 1,000): a round's tasks go out by reference (libs/queue task-refs.ts), and what
+ * they share (the plan listing every participant, the evidence, the view update) is stored once per round here,
+ * beside the outbox rows that name it, so the tasks can be sent again after Redis lost them. Rows go with the query's
+ * outbox rows.
+ */
+function taskParts(dialect: Dialect): Migration {
+  const int64 = dialect === 'postgres' ? 'bigint' : 'integer';
+  return {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createTable('task_parts')
+        .addColumn('query_id', 'text', (c) => c.notNull().references('queries.id'))
+        .addColumn('hash', 'text', (c) => c.notNull())
+        .addColumn('study_id', 'text', (c) => c.notNull())
+        .addColumn('body', 'text', (c) => c.notNull())
+        .addColumn('expires_at', int64, (c) => c.notNull())
+        .addPrimaryKeyConstraint('task_parts_pk', ['query_id', 'hash'])
+        .execute();
+    },
+  };
+}
+
+/**
  * The in-code migration provider for Kysely's `Migrator`: migrations are compiled into the app, so
  * there is no directory to find at run time.
  * @param dialect the database the migrations will run on
  */
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {
-    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect), '0003_privacy_budget': privacyBudget(dialect), '0004_event_study': eventStudy(), '0005_researcher_identity': researcherIdentity(dialect), '0006_outbox': outbox(dialect), '0007_participant_removal': participantRemoval(dialect), '0008_participant_activity': participantActivity(dialect), '0009_participant_heartbeat': participantHeartbeat(dialect), '0010_query_leases': queryLeases(dialect) }),
+    getMigrations: () => Promise.resolve({ '0001_initial': initial(dialect), '0002_ledger': ledger(dialect), '0003_privacy_budget': privacyBudget(dialect), '0004_event_study': eventStudy(), '0005_researcher_identity': researcherIdentity(dialect), '0006_outbox': outbox(dialect), '0007_participant_removal': participantRemoval(dialect), '0008_participant_activity': participantActivity(dialect), '0009_participant_heartbeat': participantHeartbeat(dialect), '0010_query_leases': queryLeases(dialect), '0011_task_parts': taskParts(dialect) }),
   };
 }

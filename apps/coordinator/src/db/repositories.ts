@@ -37,6 +37,7 @@ import type {
   StoredEvent,
   Study,
   Tables,
+  TaskPart,
   TaskOutcomesTable,
 } from './schema';
 
@@ -665,9 +666,22 @@ export class DispatchRepository {
     return this.db.selectFrom('dispatches').selectAll().where('query_id', '=', queryId).orderBy('round').orderBy('participant_id').execute();
   }
 
-  /** Drops a decided query's tasks, once its jobs are out of Redis. */
+  /** Drops a decided query's tasks and their shared parts, once its jobs are out of Redis. */
   async forget(queryId: string): Promise<void> {
     await this.db.deleteFrom('dispatches').where('query_id', '=', queryId).execute();
+    await this.db.deleteFrom('task_parts').where('query_id', '=', queryId).execute();
+  }
+
+  /** Stores the shared parts a round's tasks name (libs/queue task-refs.ts); a part already stored is kept. */
+  async storeParts(rows: readonly TaskPart[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.db.insertInto('task_parts').values([...rows]).onConflict((oc) => oc.columns(['query_id', 'hash']).doNothing()).execute();
+  }
+
+  /** The shared parts of these queries' tasks, to put into Redis before the tasks are sent again. */
+  async partsOf(queryIds: readonly string[]): Promise<TaskPart[]> {
+    if (queryIds.length === 0) return [];
+    return this.db.selectFrom('task_parts').selectAll().where('query_id', 'in', [...new Set(queryIds)]).execute();
   }
 }
 

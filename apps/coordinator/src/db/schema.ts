@@ -115,13 +115,29 @@ export interface PartialDecryptionsTable {
  * The outbox: a signed task of an open round, kept until its query is decided so that it can be sent again with the
  * same job id when Redis lost it or was down (migration 0006).
  */
+/**
+ * The outbox's shared task parts (migration 0011, libs/queue task-refs.ts): what every task of a round holds alike,
+ * stored once per round and put into Redis before the tasks that name it by its SHA-256. Public to the study's
+ * participants (plan, query, keys, ledger evidence, view updates); never a share or an answer.
+ */
+export interface TaskPartsTable {
+  query_id: string;
+  /** SHA-256 (hex) of `body`. */
+  hash: string;
+  study_id: string;
+  /** The part's exact text, as its hash covers it. */
+  body: string;
+  /** When its round's deadline passes (ms since the epoch): Redis keeps it an hour past that. */
+  expires_at: number;
+}
+
 export interface DispatchesTable {
   query_id: string;
   round: number;
   participant_id: string;
   /** The BullMQ job name: the task's kind. */
   job_name: string;
-  /** The signed task, as added to the participant's queue. */
+  /** The signed task, as added to the participant's queue: whole, or by reference to its {@link TaskPartsTable} rows. */
   payload_json: string;
   created_at: number;
   /** When it was last added to Redis; null while it waits for Redis. */
@@ -191,6 +207,7 @@ export interface Tables {
   contributions: ContributionsTable;
   partial_decryptions: PartialDecryptionsTable;
   dispatches: DispatchesTable;
+  task_parts: TaskPartsTable;
   task_outcomes: TaskOutcomesTable;
   events: EventsTable;
   event_append_lock: EventAppendLockTable;
@@ -262,6 +279,7 @@ export type NewRound = Pick<Insertable<RoundsTable>, 'query_id' | 'round' | 'ope
 export type QueryLease = Selectable<QueryLeasesTable>;
 /** A contribution row. */
 export type Dispatch = Selectable<DispatchesTable>;
+export type TaskPart = Selectable<TaskPartsTable>;
 
 export type Contribution = Selectable<ContributionsTable>;
 /** A new contribution. */

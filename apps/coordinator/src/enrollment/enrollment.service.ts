@@ -146,7 +146,7 @@ export class EnrollmentService {
     const queue = participantQueue(participantId);
     // Then the Redis user: if the database refuses the enrollment, the user is removed again and nothing is left half-done.
     // A connection that is reconnecting (a blip, a Redis restart just ending) is waited for briefly: 503 only if it stays down.
-    await withRedis(this.redis.producer, () => provisionParticipantUser(this.redis.producer, { username, passwordHash: req.redisPasswordSha256, prefix: this.config.queuePrefix, queue }));
+    await withRedis(this.redis.producer, () => provisionParticipantUser(this.redis.producer, { username, passwordHash: req.redisPasswordSha256, prefix: this.config.queuePrefix, queue, studyId: invitation.study_id }));
     const enrolled = await this.repos
       .transaction(async (tx) => {
         const done = await tx.participants.enroll(hashToken(token), now, {

@@ -92,7 +92,8 @@ import {
   participantQueue,
   provisionParticipantUser,
   revokeParticipantUser,
-  signTasks,
+  signTaskRefs,
+  taskPartKey,
   TASK,
   taskJobId,
   type DirectoryEntry,
@@ -103,7 +104,7 @@ import {
 import type { CoordinatorConfig } from '../config';
 import type { Logger } from '../logging';
 import { isDatabaseOutage } from '../db/database';
-import type { Dispatch, Participant } from '../db/schema';
+import type { Dispatch, Participant, TaskPart } from '../db/schema';
 import { Repositories, type RepositorySet } from '../storage';
 import type { Dependencies } from '../health/dependencies';
 import { CONFIG, COORDINATOR_ENCRYPTION_KEY, COORDINATOR_KEY, DEPENDENCIES, LOGGER, REDIS } from '../tokens';
@@ -140,7 +141,11 @@ export interface RedisConnections {
 }
 
 /** An outbox row to send: read back from the database, or just stored, with the signed task it was made from. */
-type Outgoing = Dispatch & { readonly signed?: unknown };
+/** A stored task on its way to Redis: the signed task it holds, and the shared parts it names, when at hand. */
+type Outgoing = Dispatch & { readonly signed?: unknown; readonly parts?: readonly TaskPart[] };
+
+/** How long a task part stays in Redis past its round's deadline (putParts). */
+const PART_KEPT_MS = 3_600_000;
 
 /** How a task job is kept and retried: the same for its first dispatch and every re-dispatch. */
 const TASK_JOB_OPTIONS = { attempts: 3, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: false, removeOnFail: false } as const;
@@ -332,7 +337,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
           await revokeParticipantUser(this.redis.producer, p.redis_user);
           continue;
         }
-        await provisionParticipantUser(this.redis.producer, { username: p.redis_user, passwordHash: p.redis_password_sha256, prefix, queue: participantQueue(p.id) });
+        await provisionParticipantUser(this.redis.producer, { username: p.redis_user, passwordHash: p.redis_password_sha256, prefix, queue: participantQueue(p.id), studyId: p.study_id });
       }
       // Started once: after an outage it goes on from the last notice it read.
       this.completions?.start(from);
@@ -725,7 +730,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
 
   /**
    * Signs one task for each of `to`, all resting on the same ledger evidence, and stores them in the outbox inside
-   * the transition's transaction; {@link sendTasks} puts them in Redis once it commits. Each task also brings its
+   * the transition's transaction; {@link sendTasks} puts them in Redis once it commits. They go by reference (libs/queue
+   * task-refs.ts): what they share is stored once, as the round's parts. Each task also brings its
    * participant's view of the ledger up to the evidence's checkpoint from where the coordinator believes it stands
    * (the checkpoint of the last task it sent it: libs/protocol ViewUpdate), so a participant that answered that task
    * checks consistency without a request of its own; one that did not asks over HTTP. Views starting at the same
@@ -760,23 +766,28 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       const payload = task(p.id);
       payloads.push(view ? { ...payload, view } : payload);
     }
-    // Signed together: the plan, query, evidence and views they share are encoded once, not once per participant.
-    const signedTasks = signTasks(this.key, payloads);
-    const rows: Dispatch[] = signedTasks.map(({ task: payload }, i) => ({
-      query_id: payload.queryId,
-      round: roundOf(payload.kind),
+    // By reference: the plan, query, evidence and views they share are encoded, hashed, stored and sent once a
+    // round, and each task is its own few fields and their hashes (libs/queue task-refs.ts).
+    const { refs, parts } = signTaskRefs(this.key, payloads);
+    const deadline = payloads.reduce((latest, p) => Math.max(latest, p.deadline), 0);
+    const queryId = payloads[0]?.queryId;
+    const stored: TaskPart[] = queryId === undefined ? [] : [...parts].map(([hash, body]) => ({ query_id: queryId, hash, study_id: studyId, body, expires_at: deadline }));
+    const rows: Dispatch[] = refs.map((signed, i) => ({
+      query_id: signed.ref.queryId,
+      round: roundOf(signed.ref.kind),
       participant_id: to[i]!.id,
-      job_name: payload.kind,
-      payload_json: JSON.stringify(signedTasks[i]),
+      job_name: signed.ref.kind,
+      payload_json: JSON.stringify(signed),
       created_at: now,
       dispatched_at: null,
     }));
+    await tx.dispatches.storeParts(stored);
     await tx.dispatches.store(rows);
     await tx.participants.setLedgerSize(
       to.map((p) => p.id),
       size,
     );
-    return rows.map((row, i) => ({ ...row, signed: signedTasks[i] }));
+    return rows.map((row, i) => ({ ...row, signed: refs[i], parts: stored }));
   }
 
   /**
@@ -790,6 +801,15 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     if (this.redis.producer.status !== 'ready') {
       if (strict) throw new RedisUnavailableError(`Redis is not available (connection ${this.redis.producer.status})`);
       this.logger.warn({ waiting: rows.length }, 'Redis is unavailable: tasks wait in the outbox and are sent when it returns');
+      return;
+    }
+    try {
+      await this.putParts(rows);
+    } catch (err) {
+      // No task goes without its parts: all of them wait in the outbox for the timer or the recovery.
+      if (strict) throw err;
+      if (isRedisOutage(err)) this.logger.warn({ waiting: rows.length }, 'Redis is unavailable: tasks wait in the outbox and are sent when it returns');
+      else this.logger.error({ err }, 'putting task parts into Redis failed; the timer retries');
       return;
     }
     const sent = new Map<string, { queryId: string; round: number; ids: string[] }>();
@@ -809,6 +829,24 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
     if (strict) throw failure.reason;
     if (isRedisOutage(failure.reason)) this.logger.warn({ waiting: results.filter((r) => r.status === 'rejected').length }, 'Redis is unavailable: tasks wait in the outbox and are sent when it returns');
     else this.logger.error({ err: failure.reason }, 'sending tasks failed; the timer retries');
+  }
+
+  /**
+   * Puts the shared parts these tasks name into Redis (libs/queue task-refs.ts), before the tasks, so a worker that
+   * takes a task finds them: each under its hash, kept an hour past its round's deadline (a worker retrying late still
+   * finds it; they are public to the study and go by themselves). Parts not at hand (a task sent again from the outbox)
+   * are read from the database. Idempotent: the key is the content's hash.
+   */
+  private async putParts(rows: readonly Outgoing[]): Promise<void> {
+    const parts = new Map<string, TaskPart>();
+    const unread = new Set<string>();
+    for (const row of rows) {
+      if (row.parts) for (const p of row.parts) parts.set(`${p.query_id}:${p.hash}`, p);
+      else unread.add(row.query_id);
+    }
+    for (const p of await this.repos.dispatches.partsOf([...unread])) parts.set(`${p.query_id}:${p.hash}`, p);
+    const now = Date.now();
+    await Promise.all([...parts.values()].map((p) => this.redis.producer.set(taskPartKey(this.config.queuePrefix, p.study_id, p.hash), p.body, 'PX', Math.max(0, p.expires_at - now) + PART_KEPT_MS)));
   }
 
   /**

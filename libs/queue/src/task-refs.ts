@@ -1,0 +1,226 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { canonicalJson, signCanonicalJson, verifyMessage, type KeyPair } from '@confide/crypto';
+import { ledgerValue, round1DeliverySchema } from '@confide/protocol';
+import { TASK } from './names';
+import { checkTask, signedTaskSchema, taskPayloadSchema, TaskRejected, openTask, type TaskPayload } from './payloads';
+
+/**
+ * Tasks by reference (issue 15, "N = 1,000"): the parts of a round's tasks that every participant gets alike go to
+ * Redis once per round, not once per participant. A round's tasks all hold the same plan (which lists every
+ * participant), query, committee or contributor keys and ledger evidence, and most hold the same view update (the
+ * previous query's `round.closed`, listing every contributor): O(N) bytes each, so O(N²) a round for the coordinator
+ * to sign, store and queue, and for Redis to carry. Sent by reference, a task is its few per-participant fields
+ * and the SHA-256 of each shared part; the coordinator signs that (domain "task-ref"), so its signature covers the
+ * parts through their hashes, and the full task a worker puts together from them is exactly what it would have been
+ * sent whole (and is checked by the same schema and the same authorisation).
+ *
+ * A part lives in Redis under `<prefix>:{study.<id>}:part:<sha256>` (taskPartKey), which the participants of that
+ * study may GET and nothing else (acl.ts partsSelector): a part holds what the study's ledger already shows them
+ * (plan, query, keys, evidence), never a share or an answer. Round 2's deliveries, sealed to one member, stay in that
+ * member's own task. A worker checks a part's hash before it reads it, so a part can come from anywhere: the
+ * coordinator's Redis, or a cache of parts this process already checked (SharedParts), which is why a host running
+ * many participants parses a round's parts once.
+ */
+
+const TASK_REF_DOMAIN = 'task-ref';
+const hex64 = z.string().regex(/^[0-9a-f]{64}$/);
+const id = z.string().regex(/^[A-Za-z0-9_-]{1,100}$/);
+const b64u = z.string().regex(/^[A-Za-z0-9_-]+$/);
+
+/** What a task by reference carries itself; `shared` and `view` name its parts by their SHA-256 (lowercase hex). */
+export const taskRefSchema = z.strictObject({
+  kind: z.enum([TASK.shamirRound1, TASK.shamirRound2, TASK.paillierContribute]),
+  queryId: id,
+  studyId: id,
+  participantId: id,
+  issuedAt: z.number().int(),
+  deadline: z.number().int(),
+  /** The round's shared part: plan, query, evidence, and for shamir the directory (and in round 2 the closed set). */
+  shared: hex64,
+  /** The participant's view update, shared by every participant whose view starts at the same size. */
+  view: hex64.optional(),
+  /** Round 2 only: the shares sealed to this member. */
+  deliveries: z.array(round1DeliverySchema).optional(),
+});
+export type TaskRef = z.infer<typeof taskRefSchema>;
+
+/** A task by reference as it goes into a participant's queue: the reference and the coordinator's signature over it. */
+export const signedTaskRefSchema = z.strictObject({ ref: taskRefSchema, signature: b64u });
+export type SignedTaskRef = z.infer<typeof signedTaskRefSchema>;
+
+/** What a participant's queue holds: a whole signed task (libs/queue payloads.ts) or a signed task by reference. */
+export const dispatchedTaskSchema = z.union([signedTaskSchema, signedTaskRefSchema]);
+export type DispatchedTask = z.infer<typeof dispatchedTaskSchema>;
+
+/** The fields a task by reference carries itself; a shared part holding any of them is refused. */
+const OWN_FIELDS = new Set(['kind', 'queryId', 'studyId', 'participantId', 'issuedAt', 'deadline', 'view', 'deliveries', 'shared']);
+
+const sha256 = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
+
+/** A round's tasks by reference: one signed reference per task, and each distinct part once, by its hash. */
+export interface TaskRefs {
+  readonly refs: SignedTaskRef[];
+  /** Each part's exact text by its SHA-256: what goes into Redis (and the coordinator's outbox). */
+  readonly parts: Map<string, string>;
+}
+
+/**
+ * Splits tasks into references and shared parts, and signs each reference with the coordinator key (domain
+ * "task-ref"). A task's shared part is every field it does not carry itself; two tasks whose such fields are the same
+ * objects (as a round's tasks are: prepared from one plan, one query, one evidence) share one part, which is encoded
+ * and hashed once, so a round costs O(N) and not O(N²). Views are shared the same way (one per starting size).
+ */
+export function signTaskRefs(coordinatorKey: KeyPair, tasks: readonly TaskPayload[]): TaskRefs {
+  const parts = new Map<string, string>();
+  const ids = new Map<object, number>();
+  const encoded = new Map<object, string>();
+  const byIdentity = new Map<string, string>();
+  const idOf = (value: object): number => {
+    let n = ids.get(value);
+    if (n === undefined) ids.set(value, (n = ids.size));
+    return n;
+  };
+  const encode = (value: unknown): string => {
+    if (value === null || typeof value !== 'object') return JSON.stringify(value);
+    let json = encoded.get(value);
+    if (json === undefined) encoded.set(value, (json = JSON.stringify(value)));
+    return json;
+  };
+  // One part per distinct set of field objects: its identity is the fields' names and objects, never its bytes.
+  const partOf = (fields: [string, unknown][]): string => {
+    const identity = fields.map(([k, v]) => `${k}:${v !== null && typeof v === 'object' ? `#${idOf(v)}` : JSON.stringify(v)}`).join(',');
+    let hash = byIdentity.get(identity);
+    if (hash === undefined) {
+      const text = `{${fields.map(([k, v]) => `${JSON.stringify(k)}:${encode(v)}`).join(',')}}`;
+      hash = sha256(text);
+      parts.set(hash, text);
+      byIdentity.set(identity, hash);
+    }
+    return hash;
+  };
+  const refs = tasks.map((task) => {
+    const record = task as unknown as Record<string, unknown>;
+    const shared = Object.keys(record)
+      .filter((k) => !OWN_FIELDS.has(k) && record[k] !== undefined)
+      .sort()
+      .map((k): [string, unknown] => [k, record[k]]);
+    const ref: TaskRef = {
+      kind: task.kind,
+      queryId: task.queryId,
+      studyId: task.studyId,
+      participantId: task.participantId,
+      issuedAt: task.issuedAt,
+      deadline: task.deadline,
+      shared: partOf(shared),
+      ...(task.view ? { view: partOf([['view', task.view]]) } : {}),
+      ...(task.kind === TASK.shamirRound2 ? { deliveries: task.deliveries } : {}),
+    };
+    return { ref, signature: signCanonicalJson(coordinatorKey.privateKey, TASK_REF_DOMAIN, canonicalJson(ledgerValue(ref))) };
+  });
+  return { refs, parts };
+}
+
+/** A part a worker could not get: not in Redis (yet, or any more). A retry may find it: not a refusal. */
+export class TaskPartMissing extends Error {
+  override readonly name = 'TaskPartMissing';
+}
+
+/**
+ * Parts this process has fetched and checked against their hash, by hash, most recent last: every participant
+ * worker of a process takes a round's parts from here after the first has fetched them. Content-addressed, so an
+ * entry is the same whoever put it here; bounded by count and by bytes.
+ */
+export class SharedParts {
+  private readonly parts = new Map<string, { value: Record<string, unknown>; bytes: number }>();
+  private bytes = 0;
+  /** Fetches under way, by hash: concurrent workers wait for one fetch. */
+  private readonly pending = new Map<string, Promise<Record<string, unknown>>>();
+
+  constructor(
+    private readonly maxParts = 64,
+    private readonly maxBytes = 256 * 1024 * 1024,
+  ) {}
+
+  /**
+   * The part with this hash, from here or from `fetch` (its text, or null when there is none), checked: its SHA-256 is
+   * the hash, and it is one JSON object.
+   * @throws TaskRejected when the text does not hash to the reference or is not a JSON object; TaskPartMissing when
+   *   there is no such part; whatever `fetch` throws
+   */
+  async get(hash: string, fetch: (hash: string) => Promise<string | null>): Promise<Record<string, unknown>> {
+    const found = this.parts.get(hash);
+    if (found) {
+      this.parts.delete(hash);
+      this.parts.set(hash, found);
+      return found.value;
+    }
+    let loading = this.pending.get(hash);
+    if (!loading) {
+      loading = this.load(hash, fetch).finally(() => this.pending.delete(hash));
+      this.pending.set(hash, loading);
+    }
+    return loading;
+  }
+
+  private async load(hash: string, fetch: (hash: string) => Promise<string | null>): Promise<Record<string, unknown>> {
+    const text = await fetch(hash);
+    if (text === null) throw new TaskPartMissing(`the task's part ${hash.slice(0, 16)}… is not in Redis`);
+    if (sha256(text) !== hash) throw new TaskRejected(`the task's part ${hash.slice(0, 16)}… does not hash to its reference`);
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw new TaskRejected(`the task's part ${hash.slice(0, 16)}… is not JSON`);
+    }
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new TaskRejected(`the task's part ${hash.slice(0, 16)}… is not a JSON object`);
+    const part = { value: value as Record<string, unknown>, bytes: text.length };
+    this.parts.set(hash, part);
+    this.bytes += part.bytes;
+    for (const [key, old] of this.parts) {
+      if (this.parts.size <= this.maxParts && this.bytes <= this.maxBytes) break;
+      this.parts.delete(key);
+      this.bytes -= old.bytes;
+    }
+    return part.value;
+  }
+}
+
+/** The parts cache of this process ({@link SharedParts}). */
+export const sharedParts = new SharedParts();
+
+/**
+ * Validates a job's data as a worker receives it, whole (openTask) or by reference: the reference's schema and
+ * coordinator signature, then its parts (each checked against its hash, {@link SharedParts}), then the task they make
+ * up, exactly as a whole task is checked (schema, addressed to this participant and study, not expired, not issued in
+ * the future).
+ * @throws TaskRejected naming the first problem; TaskPartMissing when a part is not to be found (a retry may)
+ */
+export async function openDispatchedTask(
+  data: unknown,
+  expect: Parameters<typeof openTask>[1],
+  fetchPart: (hash: string) => Promise<string | null>,
+  parts: SharedParts = sharedParts,
+): Promise<TaskPayload> {
+  if (data === null || typeof data !== 'object' || !('ref' in data)) return openTask(data, expect);
+  const parsed = signedTaskRefSchema.safeParse(data);
+  if (!parsed.success) throw new TaskRejected(`malformed task: ${parsed.error.issues[0]?.path.join('.') ?? ''} ${parsed.error.issues[0]?.message ?? ''}`.trim());
+  const { ref, signature } = parsed.data;
+  if (!verifyMessage(expect.coordinatorKey, TASK_REF_DOMAIN, ledgerValue(ref), signature)) throw new TaskRejected('task signature does not verify with the coordinator key');
+  // Addressed and dated before anything is fetched: a task for someone else, or expired, costs no request.
+  if (ref.participantId !== expect.participantId) throw new TaskRejected(`task is addressed to participant ${ref.participantId}`);
+  if (ref.studyId !== expect.studyId) throw new TaskRejected(`task is for study ${ref.studyId}, this worker serves ${expect.studyId}`);
+  const shared = await parts.get(ref.shared, fetchPart);
+  const own = Object.keys(shared).filter((k) => OWN_FIELDS.has(k));
+  if (own.length) throw new TaskRejected(`the task's shared part holds ${own.join(', ')}, which only the signed reference may`);
+  let view: unknown;
+  if (ref.view) {
+    const part = await parts.get(ref.view, fetchPart);
+    if (Object.keys(part).join() !== 'view') throw new TaskRejected("the task's view part must hold its view and nothing else");
+    view = part.view;
+  }
+  const { shared: _shared, view: _view, ...fields } = ref;
+  const whole = taskPayloadSchema.safeParse({ ...shared, ...fields, ...(view === undefined ? {} : { view }) });
+  if (!whole.success) throw new TaskRejected(`malformed task: ${whole.error.issues[0]?.path.join('.') ?? ''} ${whole.error.issues[0]?.message ?? ''}`.trim());
+  return checkTask(whole.data, expect);
+}
