@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { PublicKey } from '@confide/crypto';
-import { queryEntriesOf, StudyIndex, type QueryEntries, type ViewUpdate } from '@confide/protocol';
+import { deepFreeze, isDeeplyFrozen, queryEntriesOf, StudyIndex, type QueryEntries, type ViewUpdate } from '@confide/protocol';
 import { ledgerOrigin, leafHash, parseEntry, verifyCheckpoint, verifyConsistency, verifyInclusion, type Checkpoint, type LedgerEntry } from '@confide/ledger';
 import type { CoordinatorLink } from './coordinator-link';
 
@@ -107,6 +107,9 @@ interface StudyPage {
   more: boolean;
   consistency: { from: number; to: number; proof: string[] } | null;
 }
+
+/** Entries of frozen view updates already checked in this process, with the checkpoint they were checked in. */
+const checkedEntries = new WeakMap<object, { size: number; root: Uint8Array; checked: { entry: LedgerEntry; raw: string } }>();
 
 const fromB64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
@@ -235,8 +238,20 @@ export class LedgerView {
     return target;
   }
 
-  /** One served study entry, checked: included at its index in the target checkpoint. */
+  /**
+   * One served study entry, checked: included at its index in the target checkpoint. An entry of a frozen view update
+   * (a task part every participant of this process shares, libs/queue task-refs.ts) is checked once per checkpoint.
+   */
   private included(e: { index: number; entry: string; proof: string[] }, target: Checkpoint): { entry: LedgerEntry; raw: string } {
+    if (!isDeeplyFrozen(e)) return this.check(e, target);
+    const known = checkedEntries.get(e);
+    if (known && known.size === target.size && Buffer.compare(Buffer.from(known.root), Buffer.from(target.root)) === 0) return known.checked;
+    const checked = deepFreeze(this.check(e, target));
+    checkedEntries.set(e, { size: target.size, root: new Uint8Array(target.root), checked });
+    return checked;
+  }
+
+  private check(e: { index: number; entry: string; proof: string[] }, target: Checkpoint): { entry: LedgerEntry; raw: string } {
     const bytes = fromB64(e.entry);
     try {
       verifyInclusion(leafHash(bytes), e.index, target.size, e.proof.map(fromB64), target.root);

@@ -5,6 +5,7 @@
  */
 export * from './errors';
 export * from './hashing';
+export * from './frozen';
 export * from './query';
 export * from './privacy';
 export * from './shamir';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { UnrecoverableError } from 'bullmq';
 import { generateKeyPair, publicKeyBase64Url, signMessage } from '@confide/crypto';
-import { ledgerValue, planSchema, planShamir, sha256Hex } from '@confide/protocol';
+import { isDeeplyFrozen, ledgerValue, planSchema, planShamir, sha256Hex } from '@confide/protocol';
 import { seededRandom } from '../../../test/support/randomness';
 import { TASK } from './names';
 import { signTask, TaskRejected, type TaskOf, type TaskPayload } from './payloads';
@@ -200,18 +200,42 @@ describe('signTaskRefs / openDispatchedTask', () => {
 });
 
 describe('SharedParts', () => {
+  const asIs = (part: Record<string, unknown>) => part;
+
   it('fetches a part once for workers asking at the same time, and keeps at most its count of parts', async () => {
     const texts = ['{"a":1}', '{"a":2}', '{"a":3}'];
     const parts = new Map(texts.map((t) => [sha256(t), t]));
     const { fetch, counted } = store(parts);
     const cache = new SharedParts(2);
     const [first] = texts.map(sha256);
-    await Promise.all(Array.from({ length: 10 }, () => cache.get(first!, fetch)));
+    const got = await Promise.all(Array.from({ length: 10 }, () => cache.get(first!, 'x', fetch, asIs)));
     expect(counted.gets).toBe(1);
-    for (const t of texts) await cache.get(sha256(t), fetch);
+    expect(new Set(got).size).toBe(1);
+    for (const t of texts) await cache.get(sha256(t), 'x', fetch, asIs);
     expect(counted.gets).toBe(3);
     // The first went out when the third came in (two kept): asked again, it is fetched again.
-    await cache.get(first!, fetch);
+    await cache.get(first!, 'x', fetch, asIs);
     expect(counted.gets).toBe(4);
+  });
+
+  it('hands every worker the same part frozen all the way down: none can change what the others read', async () => {
+    const text = '{"plan":{"participants":["a","b"]}}';
+    const cache = new SharedParts();
+    const part = await cache.get(sha256(text), 'x', store(new Map([[sha256(text), text]])).fetch, asIs);
+    expect(isDeeplyFrozen(part)).toBe(true);
+    const participants = (part.plan as { participants: string[] }).participants;
+    expect(() => participants.push('mallory')).toThrow(TypeError);
+    expect(() => {
+      (part.plan as { participants: string[] }).participants = ['mallory'];
+    }).toThrow(TypeError);
+  });
+
+  it('keeps nothing a check refused: the next worker checks afresh', async () => {
+    const text = '{"a":1}';
+    const { fetch, counted } = store(new Map([[sha256(text), text]]));
+    const cache = new SharedParts();
+    await expect(cache.get(sha256(text), 'x', fetch, () => { throw new TaskRejected('no'); })).rejects.toThrow('no');
+    expect(await cache.get(sha256(text), 'x', fetch, asIs)).toEqual({ a: 1 });
+    expect(counted.gets).toBe(2);
   });
 });

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { canonicalJson, signCanonicalJson, verifyMessage, type KeyPair } from '@confide/crypto';
-import { ledgerValue, round1DeliverySchema } from '@confide/protocol';
+import { deepFreeze, ledgerValue, round1DeliverySchema, viewUpdateSchema } from '@confide/protocol';
 import { TASK } from './names';
-import { checkTask, signedTaskSchema, taskPayloadSchema, TaskRejected, openTask, type TaskPayload } from './payloads';
+import { checkTask, openTask, paillierTaskSchema, shamirRound1TaskSchema, shamirRound2TaskSchema, signedTaskSchema, TaskRejected, type TaskPayload } from './payloads';
 
 /**
  * Tasks by reference (issue 15, "N = 1,000"): the parts of a round's tasks that every participant gets alike go to
@@ -127,15 +127,17 @@ export class TaskPartMissing extends Error {
 }
 
 /**
- * Parts this process has fetched and checked against their hash, by hash, most recent last: every participant
- * worker of a process takes a round's parts from here after the first has fetched them. Content-addressed, so an
- * entry is the same whoever put it here; bounded by count and by bytes.
+ * Parts this process has fetched, checked against their hash and validated, by hash and by what they were validated
+ * as, most recent last: every participant worker of a process takes a round's parts from here after the first has
+ * fetched them. Content-addressed, so an entry is the same whoever put it here. Each is frozen all the way down
+ * (libs/protocol deepFreeze), so no worker can change what the others read, and the checks that only depend on it
+ * (the plan's hash, the evidence's proofs) are done once too. Bounded by count and by bytes.
  */
 export class SharedParts {
-  private readonly parts = new Map<string, { value: Record<string, unknown>; bytes: number }>();
+  private readonly parts = new Map<string, { value: unknown; bytes: number }>();
   private bytes = 0;
-  /** Fetches under way, by hash: concurrent workers wait for one fetch. */
-  private readonly pending = new Map<string, Promise<Record<string, unknown>>>();
+  /** Fetches under way, by key: concurrent workers wait for one fetch. */
+  private readonly pending = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly maxParts = 64,
@@ -144,26 +146,28 @@ export class SharedParts {
 
   /**
    * The part with this hash, from here or from `fetch` (its text, or null when there is none), checked: its SHA-256 is
-   * the hash, and it is one JSON object.
-   * @throws TaskRejected when the text does not hash to the reference or is not a JSON object; TaskPartMissing when
-   *   there is no such part; whatever `fetch` throws
+   * the hash, it is one JSON object, and `check` (named `as`, which keys the cache beside the hash) accepts it.
+   * @returns what `check` returned, deeply frozen
+   * @throws TaskRejected when the text does not hash to the reference or is not a JSON object, or what `check` throws;
+   *   TaskPartMissing when there is no such part; whatever `fetch` throws
    */
-  async get(hash: string, fetch: (hash: string) => Promise<string | null>): Promise<Record<string, unknown>> {
-    const found = this.parts.get(hash);
+  async get<T>(hash: string, as: string, fetch: (hash: string) => Promise<string | null>, check: (part: Record<string, unknown>) => T): Promise<T> {
+    const key = `${as}:${hash}`;
+    const found = this.parts.get(key);
     if (found) {
-      this.parts.delete(hash);
-      this.parts.set(hash, found);
-      return found.value;
+      this.parts.delete(key);
+      this.parts.set(key, found);
+      return found.value as T;
     }
-    let loading = this.pending.get(hash);
+    let loading = this.pending.get(key);
     if (!loading) {
-      loading = this.load(hash, fetch).finally(() => this.pending.delete(hash));
-      this.pending.set(hash, loading);
+      loading = this.load(key, hash, fetch, check).finally(() => this.pending.delete(key));
+      this.pending.set(key, loading);
     }
-    return loading;
+    return loading as Promise<T>;
   }
 
-  private async load(hash: string, fetch: (hash: string) => Promise<string | null>): Promise<Record<string, unknown>> {
+  private async load<T>(key: string, hash: string, fetch: (hash: string) => Promise<string | null>, check: (part: Record<string, unknown>) => T): Promise<T> {
     const text = await fetch(hash);
     if (text === null) throw new TaskPartMissing(`the task's part ${hash.slice(0, 16)}… is not in Redis`);
     if (sha256(text) !== hash) throw new TaskRejected(`the task's part ${hash.slice(0, 16)}… does not hash to its reference`);
@@ -174,13 +178,13 @@ export class SharedParts {
       throw new TaskRejected(`the task's part ${hash.slice(0, 16)}… is not JSON`);
     }
     if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new TaskRejected(`the task's part ${hash.slice(0, 16)}… is not a JSON object`);
-    const part = { value: value as Record<string, unknown>, bytes: text.length };
-    this.parts.set(hash, part);
+    const part = { value: deepFreeze(check(value as Record<string, unknown>)), bytes: text.length };
+    this.parts.set(key, part);
     this.bytes += part.bytes;
-    for (const [key, old] of this.parts) {
+    for (const [old, entry] of this.parts) {
       if (this.parts.size <= this.maxParts && this.bytes <= this.maxBytes) break;
-      this.parts.delete(key);
-      this.bytes -= old.bytes;
+      this.parts.delete(old);
+      this.bytes -= entry.bytes;
     }
     return part.value;
   }
@@ -189,11 +193,26 @@ export class SharedParts {
 /** The parts cache of this process ({@link SharedParts}). */
 export const sharedParts = new SharedParts();
 
+/** A task's fields that its shared part may not hold, as `omit` masks. */
+const OWN = { kind: true, queryId: true, studyId: true, participantId: true, issuedAt: true, deadline: true, view: true } as const;
+
+/** What a shared part holds, by task kind: the kind's task schema without the fields the reference carries. */
+const sharedSchemas = {
+  [TASK.shamirRound1]: shamirRound1TaskSchema.omit(OWN),
+  [TASK.shamirRound2]: shamirRound2TaskSchema.omit({ ...OWN, deliveries: true }),
+  [TASK.paillierContribute]: paillierTaskSchema.omit(OWN),
+} as const;
+
+const viewPartSchema = z.strictObject({ view: viewUpdateSchema });
+
+const malformed = (what: string, error: z.ZodError): TaskRejected =>
+  new TaskRejected(`malformed task: ${what}${error.issues[0]?.path.length ? ` ${error.issues[0].path.join('.')}` : ''} ${error.issues[0]?.message ?? ''}`.trim());
+
 /**
  * Validates a job's data as a worker receives it, whole (openTask) or by reference: the reference's schema and
- * coordinator signature, then its parts (each checked against its hash, {@link SharedParts}), then the task they make
- * up, exactly as a whole task is checked (schema, addressed to this participant and study, not expired, not issued in
- * the future).
+ * coordinator signature, then its parts (each checked against its hash and validated by its kind's schema,
+ * {@link SharedParts}), then the task they make up, exactly as a whole task is checked (addressed to this
+ * participant and study, not expired, not issued in the future).
  * @throws TaskRejected naming the first problem; TaskPartMissing when a part is not to be found (a retry may)
  */
 export async function openDispatchedTask(
@@ -204,23 +223,29 @@ export async function openDispatchedTask(
 ): Promise<TaskPayload> {
   if (data === null || typeof data !== 'object' || !('ref' in data)) return openTask(data, expect);
   const parsed = signedTaskRefSchema.safeParse(data);
-  if (!parsed.success) throw new TaskRejected(`malformed task: ${parsed.error.issues[0]?.path.join('.') ?? ''} ${parsed.error.issues[0]?.message ?? ''}`.trim());
+  if (!parsed.success) throw malformed('', parsed.error);
   const { ref, signature } = parsed.data;
   if (!verifyMessage(expect.coordinatorKey, TASK_REF_DOMAIN, ledgerValue(ref), signature)) throw new TaskRejected('task signature does not verify with the coordinator key');
   // Addressed and dated before anything is fetched: a task for someone else, or expired, costs no request.
   if (ref.participantId !== expect.participantId) throw new TaskRejected(`task is addressed to participant ${ref.participantId}`);
   if (ref.studyId !== expect.studyId) throw new TaskRejected(`task is for study ${ref.studyId}, this worker serves ${expect.studyId}`);
-  const shared = await parts.get(ref.shared, fetchPart);
-  const own = Object.keys(shared).filter((k) => OWN_FIELDS.has(k));
-  if (own.length) throw new TaskRejected(`the task's shared part holds ${own.join(', ')}, which only the signed reference may`);
-  let view: unknown;
-  if (ref.view) {
-    const part = await parts.get(ref.view, fetchPart);
-    if (Object.keys(part).join() !== 'view') throw new TaskRejected("the task's view part must hold its view and nothing else");
-    view = part.view;
-  }
+  if ((ref.kind === TASK.shamirRound2) !== (ref.deliveries !== undefined)) throw new TaskRejected('malformed task: deliveries belong to round-2 tasks, and every round-2 task has them');
+  const shared = await parts.get(ref.shared, ref.kind, fetchPart, (part) => {
+    const own = Object.keys(part).filter((k) => OWN_FIELDS.has(k));
+    if (own.length) throw new TaskRejected(`the task's shared part holds ${own.join(', ')}, which only the signed reference may`);
+    const checked = sharedSchemas[ref.kind].safeParse(part);
+    if (!checked.success) throw malformed('shared part', checked.error);
+    return checked.data;
+  });
+  const view = ref.view
+    ? await parts.get(ref.view, 'view', fetchPart, (part) => {
+        const checked = viewPartSchema.safeParse(part);
+        if (!checked.success) throw new TaskRejected(`the task's view part must hold its view and nothing else: ${checked.error.issues[0]?.path.join('.') ?? ''} ${checked.error.issues[0]?.message ?? ''}`.trim());
+        return checked.data.view;
+      })
+    : undefined;
   const { shared: _shared, view: _view, ...fields } = ref;
-  const whole = taskPayloadSchema.safeParse({ ...shared, ...fields, ...(view === undefined ? {} : { view }) });
-  if (!whole.success) throw new TaskRejected(`malformed task: ${whole.error.issues[0]?.path.join('.') ?? ''} ${whole.error.issues[0]?.message ?? ''}`.trim());
-  return checkTask(whole.data, expect);
+  // Each piece is validated by its schema, and their keys are disjoint: together they are a task of this kind.
+  const task = { ...shared, ...fields, ...(view === undefined ? {} : { view }) } as TaskPayload;
+  return checkTask(task, expect);
 }

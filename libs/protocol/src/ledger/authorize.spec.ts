@@ -1,3 +1,4 @@
+import { deepFreeze } from '../frozen';
 import fc from 'fast-check';
 import {
   generateKeyPair,
@@ -323,6 +324,18 @@ describe('openEvidence', () => {
     ]);
     expect(evidence.seedRoot?.size).toBe(6);
     expect(Buffer.from(evidence.seedRoot!.root)).toEqual(Buffer.from(await task.ledger.rootAt(6)));
+  });
+
+  it('verifies frozen evidence (a part shared by a process\'s workers) once per key, and refuses it for another key', () => {
+    const shared = deepFreeze(JSON.parse(JSON.stringify(task.evidence)) as LedgerEvidence);
+    const first = openEvidence(shared, coordinator.publicKey);
+    expect(openEvidence(shared, coordinator.publicKey)).toBe(first);
+    expect(openEvidence(shared, { ...coordinator.publicKey })).toBe(first);
+    // A participant that pinned another coordinator key gets no answer checked with this one.
+    expectRefusal(() => openEvidence(shared, mallory.signing.publicKey), 'CHECKPOINT', /does not verify with the coordinator key pinned at enrollment/);
+    // Evidence that is not frozen is checked every time (someone may have changed it since).
+    const loose = JSON.parse(JSON.stringify(task.evidence)) as LedgerEvidence;
+    expect(openEvidence(loose, coordinator.publicKey)).not.toBe(openEvidence(loose, coordinator.publicKey));
   });
 
   it('refuses a checkpoint signed by another key (a ledger forged for this task)', () => {

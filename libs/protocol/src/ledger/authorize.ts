@@ -6,6 +6,7 @@ import { paillierPlanHash, type PaillierPlan } from '../paillier/protocol';
 import { checkResearcherBinding, researcherStatementOf } from '../paillier/researcher';
 import { assertNotLooser, PrivacyError, privacySettingsSchema, type PrivacySettings } from '../privacy/settings';
 import { queryHash } from '../hashing';
+import { deepFreeze, isDeeplyFrozen } from '../frozen';
 import type { StudySchema } from '../query/schema';
 import type { Round1Closed } from '../shamir/messages';
 import { committeeSeed, committeeSize, drawCommittee, nonceCommitment, planHash, thresholdBelowFloor, thresholdFloor, type ShamirPlan } from '../shamir/plan';
@@ -114,6 +115,20 @@ const message = (err: unknown): string => (err instanceof Error ? err.message : 
  * @throws TaskRefusal CHECKPOINT or NOT_IN_LEDGER naming the failing entry
  */
 export function openEvidence(raw: LedgerEvidence, coordinatorKey: PublicKey): VerifiedEvidence {
+  // Every participant of a round gets the same evidence: when it is a shared, frozen part (libs/queue task-refs.ts),
+  // what one participant of this process verified with the same coordinator key is the answer for the others.
+  if (!isDeeplyFrozen(raw)) return verifyEvidence(raw, coordinatorKey);
+  const known = verifiedEvidence.get(raw);
+  if (known && known.key.algorithm === coordinatorKey.algorithm && known.key.key.equals(coordinatorKey.key)) return known.verified;
+  const verified = deepFreeze(verifyEvidence(raw, coordinatorKey));
+  verifiedEvidence.set(raw, { key: coordinatorKey, verified });
+  return verified;
+}
+
+/** Frozen evidence already verified in this process, with the key it was verified with ({@link openEvidence}). */
+const verifiedEvidence = new WeakMap<LedgerEvidence, { key: PublicKey; verified: VerifiedEvidence }>();
+
+function verifyEvidence(raw: LedgerEvidence, coordinatorKey: PublicKey): VerifiedEvidence {
   let checkpoint: Checkpoint;
   try {
     checkpoint = verifyCheckpoint(raw.checkpoint, coordinatorKey, ledgerOrigin(coordinatorKey));
@@ -379,7 +394,8 @@ export function authorizeShamirRound2(input: Round2Authorization): LedgerFacts {
   if (closing.entry.index <= drawn.entry.index) refuse('PLAN', `round 1 of ${plan.jobId} closed (entry ${closing.entry.index}) before its committee was drawn`);
   if (!same(closing.body.contributors, closed.contributors)) refuse('SET_MISMATCH', `entry ${closing.entry.index} records another contributor set than the task carries`);
   const ids = closed.contributors.map((c) => c.id);
-  const outside = ids.filter((c) => !plan.participants.includes(c));
+  const planned = new Set(plan.participants);
+  const outside = ids.filter((c) => !planned.has(c));
   if (outside.length) refuse('SET_MISMATCH', `the closed set lists ${outside.join(', ')}, who ${outside.length === 1 ? 'is' : 'are'} not in the plan`);
   const directory = directoryFor(input.directory, ids, 'contributors');
   for (const c of ids) checkKey(enrollmentOf(pinned, evidence, c, 'contributor', drawn.entry.index), 'ed25519', directory.get(c)!.signingKey, 'contributor');
@@ -558,7 +574,8 @@ export function checkStudyView(queryId: string, participants: readonly string[],
   // A participant removed before the plan is out of it: leaving it out is right, and listing it is refused, so a
   // removed participant never counts toward the minimum number of participants or sits on a committee.
   const removedBeforePlan = (id: string): boolean => (removed.get(id) ?? Number.POSITIVE_INFINITY) < facts.plan.index;
-  const left = [...enrolled].filter(([id, at]) => at < facts.submitted.index && !participants.includes(id) && !removedBeforePlan(id)).map(([id]) => id);
+  const planned = new Set(participants);
+  const left = [...enrolled].filter(([id, at]) => at < facts.submitted.index && !planned.has(id) && !removedBeforePlan(id)).map(([id]) => id);
   if (left.length) refuse('ROSTER', `the plan leaves out ${left.length} participant${left.length === 1 ? '' : 's'} enrolled in the study before the query: ${left.join(', ')}`);
   const unknown = participants.filter((id) => !(enrolled.get(id)! < facts.plan.index));
   if (unknown.length) refuse('ROSTER', `the plan lists ${unknown.length} participant${unknown.length === 1 ? '' : 's'} not enrolled in the study before it: ${unknown.join(', ')}`);

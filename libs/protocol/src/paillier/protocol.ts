@@ -20,6 +20,7 @@ import {
 } from '@confide/crypto';
 import { z } from 'zod';
 import { sha256Hex } from '../hashing';
+import { memoFrozen } from '../frozen';
 import { ProtocolError } from '../errors';
 import { coordinateKey, termMagnitudes, type CompiledQuery } from '../query/query';
 import { noiseBound } from '../privacy/dp';
@@ -88,8 +89,11 @@ export const CONTRIBUTION_SIGNATURE_DOMAIN = 'paillier/contribution';
 
 /** SHA-256 (hex) of the plan's canonical JSON: what every contribution signs. */
 export function paillierPlanHash(plan: PaillierPlan): string {
-  return sha256Hex(canonicalJson(plan));
+  return memoFrozen(paillierPlanHashes, plan, (p) => sha256Hex(canonicalJson(p)));
 }
+
+/** Plan hashes of frozen plans (libs/protocol frozen.ts). */
+const paillierPlanHashes = new WeakMap<PaillierPlan, string>();
 
 /** SHA-256 (hex) of a signed contribution: what the ledger records for it (never the ciphertexts). */
 export function contributionHash(c: PaillierContribution): string {

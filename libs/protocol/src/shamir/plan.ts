@@ -2,6 +2,7 @@ import { hash } from 'node:crypto';
 import { canonicalJson } from '@confide/crypto';
 import { ProtocolError } from '../errors';
 import { sha256Hex } from '../hashing';
+import { memoFrozen } from '../frozen';
 
 /** DESIGN.md "Protocol shamir": committees larger than this are drawn from the participants. */
 export const MAX_COMMITTEE = 10;
@@ -172,5 +173,8 @@ export function thresholdBelowFloor(t: number, floor: number, k: number): string
 
 /** SHA-256 (hex) of the plan's canonical JSON: what every round message signs. */
 export function planHash(plan: ShamirPlan): string {
-  return sha256Hex(canonicalJson(plan));
+  return memoFrozen(planHashes, plan, (p) => sha256Hex(canonicalJson(p)));
 }
+
+/** Plan hashes of frozen plans: every participant of a round hashes the same shared plan (libs/protocol frozen.ts). */
+const planHashes = new WeakMap<ShamirPlan, string>();
