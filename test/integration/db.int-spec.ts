@@ -146,7 +146,7 @@ describe.each(targets)('coordinator storage on $name', (target) => {
     try {
       expect(await new StudyRepository(again.db).getById(study.id)).toEqual(study);
       const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(again.db);
-      expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_ledger', '0003_privacy_budget', '0004_event_study', '0005_researcher_identity', '0006_outbox', '0007_participant_removal', '0008_participant_activity', '0009_participant_heartbeat', '0010_query_leases']);
+      expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_ledger', '0003_privacy_budget', '0004_event_study', '0005_researcher_identity', '0006_outbox', '0007_participant_removal', '0008_participant_activity', '0009_participant_heartbeat', '0010_query_leases', '0011_task_parts']);
     } finally {
       await again.close();
     }
@@ -491,6 +491,29 @@ describe.each(targets)('coordinator storage on $name', (target) => {
     it('refuses a task for a query that does not exist', async () => {
       const repos = signedRepositories();
       await expect(repos.dispatches.store([task('no such query', 1, 'p-a')])).rejects.toMatchObject(foreignKeyViolation(target));
+    });
+
+    it('keeps a round\'s shared task parts once each, hands them back by query for a re-send, and forgets them with the query', async () => {
+      const repos = signedRepositories();
+      const { query, study } = await newQuery();
+      const { query: other } = await newQuery();
+      const part = (queryId: string, hash: string, body: string) => ({ query_id: queryId, hash, study_id: study.id, body, expires_at: T0 + 1000 });
+      // A large part stays whole (a round 2's evidence proves every contributor's enrollment: about 1 MB at N = 1,000).
+      const large = `{"evidence":"${'x'.repeat(1_200_000)}"}`;
+      await repos.dispatches.storeParts([part(query.id, 'a'.repeat(64), large), part(query.id, 'b'.repeat(64), '{"view":1}')]);
+      // Stored again (a transition replayed after a crash): the first text stays.
+      await repos.dispatches.storeParts([part(query.id, 'b'.repeat(64), '{"view":2}'), part(other.id, 'b'.repeat(64), '{"view":3}')]);
+      const parts = await repos.dispatches.partsOf([query.id, query.id]);
+      expect(parts.map((p) => [p.hash[0], p.body.length, p.study_id, p.expires_at]).sort()).toEqual([
+        ['a', large.length, study.id, T0 + 1000],
+        ['b', 10, study.id, T0 + 1000],
+      ]);
+      expect(parts.find((p) => p.hash[0] === 'b')!.body).toBe('{"view":1}');
+      expect(await repos.dispatches.partsOf([])).toEqual([]);
+      await repos.dispatches.forget(query.id);
+      expect(await repos.dispatches.partsOf([query.id])).toEqual([]);
+      expect((await repos.dispatches.partsOf([other.id])).map((p) => p.body)).toEqual(['{"view":3}']);
+      await expect(repos.dispatches.storeParts([part('no such query', 'c'.repeat(64), '{}')])).rejects.toMatchObject(foreignKeyViolation(target));
     });
   });
 
@@ -974,7 +997,7 @@ describe('PostgreSQL specifics', () => {
       opened.database.db,
     );
     expect(tables.rows.map((r) => r.table_name)).toEqual(
-      ['api_keys', 'checkpoints', 'contributions', 'dispatches', 'event_append_lock', 'events', 'ledger_nodes', 'invitations', 'kysely_migration', 'kysely_migration_lock', 'partial_decryptions', 'participants', 'privacy_spend', 'queries', 'query_leases', 'rounds', 'studies', 'task_outcomes'].sort(),
+      ['api_keys', 'checkpoints', 'contributions', 'dispatches', 'event_append_lock', 'events', 'ledger_nodes', 'invitations', 'kysely_migration', 'kysely_migration_lock', 'partial_decryptions', 'participants', 'privacy_spend', 'queries', 'query_leases', 'rounds', 'studies', 'task_outcomes', 'task_parts'].sort(),
     );
   });
 

@@ -928,7 +928,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       // An answer after its round closed: recorded as late, by whichever replica reads the notice (the record is
       // appended once, by its key), also once the query is decided and its lease gone.
       if (round === 0 || finishedBy.length === 0) return;
-      for (const participantId of finishedBy) await this.heardAfterClose(queryId, round, participantId, roundRow.closed_json);
+      await this.heardAfterClose(queryId, round, finishedBy, roundRow.closed_json);
       // A late answer of a decided query: its cleanup already emptied the events streams, so this entry goes now.
       if ((await this.repos.queries.get(queryId))?.status !== 'running') await this.effect('events cleanup', () => this.trimEvents(finishedBy));
       return;
@@ -993,13 +993,18 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
   }
 
   /** A participant's task of a round that is no longer open finished: the machine says whether that is late. */
-  private async heardAfterClose(queryId: string, round: 1 | 2, participantId: string, closedJson: string | null): Promise<void> {
+  private async heardAfterClose(queryId: string, round: 1 | 2, participantIds: readonly string[], closedJson: string | null): Promise<void> {
     const q = await this.repos.queries.get(queryId);
     if (!q?.plan_json) return;
+    // Read once for every notice of the batch: most name a participant the closing counted (notices of one batch
+    // that the round's close had already read), and parsing the plan and the closed set for each was O(N²) a round.
     const closed = closedJson ? readColumn(closedMembersColumn, closedJson, `rounds.closed_json of query ${queryId} round ${round}`) : undefined;
     const counted = [...(closed?.contributors ?? []).map((c) => c.id), ...(closed?.answered ?? [])];
-    const spec = roundSpec(readColumn(planColumn, q.plan_json, `queries.plan_json of query ${queryId}`), round);
-    await this.carry(queryId, step(closedRound(spec, counted), { type: 'answer', round, from: participantId }), {});
+    const state = closedRound(roundSpec(readColumn(planColumn, q.plan_json, `queries.plan_json of query ${queryId}`), round), counted);
+    for (const participantId of participantIds) {
+      const transition = step(state, { type: 'answer', round, from: participantId });
+      if (transition.effects.length) await this.carry(queryId, transition, {});
+    }
   }
 
   /**

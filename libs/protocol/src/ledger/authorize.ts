@@ -214,6 +214,25 @@ export function onlyEntry<T extends CheckedEntryType>(evidence: VerifiedEvidence
   return found[0]!;
 }
 
+/** The evidence's `participant.enrolled` entries by participant id, in evidence order (made once per evidence). */
+function enrollmentsIn(evidence: VerifiedEvidence): Map<string, Found<typeof ENTRY.participantEnrolled>[]> {
+  let index = enrollmentIndexes.get(evidence);
+  if (!index) {
+    index = new Map();
+    for (const entry of evidence.entries) {
+      if (entry.type !== ENTRY.participantEnrolled) continue;
+      const body = bodyOf(ENTRY.participantEnrolled, entry);
+      if (body === undefined) continue;
+      const list = index.get(body.participantId) ?? [];
+      list.push({ entry, body });
+      index.set(body.participantId, list);
+    }
+    enrollmentIndexes.set(evidence, index);
+  }
+  return index;
+}
+const enrollmentIndexes = new WeakMap<VerifiedEvidence, Map<string, Found<typeof ENTRY.participantEnrolled>[]>>();
+
 const same = (a: unknown, b: unknown): boolean => canonicalJson(a) === canonicalJson(b);
 
 /** The query's privacy settings, checked against the pinned study; the plan's minimum must be the query's. */
@@ -307,7 +326,13 @@ function checkShamirLedger(pinned: PinnedSettings, plan: ShamirPlan, evidence: V
 
 /** The enrollment of `participantId` in the pinned study, before entry `before`. */
 function enrollmentOf(pinned: PinnedSettings, evidence: VerifiedEvidence, participantId: string, role: string, before: number): Found<typeof ENTRY.participantEnrolled> {
-  const found = onlyEntry(evidence, ENTRY.participantEnrolled, (b) => b.participantId === participantId, `${role} ${participantId}`);
+  // onlyEntry's rule, through an index of the evidence's enrollments: a round-2 task proves every contributor's
+  // enrollment, and scanning the evidence for each was O(N²) per member.
+  const all = enrollmentsIn(evidence).get(participantId) ?? [];
+  const what = `${role} ${participantId}`;
+  if (all.length === 0) refuse('NOT_IN_LEDGER', `the signed ledger has no ${ENTRY.participantEnrolled} entry for ${what}`);
+  if (all.length > 1) refuse('DUPLICATE', `the ledger holds ${all.length} ${ENTRY.participantEnrolled} entries for ${what} (entries ${all.map((f) => f.entry.index).join(', ')})`);
+  const found = all[0]!;
   if (found.body.studyId !== pinned.studyId) refuse('NOT_IN_STUDY', `${role} ${participantId} is enrolled in another study (entry ${found.entry.index}), not in ${pinned.study.name}`);
   if (found.entry.index >= before) refuse('NOT_IN_STUDY', `${role} ${participantId} enrolled at entry ${found.entry.index}, after entry ${before} that relies on it`);
   return found;
