@@ -114,6 +114,16 @@ describe('signTaskRefs / openDispatchedTask', () => {
     expect(JSON.stringify(refs[0])).not.toContain('hospital-40');
   });
 
+  it('shares one part among tasks whose fields are fresh but equal objects (a query built for each task)', () => {
+    const tasks = round1Tasks().map((t) => ({ ...t, query: JSON.parse(JSON.stringify(t.query)) as typeof t.query }));
+    const { refs, parts } = signTaskRefs(coordinator, tasks);
+    expect(parts.size).toBe(2);
+    expect(new Set(refs.map((r) => r.ref.shared)).size).toBe(1);
+    // And a task whose field differs gets a part of its own.
+    const other = signTaskRefs(coordinator, [...tasks, { ...tasks[0]!, query: { ...tasks[0]!.query, select: [{ stat: 'sum', field: 'salary' }] } }]);
+    expect(new Set(other.refs.map((r) => r.ref.shared)).size).toBe(2);
+  });
+
   it('still opens a task signed whole (an older coordinator\'s outbox, and every test that forges one)', async () => {
     const task = round1Tasks()[1]!;
     const { fetch, counted } = store(new Map());

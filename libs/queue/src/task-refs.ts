@@ -73,26 +73,30 @@ export interface TaskRefs {
  */
 export function signTaskRefs(coordinatorKey: KeyPair, tasks: readonly TaskPayload[]): TaskRefs {
   const parts = new Map<string, string>();
-  const ids = new Map<object, number>();
-  const encoded = new Map<object, string>();
+  const encoded = new Map<object, { json: string; digest: string }>();
   const byIdentity = new Map<string, string>();
-  const idOf = (value: object): number => {
-    let n = ids.get(value);
-    if (n === undefined) ids.set(value, (n = ids.size));
-    return n;
+  // Each distinct field object is encoded and hashed once; a field that is a fresh but equal object in each task (a
+  // small query, say) costs its own size per task, never the whole part's.
+  const encode = (value: unknown): { json: string; digest: string } => {
+    if (value === null || typeof value !== 'object') {
+      const json = JSON.stringify(value);
+      return { json, digest: json };
+    }
+    let e = encoded.get(value);
+    if (e === undefined) {
+      const json = JSON.stringify(value);
+      encoded.set(value, (e = { json, digest: sha256(json) }));
+    }
+    return e;
   };
-  const encode = (value: unknown): string => {
-    if (value === null || typeof value !== 'object') return JSON.stringify(value);
-    let json = encoded.get(value);
-    if (json === undefined) encoded.set(value, (json = JSON.stringify(value)));
-    return json;
-  };
-  // One part per distinct set of field objects: its identity is the fields' names and objects, never its bytes.
+  // One part per distinct content: its identity is its fields' names and their encodings' digests, so the part's
+  // whole text is put together and hashed once, however many tasks share it.
   const partOf = (fields: [string, unknown][]): string => {
-    const identity = fields.map(([k, v]) => `${k}:${v !== null && typeof v === 'object' ? `#${idOf(v)}` : JSON.stringify(v)}`).join(',');
+    const each = fields.map(([k, v]) => [k, encode(v)] as const);
+    const identity = each.map(([k, e]) => `${k}:${e.digest}`).join(',');
     let hash = byIdentity.get(identity);
     if (hash === undefined) {
-      const text = `{${fields.map(([k, v]) => `${JSON.stringify(k)}:${encode(v)}`).join(',')}}`;
+      const text = `{${each.map(([k, e]) => `${JSON.stringify(k)}:${e.json}`).join(',')}}`;
       hash = sha256(text);
       parts.set(hash, text);
       byIdentity.set(identity, hash);

@@ -28,6 +28,7 @@ import {
   type PaillierPlan,
   closeRound1,
   committeeSeed,
+  deepFreeze,
   compileQuery,
   deliveriesFor,
   deriveResults,
@@ -594,6 +595,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       // The study's settings, and the researcher's key binding that the query's signature is checked against.
       const more = await tx.events.indicesOf([entryKey(ENTRY.studyCreated, input.studyId), entryKey(ENTRY.apiKeyCreated, input.submittedBy)]);
       const evidence = await tx.events.evidence([input.submittedIndex, plannedIndex, ...more.values()]);
+      // One query object for every task: the round's tasks share it (libs/queue signTaskRefs).
+      const query = taskQuery(input.spec);
       return this.prepareTasks(tx, input.studyId, evidence, participants, (pid) => ({
       kind: TASK.paillierContribute,
       queryId: input.queryId,
@@ -602,7 +605,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       issuedAt: now,
       deadline: plan.deadline,
       plan,
-      query: taskQuery(input.spec),
+      query,
       evidence,
     }));
     });
@@ -689,6 +692,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       const indices = await tx.events.indicesOf([entryKey(ENTRY.studyCreated, input.studyId), ...plan.committee.map((m) => entryKey(ENTRY.participantEnrolled, m))]);
       const evidence = await tx.events.evidence([input.submittedIndex, drawnIndex, ...indices.values()], seedTreeSize);
       const committee = participants.filter((p) => plan.committee.includes(p.id)).map(entryOf);
+      // One query object for every task: the round's tasks share it (libs/queue signTaskRefs).
+      const query = taskQuery(input.spec);
       return this.prepareTasks(tx, input.studyId, evidence, participants, (pid) => ({
       kind: TASK.shamirRound1,
       queryId: input.queryId,
@@ -697,7 +702,7 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       issuedAt: now,
       deadline: plan.deadlines.round1,
       plan,
-      query: taskQuery(input.spec),
+      query,
       directory: committee,
       evidence,
     }));
@@ -907,7 +912,8 @@ export class Orchestrator implements OnModuleInit, OnModuleDestroy {
       studyId: q.study_id,
       spec: readQuerySpec(q.spec_json, `queries.spec_json of query ${queryId}`),
       schema: readStudySchema(study.schema_json, `studies.schema_json of study ${study.id}`),
-      plan: readColumn(planColumn, q.plan_json, `queries.plan_json of query ${queryId}`),
+      // Frozen: every answer of a pass is checked against it, and its hash is then computed once (libs/protocol frozen.ts).
+      plan: deepFreeze(readColumn(planColumn, q.plan_json, `queries.plan_json of query ${queryId}`)),
       submittedBy: q.created_by,
       custodians: q.protocol === 'paillier' && q.options_json ? readColumn(paillierOptionsColumn, q.options_json, `queries.options_json of query ${queryId}`).custodians : null,
     };
