@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPair } from '@confide/crypto';
-import { appendLeaves, consistencyProof, emptyFrontier, entryBytes, frontierRoot, inclusionProof, leafHash, ledgerOrigin, MemoryNodeStore, signCheckpoint } from '@confide/ledger';
+import { deepFreeze } from '@confide/protocol';
+import { appendLeaves, consistencyProof, emptyFrontier, entryBytes, frontierRoot, inclusionProof, leafHash, ledgerOrigin, MemoryNodeStore, signCheckpoint, verifyCheckpoint } from '@confide/ledger';
 import type { CoordinatorLink } from './coordinator-link';
 import { LedgerView, loadSavedCheckpoint, saveCheckpoint, LedgerViewError, type SavedCheckpoint } from './ledger-view';
 
@@ -129,5 +130,44 @@ describe('catching the view up (LedgerView.catchUp)', () => {
     expect(view.saved()?.size).toBe(45);
     // The second found the view at the head: one checkpoint read, no page.
     expect(requests.filter((r) => r.startsWith('/v1/ledger/study'))).toHaveLength(5);
+  });
+
+  it('checks an entry of a frozen view update (a part a process\'s workers share) again against another checkpoint: a fork is refused', async () => {
+    const entry = (index: number, branch: string) => entryBytes({ index, type: 'test.note', body: { studyId: STUDY, n: index, branch }, time: new Date(Date.UTC(2030, 0, 1, 0, 0, index)).toISOString() });
+    const common = Array.from({ length: 5 }, (_, i) => entry(i, ''));
+    const tree = (raw: Uint8Array[]) => {
+      const store = new MemoryNodeStore();
+      const { frontier, nodes } = appendLeaves(emptyFrontier(), raw.map(leafHash));
+      store.put(nodes);
+      const note = signCheckpoint(key, origin, { origin, size: raw.length, root: frontierRoot(frontier) });
+      return { raw, store, note, checkpoint: verifyCheckpoint(note, key.publicKey, origin) };
+    };
+    const prefix = tree(common);
+    const honest = tree([...common, ...[5, 6, 7].map((i) => entry(i, 'honest'))]);
+    const forked = tree([...common, ...[5, 6, 7].map((i) => entry(i, 'forked'))]);
+    // Both participants' views start at the common prefix, fetched over HTTP.
+    const link = {
+      async get<T>(path: string): Promise<T> {
+        if (path === '/v1/ledger/checkpoint') return { note: prefix.note } as T;
+        const entries = await Promise.all(common.map(async (e, index) => ({ index, entry: b64(e), proof: (await inclusionProof(prefix.store, index, 5)).map(b64) })));
+        return { treeSize: 5, entries, more: false, consistency: null } as T;
+      },
+    } as unknown as CoordinatorLink;
+    const homes = [home, mkdtempSync(join(tmpdir(), 'confide-view-'))];
+    const [a, b] = homes.map((h) => new LedgerView(h, key.publicKey, link, STUDY));
+    try {
+      await a!.catchUp();
+      await b!.catchUp();
+      const proven = async (t: typeof honest) => deepFreeze({ from: 5, consistency: (await consistencyProof(t.store, 5, 8)).map(b64), entries: await Promise.all([5, 6, 7].map(async (i) => ({ index: i, entry: b64(honest.raw[i]!), proof: (await inclusionProof(honest.store, i, 8)).map(b64) }))) });
+      const update = await proven(honest);
+      expect((await a!.catchUp({ note: honest.note, checkpoint: honest.checkpoint }, update)).size).toBe(8);
+      // The same frozen entry objects, with the fork's consistency proof (the fork extends the saved prefix too), under
+      // the fork's checkpoint of the same size: the entries are not in it, whatever another participant verified.
+      const fork = deepFreeze({ ...update, consistency: (await consistencyProof(forked.store, 5, 8)).map(b64) });
+      await expect(b!.catchUp({ note: forked.note, checkpoint: forked.checkpoint }, fork)).rejects.toThrow(/study entry 5 is not in the signed ledger of 8 entries/);
+      expect(b!.saved()?.size).toBe(5);
+    } finally {
+      rmSync(homes[1]!, { recursive: true, force: true });
+    }
   });
 });

@@ -200,6 +200,17 @@ describe('signTaskRefs / openDispatchedTask', () => {
     expect((await rejection(openDispatchedTask(viaRedis(arrayRef), expectFor(task.participantId), store(new Map([[sha256(array), array]])).fetch, new SharedParts()))).message).toMatch(/not a JSON object/);
   });
 
+  it('rejects deliveries on a reference that is not round 2\'s, and a round-2 reference without them', async () => {
+    const [one, two] = [round1Tasks()[1]!, round2Task()];
+    const { refs, parts } = signTaskRefs(coordinator, [one, two]);
+    const { fetch, counted } = store(parts);
+    const withDeliveries = signRef({ ...refs[0]!.ref, deliveries: [] });
+    expect((await rejection(openDispatchedTask(viaRedis(withDeliveries), expectFor(one.participantId), fetch, new SharedParts()))).message).toMatch(/deliveries belong to round-2 tasks/);
+    const { deliveries: _d, ...bare } = refs[1]!.ref;
+    expect((await rejection(openDispatchedTask(viaRedis(signRef(bare)), expectFor(two.participantId, two.issuedAt), fetch, new SharedParts()))).message).toMatch(/every round-2 task has them/);
+    expect(counted.gets).toBe(0);
+  });
+
   it('rejects a task the parts make up that its schema refuses (a strict schema: no extra field)', async () => {
     const task = round1Tasks()[1]!;
     const text = JSON.stringify({ directory: task.directory, evidence: task.evidence, plan: task.plan, query: task.query, surprise: 1 });
