@@ -144,8 +144,8 @@ export class SharedParts {
   private readonly pending = new Map<string, Promise<unknown>>();
 
   constructor(
-    private readonly maxParts = 64,
-    private readonly maxBytes = 256 * 1024 * 1024,
+    private readonly maxParts = 16,
+    private readonly maxBytes = 64 * 1024 * 1024,
   ) {}
 
   /**
