@@ -200,7 +200,7 @@ export class TaskRejected extends UnrecoverableError {
  */
 export function openTask(
   data: unknown,
-  expect: { coordinatorKey: PublicKey; participantId: string; studyId: string; now?: number; skewMs?: number },
+  expect: TaskExpectation & { readonly coordinatorKey: PublicKey },
 ): TaskPayload {
   const parsed = signedTaskSchema.safeParse(data);
   if (!parsed.success) throw new TaskRejected(`malformed task: ${parsed.error.issues[0]?.path.join('.') ?? ''} ${parsed.error.issues[0]?.message ?? ''}`.trim());
@@ -211,18 +211,35 @@ export function openTask(
 
 /**
  * The checks of {@link openTask} after the signature, for a task signed whole or put together from a signed reference
- * (task-refs.ts): addressed to this participant and study, its plan for its query, not expired, not issued in the future.
+ * (task-refs.ts): addressed to this participant and study, not expired, not issued in the future, its plan for its query.
  * @throws TaskRejected naming the first problem
  */
-export function checkTask(task: TaskPayload, expect: { participantId: string; studyId: string; now?: number; skewMs?: number }): TaskPayload {
+export function checkTask(task: TaskPayload, expect: TaskExpectation): TaskPayload {
+  checkAddressed(task, expect);
+  if (task.plan.jobId !== task.queryId) throw new TaskRejected('task plan is for another query');
+  return task;
+}
+
+/** Who a worker is and when it is, for {@link checkTask}: `now` and `skewMs` (60 s) for tests and clock drift. */
+export interface TaskExpectation {
+  readonly participantId: string;
+  readonly studyId: string;
+  readonly now?: number;
+  readonly skewMs?: number;
+}
+
+/**
+ * The checks a task's own signed fields settle: addressed to this participant and study, not expired, not issued in
+ * the future. A task by reference passes them before any of its parts is fetched (task-refs.ts).
+ * @throws TaskRejected naming the first problem
+ */
+export function checkAddressed(task: Pick<TaskPayload, 'participantId' | 'studyId' | 'issuedAt' | 'deadline'>, expect: TaskExpectation): void {
   if (task.participantId !== expect.participantId) throw new TaskRejected(`task is addressed to participant ${task.participantId}`);
   if (task.studyId !== expect.studyId) throw new TaskRejected(`task is for study ${task.studyId}, this worker serves ${expect.studyId}`);
-  if (task.plan.jobId !== task.queryId) throw new TaskRejected('task plan is for another query');
   const now = expect.now ?? Date.now();
   const skew = expect.skewMs ?? 60_000;
   if (task.issuedAt > now + skew) throw new TaskRejected('task is issued in the future');
   if (now > task.deadline) throw new TaskRejected(`task expired at ${formatTime(task.deadline)}`);
-  return task;
 }
 
 // Date#toISOString throws a RangeError beyond ±8.64e15 ms, and the schema allows any safe integer: a rejection

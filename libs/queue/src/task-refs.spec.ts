@@ -171,6 +171,12 @@ describe('signTaskRefs / openDispatchedTask', () => {
     expect((await rejection(openDispatchedTask(viaRedis(refs[0]), { ...expectFor(task.participantId), studyId: 'other' }, fetch, new SharedParts()))).message).toMatch(/is for study salaries-2030/);
     expect(counted.gets).toBe(0);
     expect((await rejection(openDispatchedTask(viaRedis(refs[0]), expectFor(task.participantId, task.deadline + 1), fetch, new SharedParts()))).message).toMatch(/task expired/);
+    // Expired is a refusal even when its parts are gone from Redis (they expire an hour after the deadline): a worker
+    // back after a long absence says "expired", not "part missing", and asks Redis nothing.
+    const gone = await rejection(openDispatchedTask(viaRedis(refs[0]), expectFor(task.participantId, task.deadline + 7_200_000), store(new Map()).fetch, new SharedParts()));
+    expect(gone).toBeInstanceOf(TaskRejected);
+    expect(gone.message).toMatch(/task expired/);
+    expect(counted.gets).toBe(0);
   });
 
   it.each<[string, (part: Record<string, unknown>) => Record<string, unknown>]>([

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { canonicalJson, signCanonicalJson, verifyMessage, type KeyPair } from '@confide/crypto';
 import { deepFreeze, ledgerValue, round1DeliverySchema, viewUpdateSchema } from '@confide/protocol';
 import { TASK } from './names';
-import { checkTask, openTask, paillierTaskSchema, shamirRound1TaskSchema, shamirRound2TaskSchema, signedTaskSchema, TaskRejected, type TaskPayload } from './payloads';
+import { checkAddressed, checkTask, openTask, paillierTaskSchema, shamirRound1TaskSchema, shamirRound2TaskSchema, signedTaskSchema, TaskRejected, type TaskPayload } from './payloads';
 
 /**
  * Tasks by reference (issue 15, "N = 1,000"): the parts of a round's tasks that every participant gets alike go to
@@ -53,8 +53,11 @@ export type SignedTaskRef = z.infer<typeof signedTaskRefSchema>;
 export const dispatchedTaskSchema = z.union([signedTaskSchema, signedTaskRefSchema]);
 export type DispatchedTask = z.infer<typeof dispatchedTaskSchema>;
 
-/** The fields a task by reference carries itself; a shared part holding any of them is refused. */
-const OWN_FIELDS = new Set(['kind', 'queryId', 'studyId', 'participantId', 'issuedAt', 'deadline', 'view', 'deliveries', 'shared']);
+
+/** A task's fields that the reference carries itself (as `omit` masks for the parts' schemas): no shared part holds one. */
+const OWN = { kind: true, queryId: true, studyId: true, participantId: true, issuedAt: true, deadline: true, view: true } as const;
+/** Every key a shared part may not hold: the reference's own fields, round 2's deliveries and the part's own hash. */
+const OWN_FIELDS = new Set([...Object.keys(OWN), 'deliveries', 'shared']);
 
 const sha256 = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
 
@@ -197,8 +200,6 @@ export class SharedParts {
 /** The parts cache of this process ({@link SharedParts}). */
 export const sharedParts = new SharedParts();
 
-/** A task's fields that its shared part may not hold, as `omit` masks. */
-const OWN = { kind: true, queryId: true, studyId: true, participantId: true, issuedAt: true, deadline: true, view: true } as const;
 
 /** What a shared part holds, by task kind: the kind's task schema without the fields the reference carries. */
 const sharedSchemas = {
@@ -230,9 +231,9 @@ export async function openDispatchedTask(
   if (!parsed.success) throw malformed('', parsed.error);
   const { ref, signature } = parsed.data;
   if (!verifyMessage(expect.coordinatorKey, TASK_REF_DOMAIN, ledgerValue(ref), signature)) throw new TaskRejected('task signature does not verify with the coordinator key');
-  // Addressed and dated before anything is fetched: a task for someone else, or expired, costs no request.
-  if (ref.participantId !== expect.participantId) throw new TaskRejected(`task is addressed to participant ${ref.participantId}`);
-  if (ref.studyId !== expect.studyId) throw new TaskRejected(`task is for study ${ref.studyId}, this worker serves ${expect.studyId}`);
+  // Addressed and dated before anything is fetched: a task for someone else costs no request, and one that waited
+  // past its deadline (its parts may be gone from Redis by then) is refused as expired, not failed as missing parts.
+  checkAddressed(ref, expect);
   if ((ref.kind === TASK.shamirRound2) !== (ref.deliveries !== undefined)) throw new TaskRejected('malformed task: deliveries belong to round-2 tasks, and every round-2 task has them');
   const shared = await parts.get(ref.shared, ref.kind, fetchPart, (part) => {
     const own = Object.keys(part).filter((k) => OWN_FIELDS.has(k));

@@ -209,6 +209,11 @@ export function onlyEntry<T extends CheckedEntryType>(evidence: VerifiedEvidence
     const body = bodyOf(type, entry);
     if (body !== undefined && match(body)) found.push({ entry, body });
   }
+  return theOne(found, type, what);
+}
+
+/** The one entry found; refuses when there is none, or more than one ({@link onlyEntry}'s rule). */
+function theOne<T extends CheckedEntryType>(found: readonly Found<T>[], type: T, what: string): Found<T> {
   if (found.length === 0) refuse('NOT_IN_LEDGER', `the signed ledger has no ${type} entry for ${what}`);
   if (found.length > 1) refuse('DUPLICATE', `the ledger holds ${found.length} ${type} entries for ${what} (entries ${found.map((f) => f.entry.index).join(', ')})`);
   return found[0]!;
@@ -328,11 +333,7 @@ function checkShamirLedger(pinned: PinnedSettings, plan: ShamirPlan, evidence: V
 function enrollmentOf(pinned: PinnedSettings, evidence: VerifiedEvidence, participantId: string, role: string, before: number): Found<typeof ENTRY.participantEnrolled> {
   // onlyEntry's rule, through an index of the evidence's enrollments: a round-2 task proves every contributor's
   // enrollment, and scanning the evidence for each was O(N²) per member.
-  const all = enrollmentsIn(evidence).get(participantId) ?? [];
-  const what = `${role} ${participantId}`;
-  if (all.length === 0) refuse('NOT_IN_LEDGER', `the signed ledger has no ${ENTRY.participantEnrolled} entry for ${what}`);
-  if (all.length > 1) refuse('DUPLICATE', `the ledger holds ${all.length} ${ENTRY.participantEnrolled} entries for ${what} (entries ${all.map((f) => f.entry.index).join(', ')})`);
-  const found = all[0]!;
+  const found = theOne(enrollmentsIn(evidence).get(participantId) ?? [], ENTRY.participantEnrolled, `${role} ${participantId}`);
   if (found.body.studyId !== pinned.studyId) refuse('NOT_IN_STUDY', `${role} ${participantId} is enrolled in another study (entry ${found.entry.index}), not in ${pinned.study.name}`);
   if (found.entry.index >= before) refuse('NOT_IN_STUDY', `${role} ${participantId} enrolled at entry ${found.entry.index}, after entry ${before} that relies on it`);
   return found;
